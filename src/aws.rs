@@ -1,0 +1,51 @@
+//! Construction of the real AWS adapters.
+//!
+//! The region comes from instance metadata unless `AWS_REGION` is set, and is passed explicitly so
+//! the SDK's own region chain never queries IMDS again (it retries for seconds and then silently
+//! leaves the region empty). Endpoints follow the SDK's standard overrides (`AWS_ENDPOINT_URL`,
+//! `AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2`, `AWS_ENDPOINT_URL_EC2`), credentials the standard chain.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+
+use crate::ec2::Ec2Tags;
+use crate::metadata::Identity;
+use crate::nlb::{CallCounter, Elbv2};
+
+/// SDK configuration for `identity`'s region with the agent's retry and timeout policy:
+/// standard retries (exponential back-off with full jitter, throttling and 5xx are retryable,
+/// bounded by a client-side retry quota so a struggling API is not stormed).
+pub async fn sdk_config(identity: &Identity) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(identity.region.clone()))
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(5)
+                .with_initial_backoff(Duration::from_millis(200))
+                .with_max_backoff(Duration::from_secs(5)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .operation_timeout(Duration::from_secs(60))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// The ELBv2 and EC2 adapters sharing one call counter.
+pub async fn adapters(identity: &Identity, calls: &CallCounter) -> (Elbv2, Ec2Tags) {
+    let config = sdk_config(identity).await;
+    (
+        Elbv2::new(
+            aws_sdk_elasticloadbalancingv2::Client::new(&config),
+            calls.clone(),
+        ),
+        Ec2Tags::new(aws_sdk_ec2::Client::new(&config), calls.clone()),
+    )
+}

@@ -1,0 +1,83 @@
+//! EC2 instance tags, the fallback when instance metadata does not expose tags.
+//!
+//! Only used when `tags/instance` answers 404 (instance metadata tags disabled), so a host with
+//! tags in metadata never needs the `ec2:DescribeTags` permission.
+
+use std::future::Future;
+
+use aws_sdk_ec2 as ec2;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use ec2::error::ProvideErrorMetadata;
+use ec2::types::Filter;
+
+use crate::nlb::CallCounter;
+
+/// A failed EC2 call.
+#[derive(Debug, thiserror::Error)]
+#[error("DescribeTags for {instance_id} tag {key} failed: {code}: {message}")]
+pub struct Ec2Error {
+    /// The instance.
+    pub instance_id: String,
+    /// The tag key.
+    pub key: String,
+    /// AWS's error code.
+    pub code: String,
+    /// Details.
+    pub message: String,
+}
+
+/// Reads one tag of an instance.
+pub trait InstanceTags: Send + Sync {
+    /// The tag's value, `None` when the instance has no such tag.
+    fn tag(
+        &self,
+        instance_id: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<String>, Ec2Error>> + Send;
+}
+
+/// EC2 DescribeTags through the AWS SDK.
+#[derive(Debug, Clone)]
+pub struct Ec2Tags {
+    client: ec2::Client,
+    calls: CallCounter,
+}
+
+impl Ec2Tags {
+    /// Wraps a configured client.
+    pub fn new(client: ec2::Client, calls: CallCounter) -> Self {
+        Ec2Tags { client, calls }
+    }
+}
+
+impl InstanceTags for Ec2Tags {
+    async fn tag(&self, instance_id: &str, key: &str) -> Result<Option<String>, Ec2Error> {
+        self.calls.record("DescribeTags");
+        let out = self
+            .client
+            .describe_tags()
+            .filters(
+                Filter::builder()
+                    .name("resource-id")
+                    .values(instance_id)
+                    .build(),
+            )
+            .filters(Filter::builder().name("key").values(key).build())
+            .send()
+            .await
+            .map_err(|e| Ec2Error {
+                instance_id: instance_id.to_string(),
+                key: key.to_string(),
+                code: e.code().unwrap_or("Unknown").to_string(),
+                message: e
+                    .message()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| DisplayErrorContext(&e).to_string()),
+            })?;
+        Ok(out
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(key) && t.resource_id() == Some(instance_id))
+            .and_then(|t| t.value().map(str::to_string)))
+    }
+}

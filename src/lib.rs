@@ -1,0 +1,20 @@
+//! kplink-agent: wires a self-managed Kafka broker on EC2 into an AWS PrivateLink NLB.
+//!
+//! Each broker gets its own NLB port (a listener forwarding to a target group that holds only that
+//! broker), joins the cluster's bootstrap target group, and advertises itself in
+//! `server.properties` under a zonal name. The crate is a library with a thin binary
+//! (`src/bin/kplink-agent.rs`): [`cli`] parses commands, [`reconcile`] runs passes over the side
+//! effect traits ([`metadata::InstanceMetadata`], [`nlb::LoadBalancer`], [`ec2::InstanceTags`]),
+//! and the decisions live in pure modules ([`plan`], [`registry`], [`broker_id`], [`properties`]).
+
+pub mod aws;
+pub mod broker_id;
+pub mod cli;
+pub mod config;
+pub mod ec2;
+pub mod metadata;
+pub mod nlb;
+pub mod plan;
+pub mod properties;
+pub mod reconcile;
+pub mod registry;

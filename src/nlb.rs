@@ -1,0 +1,526 @@
+//! The Network Load Balancer: the agent's only shared state.
+//!
+//! [`LoadBalancer`] is the seam between the reconcile logic and ELBv2; [`Elbv2`] is the thin real
+//! adapter. Every call is counted by operation (see [`CallCounter`]) so passes can report what they
+//! cost, and every failure names the operation, the ARN or id it was about, and AWS's error code.
+//! Throttling and 5xx answers are retried with jitter by the SDK's standard retry policy before an
+//! error reaches this module.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_elasticloadbalancingv2 as elbv2;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use elbv2::error::ProvideErrorMetadata;
+use elbv2::types::{
+    Action, ActionTypeEnum, ProtocolEnum, Tag, TargetDescription, TargetHealthStateEnum,
+    TargetTypeEnum,
+};
+
+/// A failed ELBv2 call.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} on {resource} failed: {code}: {message}")]
+pub struct NlbError {
+    /// ELBv2 operation, e.g. `CreateListener`.
+    pub operation: &'static str,
+    /// The ARN, name or port the call was about.
+    pub resource: String,
+    /// AWS's error code (e.g. `LoadBalancerNotFound`), or `Unknown` for transport failures.
+    pub code: String,
+    /// The SDK's full error context.
+    pub message: String,
+}
+
+impl NlbError {
+    fn from_sdk<E, R>(
+        operation: &'static str,
+        resource: impl Into<String>,
+        err: elbv2::error::SdkError<E, R>,
+    ) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let code = err.code().unwrap_or("Unknown").to_string();
+        let message = match err.message() {
+            Some(m) => m.to_string(),
+            None => DisplayErrorContext(&err).to_string(),
+        };
+        NlbError {
+            operation,
+            resource: resource.into(),
+            code,
+            message,
+        }
+    }
+}
+
+/// A listener of the load balancer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Listener {
+    /// Listener ARN.
+    pub arn: String,
+    /// Port it listens on.
+    pub port: u16,
+    /// Target group of its default forward action, if it forwards to exactly one.
+    pub target_group_arn: Option<String>,
+}
+
+/// Health of a registered target as ELBv2 reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetState {
+    /// Registered and in service or on its way (initial, healthy, unhealthy, unused, unavailable).
+    Registered,
+    /// Being deregistered.
+    Draining,
+}
+
+/// A registered instance target.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Target {
+    /// Instance id.
+    pub id: String,
+    /// Port traffic is sent to.
+    pub port: u16,
+    /// Registration state.
+    pub state: TargetState,
+    /// ELBv2's health state, e.g. `healthy`.
+    pub health: String,
+}
+
+/// What a target group is created with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetGroupSpec {
+    /// Name (≤ 32 characters).
+    pub name: String,
+    /// VPC of the targets.
+    pub vpc_id: String,
+    /// Port targets listen on; also the TCP health check port.
+    pub port: u16,
+    /// Tags applied at creation.
+    pub tags: Vec<(String, String)>,
+}
+
+/// Result of trying to put a listener on a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenerClaim {
+    /// The listener exists now (created, or an identical one existed); its ARN.
+    Claimed(String),
+    /// Another listener already holds the port.
+    PortTaken,
+}
+
+/// The ELBv2 operations the agent needs.
+pub trait LoadBalancer: Send + Sync {
+    /// All listeners of the load balancer.
+    fn listeners(
+        &self,
+        lb_arn: &str,
+    ) -> impl Future<Output = Result<Vec<Listener>, NlbError>> + Send;
+    /// Targets registered in a target group.
+    fn targets(&self, tg_arn: &str) -> impl Future<Output = Result<Vec<Target>, NlbError>> + Send;
+    /// Creates the target group, or returns the ARN of the existing one of that name.
+    fn ensure_target_group(
+        &self,
+        spec: &TargetGroupSpec,
+    ) -> impl Future<Output = Result<String, NlbError>> + Send;
+    /// Creates a TCP listener on `port` forwarding to `tg_arn`; atomic per port.
+    fn create_listener(
+        &self,
+        lb_arn: &str,
+        port: u16,
+        tg_arn: &str,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = Result<ListenerClaim, NlbError>> + Send;
+    /// Registers instance targets.
+    fn register(
+        &self,
+        tg_arn: &str,
+        targets: &[(String, u16)],
+    ) -> impl Future<Output = Result<(), NlbError>> + Send;
+    /// Deregisters instance targets.
+    fn deregister(
+        &self,
+        tg_arn: &str,
+        targets: &[(String, u16)],
+    ) -> impl Future<Output = Result<(), NlbError>> + Send;
+    /// Deletes a listener.
+    fn delete_listener(&self, arn: &str) -> impl Future<Output = Result<(), NlbError>> + Send;
+    /// Deletes a target group.
+    fn delete_target_group(&self, arn: &str) -> impl Future<Output = Result<(), NlbError>> + Send;
+}
+
+/// AWS calls made, by operation name.
+#[derive(Debug, Default, Clone)]
+pub struct CallCounter(Arc<Mutex<BTreeMap<&'static str, u64>>>);
+
+impl CallCounter {
+    /// Counts one call.
+    pub fn record(&self, operation: &'static str) {
+        if let Ok(mut map) = self.0.lock() {
+            *map.entry(operation).or_default() += 1;
+        }
+    }
+    /// A copy of the counts so far.
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+    /// Total calls so far.
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+}
+
+/// Name of a target group from its ARN (`…:targetgroup/NAME/ID`), a documented, stable format.
+pub fn target_group_name(arn: &str) -> Option<&str> {
+    let resource = arn.split(':').nth(5)?;
+    let mut parts = resource.split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("targetgroup"), Some(name), Some(_)) => Some(name),
+        _ => None,
+    }
+}
+
+/// ELBv2 through the AWS SDK.
+#[derive(Debug, Clone)]
+pub struct Elbv2 {
+    client: elbv2::Client,
+    calls: CallCounter,
+}
+
+impl Elbv2 {
+    /// Wraps a configured client; `calls` receives one count per request sent.
+    pub fn new(client: elbv2::Client, calls: CallCounter) -> Self {
+        Elbv2 { client, calls }
+    }
+
+    async fn describe_target_group_arn(&self, name: &str) -> Result<String, NlbError> {
+        self.calls.record("DescribeTargetGroups");
+        let out = self
+            .client
+            .describe_target_groups()
+            .names(name)
+            .send()
+            .await
+            .map_err(|e| NlbError::from_sdk("DescribeTargetGroups", name, e))?;
+        out.target_groups()
+            .iter()
+            .find_map(|tg| tg.target_group_arn().map(str::to_string))
+            .ok_or_else(|| NlbError {
+                operation: "DescribeTargetGroups",
+                resource: name.to_string(),
+                code: "TargetGroupNotFound".into(),
+                message: "no target group of that name after CreateTargetGroup reported it exists"
+                    .into(),
+            })
+    }
+}
+
+impl Elbv2 {
+    /// Refuses to adopt a same-named group that this cluster did not create.
+    async fn verify_tags(&self, arn: &str, spec: &TargetGroupSpec) -> Result<(), NlbError> {
+        self.calls.record("DescribeTags");
+        let out = self
+            .client
+            .describe_tags()
+            .resource_arns(arn)
+            .send()
+            .await
+            .map_err(|e| NlbError::from_sdk("DescribeTags", arn, e))?;
+        let tags: Vec<(&str, &str)> = out
+            .tag_descriptions()
+            .iter()
+            .flat_map(|d| d.tags())
+            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()))
+            .collect();
+        match spec
+            .tags
+            .iter()
+            .find(|(k, v)| !tags.contains(&(k.as_str(), v.as_str())))
+        {
+            None => Ok(()),
+            Some((k, v)) => Err(NlbError {
+                operation: "CreateTargetGroup",
+                resource: arn.to_string(),
+                code: "DuplicateTargetGroupName".into(),
+                message: format!(
+                    "a target group named {} exists without tag {k}={v}; refusing to adopt it",
+                    spec.name
+                ),
+            }),
+        }
+    }
+}
+
+fn descriptions(targets: &[(String, u16)]) -> Vec<TargetDescription> {
+    targets
+        .iter()
+        .map(|(id, port)| {
+            TargetDescription::builder()
+                .id(id)
+                .port(i32::from(*port))
+                .build()
+        })
+        .collect()
+}
+
+fn target_list(targets: &[(String, u16)]) -> String {
+    targets
+        .iter()
+        .map(|(id, port)| format!("{id}:{port}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl LoadBalancer for Elbv2 {
+    async fn listeners(&self, lb_arn: &str) -> Result<Vec<Listener>, NlbError> {
+        let mut listeners = Vec::new();
+        let mut marker = None;
+        loop {
+            self.calls.record("DescribeListeners");
+            let out = self
+                .client
+                .describe_listeners()
+                .load_balancer_arn(lb_arn)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| NlbError::from_sdk("DescribeListeners", lb_arn, e))?;
+            for l in out.listeners() {
+                let (Some(arn), Some(port)) = (l.listener_arn(), l.port()) else {
+                    continue;
+                };
+                let forward: Vec<&Action> = l
+                    .default_actions()
+                    .iter()
+                    .filter(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
+                    .collect();
+                let target_group_arn = match forward.as_slice() {
+                    [action] => action.target_group_arn().map(str::to_string).or_else(|| {
+                        let groups = action.forward_config()?.target_groups();
+                        match groups {
+                            [only] => only.target_group_arn().map(str::to_string),
+                            _ => None,
+                        }
+                    }),
+                    _ => None,
+                };
+                listeners.push(Listener {
+                    arn: arn.to_string(),
+                    port: u16::try_from(port).unwrap_or(0),
+                    target_group_arn,
+                });
+            }
+            marker = out.next_marker().map(str::to_string);
+            if marker.is_none() {
+                return Ok(listeners);
+            }
+        }
+    }
+
+    async fn targets(&self, tg_arn: &str) -> Result<Vec<Target>, NlbError> {
+        self.calls.record("DescribeTargetHealth");
+        let out = self
+            .client
+            .describe_target_health()
+            .target_group_arn(tg_arn)
+            .send()
+            .await
+            .map_err(|e| NlbError::from_sdk("DescribeTargetHealth", tg_arn, e))?;
+        Ok(out
+            .target_health_descriptions()
+            .iter()
+            .filter_map(|d| {
+                let target = d.target()?;
+                let health = d.target_health().and_then(|h| h.state());
+                Some(Target {
+                    id: target.id()?.to_string(),
+                    port: target
+                        .port()
+                        .and_then(|p| u16::try_from(p).ok())
+                        .unwrap_or(0),
+                    state: if health == Some(&TargetHealthStateEnum::Draining) {
+                        TargetState::Draining
+                    } else {
+                        TargetState::Registered
+                    },
+                    health: health.map(|h| h.as_str().to_string()).unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    async fn ensure_target_group(&self, spec: &TargetGroupSpec) -> Result<String, NlbError> {
+        self.calls.record("CreateTargetGroup");
+        let tags = spec
+            .tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect::<Vec<_>>();
+        let result = self
+            .client
+            .create_target_group()
+            .name(&spec.name)
+            .protocol(ProtocolEnum::Tcp)
+            .port(i32::from(spec.port))
+            .vpc_id(&spec.vpc_id)
+            .target_type(TargetTypeEnum::Instance)
+            .health_check_protocol(ProtocolEnum::Tcp)
+            .health_check_port(spec.port.to_string())
+            .set_tags(Some(tags))
+            .send()
+            .await;
+        match result {
+            Ok(out) => out
+                .target_groups()
+                .iter()
+                .find_map(|tg| tg.target_group_arn().map(str::to_string))
+                .ok_or_else(|| NlbError {
+                    operation: "CreateTargetGroup",
+                    resource: spec.name.clone(),
+                    code: "EmptyResponse".into(),
+                    message: "no target group in the response".into(),
+                }),
+            // AWS returns the existing group when the settings match; moto (and AWS when they
+            // differ) answer DuplicateTargetGroupName instead, so look it up by name.
+            Err(e) if e.code() == Some("DuplicateTargetGroupName") => {
+                let arn = self.describe_target_group_arn(&spec.name).await?;
+                self.verify_tags(&arn, spec).await?;
+                Ok(arn)
+            }
+            Err(e) => Err(NlbError::from_sdk("CreateTargetGroup", &spec.name, e)),
+        }
+    }
+
+    async fn create_listener(
+        &self,
+        lb_arn: &str,
+        port: u16,
+        tg_arn: &str,
+        tags: &[(String, String)],
+    ) -> Result<ListenerClaim, NlbError> {
+        self.calls.record("CreateListener");
+        let tags = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect::<Vec<_>>();
+        let action = Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .target_group_arn(tg_arn)
+            .build();
+        let result = self
+            .client
+            .create_listener()
+            .load_balancer_arn(lb_arn)
+            .protocol(ProtocolEnum::Tcp)
+            .port(i32::from(port))
+            .default_actions(action)
+            .set_tags(Some(tags))
+            .send()
+            .await;
+        match result {
+            Ok(out) => out
+                .listeners()
+                .iter()
+                .find_map(|l| l.listener_arn().map(str::to_string))
+                .map(ListenerClaim::Claimed)
+                .ok_or_else(|| NlbError {
+                    operation: "CreateListener",
+                    resource: format!("{lb_arn} port {port}"),
+                    code: "EmptyResponse".into(),
+                    message: "no listener in the response".into(),
+                }),
+            Err(e) if e.code() == Some("DuplicateListener") => Ok(ListenerClaim::PortTaken),
+            Err(e) => Err(NlbError::from_sdk(
+                "CreateListener",
+                format!("{lb_arn} port {port}"),
+                e,
+            )),
+        }
+    }
+
+    async fn register(&self, tg_arn: &str, targets: &[(String, u16)]) -> Result<(), NlbError> {
+        self.calls.record("RegisterTargets");
+        self.client
+            .register_targets()
+            .target_group_arn(tg_arn)
+            .set_targets(Some(descriptions(targets)))
+            .send()
+            .await
+            .map_err(|e| {
+                NlbError::from_sdk(
+                    "RegisterTargets",
+                    format!("{tg_arn} ({})", target_list(targets)),
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn deregister(&self, tg_arn: &str, targets: &[(String, u16)]) -> Result<(), NlbError> {
+        self.calls.record("DeregisterTargets");
+        let result = self
+            .client
+            .deregister_targets()
+            .target_group_arn(tg_arn)
+            .set_targets(Some(descriptions(targets)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Already gone (another pass or an operator got there first): the goal holds.
+            Err(e) if e.code() == Some("InvalidTarget") => Ok(()),
+            Err(e) => Err(NlbError::from_sdk(
+                "DeregisterTargets",
+                format!("{tg_arn} ({})", target_list(targets)),
+                e,
+            )),
+        }
+    }
+
+    async fn delete_listener(&self, arn: &str) -> Result<(), NlbError> {
+        self.calls.record("DeleteListener");
+        match self.client.delete_listener().listener_arn(arn).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ListenerNotFound") => Ok(()),
+            Err(e) => Err(NlbError::from_sdk("DeleteListener", arn, e)),
+        }
+    }
+
+    async fn delete_target_group(&self, arn: &str) -> Result<(), NlbError> {
+        self.calls.record("DeleteTargetGroup");
+        match self
+            .client
+            .delete_target_group()
+            .target_group_arn(arn)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("TargetGroupNotFound") => Ok(()),
+            Err(e) => Err(NlbError::from_sdk("DeleteTargetGroup", arn, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_group_name_from_arn() {
+        assert_eq!(
+            target_group_name("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/kp-orders-b3/73e2d6bc24d8a067"),
+            Some("kp-orders-b3")
+        );
+        assert_eq!(
+            target_group_name(
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/x/1"
+            ),
+            None
+        );
+        assert_eq!(target_group_name("nonsense"), None);
+    }
+}

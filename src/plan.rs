@@ -1,0 +1,434 @@
+//! The pure planner: from (desired, observed) to the changes a pass must make.
+//!
+//! Nothing here performs I/O. [`assess`] reads the NLB's listeners into claims; [`plan`] combines
+//! that with the observed targets into a [`Plan`]. The reconcile executor carries a plan out and the
+//! `plan` command prints it, so what is shown is exactly what a pass would do.
+
+use std::collections::BTreeSet;
+use std::ops::RangeInclusive;
+
+use serde::Serialize;
+
+use crate::nlb::{target_group_name, Listener, Target, TargetState};
+
+/// What this broker should look like on the NLB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Desired {
+    /// Broker id.
+    pub broker_id: i32,
+    /// This instance.
+    pub instance_id: String,
+    /// Kafka's local port for the managed listener (target port).
+    pub target_port: u16,
+    /// Ports claimable for per-broker listeners.
+    pub port_range: RangeInclusive<u16>,
+    /// Port of the bootstrap listener.
+    pub bootstrap_port: u16,
+    /// Name of this broker's dedicated target group.
+    pub dedicated_group: String,
+    /// Name of the cluster's bootstrap target group.
+    pub bootstrap_group: String,
+}
+
+/// What the listeners say about this broker and the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Assessment {
+    /// The bootstrap listener, if present.
+    pub bootstrap: Option<Listener>,
+    /// This broker's claim: the listener in range forwarding to its dedicated group.
+    pub claim: Option<Listener>,
+    /// Further listeners forwarding to the dedicated group (a race between an old and a new
+    /// instance of the same broker); they are deleted so each broker has exactly one port.
+    pub duplicate_claims: Vec<Listener>,
+    /// Ports in range held by other listeners.
+    pub occupied: BTreeSet<u16>,
+    /// A listener on a port in range that this agent cannot interpret (no single forward target).
+    pub foreign_in_range: usize,
+}
+
+/// Reads the NLB's listeners. `keep_port` (the port in `server.properties`) decides which claim
+/// survives when there are several, so clients keep the address Kafka already advertises.
+pub fn assess(desired: &Desired, listeners: &[Listener], keep_port: Option<u16>) -> Assessment {
+    let mut a = Assessment::default();
+    let mut claims: Vec<Listener> = Vec::new();
+    for l in listeners {
+        if l.port == desired.bootstrap_port {
+            a.bootstrap = Some(l.clone());
+            continue;
+        }
+        if !desired.port_range.contains(&l.port) {
+            continue;
+        }
+        let group = l.target_group_arn.as_deref().and_then(target_group_name);
+        if group == Some(desired.dedicated_group.as_str()) {
+            claims.push(l.clone());
+        } else {
+            if group.is_none() {
+                a.foreign_in_range += 1;
+            }
+            a.occupied.insert(l.port);
+        }
+    }
+    claims.sort_by_key(|l| (Some(l.port) != keep_port, l.port));
+    let mut claims = claims.into_iter();
+    a.claim = claims.next();
+    a.duplicate_claims = claims.collect();
+    a
+}
+
+/// Target registrations to change in one group.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct TargetChanges {
+    /// Register this instance.
+    pub register_self: bool,
+    /// Stale targets to deregister: `(instance id, port)`.
+    pub deregister: Vec<(String, u16)>,
+}
+
+impl TargetChanges {
+    /// No change needed.
+    pub fn is_empty(&self) -> bool {
+        !self.register_self && self.deregister.is_empty()
+    }
+}
+
+/// Computes registrations: the dedicated group holds exactly this instance on the target port; the
+/// bootstrap group holds this instance, and loses targets that were stale in the dedicated group
+/// (a replaced instance of this broker). Other brokers' bootstrap targets are never touched.
+pub fn plan_targets(
+    desired: &Desired,
+    dedicated: &[Target],
+    bootstrap: &[Target],
+) -> (TargetChanges, TargetChanges) {
+    let is_self = |t: &Target| t.id == desired.instance_id && t.port == desired.target_port;
+    let active = |t: &&Target| t.state == TargetState::Registered;
+    let stale: Vec<(String, u16)> = dedicated
+        .iter()
+        .filter(active)
+        .filter(|t| !is_self(t))
+        .map(|t| (t.id.clone(), t.port))
+        .collect();
+    let dedicated_changes = TargetChanges {
+        register_self: !dedicated.iter().filter(active).any(is_self),
+        deregister: stale.clone(),
+    };
+    let bootstrap_changes = TargetChanges {
+        register_self: !bootstrap.iter().filter(active).any(is_self),
+        deregister: bootstrap
+            .iter()
+            .filter(active)
+            .filter(|t| {
+                !is_self(t)
+                    && stale
+                        .iter()
+                        .any(|(id, port)| *id == t.id && *port == t.port)
+            })
+            .map(|t| (t.id.clone(), t.port))
+            .collect(),
+    };
+    (dedicated_changes, bootstrap_changes)
+}
+
+/// One change a pass makes, in execution order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Step {
+    /// Create the bootstrap target group and its listener (whoever comes first wins).
+    CreateBootstrap {
+        /// Target group name.
+        group: String,
+        /// Listener port.
+        port: u16,
+    },
+    /// Create (or adopt) the dedicated target group.
+    CreateDedicatedGroup {
+        /// Target group name.
+        group: String,
+    },
+    /// Claim a port with a new listener.
+    ClaimPort {
+        /// First candidate.
+        first_candidate: u16,
+        /// Free ports in range.
+        free_ports: usize,
+    },
+    /// Delete a duplicate claim.
+    DeleteDuplicateListener {
+        /// Its port.
+        port: u16,
+        /// Its ARN.
+        arn: String,
+    },
+    /// Register this instance in a group.
+    Register {
+        /// `dedicated` or `bootstrap`.
+        group: &'static str,
+        /// Instance id.
+        instance_id: String,
+        /// Port.
+        port: u16,
+    },
+    /// Deregister stale targets from a group.
+    Deregister {
+        /// `dedicated` or `bootstrap`.
+        group: &'static str,
+        /// The targets.
+        targets: Vec<(String, u16)>,
+    },
+    /// Rewrite `server.properties`.
+    WriteProperties {
+        /// The file.
+        path: String,
+        /// Advertised endpoint in the file now.
+        from: Option<String>,
+        /// Advertised endpoint after the write.
+        to: String,
+    },
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::CreateBootstrap { group, port } => {
+                write!(
+                    f,
+                    "create bootstrap target group {group} and listener on port {port}"
+                )
+            }
+            Step::CreateDedicatedGroup { group } => {
+                write!(f, "create dedicated target group {group}")
+            }
+            Step::ClaimPort {
+                first_candidate,
+                free_ports,
+            } => write!(
+                f,
+                "claim a port: try {first_candidate} first ({free_ports} free in range)"
+            ),
+            Step::DeleteDuplicateListener { port, arn } => {
+                write!(f, "delete duplicate claim on port {port} ({arn})")
+            }
+            Step::Register {
+                group,
+                instance_id,
+                port,
+            } => write!(
+                f,
+                "register {instance_id}:{port} in the {group} target group"
+            ),
+            Step::Deregister { group, targets } => write!(
+                f,
+                "deregister stale {} from the {group} target group",
+                targets
+                    .iter()
+                    .map(|(id, port)| format!("{id}:{port}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Step::WriteProperties { path, from, to } => write!(
+                f,
+                "write {path}: advertised {} -> {to}",
+                from.as_deref().unwrap_or("(none)")
+            ),
+        }
+    }
+}
+
+/// Turns an assessment and observed targets into NLB steps. `first_candidate` is the port a new
+/// claim would try first (from [`crate::registry::candidates`]), `None` when the range is full.
+pub fn nlb_steps(
+    desired: &Desired,
+    assessment: &Assessment,
+    dedicated_targets: &[Target],
+    bootstrap_targets: &[Target],
+    first_candidate: Option<u16>,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if assessment.bootstrap.is_none() {
+        steps.push(Step::CreateBootstrap {
+            group: desired.bootstrap_group.clone(),
+            port: desired.bootstrap_port,
+        });
+    }
+    if assessment.claim.is_none() {
+        steps.push(Step::CreateDedicatedGroup {
+            group: desired.dedicated_group.clone(),
+        });
+        steps.push(Step::ClaimPort {
+            first_candidate: first_candidate.unwrap_or(0),
+            free_ports: desired.port_range.clone().count() - assessment.occupied.len(),
+        });
+    }
+    for dup in &assessment.duplicate_claims {
+        steps.push(Step::DeleteDuplicateListener {
+            port: dup.port,
+            arn: dup.arn.clone(),
+        });
+    }
+    let (dedicated, bootstrap) = plan_targets(desired, dedicated_targets, bootstrap_targets);
+    for (name, changes) in [("dedicated", dedicated), ("bootstrap", bootstrap)] {
+        if !changes.deregister.is_empty() {
+            steps.push(Step::Deregister {
+                group: name,
+                targets: changes.deregister,
+            });
+        }
+        if changes.register_self {
+            steps.push(Step::Register {
+                group: name,
+                instance_id: desired.instance_id.clone(),
+                port: desired.target_port,
+            });
+        }
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired() -> Desired {
+        Desired {
+            broker_id: 3,
+            instance_id: "i-new".into(),
+            target_port: 9094,
+            port_range: 10001..=10010,
+            bootstrap_port: 10000,
+            dedicated_group: "kp-orders-b3".into(),
+            bootstrap_group: "kp-orders-boot".into(),
+        }
+    }
+    fn tg(name: &str) -> String {
+        format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{name}/0123")
+    }
+    fn listener(port: u16, group: Option<&str>) -> Listener {
+        Listener {
+            arn: format!("arn:listener/{port}"),
+            port,
+            target_group_arn: group.map(tg),
+        }
+    }
+    fn target(id: &str, port: u16) -> Target {
+        Target {
+            id: id.into(),
+            port,
+            state: TargetState::Registered,
+            health: "healthy".into(),
+        }
+    }
+
+    #[test]
+    fn assess_table() {
+        let d = desired();
+        // Empty NLB.
+        let a = assess(&d, &[], None);
+        assert!(a.bootstrap.is_none() && a.claim.is_none() && a.occupied.is_empty());
+        // Others' claims occupy ports; ours is found; ports outside the range are ignored.
+        let ls = [
+            listener(10000, Some("kp-orders-boot")),
+            listener(10001, Some("kp-orders-b1")),
+            listener(10004, Some("kp-orders-b3")),
+            listener(10005, None),
+            listener(443, Some("other")),
+        ];
+        let a = assess(&d, &ls, None);
+        assert_eq!(a.bootstrap.as_ref().map(|l| l.port), Some(10000));
+        assert_eq!(a.claim.as_ref().map(|l| l.port), Some(10004));
+        assert_eq!(a.occupied, BTreeSet::from([10001, 10005]));
+        assert_eq!(a.foreign_in_range, 1);
+        // Two claims: the one in server.properties survives, else the lowest.
+        let ls = [
+            listener(10002, Some("kp-orders-b3")),
+            listener(10007, Some("kp-orders-b3")),
+        ];
+        let a = assess(&d, &ls, Some(10007));
+        assert_eq!(a.claim.as_ref().map(|l| l.port), Some(10007));
+        assert_eq!(
+            a.duplicate_claims
+                .iter()
+                .map(|l| l.port)
+                .collect::<Vec<_>>(),
+            vec![10002]
+        );
+        let a = assess(&d, &ls, None);
+        assert_eq!(a.claim.as_ref().map(|l| l.port), Some(10002));
+    }
+
+    #[test]
+    fn target_table() {
+        let d = desired();
+        let none: (TargetChanges, TargetChanges) = Default::default();
+        let reg_both = (
+            TargetChanges {
+                register_self: true,
+                deregister: vec![],
+            },
+            TargetChanges {
+                register_self: true,
+                deregister: vec![],
+            },
+        );
+        // Converged.
+        assert_eq!(
+            plan_targets(
+                &d,
+                &[target("i-new", 9094)],
+                &[target("i-new", 9094), target("i-b1", 9094)]
+            ),
+            none
+        );
+        // Fresh.
+        assert_eq!(plan_targets(&d, &[], &[]), reg_both);
+        // Replacement: the old instance leaves both groups; other brokers stay in bootstrap.
+        let (ded, boot) = plan_targets(
+            &d,
+            &[target("i-old", 9094)],
+            &[target("i-old", 9094), target("i-b1", 9094)],
+        );
+        assert!(ded.register_self && boot.register_self);
+        assert_eq!(ded.deregister, vec![("i-old".to_string(), 9094)]);
+        assert_eq!(boot.deregister, vec![("i-old".to_string(), 9094)]);
+        // Same instance on a wrong port is stale too.
+        let (ded, _) = plan_targets(&d, &[target("i-new", 9092)], &[]);
+        assert_eq!(ded.deregister, vec![("i-new".to_string(), 9092)]);
+        // Draining self is registered again; draining others are left alone.
+        let mut draining = target("i-new", 9094);
+        draining.state = TargetState::Draining;
+        let mut old = target("i-old", 9094);
+        old.state = TargetState::Draining;
+        let (ded, _) = plan_targets(&d, &[draining, old], &[target("i-new", 9094)]);
+        assert!(ded.register_self && ded.deregister.is_empty());
+    }
+
+    #[test]
+    fn steps_for_first_broker_and_steady_state() {
+        let d = desired();
+        let a = assess(&d, &[], None);
+        let steps = nlb_steps(&d, &a, &[], &[], Some(10004));
+        let kinds: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                "create bootstrap target group kp-orders-boot and listener on port 10000",
+                "create dedicated target group kp-orders-b3",
+                "claim a port: try 10004 first (10 free in range)",
+                "register i-new:9094 in the dedicated target group",
+                "register i-new:9094 in the bootstrap target group",
+            ]
+        );
+        let ls = [
+            listener(10000, Some("kp-orders-boot")),
+            listener(10004, Some("kp-orders-b3")),
+        ];
+        let a = assess(&d, &ls, Some(10004));
+        assert!(nlb_steps(
+            &d,
+            &a,
+            &[target("i-new", 9094)],
+            &[target("i-new", 9094)],
+            None
+        )
+        .is_empty());
+    }
+}

@@ -1,0 +1,554 @@
+//! One reconcile pass: observe everything, plan purely, act only on drift.
+//!
+//! A pass is level-triggered and safe to kill at any point: every step either completes a goal or
+//! leaves state that the next pass recognizes and finishes (an adopted target group, a claim
+//! without registrations, an unchanged file). The order matters where a crash could leak: the
+//! dedicated target group is created before the listener that claims a port for it, and deleted
+//! again if no port can be had.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::broker_id::{self, BrokerIdError, Found, Source};
+use crate::config::{render_host, Config, HostValues};
+use crate::ec2::{Ec2Error, InstanceTags};
+use crate::metadata::{self, Identity, InstanceMetadata, MetadataError, TagLookup};
+use crate::nlb::{CallCounter, ListenerClaim, LoadBalancer, NlbError, Target, TargetGroupSpec};
+use crate::plan::{self, Assessment, Desired, Step};
+use crate::properties::{self, ListenerEdit, PropertiesError};
+use crate::registry;
+
+/// Why a pass failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Instance metadata could not be read.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// The broker id is missing, invalid or contested.
+    #[error(transparent)]
+    BrokerId(#[from] BrokerIdError),
+    /// An ELBv2 call failed.
+    #[error(transparent)]
+    Nlb(#[from] NlbError),
+    /// EC2 DescribeTags failed.
+    #[error(transparent)]
+    Ec2(#[from] Ec2Error),
+    /// `server.properties` or a `meta.properties` could not be read, edited or written.
+    #[error(transparent)]
+    Properties(#[from] PropertiesError),
+    /// The advertised host template could not be rendered.
+    #[error("listener.advertised_host: {0}")]
+    AdvertisedHost(String),
+    /// Every port in the range is held by another listener.
+    #[error("no free port in nlb.port_range {range} on {lb_arn} ({tried} tried); removed target group {group} again")]
+    RangeExhausted {
+        /// The configured range.
+        range: String,
+        /// The NLB.
+        lb_arn: String,
+        /// Ports attempted in this pass.
+        tried: usize,
+        /// The dedicated target group that was cleaned up.
+        group: String,
+    },
+    /// The listener on the bootstrap port does not forward to a single target group.
+    #[error("listener {arn} on bootstrap port {port} does not forward to a single target group; fix or remove it")]
+    BootstrapUnusable {
+        /// Listener ARN.
+        arn: String,
+        /// Its port.
+        port: u16,
+    },
+}
+
+/// Who this host is, resolved once per pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct Context {
+    /// Instance identity.
+    pub identity: Identity,
+    /// Broker id.
+    pub broker_id: i32,
+    /// Where the broker id came from.
+    pub broker_id_source: String,
+    /// Rendered advertised host.
+    pub advertised_host: String,
+    /// Desired NLB shape.
+    pub desired: Desired,
+}
+
+/// Everything a pass looks at.
+#[derive(Debug, Clone, Serialize)]
+pub struct Observed {
+    /// Listener-derived claims.
+    pub assessment: Assessment,
+    /// Targets of the dedicated group (empty if it has no claim yet).
+    pub dedicated_targets: Vec<Target>,
+    /// Targets of the bootstrap group (empty if there is no bootstrap listener yet).
+    pub bootstrap_targets: Vec<Target>,
+    /// Advertised endpoint of the managed listener in `server.properties` now.
+    pub file_endpoint: Option<String>,
+}
+
+/// What a pass did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassReport {
+    /// Broker id.
+    pub broker_id: i32,
+    /// Instance id.
+    pub instance_id: String,
+    /// AZ ID.
+    pub az_id: String,
+    /// The claimed port.
+    pub port: u16,
+    /// Advertised endpoint, `host:port`.
+    pub advertised: String,
+    /// The claiming listener.
+    pub listener_arn: String,
+    /// The dedicated target group.
+    pub target_group_arn: String,
+    /// The bootstrap target group.
+    pub bootstrap_target_group_arn: String,
+    /// Changes made, in order.
+    pub changes: Vec<Step>,
+    /// Ports that another host took first during this pass.
+    pub claim_collisions: u32,
+    /// Whether `server.properties` was rewritten.
+    pub properties_written: bool,
+    /// AWS calls of this pass, by operation.
+    pub aws_calls: std::collections::BTreeMap<&'static str, u64>,
+    /// Wall time of the pass.
+    pub elapsed_ms: u128,
+}
+
+/// The agent's side-effect ports and configuration.
+pub struct Agent<M, L, T> {
+    /// Validated configuration.
+    pub config: Config,
+    /// Where it was loaded from (for messages).
+    pub config_path: PathBuf,
+    /// Instance metadata.
+    pub metadata: M,
+    /// The load balancer.
+    pub lb: L,
+    /// EC2 tag fallback.
+    pub tags: T,
+    /// AWS call counter shared with the adapters.
+    pub calls: CallCounter,
+    /// Bound on waiting for instance metadata.
+    pub metadata_timeout: Duration,
+}
+
+impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
+    /// Discovers identity and broker id and derives the desired NLB shape.
+    pub async fn context(&self) -> Result<Context, Error> {
+        let identity = metadata::discover(&self.metadata, self.metadata_timeout).await?;
+        self.context_for(identity).await
+    }
+
+    /// Like [`Agent::context`] with an already discovered identity.
+    pub async fn context_for(&self, identity: Identity) -> Result<Context, Error> {
+        let (broker_id, source) = self.broker_id(&identity).await?;
+        let advertised_host = render_host(
+            &self.config.listener.advertised_host,
+            &HostValues {
+                az_id: &identity.az_id,
+                az: &identity.az,
+                region: &identity.region,
+                broker_id,
+                instance_id: &identity.instance_id,
+                cluster: &self.config.cluster,
+            },
+        )
+        .map_err(Error::AdvertisedHost)?;
+        let desired = Desired {
+            broker_id,
+            instance_id: identity.instance_id.clone(),
+            target_port: self.config.listener.port,
+            port_range: self.config.port_range(),
+            bootstrap_port: self.config.nlb.bootstrap_port,
+            dedicated_group: registry::dedicated_group_name(&self.config.cluster, broker_id),
+            bootstrap_group: registry::bootstrap_group_name(&self.config.cluster),
+        };
+        Ok(Context {
+            identity,
+            broker_id,
+            broker_id_source: source.to_string(),
+            advertised_host,
+            desired,
+        })
+    }
+
+    async fn broker_id(&self, identity: &Identity) -> Result<(i32, Source), Error> {
+        let mut found = Vec::new();
+        if let Some(id) = self.config.broker.id {
+            found.push(Found {
+                raw: id.to_string(),
+                source: Source::Config(self.config_path.display().to_string()),
+            });
+        }
+        let key = &self.config.broker.id_tag;
+        match metadata::instance_tag(&self.metadata, key).await? {
+            TagLookup::Found(raw) => found.push(Found {
+                raw,
+                source: Source::InstanceTag {
+                    key: key.clone(),
+                    via: "instance metadata",
+                },
+            }),
+            TagLookup::Absent => {}
+            TagLookup::NotExposed => {
+                if let Some(raw) = self.tags.tag(&identity.instance_id, key).await? {
+                    found.push(Found {
+                        raw,
+                        source: Source::InstanceTag {
+                            key: key.clone(),
+                            via: "EC2 DescribeTags",
+                        },
+                    });
+                }
+            }
+        }
+        let path = &self.config.broker.server_properties;
+        let server = properties::Properties::parse(&properties::read(path)?)
+            .map_err(|e| PropertiesError::from_edit(path, e))?;
+        for k in ["broker.id", "node.id"] {
+            if let Some(raw) = server.get(k) {
+                found.push(Found {
+                    raw,
+                    source: Source::Properties {
+                        path: path.display().to_string(),
+                        key: k,
+                    },
+                });
+            }
+        }
+        let dirs = server
+            .get("log.dirs")
+            .or_else(|| server.get("log.dir"))
+            .unwrap_or_default();
+        for dir in dirs.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            let meta = Path::new(dir).join("meta.properties");
+            if !meta.exists() {
+                continue;
+            }
+            let props = properties::Properties::parse(&properties::read(&meta)?)
+                .map_err(|e| PropertiesError::from_edit(&meta, e))?;
+            for k in ["node.id", "broker.id"] {
+                if let Some(raw) = props.get(k) {
+                    found.push(Found {
+                        raw,
+                        source: Source::Properties {
+                            path: meta.display().to_string(),
+                            key: k,
+                        },
+                    });
+                }
+            }
+        }
+        let looked_at = format!(
+            "broker.id in {}, instance tag {key}, broker.id/node.id in {}, meta.properties in log.dirs {:?}",
+            self.config_path.display(),
+            path.display(),
+            dirs
+        );
+        Ok(broker_id::resolve(&found, &looked_at)?)
+    }
+
+    /// Reads the NLB and the file; changes nothing.
+    pub async fn observe(&self, ctx: &Context) -> Result<Observed, Error> {
+        let lb_arn = &self.config.nlb.load_balancer_arn;
+        let path = &self.config.broker.server_properties;
+        let text = properties::read(path)?;
+        let file_endpoint = properties::advertised_endpoint(&text, &self.config.listener.name)
+            .map_err(|e| PropertiesError::from_edit(path, e))?;
+        // Refuse before touching the NLB: a file that cannot be edited safely must not leave a
+        // claimed port behind that no broker advertises.
+        properties::apply_listener(
+            &text,
+            &self.listener_edit(ctx, *ctx.desired.port_range.start()),
+        )
+        .map_err(|e| PropertiesError::from_edit(path, e))?;
+        let keep_port = file_endpoint
+            .as_deref()
+            .and_then(|e| e.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok());
+        let listeners = self.lb.listeners(lb_arn).await?;
+        let assessment = plan::assess(&ctx.desired, &listeners, keep_port);
+        let dedicated_targets = match assessment
+            .claim
+            .as_ref()
+            .and_then(|l| l.target_group_arn.as_deref())
+        {
+            Some(tg) => self.lb.targets(tg).await?,
+            None => Vec::new(),
+        };
+        let bootstrap_targets = match assessment
+            .bootstrap
+            .as_ref()
+            .and_then(|l| l.target_group_arn.as_deref())
+        {
+            Some(tg) => self.lb.targets(tg).await?,
+            None => Vec::new(),
+        };
+        Ok(Observed {
+            assessment,
+            dedicated_targets,
+            bootstrap_targets,
+            file_endpoint,
+        })
+    }
+
+    fn listener_edit(&self, ctx: &Context, port: u16) -> ListenerEdit {
+        ListenerEdit {
+            name: self.config.listener.name.clone(),
+            bind_port: self.config.listener.port,
+            advertised_host: ctx.advertised_host.clone(),
+            advertised_port: port,
+            security_protocol: self.config.listener.security_protocol.clone(),
+        }
+    }
+
+    /// The steps a pass would take now (for `plan`).
+    pub fn plan(&self, ctx: &Context, observed: &Observed) -> Result<Vec<Step>, Error> {
+        let first = registry::candidates(
+            &ctx.desired.port_range,
+            &observed.assessment.occupied,
+            ctx.broker_id,
+            &mut rand::thread_rng(),
+        )
+        .first()
+        .copied();
+        let mut steps = plan::nlb_steps(
+            &ctx.desired,
+            &observed.assessment,
+            &observed.dedicated_targets,
+            &observed.bootstrap_targets,
+            first,
+        );
+        let port = observed.assessment.claim.as_ref().map(|l| l.port).or(first);
+        if let Some(port) = port {
+            let path = &self.config.broker.server_properties;
+            let text = properties::read(path)?;
+            let edit = self.listener_edit(ctx, port);
+            if properties::apply_listener(&text, &edit)
+                .map_err(|e| PropertiesError::from_edit(path, e))?
+                .is_some()
+            {
+                steps.push(Step::WriteProperties {
+                    path: path.display().to_string(),
+                    from: observed.file_endpoint.clone(),
+                    to: format!("{}:{port}", ctx.advertised_host),
+                });
+            }
+        }
+        Ok(steps)
+    }
+
+    /// One full reconcile pass.
+    pub async fn pass(&self, ctx: &Context) -> Result<PassReport, Error> {
+        let started = Instant::now();
+        let calls_before = self.calls.snapshot();
+        let observed = self.observe(ctx).await?;
+        let lb_arn = &self.config.nlb.load_balancer_arn;
+        let d = &ctx.desired;
+        let a = &observed.assessment;
+        let mut changes = Vec::new();
+        let cluster_tag = (
+            registry::TAG_CLUSTER.to_string(),
+            self.config.cluster.clone(),
+        );
+
+        let mut bootstrap_targets = observed.bootstrap_targets.clone();
+        let bootstrap_tg = match &a.bootstrap {
+            Some(l) => l
+                .target_group_arn
+                .clone()
+                .ok_or_else(|| Error::BootstrapUnusable {
+                    arn: l.arn.clone(),
+                    port: l.port,
+                })?,
+            None => {
+                let tags = vec![
+                    cluster_tag.clone(),
+                    (registry::TAG_ROLE.into(), "bootstrap".into()),
+                ];
+                let tg = self
+                    .lb
+                    .ensure_target_group(&TargetGroupSpec {
+                        name: d.bootstrap_group.clone(),
+                        vpc_id: ctx.identity.vpc_id.clone(),
+                        port: d.target_port,
+                        tags: tags.clone(),
+                    })
+                    .await?;
+                changes.push(Step::CreateBootstrap {
+                    group: d.bootstrap_group.clone(),
+                    port: d.bootstrap_port,
+                });
+                match self
+                    .lb
+                    .create_listener(lb_arn, d.bootstrap_port, &tg, &tags)
+                    .await?
+                {
+                    ListenerClaim::Claimed(_) => tg,
+                    ListenerClaim::PortTaken => {
+                        // Another agent created it between our read and now: use theirs.
+                        let listeners = self.lb.listeners(lb_arn).await?;
+                        let l = listeners
+                            .into_iter()
+                            .find(|l| l.port == d.bootstrap_port)
+                            .ok_or_else(|| NlbError {
+                                operation: "CreateListener",
+                                resource: format!("{lb_arn} port {}", d.bootstrap_port),
+                                code: "DuplicateListener".into(),
+                                message: "port reported taken but no listener found on it".into(),
+                            })?;
+                        let theirs =
+                            l.target_group_arn.clone().ok_or(Error::BootstrapUnusable {
+                                arn: l.arn.clone(),
+                                port: l.port,
+                            })?;
+                        bootstrap_targets = self.lb.targets(&theirs).await?;
+                        theirs
+                    }
+                }
+            }
+        };
+
+        let mut collisions = 0;
+        let (port, listener_arn, dedicated_tg) = match &a.claim {
+            Some(l) => (
+                l.port,
+                l.arn.clone(),
+                l.target_group_arn.clone().unwrap_or_default(),
+            ),
+            None => {
+                let tags = vec![
+                    cluster_tag.clone(),
+                    (registry::TAG_BROKER_ID.into(), ctx.broker_id.to_string()),
+                    (registry::TAG_ROLE.into(), "broker".into()),
+                ];
+                let tg = self
+                    .lb
+                    .ensure_target_group(&TargetGroupSpec {
+                        name: d.dedicated_group.clone(),
+                        vpc_id: ctx.identity.vpc_id.clone(),
+                        port: d.target_port,
+                        tags: tags.clone(),
+                    })
+                    .await?;
+                changes.push(Step::CreateDedicatedGroup {
+                    group: d.dedicated_group.clone(),
+                });
+                let candidates = registry::candidates(
+                    &d.port_range,
+                    &a.occupied,
+                    ctx.broker_id,
+                    &mut rand::thread_rng(),
+                );
+                let mut claimed = None;
+                for port in &candidates {
+                    match self.lb.create_listener(lb_arn, *port, &tg, &tags).await? {
+                        ListenerClaim::Claimed(arn) => {
+                            claimed = Some((*port, arn));
+                            break;
+                        }
+                        ListenerClaim::PortTaken => {
+                            collisions += 1;
+                            tracing::info!(port, "port taken by another host; trying another");
+                        }
+                    }
+                }
+                let Some((port, arn)) = claimed else {
+                    // Leave nothing behind: the group exists only to be forwarded to.
+                    self.lb.delete_target_group(&tg).await?;
+                    return Err(Error::RangeExhausted {
+                        range: self.config.nlb.port_range.clone(),
+                        lb_arn: lb_arn.clone(),
+                        tried: candidates.len(),
+                        group: d.dedicated_group.clone(),
+                    });
+                };
+                changes.push(Step::ClaimPort {
+                    first_candidate: candidates.first().copied().unwrap_or(port),
+                    free_ports: candidates.len(),
+                });
+                (port, arn, tg)
+            }
+        };
+
+        for dup in &a.duplicate_claims {
+            self.lb.delete_listener(&dup.arn).await?;
+            changes.push(Step::DeleteDuplicateListener {
+                port: dup.port,
+                arn: dup.arn.clone(),
+            });
+        }
+
+        let (dedicated_changes, bootstrap_changes) =
+            plan::plan_targets(d, &observed.dedicated_targets, &bootstrap_targets);
+        let me = [(d.instance_id.clone(), d.target_port)];
+        for (group, tg, c) in [
+            ("dedicated", &dedicated_tg, dedicated_changes),
+            ("bootstrap", &bootstrap_tg, bootstrap_changes),
+        ] {
+            if !c.deregister.is_empty() {
+                self.lb.deregister(tg, &c.deregister).await?;
+                changes.push(Step::Deregister {
+                    group,
+                    targets: c.deregister,
+                });
+            }
+            if c.register_self {
+                self.lb.register(tg, &me).await?;
+                changes.push(Step::Register {
+                    group,
+                    instance_id: d.instance_id.clone(),
+                    port: d.target_port,
+                });
+            }
+        }
+
+        let path = &self.config.broker.server_properties;
+        let text = properties::read(path)?;
+        let edit = self.listener_edit(ctx, port);
+        let new_text = properties::apply_listener(&text, &edit)
+            .map_err(|e| PropertiesError::from_edit(path, e))?;
+        let advertised = format!("{}:{port}", ctx.advertised_host);
+        let properties_written = new_text.is_some();
+        if let Some(new_text) = new_text {
+            properties::write_atomic(path, &new_text, Some(&properties::backup_path(path)))?;
+            changes.push(Step::WriteProperties {
+                path: path.display().to_string(),
+                from: observed.file_endpoint.clone(),
+                to: advertised.clone(),
+            });
+        }
+
+        let after = self.calls.snapshot();
+        let aws_calls = after
+            .into_iter()
+            .filter_map(|(op, n)| {
+                let delta = n - calls_before.get(op).copied().unwrap_or(0);
+                (delta > 0).then_some((op, delta))
+            })
+            .collect();
+        Ok(PassReport {
+            broker_id: ctx.broker_id,
+            instance_id: ctx.identity.instance_id.clone(),
+            az_id: ctx.identity.az_id.clone(),
+            port,
+            advertised,
+            listener_arn,
+            target_group_arn: dedicated_tg,
+            bootstrap_target_group_arn: bootstrap_tg,
+            changes,
+            claim_collisions: collisions,
+            properties_written,
+            aws_calls,
+            elapsed_ms: started.elapsed().as_millis(),
+        })
+    }
+}

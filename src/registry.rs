@@ -1,0 +1,182 @@
+//! The port registry: how brokers claim NLB ports, with the NLB itself as the shared store.
+//!
+//! A broker's claim is a listener in `nlb.port_range` forwarding to that broker's dedicated target
+//! group. Target group names are derived deterministically from (cluster, broker id), so a listener's
+//! forward target tells whose claim it is without extra calls, and the same broker id always finds
+//! its port again. Claiming is CreateListener on a free port: ELBv2 rejects a second listener on a
+//! port (`DuplicateListener`), which makes the claim atomic across hosts. Everything here is pure.
+
+use std::collections::BTreeSet;
+use std::ops::RangeInclusive;
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+/// ELBv2's limit on target group names.
+pub const MAX_TARGET_GROUP_NAME: usize = 32;
+const PREFIX: &str = "kp-";
+/// Longest cluster part that still fits `kp-<cluster>-b<10 digits>`.
+const MAX_CLUSTER_PART: usize = MAX_TARGET_GROUP_NAME - PREFIX.len() - "-b".len() - 10;
+
+/// Tag key naming the cluster on every resource the agent creates.
+pub const TAG_CLUSTER: &str = "kplink:cluster";
+/// Tag key naming the broker id on a dedicated target group and its listener.
+pub const TAG_BROKER_ID: &str = "kplink:broker-id";
+/// Tag key naming the role (`broker` or `bootstrap`).
+pub const TAG_ROLE: &str = "kplink:role";
+
+/// The cluster part of target group names: the cluster itself when it is already a clean name
+/// that fits, else a truncated form plus a stable hash of the full name so that clusters sharing
+/// a long prefix never share names.
+pub fn cluster_slug(cluster: &str) -> String {
+    let clean: String = cluster
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let lossless = clean.len() <= MAX_CLUSTER_PART
+        && clean == cluster.to_ascii_lowercase()
+        && !clean.starts_with('-')
+        && !clean.ends_with('-')
+        && !clean.contains("--");
+    if lossless {
+        return clean;
+    }
+    let mut squashed = String::new();
+    for c in clean.chars() {
+        if !(c == '-' && (squashed.is_empty() || squashed.ends_with('-'))) {
+            squashed.push(c);
+        }
+    }
+    let head: String = squashed.chars().take(MAX_CLUSTER_PART - 5).collect();
+    let head = head.trim_matches('-');
+    let hash = fnv1a(cluster.as_bytes()) & 0xffff;
+    if head.is_empty() {
+        format!("c{hash:04x}")
+    } else {
+        format!("{head}-{hash:04x}")
+    }
+}
+
+// Hand-written because std's hasher is not stable across Rust releases and names must never change.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Name of the dedicated target group of `broker_id`, e.g. `kp-orders-b3`.
+pub fn dedicated_group_name(cluster: &str, broker_id: i32) -> String {
+    format!("{PREFIX}{}-b{broker_id}", cluster_slug(cluster))
+}
+
+/// Name of the cluster's bootstrap target group, e.g. `kp-orders-boot`.
+pub fn bootstrap_group_name(cluster: &str) -> String {
+    format!("{PREFIX}{}-boot", cluster_slug(cluster))
+}
+
+/// The broker's preferred port: spread by broker id so that brokers with distinct ids (usually
+/// consecutive) booting together pick distinct first candidates and never collide.
+pub fn preferred_port(range: &RangeInclusive<u16>, broker_id: i32) -> u16 {
+    let size = u32::from(*range.end() - *range.start()) + 1;
+    let offset = (broker_id.unsigned_abs() % size) as u16;
+    *range.start() + offset
+}
+
+/// Ports to try, in order: the preferred port if free, then the other free ports in random order
+/// (random rather than ascending so that hosts that lost a race do not all collide again on the
+/// next port up).
+pub fn candidates(
+    range: &RangeInclusive<u16>,
+    occupied: &BTreeSet<u16>,
+    broker_id: i32,
+    rng: &mut impl Rng,
+) -> Vec<u16> {
+    let preferred = preferred_port(range, broker_id);
+    let mut rest: Vec<u16> = range
+        .clone()
+        .filter(|p| *p != preferred && !occupied.contains(p))
+        .collect();
+    rest.shuffle(rng);
+    let mut out = Vec::with_capacity(rest.len() + 1);
+    if !occupied.contains(&preferred) {
+        out.push(preferred);
+    }
+    out.extend(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    #[test]
+    fn names_fit_and_are_stable() {
+        let cases: &[(&str, i32, &str, &str)] = &[
+            ("orders", 3, "kp-orders-b3", "kp-orders-boot"),
+            ("Orders", 3, "kp-orders-b3", "kp-orders-boot"),
+            (
+                "payments-prod-eu",
+                2147483647,
+                "kp-payments-prod-eu-b2147483647",
+                "kp-payments-prod-eu-boot",
+            ),
+        ];
+        for (cluster, id, dedicated, bootstrap) in cases {
+            assert_eq!(dedicated_group_name(cluster, *id), *dedicated);
+            assert_eq!(bootstrap_group_name(cluster), *bootstrap);
+        }
+        for cluster in [
+            "a.very_long.cluster-name-that-goes-on",
+            "x__y",
+            "-lead",
+            "trail-",
+            "é",
+        ] {
+            let name = dedicated_group_name(cluster, i32::MAX);
+            assert!(name.len() <= MAX_TARGET_GROUP_NAME, "{name}");
+            assert!(!name.contains("--"), "{name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                "{name}"
+            );
+            assert_eq!(name, dedicated_group_name(cluster, i32::MAX));
+        }
+        // Long clusters sharing a prefix still get distinct names.
+        assert_ne!(
+            cluster_slug("analytics-platform-prod-1"),
+            cluster_slug("analytics-platform-prod-2")
+        );
+    }
+
+    #[test]
+    fn preferred_port_spreads_consecutive_ids() {
+        let range = 10001..=10049;
+        assert_eq!(preferred_port(&range, 0), 10001);
+        assert_eq!(preferred_port(&range, 3), 10004);
+        assert_eq!(preferred_port(&range, 49), 10001);
+        let ports: BTreeSet<u16> = (1..=49).map(|id| preferred_port(&range, id)).collect();
+        assert_eq!(ports.len(), 49);
+    }
+
+    #[test]
+    fn candidates_skip_occupied_and_start_with_preferred() {
+        let range = 10001..=10010;
+        let mut rng = StdRng::seed_from_u64(7);
+        let occupied: BTreeSet<u16> = [10002, 10005].into();
+        let c = candidates(&range, &occupied, 1, &mut rng);
+        assert_eq!(c.len(), 8);
+        assert!(!c.contains(&10002) && !c.contains(&10005));
+        let c = candidates(&range, &occupied, 3, &mut rng);
+        assert_eq!(c[0], 10004);
+        let full: BTreeSet<u16> = range.clone().collect();
+        assert!(candidates(&range, &full, 3, &mut rng).is_empty());
+    }
+}

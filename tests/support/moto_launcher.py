@@ -1,0 +1,609 @@
+#!/usr/bin/env python3
+"""Run moto server with the changes kplink-agent's tests need.
+
+Purpose
+-------
+kplink-agent's integration tests run the real agent binary against an
+in-process moto server (moto[server]==5.2.5). This launcher starts that server
+on 127.0.0.1 and makes four changes to it:
+
+1. AWS's CreateListener semantics (monkeypatch of
+   ``moto.elbv2.models.ELBv2Backend.create_listener``).
+
+   AWS's documented rule: a load balancer cannot have two listeners on the same
+   port. CreateListener on a port that is already in use fails with
+   ``DuplicateListener`` (HTTP 400). The exception is a call whose settings are
+   identical to the existing listener's: CreateListener is idempotent, so AWS
+   returns the existing listener and reports no error.
+
+   moto's bug: in 5.2.5 the check is ``if port in balancer.listeners``. But
+   ``balancer.listeners`` is keyed by listener *ARN*, so the check never
+   matches. moto accepts any number of listeners on one port and never
+   reports DuplicateListener. The patch looks at the load balancer's
+   existing listeners (ports compared as integers) and does this:
+
+   * same port, same protocol, and the same default actions (for ``forward``:
+     the same target group ARN(s)), plus the same certificate: the existing
+     listener is returned (idempotent success, and no new ARN);
+   * same port, any other settings: ``DuplicateListenerError`` is raised
+     (wire code ``DuplicateListener``, HTTP 400);
+   * otherwise moto's original implementation runs.
+
+   moto server handles each request in its own thread. The check and the
+   insert therefore run under one global lock, so two concurrent
+   CreateListener calls on the same port can never both create a listener.
+
+   moto's CreateTargetGroup behaviour for an existing name is left alone: it
+   raises ``DuplicateTargetGroupName``, whereas AWS returns the existing
+   target group when the settings are identical. The agent must handle both.
+
+2. A call counter on the server side (WSGI middleware). Every SigV4-signed
+   request is counted once as (service, action), before any fault is injected:
+   a request that gets a fault still counts.
+   The service comes from the credential scope of the Authorization header
+   (``Credential=AKID/20240101/us-east-1/elasticloadbalancing/aws4_request``).
+   The action comes from the ``Action`` query or form parameter; for JSON
+   protocols it comes from the ``X-Amz-Target`` header instead. Each request is
+   also counted under its access key id. The agent cannot add headers, so tests
+   give each simulated host its own dummy access key id; the server can then
+   count calls per host.
+
+3. Fault injection for reliability tests (see the control API below).
+   Each eligible request is faulted with probability ``rate``. The kind of
+   fault is chosen at random from ``kinds``:
+
+   * ``throttle``: the error body of the real service.
+     ELBv2 answers HTTP 400 ``<ErrorResponse>`` with ``Sender``/``Throttling``
+     and "Rate exceeded".
+     EC2 answers ``<Response><Errors>`` with ``RequestLimitExceeded``. Real EC2
+     sends this with HTTP 503 (SDK logs show
+     "Status Code: 503; Error Code: RequestLimitExceeded"), so this launcher
+     does too. Set ``"ec2_throttle_status": 400`` to get a 400 instead.
+   * ``500`` / ``503``: that HTTP status with a body in AWS's format.
+     ELBv2 uses the codes ``InternalFailure`` / ``ServiceUnavailable``.
+     EC2 uses ``InternalError`` / ``Unavailable``, the codes real EC2 uses
+     (its documented server error codes).
+   * ``drop``: the TCP connection is closed and no response is sent. How: the
+     middleware has already read the whole request body. It calls
+     ``shutdown(SHUT_RDWR)`` on the client socket, which werkzeug exposes as
+     ``environ["werkzeug.socket"]``; the client receives a FIN and zero
+     response bytes. The middleware then raises ``ConnectionResetError``.
+     werkzeug treats that as a dropped connection: it writes nothing, logs no
+     traceback, and ends the keep-alive loop because the socket returns EOF.
+     The client sees a closed connection (botocore: ``ConnectionClosedError``;
+     hyper: "connection closed before message completed"). No sleeping is
+     involved.
+   * ``latency``: sleep ``latency_ms`` and then serve the request normally.
+
+   Injected faults are counted under ``"_faults"`` in ``GET /_kplink/calls``.
+
+4. Control endpoints. They live under ``/_kplink/``; requests there are never
+   counted or faulted. moto's own ``/moto-api/...`` endpoints (for example
+   ``POST /moto-api/reset``) keep working.
+
+Control API
+-----------
+``GET  /_kplink/calls``
+    ``{"elasticloadbalancing": {"DescribeListeners": 3, ...}, "ec2": {...},
+    "_faults": {"throttle": n, ...}}``
+``GET  /_kplink/calls?by=access_key``
+    ``{"AKID1": {"elasticloadbalancing:CreateListener": 1, ...}, ...,
+    "_faults": {...}}``
+``POST /_kplink/calls/reset``
+    Clears every counter, fault counters included.
+``POST /_kplink/faults``
+    JSON ``{"rate": 0.1, "kinds": ["throttle", "500", "503", "drop",
+    "latency"], "latency_ms": 200, "seed": 1, "actions": [...] (optional),
+    "services": [...] (optional), "limit": N (optional: stop after N injected
+    faults), "ec2_throttle_status": 503 (optional)}``.
+    Replaces the current fault configuration.
+``GET  /_kplink/faults``
+    The current configuration and how many faults have been injected.
+``DELETE /_kplink/faults``
+    Turns fault injection off.
+``GET  /_kplink/health``
+    ``{"ok": true}``
+
+CLI
+---
+``moto_launcher.py [--host 127.0.0.1] [--port 0] [--ready-file PATH] [--quiet]``
+
+With ``--port 0`` the OS picks a free port. Once the socket accepts
+connections, the first stdout line is ``READY http://127.0.0.1:PORT``
+(flushed), and the same URL is written to ``--ready-file`` if given. The server
+runs until SIGTERM or SIGINT, then shuts down and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import random
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qs
+
+FAULT_KINDS = ("throttle", "500", "503", "drop", "latency")
+ELB_NS = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"
+_CRED_RE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
+
+# --------------------------------------------------------------------------
+# 1. CreateListener patch
+# --------------------------------------------------------------------------
+
+LISTENER_LOCK = threading.RLock()
+_PATCHED = False
+
+
+def _port_key(port: Any) -> str:
+    try:
+        return str(int(port))
+    except (TypeError, ValueError):
+        return str(port)
+
+
+def _normalise_actions(backend: Any, actions: Iterable[Any]) -> list[tuple]:
+    """Reduce default actions to something we can compare.
+
+    ``forward`` actions become ``("forward", sorted target group ARNs)``.
+    Any other action becomes its type plus its data serialised as sorted JSON.
+    """
+    out: list[tuple] = []
+    for action in actions or []:
+        data = getattr(action, "data", action)
+        if not isinstance(data, dict):
+            out.append(("?", repr(data)))
+            continue
+        kind = data.get("Type")
+        if kind == "forward":
+            arns = backend._get_target_group_arns_from(action_data=data)
+            out.append(("forward", tuple(sorted(str(a) for a in arns))))
+        else:
+            out.append((str(kind), json.dumps(data, sort_keys=True, default=str)))
+    return out
+
+
+def patch_moto() -> None:
+    """Install the CreateListener fix (see the module docstring). Safe to call twice."""
+    global _PATCHED
+    if _PATCHED:
+        return
+    from moto.elbv2 import models as elbv2_models
+    from moto.elbv2.exceptions import DuplicateListenerError
+
+    original = elbv2_models.ELBv2Backend.create_listener
+
+    def create_listener(  # type: ignore[no-untyped-def]
+        self,
+        load_balancer_arn,
+        protocol,
+        port,
+        ssl_policy,
+        certificate,
+        actions,
+        alpn_policy=None,
+        tags=None,
+    ):
+        with LISTENER_LOCK:
+            balancer = self.load_balancers.get(load_balancer_arn)
+            if balancer is not None:
+                wanted_port = _port_key(port)
+                for existing in list(balancer.listeners.values()):
+                    if _port_key(existing.port) != wanted_port:
+                        continue
+                    same = (
+                        (existing.protocol or "").upper() == (protocol or "").upper()
+                        and _normalise_actions(self, existing.default_actions)
+                        == _normalise_actions(self, actions)
+                        and (existing.certificate or None) == (certificate or None)
+                    )
+                    if same:
+                        return existing  # AWS: idempotent for identical settings
+                    raise DuplicateListenerError()
+            return original(
+                self,
+                load_balancer_arn,
+                protocol,
+                port,
+                ssl_policy,
+                certificate,
+                actions,
+                alpn_policy,
+                tags,
+            )
+
+    create_listener.__doc__ = (original.__doc__ or "") + "\n(kplink: AWS duplicate-port semantics)"
+    elbv2_models.ELBv2Backend.create_listener = create_listener  # type: ignore[method-assign]
+    _PATCHED = True
+
+
+# --------------------------------------------------------------------------
+# 2. + 3. Counting and fault injection middleware
+# --------------------------------------------------------------------------
+
+
+class CallCounter:
+    """Thread-safe request counters."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.by_service: dict[str, dict[str, int]] = {}
+            self.by_key: dict[str, dict[str, int]] = {}
+            self.faults: dict[str, int] = {}
+
+    def record(self, service: str, action: str, access_key: str) -> None:
+        with self._lock:
+            svc = self.by_service.setdefault(service, {})
+            svc[action] = svc.get(action, 0) + 1
+            key = self.by_key.setdefault(access_key, {})
+            name = f"{service}:{action}"
+            key[name] = key.get(name, 0) + 1
+
+    def record_fault(self, kind: str) -> None:
+        with self._lock:
+            self.faults[kind] = self.faults.get(kind, 0) + 1
+
+    def snapshot(self, by: str | None) -> dict[str, Any]:
+        with self._lock:
+            src = self.by_key if by == "access_key" else self.by_service
+            out: dict[str, Any] = {k: dict(v) for k, v in src.items()}
+            out["_faults"] = dict(self.faults)
+            return out
+
+
+class FaultConfig:
+    """The current fault-injection settings. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cfg: dict[str, Any] | None = None
+        self._rng = random.Random()
+        self._injected = 0
+
+    @staticmethod
+    def validate(body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ValueError("body must be a JSON object")
+        rate = float(body.get("rate", 0.0))
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be within [0, 1]")
+        kinds = body.get("kinds", list(FAULT_KINDS))
+        if not isinstance(kinds, list) or not kinds:
+            raise ValueError("kinds must be a non-empty list")
+        kinds = [str(k) for k in kinds]
+        bad = [k for k in kinds if k not in FAULT_KINDS]
+        if bad:
+            raise ValueError(f"unknown fault kinds {bad}; known: {list(FAULT_KINDS)}")
+        latency_ms = int(body.get("latency_ms", 200))
+        if not 0 <= latency_ms <= 600_000:
+            raise ValueError("latency_ms must be within [0, 600000]")
+        actions = body.get("actions")
+        services = body.get("services")
+        for name, val in (("actions", actions), ("services", services)):
+            if val is not None and not isinstance(val, list):
+                raise ValueError(f"{name} must be a list")
+        limit = body.get("limit")
+        if limit is not None:
+            limit = int(limit)
+            if limit < 0:
+                raise ValueError("limit must be >= 0")
+        ec2_status = int(body.get("ec2_throttle_status", 503))
+        if ec2_status not in (400, 503):
+            raise ValueError("ec2_throttle_status must be 400 or 503")
+        return {
+            "rate": rate,
+            "kinds": kinds,
+            "latency_ms": latency_ms,
+            "seed": body.get("seed"),
+            "actions": [str(a) for a in actions] if actions is not None else None,
+            "services": [str(s) for s in services] if services is not None else None,
+            "limit": limit,
+            "ec2_throttle_status": ec2_status,
+        }
+
+    def set(self, cfg: dict[str, Any] | None) -> None:
+        with self._lock:
+            self._cfg = cfg
+            self._injected = 0
+            seed = cfg.get("seed") if cfg else None
+            self._rng = random.Random(seed)
+
+    def get(self) -> dict[str, Any]:
+        with self._lock:
+            return {"config": self._cfg, "injected": self._injected}
+
+    def pick(self, service: str, action: str) -> tuple[str, dict[str, Any]] | None:
+        with self._lock:
+            cfg = self._cfg
+            if not cfg or cfg["rate"] <= 0.0:
+                return None
+            if cfg["actions"] is not None and action not in cfg["actions"]:
+                return None
+            if cfg["services"] is not None and service not in cfg["services"]:
+                return None
+            if cfg["limit"] is not None and self._injected >= cfg["limit"]:
+                return None
+            if self._rng.random() >= cfg["rate"]:
+                return None
+            self._injected += 1
+            return self._rng.choice(cfg["kinds"]), cfg
+
+
+def _xml_error(service: str, status: int, code: str, message: str) -> tuple[int, bytes]:
+    request_id = str(uuid.uuid4())
+    if service == "ec2":
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message>"
+            f"</Error></Errors><RequestID>{request_id}</RequestID></Response>"
+        )
+    else:
+        kind = "Sender" if status < 500 else "Receiver"
+        body = (
+            f'<ErrorResponse xmlns="{ELB_NS}"><Error><Type>{kind}</Type>'
+            f"<Code>{code}</Code><Message>{message}</Message></Error>"
+            f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+        )
+    return status, body.encode()
+
+
+def fault_response(kind: str, service: str, cfg: dict[str, Any]) -> tuple[int, bytes]:
+    is_ec2 = service == "ec2"
+    if kind == "throttle":
+        if is_ec2:
+            return _xml_error(
+                "ec2",
+                cfg.get("ec2_throttle_status", 503),
+                "RequestLimitExceeded",
+                "Request limit exceeded.",
+            )
+        return _xml_error(service, 400, "Throttling", "Rate exceeded")
+    if kind == "500":
+        if is_ec2:
+            return _xml_error("ec2", 500, "InternalError", "An internal error has occurred.")
+        return _xml_error(
+            service, 500, "InternalFailure", "The request processing has failed because of an unknown error, exception or failure."
+        )
+    if kind == "503":
+        if is_ec2:
+            return _xml_error("ec2", 503, "Unavailable", "The server is overloaded and can't handle the request.")
+        return _xml_error(service, 503, "ServiceUnavailable", "The request has failed due to a temporary failure of the server.")
+    raise ValueError(kind)
+
+
+_STATUS_TEXT = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+class KplinkMiddleware:
+    """WSGI middleware: the control endpoints, call counting and fault injection."""
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+        self.counter = CallCounter()
+        self.faults = FaultConfig()
+
+    # -- helpers ----------------------------------------------------------
+    @staticmethod
+    def _respond(start_response: Callable, status: int, body: bytes, ctype: str, extra: list | None = None) -> list[bytes]:
+        headers = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
+        headers += extra or []
+        start_response(f"{status} {_STATUS_TEXT.get(status, 'Status')}", headers)
+        return [body]
+
+    def _json(self, start_response: Callable, status: int, obj: Any) -> list[bytes]:
+        return self._respond(start_response, status, json.dumps(obj, sort_keys=True).encode(), "application/json")
+
+    @staticmethod
+    def _read_body(environ: dict) -> bytes:
+        """Read the whole request body and put back a replayable copy for moto."""
+        stream = environ.get("wsgi.input")
+        if stream is None:
+            return b""
+        length = environ.get("CONTENT_LENGTH") or ""
+        if length.strip().isdigit():
+            body = stream.read(int(length)) if int(length) > 0 else b""
+        elif environ.get("wsgi.input_terminated"):
+            body = stream.read()
+        else:
+            body = b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        return body
+
+    def _identify(self, environ: dict) -> tuple[str, str, str] | None:
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        m = _CRED_RE.search(auth)
+        if not m:
+            # Presigned query auth (X-Amz-Credential=...) is possible too.
+            qs = parse_qs(environ.get("QUERY_STRING", ""))
+            cred = (qs.get("X-Amz-Credential") or [""])[0]
+            parts = cred.split("/")
+            if len(parts) != 5:
+                return None
+            access_key, service = parts[0], parts[3]
+        else:
+            access_key, service = m.group(1), m.group(3)
+        action = None
+        qs = parse_qs(environ.get("QUERY_STRING", ""))
+        if qs.get("Action"):
+            action = qs["Action"][0]
+        body = self._read_body(environ)
+        if action is None:
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            if target:
+                action = target.rsplit(".", 1)[-1]
+        if action is None and body:
+            ctype = environ.get("CONTENT_TYPE", "")
+            if "x-www-form-urlencoded" in ctype or body[:7] == b"Action=" or b"&Action=" in body:
+                form = parse_qs(body.decode("utf-8", "replace"))
+                if form.get("Action"):
+                    action = form["Action"][0]
+        return service, action or "_unknown", access_key
+
+    # -- control API ------------------------------------------------------
+    def _control(self, environ: dict, start_response: Callable) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        path = environ.get("PATH_INFO", "").rstrip("/")
+        qs = parse_qs(environ.get("QUERY_STRING", ""))
+        if path == "/_kplink/health":
+            return self._json(start_response, 200, {"ok": True})
+        if path == "/_kplink/calls" and method == "GET":
+            by = (qs.get("by") or [None])[0]
+            if by not in (None, "service", "access_key"):
+                return self._json(start_response, 400, {"error": "by must be 'service' or 'access_key'"})
+            return self._json(start_response, 200, self.counter.snapshot(by))
+        if path == "/_kplink/calls/reset" and method == "POST":
+            self.counter.reset()
+            return self._json(start_response, 200, {"ok": True})
+        if path == "/_kplink/faults":
+            if method == "DELETE":
+                self.faults.set(None)
+                return self._json(start_response, 200, {"ok": True})
+            if method == "GET":
+                return self._json(start_response, 200, self.faults.get())
+            if method in ("POST", "PUT"):
+                raw = self._read_body(environ)
+                try:
+                    cfg = FaultConfig.validate(json.loads(raw or b"{}"))
+                except (ValueError, TypeError) as exc:
+                    return self._json(start_response, 400, {"error": str(exc)})
+                self.faults.set(cfg)
+                return self._json(start_response, 200, {"ok": True, "config": cfg})
+            return self._json(start_response, 405, {"error": "method not allowed"})
+        return self._json(start_response, 404, {"error": f"unknown control path {path}"})
+
+    # -- WSGI entry ---------------------------------------------------------
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_kplink/") or path == "/_kplink":
+            return self._control(environ, start_response)
+        if path.startswith("/moto-api"):
+            return self.app(environ, start_response)
+        info = self._identify(environ)
+        if info is None:
+            return self.app(environ, start_response)
+        service, action, access_key = info
+        self.counter.record(service, action, access_key)
+        picked = self.faults.pick(service, action)
+        if picked is not None:
+            kind, cfg = picked
+            self.counter.record_fault(kind)
+            if kind == "latency":
+                time.sleep(cfg["latency_ms"] / 1000.0)
+            elif kind == "drop":
+                sock = environ.get("werkzeug.socket")
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                # werkzeug treats ConnectionError as "client went away": it sends
+                # nothing and ends the connection quietly.
+                raise ConnectionResetError("kplink fault injection: dropped connection")
+            else:
+                status, body = fault_response(kind, service, cfg)
+                rid = str(uuid.uuid4())
+                return self._respond(
+                    start_response,
+                    status,
+                    body,
+                    "text/xml",
+                    [("x-amzn-RequestId", rid)],
+                )
+        return self.app(environ, start_response)
+
+
+# --------------------------------------------------------------------------
+# Server
+# --------------------------------------------------------------------------
+
+
+class MotoServer:
+    """moto's WSGI app wrapped in KplinkMiddleware, served by werkzeug in a thread."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        from werkzeug.serving import make_server
+
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+
+        patch_moto()
+        self.middleware = KplinkMiddleware(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(host, port, self.middleware, threaded=True, request_handler=MotoRequestHandler)
+        self._server.daemon_threads = True  # type: ignore[attr-defined]
+        self.host, self.port = self._server.server_address[:2]
+        os.environ["MOTO_PORT"] = str(self.port)  # moto builds some URLs from it
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="moto", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "MotoServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Start moto server for the kplink-agent tests: CreateListener fix, call counter, fault injection.",
+        epilog="The first stdout line is 'READY http://HOST:PORT'. Control API: /_kplink/calls, /_kplink/faults (see the module docstring).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 = pick a free port (default)")
+    parser.add_argument("--ready-file", help="also write the URL to this file once ready")
+    parser.add_argument("--quiet", action="store_true", help="do not log each request to stderr")
+    args = parser.parse_args(argv)
+
+    if args.quiet:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    server = MotoServer(args.host, args.port).start()
+    print(f"READY {server.url}", flush=True)
+    if args.ready_file:
+        tmp = args.ready_file + ".tmp"
+        with open(tmp, "w") as fh:
+            fh.write(server.url + "\n")
+        os.replace(tmp, args.ready_file)
+
+    while not stop.wait(0.2):
+        pass
+    server.stop()
+    try:
+        print("STOPPED", flush=True)
+    except (BrokenPipeError, OSError):
+        pass  # the parent may have closed our stdout after reading READY
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
