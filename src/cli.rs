@@ -72,6 +72,27 @@ pub enum Command {
     },
     /// Validate the configuration file without touching AWS: exit 0 or 78.
     CheckConfig,
+    /// Show identity, claim, target health, the advertised listener and the last pass.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for instance metadata before giving up.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        metadata_timeout: Duration,
+    },
+    /// Remove this broker from the NLB and its listener from server.properties.
+    Decommission {
+        /// Required: confirms that clients will lose this broker's port.
+        #[arg(long)]
+        yes: bool,
+        /// Leave server.properties as it is.
+        #[arg(long)]
+        keep_config: bool,
+        /// How long to wait for instance metadata before giving up.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        metadata_timeout: Duration,
+    },
 }
 
 /// Runs a parsed command line; returns the process exit code. Errors are printed as one line.
@@ -94,13 +115,48 @@ pub async fn run(cli: Cli) -> ExitCode {
             metadata_timeout,
         } => {
             if !once {
-                eprintln!("error: the daemon mode is not available yet; use `run --once` (e.g. from a timer)");
-                return ExitCode::from(EXIT_USAGE);
+                return match daemon(config, cli.config, metadata_timeout).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        tracing::error!(error = %e, "daemon stopped");
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
             }
             match run_once(config, cli.config, metadata_timeout, json).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "pass failed");
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Status {
+            json,
+            metadata_timeout,
+        } => match status(config, cli.config, metadata_timeout, json).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Decommission {
+            yes,
+            keep_config,
+            metadata_timeout,
+        } => {
+            if !yes {
+                eprintln!(
+                    "error: decommission deletes this broker's NLB listener and target group; rerun with --yes to confirm"
+                );
+                return ExitCode::from(EXIT_USAGE);
+            }
+            match decommission(config, cli.config, metadata_timeout, keep_config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE
                 }
@@ -236,4 +292,163 @@ async fn plan(
         }
     }
     Ok(steps.is_empty())
+}
+
+/// Errors of the daemon command: setup or the daemon's own machinery.
+#[derive(Debug, thiserror::Error)]
+enum DaemonCommandError {
+    #[error(transparent)]
+    Setup(#[from] Error),
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
+}
+
+async fn daemon(
+    config: Config,
+    path: PathBuf,
+    metadata_timeout: Duration,
+) -> Result<(), DaemonCommandError> {
+    let (agent, identity) = agent(config, path.clone(), metadata_timeout).await?;
+    let ctx = match agent.context_for(identity).await {
+        Ok(ctx) => Some(ctx),
+        Err(e) => {
+            // Retried by the loop with back-off; the host may still be getting its tags.
+            tracing::warn!(error = %e, "cannot resolve the broker yet");
+            None
+        }
+    };
+    let reload_path = path.clone();
+    crate::daemon::run(
+        agent,
+        ctx,
+        move || Config::load(&reload_path),
+        shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGTERM handler; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutting down");
+}
+
+async fn status(
+    config: Config,
+    path: PathBuf,
+    metadata_timeout: Duration,
+    json: bool,
+) -> Result<(), Error> {
+    let last = crate::daemon::read_last_pass(&config);
+    let (agent, identity) = agent(config, path, metadata_timeout).await?;
+    let ctx = agent.context_for(identity).await?;
+    let observed = agent.observe(&ctx).await?;
+    let steps = agent.plan(&ctx, &observed)?;
+    let claim = observed.assessment.claim.as_ref();
+    let desired_endpoint = claim.map(|l| format!("{}:{}", ctx.advertised_host, l.port));
+    let doc = serde_json::json!({
+        "identity": ctx.identity,
+        "broker_id": ctx.broker_id,
+        "broker_id_source": ctx.broker_id_source,
+        "claimed_port": claim.map(|l| l.port),
+        "listener_arn": claim.map(|l| l.arn.clone()),
+        "target_group_arn": claim.and_then(|l| l.target_group_arn.clone()),
+        "bootstrap_target_group_arn": observed.assessment.bootstrap.as_ref().and_then(|l| l.target_group_arn.clone()),
+        "dedicated_targets": observed.dedicated_targets,
+        "bootstrap_targets": observed.bootstrap_targets.iter().filter(|t| t.id == ctx.identity.instance_id).collect::<Vec<_>>(),
+        "advertised_in_file": observed.file_endpoint,
+        "advertised_desired": desired_endpoint,
+        "restart_pending": serde_json::Value::Null,
+        "lock_holder": serde_json::Value::Null,
+        "changes_pending": steps.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "last_pass": last,
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return Ok(());
+    }
+    let id = &ctx.identity;
+    println!(
+        "instance      {} ({} / {}, {}, {})",
+        id.instance_id, id.az, id.az_id, id.private_ip, id.vpc_id
+    );
+    println!(
+        "broker id     {} (from {})",
+        ctx.broker_id, ctx.broker_id_source
+    );
+    match claim {
+        Some(l) => {
+            println!("claimed port  {}", l.port);
+            println!("listener      {}", l.arn);
+            println!(
+                "target group  {}",
+                l.target_group_arn.as_deref().unwrap_or("?")
+            );
+        }
+        None => println!("claimed port  none"),
+    }
+    for t in &observed.dedicated_targets {
+        println!(
+            "target        {}:{} {} ({:?})",
+            t.id, t.port, t.health, t.state
+        );
+    }
+    println!(
+        "advertised    file: {}   desired: {}",
+        observed.file_endpoint.as_deref().unwrap_or("(none)"),
+        desired_endpoint.as_deref().unwrap_or("(no claim yet)")
+    );
+    match &last {
+        Some(p) => println!(
+            "last pass     {} ({}, unix {})",
+            p.summary,
+            if p.ok { "ok" } else { "FAILED" },
+            p.finished_unix
+        ),
+        None => println!("last pass     none recorded (is the daemon running?)"),
+    }
+    if steps.is_empty() {
+        println!("drift         none");
+    } else {
+        for s in steps {
+            println!("drift         {s}");
+        }
+    }
+    Ok(())
+}
+
+async fn decommission(
+    config: Config,
+    path: PathBuf,
+    metadata_timeout: Duration,
+    keep_config: bool,
+) -> Result<(), Error> {
+    let (agent, identity) = agent(config, path, metadata_timeout).await?;
+    let ctx = agent.context_for(identity).await?;
+    let done = agent.decommission(&ctx, keep_config).await?;
+    if done.is_empty() {
+        println!(
+            "broker {}: nothing to remove (already decommissioned)",
+            ctx.broker_id
+        );
+    } else {
+        println!("broker {} decommissioned:", ctx.broker_id);
+        for d in done {
+            println!("  {d}");
+        }
+    }
+    Ok(())
 }

@@ -7,6 +7,7 @@
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -74,6 +75,32 @@ pub struct Config {
     /// How a changed advertised listener takes effect.
     #[serde(default)]
     pub restart: RestartConfig,
+    /// The long-running agent (`kplink-agent run`).
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+}
+
+/// `[daemon]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Time between reconcile passes (±10 % jitter).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Address of the Prometheus `/metrics` and `/healthz` endpoint; empty disables it.
+    pub metrics_listen: String,
+    /// Where the daemon records its last pass for `status` (systemd's `STATE_DIRECTORY` wins).
+    pub state_dir: PathBuf,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            interval: Duration::from_secs(60),
+            metrics_listen: "127.0.0.1:9721".to_string(),
+            state_dir: PathBuf::from("/var/lib/kplink"),
+        }
+    }
 }
 
 /// `[broker]`
@@ -305,6 +332,27 @@ impl Config {
                 ),
             ));
         }
+        if self.daemon.interval < Duration::from_secs(1) {
+            return Err(invalid(
+                "daemon.interval",
+                format!("{:?} is shorter than 1s", self.daemon.interval),
+            ));
+        }
+        if !self.daemon.metrics_listen.is_empty()
+            && self
+                .daemon
+                .metrics_listen
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            return Err(invalid(
+                "daemon.metrics_listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:9721",
+                    self.daemon.metrics_listen
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -438,6 +486,8 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
         assert_eq!(c.nlb.bootstrap_port, 10000);
         assert_eq!(c.port_range(), 10001..=10049);
         assert_eq!(c.restart.mode, RestartMode::Never);
+        assert_eq!(c.daemon.interval, Duration::from_secs(60));
+        assert_eq!(c.daemon.metrics_listen, "127.0.0.1:9721");
     }
 
     #[test]
@@ -483,6 +533,18 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
             (
                 &MINIMAL.replace("[listener]", "[restart]\nmode = \"sometimes\"\n[listener]"),
                 "sometimes",
+            ),
+            (
+                &format!("{MINIMAL}[daemon]\ninterval = \"soon\"\n"),
+                "expected a duration",
+            ),
+            (
+                &format!("{MINIMAL}[daemon]\ninterval = \"10ms\"\n"),
+                "daemon.interval",
+            ),
+            (
+                &format!("{MINIMAL}[daemon]\nmetrics_listen = \"localhost\"\n"),
+                "daemon.metrics_listen",
             ),
         ];
         for (text, needle) in cases {

@@ -146,6 +146,11 @@ pub trait LoadBalancer: Send + Sync {
         tg_arn: &str,
         targets: &[(String, u16)],
     ) -> impl Future<Output = Result<(), NlbError>> + Send;
+    /// ARN of the target group named `name`, if it exists.
+    fn find_target_group(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, NlbError>> + Send;
     /// Deletes a listener.
     fn delete_listener(&self, arn: &str) -> impl Future<Output = Result<(), NlbError>> + Send;
     /// Deletes a target group.
@@ -477,6 +482,14 @@ impl LoadBalancer for Elbv2 {
                 format!("{tg_arn} ({})", target_list(targets)),
                 e,
             )),
+        }
+    }
+
+    async fn find_target_group(&self, name: &str) -> Result<Option<String>, NlbError> {
+        match self.describe_target_group_arn(name).await {
+            Ok(arn) => Ok(Some(arn)),
+            Err(e) if e.code == "TargetGroupNotFound" => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

@@ -63,6 +63,19 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Failure kind, the `kind` label of `kplink_pass_failures_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Metadata(_) => "metadata",
+            Error::BrokerId(_) | Error::AdvertisedHost(_) => "broker_id",
+            Error::Nlb(_) | Error::Ec2(_) | Error::BootstrapUnusable { .. } => "aws",
+            Error::Properties(_) => "properties",
+            Error::RangeExhausted { .. } => "port_range",
+        }
+    }
+}
+
 /// Who this host is, resolved once per pass.
 #[derive(Debug, Clone, Serialize)]
 pub struct Context {
@@ -551,4 +564,87 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             elapsed_ms: started.elapsed().as_millis(),
         })
     }
+
+    /// Removes this broker from the NLB (bootstrap membership, its listener(s), its dedicated
+    /// group) and, unless `keep_config`, its listener from `server.properties`. Idempotent:
+    /// a second run finds nothing to do. Returns what was done.
+    pub async fn decommission(
+        &self,
+        ctx: &Context,
+        keep_config: bool,
+    ) -> Result<Vec<String>, Error> {
+        let lb_arn = &self.config.nlb.load_balancer_arn;
+        let d = &ctx.desired;
+        let mut done = Vec::new();
+        let listeners = self.lb.listeners(lb_arn).await?;
+        let a = plan::assess(d, &listeners, None);
+        let dedicated_tg = match a.claim.as_ref().and_then(|l| l.target_group_arn.clone()) {
+            Some(arn) => Some(arn),
+            None => self.lb.find_target_group(&d.dedicated_group).await?,
+        };
+        // Clients stop being routed here first: leave the bootstrap group, with any replaced
+        // instance of this broker still found in the dedicated group.
+        if let Some(boot) = a
+            .bootstrap
+            .as_ref()
+            .and_then(|l| l.target_group_arn.as_deref())
+        {
+            let mut mine: Vec<(String, u16)> = vec![(d.instance_id.clone(), d.target_port)];
+            if let Some(tg) = &dedicated_tg {
+                mine.extend(
+                    self.lb
+                        .targets(tg)
+                        .await?
+                        .into_iter()
+                        .map(|t| (t.id, t.port)),
+                );
+            }
+            let present: Vec<(String, u16)> = self
+                .lb
+                .targets(boot)
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t.port))
+                .filter(|t| mine.contains(t))
+                .collect();
+            if !present.is_empty() {
+                self.lb.deregister(boot, &present).await?;
+                done.push(format!(
+                    "deregistered {} from the bootstrap target group",
+                    list(&present)
+                ));
+            }
+        }
+        for l in a.claim.iter().chain(a.duplicate_claims.iter()) {
+            self.lb.delete_listener(&l.arn).await?;
+            done.push(format!("deleted listener on port {} ({})", l.port, l.arn));
+        }
+        if let Some(tg) = dedicated_tg {
+            self.lb.delete_target_group(&tg).await?;
+            done.push(format!("deleted target group {} ({tg})", d.dedicated_group));
+        }
+        if !keep_config {
+            let path = &self.config.broker.server_properties;
+            let text = properties::read(path)?;
+            if let Some(new_text) = properties::remove_listener(&text, &self.config.listener.name)
+                .map_err(|e| PropertiesError::from_edit(path, e))?
+            {
+                properties::write_atomic(path, &new_text, Some(&properties::backup_path(path)))?;
+                done.push(format!(
+                    "removed listener {} from {}",
+                    self.config.listener.name,
+                    path.display()
+                ));
+            }
+        }
+        Ok(done)
+    }
+}
+
+fn list(targets: &[(String, u16)]) -> String {
+    targets
+        .iter()
+        .map(|(id, port)| format!("{id}:{port}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -4,18 +4,36 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kplink_agent::cli::{self, Cli, LogFormat};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_env("KPLINK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    // Under systemd, log to journald natively so fields (BROKER_ID, PORT, ARNs) stay structured.
+    let journald = std::env::var_os("JOURNAL_STREAM")
+        .filter(|_| cli.log_format == LogFormat::Text)
+        .and_then(|_| tracing_journald::layer().ok());
+    let stderr = match (&journald, cli.log_format) {
+        (Some(_), _) => None,
+        (None, LogFormat::Json) => Some(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stderr)
+                .boxed(),
+        ),
+        (None, LogFormat::Text) => Some(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .boxed(),
+        ),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(journald)
+        .with(stderr)
+        .init();
     cli::run(cli).await
 }

@@ -1,0 +1,313 @@
+//! Prometheus metrics and the `/metrics` + `/healthz` endpoint (public contract: metric names).
+//!
+//! | metric | type | meaning |
+//! |---|---|---|
+//! | `kplink_passes_total` | counter | reconcile passes finished |
+//! | `kplink_pass_failures_total{kind}` | counter | failed passes by kind (`metadata`, `broker_id`, `aws`, `properties`, `port_range`, `kafka`, `restart`, `other`) |
+//! | `kplink_aws_calls_total{operation}` | counter | AWS API calls by operation |
+//! | `kplink_drift_repairs_total` | counter | changes made after the broker had converged once |
+//! | `kplink_restarts_total` | counter | Kafka restarts triggered |
+//! | `kplink_claimed_port` | gauge | the NLB port this broker holds (0 before the first claim) |
+//! | `kplink_last_success_timestamp_seconds` | gauge | Unix time of the last successful pass |
+//! | `kplink_restart_pending` | gauge | 1 while the running broker does not yet use the written listener |
+//! | `kplink_lock_held` | gauge | 1 while this agent holds the cluster restart lock |
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+/// The agent's metrics; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    passes: Counter,
+    failures: Family<Labels, Counter>,
+    aws_calls: Family<Labels, Counter>,
+    drift_repairs: Counter,
+    restarts: Counter,
+    claimed_port: Gauge,
+    last_success: Gauge,
+    restart_pending: Gauge,
+    lock_held: Gauge,
+    aws_seen: Mutex<BTreeMap<&'static str, u64>>,
+    last_ok_unix: AtomicI64,
+    last_failure: Mutex<Option<String>>,
+    health_window_secs: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(60))
+    }
+}
+
+impl Metrics {
+    /// Registers every metric; `/healthz` fails once no pass succeeded for three intervals.
+    pub fn new(interval: Duration) -> Self {
+        let mut registry = Registry::default();
+        let inner = Inner {
+            passes: Counter::default(),
+            failures: Family::default(),
+            aws_calls: Family::default(),
+            drift_repairs: Counter::default(),
+            restarts: Counter::default(),
+            claimed_port: Gauge::default(),
+            last_success: Gauge::default(),
+            restart_pending: Gauge::default(),
+            lock_held: Gauge::default(),
+            aws_seen: Mutex::new(BTreeMap::new()),
+            last_ok_unix: AtomicI64::new(0),
+            last_failure: Mutex::new(None),
+            health_window_secs: AtomicU64::new(interval.as_secs().max(1) * 3 + 60),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "kplink_passes",
+            "Reconcile passes finished",
+            inner.passes.clone(),
+        );
+        registry.register(
+            "kplink_pass_failures",
+            "Failed passes by kind",
+            inner.failures.clone(),
+        );
+        registry.register(
+            "kplink_aws_calls",
+            "AWS API calls by operation",
+            inner.aws_calls.clone(),
+        );
+        registry.register(
+            "kplink_drift_repairs",
+            "Changes made after the broker had converged",
+            inner.drift_repairs.clone(),
+        );
+        registry.register(
+            "kplink_restarts",
+            "Kafka restarts triggered",
+            inner.restarts.clone(),
+        );
+        registry.register(
+            "kplink_claimed_port",
+            "NLB port held by this broker",
+            inner.claimed_port.clone(),
+        );
+        registry.register(
+            "kplink_last_success_timestamp_seconds",
+            "Unix time of the last successful pass",
+            inner.last_success.clone(),
+        );
+        registry.register(
+            "kplink_restart_pending",
+            "1 while the running broker does not use the written listener yet",
+            inner.restart_pending.clone(),
+        );
+        registry.register(
+            "kplink_lock_held",
+            "1 while this agent holds the cluster restart lock",
+            inner.lock_held.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Inner { registry, ..inner }),
+        }
+    }
+
+    /// A successful pass.
+    pub fn pass_ok(&self, port: u16, drift_repairs: u64) {
+        let now = unix_now();
+        self.inner.passes.inc();
+        self.inner.claimed_port.set(i64::from(port));
+        self.inner.last_success.set(now);
+        self.inner.last_ok_unix.store(now, Ordering::Relaxed);
+        self.inner.drift_repairs.inc_by(drift_repairs);
+        if let Ok(mut f) = self.inner.last_failure.lock() {
+            *f = None;
+        }
+    }
+
+    /// A failed pass of `kind`.
+    pub fn pass_failed(&self, kind: &str, error: &str) {
+        self.inner.passes.inc();
+        self.inner
+            .failures
+            .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+            .inc();
+        if let Ok(mut f) = self.inner.last_failure.lock() {
+            *f = Some(error.to_string());
+        }
+    }
+
+    /// Brings `kplink_aws_calls_total` up to the adapters' running totals.
+    pub fn sync_aws_calls(&self, totals: &BTreeMap<&'static str, u64>) {
+        let Ok(mut seen) = self.inner.aws_seen.lock() else {
+            return;
+        };
+        for (op, n) in totals {
+            let before = seen.insert(op, *n).unwrap_or(0);
+            if *n > before {
+                self.inner
+                    .aws_calls
+                    .get_or_create(&vec![("operation".to_string(), op.to_string())])
+                    .inc_by(n - before);
+            }
+        }
+    }
+
+    /// A Kafka restart was triggered.
+    pub fn restarted(&self) {
+        self.inner.restarts.inc();
+    }
+
+    /// Whether a restart is pending.
+    pub fn set_restart_pending(&self, pending: bool) {
+        self.inner.restart_pending.set(i64::from(pending));
+    }
+
+    /// Whether the restart lock is held.
+    pub fn set_lock_held(&self, held: bool) {
+        self.inner.lock_held.set(i64::from(held));
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = encode(&mut out, &self.inner.registry);
+        out
+    }
+
+    /// `Ok` when a pass succeeded recently, else why not.
+    pub fn health(&self) -> Result<(), String> {
+        let last = self.inner.last_ok_unix.load(Ordering::Relaxed);
+        let window = self.inner.health_window_secs.load(Ordering::Relaxed) as i64;
+        let failure = self.inner.last_failure.lock().ok().and_then(|f| f.clone());
+        if last == 0 {
+            return Err(failure.unwrap_or_else(|| "no successful pass yet".to_string()));
+        }
+        let age = unix_now() - last;
+        if age > window {
+            return Err(format!(
+                "last successful pass {age}s ago: {}",
+                failure.unwrap_or_default()
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Serves `/metrics` and `/healthz` on a bound listener until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let metrics = metrics.clone();
+                async move { Ok::<_, Infallible>(respond(&metrics, req.uri().path())) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Binds the metrics address.
+pub async fn bind(addr: &str) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+fn respond(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match path {
+        "/metrics" => (
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics.render(),
+        ),
+        "/healthz" => match metrics.health() {
+            Ok(()) => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+            Err(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("unhealthy: {why}\n"),
+            ),
+        },
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_string(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, v);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_contract_names() {
+        let m = Metrics::new(Duration::from_secs(60));
+        assert!(m.health().is_err());
+        m.sync_aws_calls(&BTreeMap::from([("DescribeListeners", 2)]));
+        m.sync_aws_calls(&BTreeMap::from([
+            ("DescribeListeners", 5),
+            ("CreateListener", 1),
+        ]));
+        m.pass_failed("aws", "throttled");
+        m.pass_ok(10004, 2);
+        m.set_lock_held(true);
+        let text = m.render();
+        for needle in [
+            "kplink_passes_total 2",
+            "kplink_pass_failures_total{kind=\"aws\"} 1",
+            "kplink_aws_calls_total{operation=\"DescribeListeners\"} 5",
+            "kplink_aws_calls_total{operation=\"CreateListener\"} 1",
+            "kplink_drift_repairs_total 2",
+            "kplink_restarts_total 0",
+            "kplink_claimed_port 10004",
+            "kplink_last_success_timestamp_seconds ",
+            "kplink_restart_pending 0",
+            "kplink_lock_held 1",
+        ] {
+            assert!(text.contains(needle), "{needle} missing in\n{text}");
+        }
+        assert!(m.health().is_ok());
+    }
+}

@@ -1,0 +1,313 @@
+//! The daemon (`kplink-agent run`): drift repair, file watcher, SIGHUP, metrics, SIGTERM; and the
+//! operations commands `status` and `decommission`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn metric(port: u16, name: &str) -> Option<f64> {
+    let (_, body) = http_get(port, "/metrics")?;
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+struct Daemon {
+    child: Child,
+    metrics: u16,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_daemon(world: &World, host: &Host, interval: &str) -> Daemon {
+    let metrics = free_port();
+    let config = format!(
+        "{}\n[daemon]\ninterval = \"{interval}\"\nmetrics_listen = \"127.0.0.1:{metrics}\"\nstate_dir = \"{}\"\n",
+        world.config_text(host, "10001-10049", ""),
+        host.dir.join("state").display()
+    );
+    std::fs::write(host.config(), config).unwrap();
+    let child = world
+        .agent(host)
+        .arg("run")
+        .env("KPLINK_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon { child, metrics };
+    wait_until("first pass", Duration::from_secs(30), || {
+        metric(d.metrics, "kplink_passes_total").unwrap_or(0.0) >= 1.0
+    });
+    d
+}
+
+fn sigterm(d: &mut Daemon) -> (Option<i32>, Duration) {
+    let started = Instant::now();
+    unsafe_kill(d.child.id(), "TERM");
+    let status = loop {
+        if let Some(s) = d.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no exit within 10 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.code(), started.elapsed())
+}
+
+fn unsafe_kill(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+fn delete_listener(world: &World, port: u16) {
+    block_on(async {
+        let ls = world
+            .elbv2
+            .describe_listeners()
+            .load_balancer_arn(&world.lb_arn)
+            .send()
+            .await
+            .unwrap();
+        let arn = ls
+            .listeners()
+            .iter()
+            .find(|l| l.port() == Some(i32::from(port)))
+            .unwrap()
+            .listener_arn()
+            .unwrap()
+            .to_string();
+        world
+            .elbv2
+            .delete_listener()
+            .listener_arn(arn)
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+fn deregister(world: &World, group: &str, instance: &str) {
+    let arn = world.wiring().groups[group].arn.clone();
+    block_on(async {
+        let target = aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+            .id(instance)
+            .port(9094)
+            .build();
+        world
+            .elbv2
+            .deregister_targets()
+            .target_group_arn(arn)
+            .targets(target)
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn daemon_repairs_nlb_drift_within_one_interval_and_stops_cleanly() {
+    let world = World::start(Options {
+        hosts: 1,
+        ..Options::default()
+    });
+    let host = &world.hosts[0];
+    let mut d = start_daemon(&world, host, "2s");
+    let port = world.wiring().port_of("kp-orders-b1").expect("claimed");
+    assert_eq!(
+        metric(d.metrics, "kplink_claimed_port"),
+        Some(f64::from(port))
+    );
+    assert_eq!(http_get(d.metrics, "/healthz").map(|(s, _)| s), Some(200));
+
+    delete_listener(&world, port);
+    deregister(&world, "kp-orders-boot", &host.instance_id);
+    let took = wait_until(
+        "listener and registration restored",
+        Duration::from_secs(8),
+        || {
+            let w = world.wiring();
+            w.port_of("kp-orders-b1").is_some()
+                && w.group_on(10000)
+                    .targets
+                    .contains(&(host.instance_id.clone(), 9094))
+        },
+    );
+    // One interval is 2 s ± 10 %; allow for the pass itself.
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let new_port = world.wiring().port_of("kp-orders-b1").unwrap();
+    assert!(host.read_properties().contains(&format!(":{new_port}\n")));
+    assert!(metric(d.metrics, "kplink_drift_repairs_total").unwrap() >= 2.0);
+    assert!(
+        metric(
+            d.metrics,
+            "kplink_aws_calls_total{operation=\"CreateListener\"}"
+        )
+        .unwrap()
+            >= 2.0
+    );
+
+    let (code, took) = sigterm(&mut d);
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(10));
+}
+
+#[test]
+fn daemon_restores_an_overwritten_file_through_the_watcher_and_reloads_on_sighup() {
+    let world = World::start(Options {
+        hosts: 1,
+        ..Options::default()
+    });
+    let host = &world.hosts[0];
+    // A long interval: only the watcher or SIGHUP can explain a quick pass.
+    let mut d = start_daemon(&world, host, "5m");
+    let wired = host.read_properties();
+    assert_ne!(wired, SERVER_PROPERTIES);
+    // The agent's own write must not count as a change.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(metric(d.metrics, "kplink_passes_total"), Some(1.0));
+
+    // Config management puts its version back.
+    std::fs::write(host.properties(), SERVER_PROPERTIES).unwrap();
+    let took = wait_until("file restored", Duration::from_secs(10), || {
+        host.read_properties() == wired
+    });
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(metric(d.metrics, "kplink_passes_total"), Some(2.0));
+
+    // SIGHUP with a broken config: logged, old config kept, still serving.
+    let good = std::fs::read_to_string(host.config()).unwrap();
+    std::fs::write(host.config(), "cluster = [").unwrap();
+    unsafe_kill(d.child.id(), "HUP");
+    wait_until("pass after SIGHUP", Duration::from_secs(10), || {
+        metric(d.metrics, "kplink_passes_total").unwrap_or(0.0) >= 3.0
+    });
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "daemon died on a bad config"
+    );
+    std::fs::write(host.config(), &good).unwrap();
+    // SIGHUP makes a pass at once: NLB drift repaired without waiting for the 5 min interval.
+    let port = world.wiring().port_of("kp-orders-b1").unwrap();
+    delete_listener(&world, port);
+    unsafe_kill(d.child.id(), "HUP");
+    wait_until(
+        "listener restored after SIGHUP",
+        Duration::from_secs(10),
+        || world.wiring().port_of("kp-orders-b1").is_some(),
+    );
+
+    // status reads the daemon's last pass and the live state.
+    let out = world.run(host, &["status", "--json"]);
+    assert_ok(&out);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["broker_id"], 1);
+    assert_eq!(
+        status["claimed_port"],
+        world.wiring().port_of("kp-orders-b1").unwrap()
+    );
+    assert_eq!(status["last_pass"]["ok"], true);
+    assert_eq!(
+        status["dedicated_targets"][0]["id"],
+        host.instance_id.as_str()
+    );
+
+    let (code, _) = sigterm(&mut d);
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn decommission_requires_yes_is_complete_and_idempotent() {
+    let world = World::start(Options::default());
+    for host in &world.hosts {
+        assert_ok(&world.run(host, &["run", "--once"]));
+    }
+    let host = &world.hosts[1];
+    let out = world.run(host, &["decommission"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(world.wiring().port_of("kp-orders-b2").is_some());
+
+    let out = world.run(host, &["decommission", "--yes"]);
+    assert_ok(&out);
+    let w = world.wiring();
+    assert!(w.port_of("kp-orders-b2").is_none());
+    assert!(!w.groups.contains_key("kp-orders-b2"));
+    let boot = &w.group_on(10000).targets;
+    assert!(!boot.iter().any(|(id, _)| *id == host.instance_id));
+    assert_eq!(boot.len(), 2, "the other brokers stay");
+    assert!(w.port_of("kp-orders-b1").is_some() && w.port_of("kp-orders-b3").is_some());
+    assert_eq!(
+        host.read_properties(),
+        SERVER_PROPERTIES.to_string(),
+        "managed listener removed"
+    );
+
+    let again = world.run(host, &["decommission", "--yes"]);
+    assert_ok(&again);
+    assert!(
+        stdout(&again).contains("nothing to remove"),
+        "{}",
+        stdout(&again)
+    );
+
+    // --keep-config leaves the file alone.
+    let other = &world.hosts[2];
+    let before = other.read_properties();
+    assert_ok(&world.run(other, &["decommission", "--yes", "--keep-config"]));
+    assert_eq!(other.read_properties(), before);
+    assert!(world.wiring().port_of("kp-orders-b3").is_none());
+}
