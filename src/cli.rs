@@ -11,8 +11,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Config};
+use crate::kafka::KafkaCluster;
 use crate::metadata::{self, Imds};
 use crate::nlb::CallCounter;
+use crate::nlb::LoadBalancer;
 use crate::reconcile::{Agent, Error};
 
 /// Exit code for an invalid configuration (sysexits EX_CONFIG).
@@ -222,11 +224,14 @@ async fn run_once(
         changes = report.changes.len(),
         "pass complete"
     );
+    let outcome = effect(&agent, &ctx, &report, &|_| {}).await;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
+        let mut doc = serde_json::to_value(&report).unwrap_or_default();
+        doc["kafka"] = match &outcome {
+            Ok(o) => serde_json::to_value(o).unwrap_or_default(),
+            Err(e) => serde_json::json!({ "outcome": "error", "error": e.to_string() }),
+        };
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         println!(
             "broker {} ({} in {}) wired: {} -> port {} ({} change(s), {} AWS call(s), {} ms)",
@@ -242,8 +247,56 @@ async fn run_once(
         for step in &report.changes {
             println!("  changed: {step}");
         }
+        if let Ok(o) = &outcome {
+            println!("  kafka: {}", describe_outcome(o));
+        }
     }
-    Ok(())
+    outcome.map(|_| ())
+}
+
+/// Makes the running broker use what the pass wrote, per `restart.mode`.
+pub async fn effect<M, L, T>(
+    agent: &Agent<M, L, T>,
+    ctx: &crate::reconcile::Context,
+    report: &crate::reconcile::PassReport,
+    on_lock: &(dyn Fn(bool) + Send + Sync),
+) -> Result<crate::restart::Outcome, Error>
+where
+    M: crate::metadata::InstanceMetadata,
+    L: crate::nlb::LoadBalancer,
+    T: crate::ec2::InstanceTags,
+{
+    let rc = &agent.config.restart;
+    let kafka = crate::kafka::RdKafka::new(&rc.bootstrap_servers, &rc.kafka)
+        .map_err(crate::restart::RestartError::from)?;
+    let service = crate::restart::CommandService {
+        command: rc.command.clone(),
+        timeout: rc.timeout,
+    };
+    let outcome = agent
+        .make_effective(ctx, report, &kafka, &service, on_lock)
+        .await?;
+    tracing::info!(outcome = ?outcome, "kafka listener state");
+    Ok(outcome)
+}
+
+/// One line about a restart outcome.
+pub fn describe_outcome(o: &crate::restart::Outcome) -> String {
+    use crate::restart::Outcome;
+    match o {
+        Outcome::NotRunning => "not running; it reads the file when it starts".to_string(),
+        Outcome::AlreadyEffective => "already advertises this endpoint".to_string(),
+        Outcome::DynamicallyUpdated => {
+            "advertised.listeners updated dynamically (no restart)".to_string()
+        }
+        Outcome::Restarted { took_ms } => {
+            format!("restarted under the cluster lock ({took_ms} ms)")
+        }
+        Outcome::Pending { current } => format!(
+            "restart pending (restart.mode = \"never\"); broker advertises {}",
+            current.as_deref().unwrap_or("something else")
+        ),
+    }
 }
 
 /// Prints the plan; `Ok(true)` when there is nothing to do.
@@ -359,6 +412,37 @@ async fn status(
     let steps = agent.plan(&ctx, &observed)?;
     let claim = observed.assessment.claim.as_ref();
     let desired_endpoint = claim.map(|l| format!("{}:{}", ctx.advertised_host, l.port));
+    let rc = &agent.config.restart;
+    let (running, in_broker) = match crate::kafka::RdKafka::new(&rc.bootstrap_servers, &rc.kafka) {
+        Ok(k) if k.is_running().await => (
+            true,
+            k.advertised_listeners(ctx.broker_id).await.ok().flatten(),
+        ),
+        _ => (false, None),
+    };
+    let broker_endpoint = in_broker
+        .as_deref()
+        .and_then(|a| crate::restart::endpoint_of(a, &agent.config.listener.name));
+    let restart_pending = match &desired_endpoint {
+        Some(d) => matches!(
+            crate::restart::decide(
+                running,
+                in_broker.as_deref(),
+                &agent.config.listener.name,
+                d
+            ),
+            crate::restart::Decision::DynamicUpdate | crate::restart::Decision::Restart
+        ),
+        None => false,
+    };
+    let lock = match &observed.assessment.lock {
+        Some(l) => agent
+            .lb
+            .tags(&l.arn)
+            .await?
+            .map(|tags| crate::restart::LockState::from_tags(&l.arn, &tags)),
+        None => None,
+    };
     let doc = serde_json::json!({
         "identity": ctx.identity,
         "broker_id": ctx.broker_id,
@@ -371,8 +455,12 @@ async fn status(
         "bootstrap_targets": observed.bootstrap_targets.iter().filter(|t| t.id == ctx.identity.instance_id).collect::<Vec<_>>(),
         "advertised_in_file": observed.file_endpoint,
         "advertised_desired": desired_endpoint,
-        "restart_pending": serde_json::Value::Null,
-        "lock_holder": serde_json::Value::Null,
+        "kafka_running": running,
+        "advertised_in_broker": broker_endpoint,
+        "restart_pending": restart_pending,
+        "lock_holder": lock.as_ref().map(|l| l.holder.clone()),
+        "lock_phase": lock.as_ref().map(|l| l.phase.clone()),
+        "lock_expires_unix": lock.as_ref().map(|l| l.expires),
         "changes_pending": steps.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "last_pass": last,
     });
@@ -411,6 +499,29 @@ async fn status(
         observed.file_endpoint.as_deref().unwrap_or("(none)"),
         desired_endpoint.as_deref().unwrap_or("(no claim yet)")
     );
+    println!(
+        "kafka         {}",
+        if running {
+            format!(
+                "running, advertises {}{}",
+                broker_endpoint.as_deref().unwrap_or("(unknown)"),
+                if restart_pending {
+                    " - restart pending"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            "not running".to_string()
+        }
+    );
+    match &lock {
+        Some(l) => println!(
+            "restart lock  held by {} (phase {}, expires unix {})",
+            l.holder, l.phase, l.expires
+        ),
+        None => println!("restart lock  free"),
+    }
     match &last {
         Some(p) => println!(
             "last pass     {} ({}, unix {})",

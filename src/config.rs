@@ -174,19 +174,60 @@ fn default_bootstrap_port() -> u16 {
 }
 
 /// `[restart]`
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestartConfig {
     /// What to do when the running broker must pick up a changed listener.
     pub mode: RestartMode,
+    /// Restarts Kafka (systemd stops it with SIGTERM: a controlled shutdown).
+    pub command: Vec<String>,
+    /// The broker's internal listener, for admin and metadata requests.
+    pub bootstrap_servers: String,
+    /// Lease of the cluster restart lock; renewed while held, expires if the holder dies.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// Consecutive healthy observations required before a restart.
+    pub healthy_checks: u32,
+    /// Time between health observations.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+    /// Per phase: waiting for the lock and health, waiting for the broker to return.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// NLB port of the cluster restart lock listener (never used by clients).
+    pub lock_port: u16,
+    /// Extra librdkafka properties for the admin client (e.g. `security.protocol`).
+    pub kafka: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        RestartConfig {
+            mode: RestartMode::Rolling,
+            command: ["systemctl", "restart", "kafka.service"]
+                .map(String::from)
+                .to_vec(),
+            bootstrap_servers: "127.0.0.1:9092".to_string(),
+            lease: Duration::from_secs(600),
+            healthy_checks: 3,
+            check_interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(900),
+            lock_port: 9999,
+            kafka: std::collections::BTreeMap::new(),
+        }
+    }
 }
 
 /// `restart.mode`
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum RestartMode {
-    /// Write `server.properties` only; the change takes effect at Kafka's next start.
+    /// Make the running broker use the listener: dynamic update when possible, else a
+    /// cluster-wide, health-gated rolling restart.
     #[default]
+    Rolling,
+    /// Write `server.properties` only and report the pending change; the next Kafka start
+    /// picks it up.
     Never,
 }
 
@@ -211,7 +252,7 @@ impl Config {
                 path: path.to_path_buf(),
                 line,
                 column,
-                message: e.message().trim().replace('\n', " "),
+                message: one_line(e.message().trim()),
             }
         })?;
         config.validate(path)?;
@@ -222,7 +263,7 @@ impl Config {
         let invalid = |key: &'static str, reason: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             key,
-            reason,
+            reason: one_line(&reason),
         };
         if self.cluster.is_empty()
             || self.cluster.len() > 64
@@ -329,6 +370,33 @@ impl Config {
                 format!(
                     "{} lies inside nlb.port_range {}",
                     self.nlb.bootstrap_port, self.nlb.port_range
+                ),
+            ));
+        }
+        if self.restart.command.is_empty() {
+            return Err(invalid("restart.command", "is empty".to_string()));
+        }
+        if self.restart.healthy_checks == 0 {
+            return Err(invalid(
+                "restart.healthy_checks",
+                "must be at least 1".to_string(),
+            ));
+        }
+        if self.restart.lease < Duration::from_secs(10) {
+            return Err(invalid(
+                "restart.lease",
+                format!("{:?} is shorter than 10s", self.restart.lease),
+            ));
+        }
+        if self.restart.lock_port == 0
+            || self.restart.lock_port == self.nlb.bootstrap_port
+            || range.contains(&self.restart.lock_port)
+        {
+            return Err(invalid(
+                "restart.lock_port",
+                format!(
+                    "{} must be a port outside nlb.port_range and other than nlb.bootstrap_port",
+                    self.restart.lock_port
                 ),
             ));
         }
@@ -449,6 +517,20 @@ pub fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
     Ok(first..=last)
 }
 
+/// Error messages stay on one line whatever the offending value contains.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -485,7 +567,16 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
         assert_eq!(c.listener.security_protocol, "SSL");
         assert_eq!(c.nlb.bootstrap_port, 10000);
         assert_eq!(c.port_range(), 10001..=10049);
-        assert_eq!(c.restart.mode, RestartMode::Never);
+        assert_eq!(c.restart.mode, RestartMode::Rolling);
+        assert_eq!(
+            c.restart.command,
+            vec!["systemctl", "restart", "kafka.service"]
+        );
+        assert_eq!(c.restart.bootstrap_servers, "127.0.0.1:9092");
+        assert_eq!(c.restart.lease, Duration::from_secs(600));
+        assert_eq!(c.restart.healthy_checks, 3);
+        assert_eq!(c.restart.check_interval, Duration::from_secs(10));
+        assert_eq!(c.restart.timeout, Duration::from_secs(900));
         assert_eq!(c.daemon.interval, Duration::from_secs(60));
         assert_eq!(c.daemon.metrics_listen, "127.0.0.1:9721");
     }

@@ -29,6 +29,7 @@ use crate::metadata::InstanceMetadata;
 use crate::metrics::Metrics;
 use crate::nlb::LoadBalancer;
 use crate::reconcile::{Agent, Context, Error, PassReport};
+use crate::restart::Outcome;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +174,8 @@ where
     let mut converged_once = false;
     let mut ready_sent = false;
     let mut last_written: Option<String> = None;
+    let mut kafka_checked = false;
+    let mut restart_pending = false;
     let mut wake = Wake::Timer;
     loop {
         if wake == Wake::Reload {
@@ -191,11 +194,38 @@ where
                 }
             }
         }
+        let check_kafka = !kafka_checked || restart_pending;
+        let on_lock = |held: bool| metrics.set_lock_held(held);
         let outcome = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            outcome = one_pass(&agent, &mut ctx) => outcome,
+            // An interrupted restart is resumed on the next start: the lock says where it was.
+            outcome = one_pass(&agent, &mut ctx, check_kafka, &on_lock) => outcome,
         };
+        let outcome = match outcome {
+            Ok((report, effect)) => {
+                kafka_checked = true;
+                match effect {
+                    None => Ok(report),
+                    Some(Ok(o)) => {
+                        restart_pending = matches!(o, Outcome::Pending { .. });
+                        if matches!(o, Outcome::Restarted { .. }) {
+                            metrics.restarted();
+                        }
+                        if !matches!(o, Outcome::NotRunning | Outcome::AlreadyEffective) {
+                            tracing::info!(kafka = %crate::cli::describe_outcome(&o), "listener change handled");
+                        }
+                        Ok(report)
+                    }
+                    Some(Err(e)) => {
+                        restart_pending = true;
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        metrics.set_restart_pending(restart_pending);
         metrics.sync_aws_calls(&agent.calls.snapshot());
         let status = match &outcome {
             Ok(report) => {
@@ -289,10 +319,14 @@ where
     Ok(())
 }
 
+/// A pass, then (when the file changed, a change is pending, or on the first pass) making Kafka
+/// use it. The second result is `None` when Kafka was not looked at.
 async fn one_pass<M, L, T>(
     agent: &Agent<M, L, T>,
     ctx: &mut Option<Context>,
-) -> Result<PassReport, Error>
+    check_kafka: bool,
+    on_lock: &(dyn Fn(bool) + Send + Sync),
+) -> Result<(PassReport, Option<Result<Outcome, Error>>), Error>
 where
     M: InstanceMetadata,
     L: LoadBalancer,
@@ -301,10 +335,16 @@ where
     if ctx.is_none() {
         *ctx = Some(agent.context().await?);
     }
-    match ctx {
-        Some(c) => agent.pass(c).await,
-        None => unreachable!("context was just set"),
-    }
+    let Some(c) = ctx.as_ref() else {
+        unreachable!("context was just set")
+    };
+    let report = agent.pass(c).await?;
+    let effect = if check_kafka || report.properties_written {
+        Some(crate::cli::effect(agent, c, &report, on_lock).await)
+    } else {
+        None
+    };
+    Ok((report, effect))
 }
 
 struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);

@@ -98,24 +98,32 @@ pub async fn discover<M: InstanceMetadata>(
     let started = Instant::now();
     let mut attempts = 0;
     let mut backoff = Duration::from_millis(250);
+    let mut last: Option<MetadataError> = None;
     loop {
         attempts += 1;
-        match discover_once(md).await {
-            Ok(identity) => return Ok(identity),
-            Err(e) if e.is_transient() && started.elapsed() + backoff < within => {
-                tracing::warn!(error = %e, attempt = attempts, "instance metadata unavailable; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            Err(e) if e.is_transient() => {
-                return Err(MetadataError::GaveUp {
-                    last: Box::new(e),
-                    attempts,
-                    elapsed: started.elapsed(),
-                })
-            }
-            Err(e) => return Err(e),
+        let remaining = within.saturating_sub(started.elapsed());
+        let error = match tokio::time::timeout(remaining, discover_once(md)).await {
+            Ok(Ok(identity)) => return Ok(identity),
+            Ok(Err(e)) if !e.is_transient() => return Err(e),
+            Ok(Err(e)) => e,
+            // Cut off by the deadline: the last complete failure says more than the cut.
+            Err(_) => last.take().unwrap_or_else(|| MetadataError::Fetch {
+                endpoint: md.endpoint(),
+                path: "(identity)".to_string(),
+                reason: format!("no complete answer within {within:?}"),
+            }),
+        };
+        if started.elapsed() + backoff >= within {
+            return Err(MetadataError::GaveUp {
+                last: Box::new(error),
+                attempts,
+                elapsed: started.elapsed(),
+            });
         }
+        tracing::warn!(error = %error, attempt = attempts, "instance metadata unavailable; retrying");
+        last = Some(error);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -211,6 +219,39 @@ pub async fn instance_tag<M: InstanceMetadata>(
     })
 }
 
+/// One short line for an IMDS client error: the HTTP status when there was one, else the
+/// innermost cause (the SDK's own Display nests debug dumps of whole responses).
+fn describe(e: &ImdsError) -> String {
+    use aws_config::imds::client::error::TokenError;
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::client::result::SdkError;
+    let innermost = || {
+        let mut cause: &dyn std::error::Error = e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        truncate(&cause.to_string().replace(['\n', '\r'], " "), 160)
+    };
+    match e {
+        ImdsError::ErrorResponse(r) => format!("HTTP {}", r.response().status().as_u16()),
+        ImdsError::FailedToLoadToken(t) => {
+            let status = std::error::Error::source(e)
+                .and_then(|s| s.downcast_ref::<SdkError<TokenError, HttpResponse>>())
+                .and_then(|s| s.raw_response())
+                .map(|r| r.status().as_u16());
+            match status {
+                Some(code) if !(200..300).contains(&code) => {
+                    format!("IMDSv2 token request answered HTTP {code}")
+                }
+                _ if t.is_dispatch_failure() => format!("cannot connect: {}", innermost()),
+                _ => format!("IMDSv2 token request failed: {}", innermost()),
+            }
+        }
+        ImdsError::IoError(_) => format!("cannot connect: {}", innermost()),
+        _ => innermost(),
+    }
+}
+
 fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
@@ -272,17 +313,7 @@ impl InstanceMetadata for Imds {
             {
                 Ok(None)
             }
-            Err(ImdsError::ErrorResponse(response)) => Err(fail(format!(
-                "HTTP {}",
-                response.response().status().as_u16()
-            ))),
-            Err(e @ ImdsError::FailedToLoadToken(_)) => Err(fail(format!(
-                "no IMDSv2 session token: {}",
-                aws_smithy_types::error::display::DisplayErrorContext(&e)
-            ))),
-            Err(e) => Err(fail(
-                aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
-            )),
+            Err(e) => Err(fail(describe(&e))),
         }
     }
 

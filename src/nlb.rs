@@ -146,6 +146,23 @@ pub trait LoadBalancer: Send + Sync {
         tg_arn: &str,
         targets: &[(String, u16)],
     ) -> impl Future<Output = Result<(), NlbError>> + Send;
+    /// Tags of a resource; `None` when the resource no longer exists.
+    fn tags(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, NlbError>> + Send;
+    /// Adds or overwrites tags.
+    fn add_tags(
+        &self,
+        arn: &str,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = Result<(), NlbError>> + Send;
+    /// Removes tag keys.
+    fn remove_tags(
+        &self,
+        arn: &str,
+        keys: &[String],
+    ) -> impl Future<Output = Result<(), NlbError>> + Send;
     /// ARN of the target group named `name`, if it exists.
     fn find_target_group(
         &self,
@@ -483,6 +500,55 @@ impl LoadBalancer for Elbv2 {
                 e,
             )),
         }
+    }
+
+    async fn tags(&self, arn: &str) -> Result<Option<BTreeMap<String, String>>, NlbError> {
+        self.calls.record("DescribeTags");
+        match self.client.describe_tags().resource_arns(arn).send().await {
+            Ok(out) => Ok(Some(
+                out.tag_descriptions()
+                    .iter()
+                    .flat_map(|d| d.tags())
+                    .filter_map(|t| {
+                        Some((
+                            t.key()?.to_string(),
+                            t.value().unwrap_or_default().to_string(),
+                        ))
+                    })
+                    .collect(),
+            )),
+            Err(e) if matches!(e.code(), Some("ListenerNotFound" | "TargetGroupNotFound")) => {
+                Ok(None)
+            }
+            Err(e) => Err(NlbError::from_sdk("DescribeTags", arn, e)),
+        }
+    }
+
+    async fn add_tags(&self, arn: &str, tags: &[(String, String)]) -> Result<(), NlbError> {
+        self.calls.record("AddTags");
+        let tags = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build());
+        self.client
+            .add_tags()
+            .resource_arns(arn)
+            .set_tags(Some(tags.collect()))
+            .send()
+            .await
+            .map_err(|e| NlbError::from_sdk("AddTags", arn, e))?;
+        Ok(())
+    }
+
+    async fn remove_tags(&self, arn: &str, keys: &[String]) -> Result<(), NlbError> {
+        self.calls.record("RemoveTags");
+        self.client
+            .remove_tags()
+            .resource_arns(arn)
+            .set_tag_keys(Some(keys.to_vec()))
+            .send()
+            .await
+            .map_err(|e| NlbError::from_sdk("RemoveTags", arn, e))?;
+        Ok(())
     }
 
     async fn find_target_group(&self, name: &str) -> Result<Option<String>, NlbError> {

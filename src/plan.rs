@@ -24,6 +24,8 @@ pub struct Desired {
     pub port_range: RangeInclusive<u16>,
     /// Port of the bootstrap listener.
     pub bootstrap_port: u16,
+    /// Port of the cluster restart lock listener.
+    pub lock_port: u16,
     /// Name of this broker's dedicated target group.
     pub dedicated_group: String,
     /// Name of the cluster's bootstrap target group.
@@ -35,6 +37,8 @@ pub struct Desired {
 pub struct Assessment {
     /// The bootstrap listener, if present.
     pub bootstrap: Option<Listener>,
+    /// The cluster restart lock listener, if some agent holds the lock.
+    pub lock: Option<Listener>,
     /// This broker's claim: the listener in range forwarding to its dedicated group.
     pub claim: Option<Listener>,
     /// Further listeners forwarding to the dedicated group (a race between an old and a new
@@ -54,6 +58,10 @@ pub fn assess(desired: &Desired, listeners: &[Listener], keep_port: Option<u16>)
     for l in listeners {
         if l.port == desired.bootstrap_port {
             a.bootstrap = Some(l.clone());
+            continue;
+        }
+        if l.port == desired.lock_port {
+            a.lock = Some(l.clone());
             continue;
         }
         if !desired.port_range.contains(&l.port) {
@@ -295,6 +303,7 @@ mod tests {
             target_port: 9094,
             port_range: 10001..=10010,
             bootstrap_port: 10000,
+            lock_port: 9999,
             dedicated_group: "kp-orders-b3".into(),
             bootstrap_group: "kp-orders-boot".into(),
         }

@@ -14,11 +14,13 @@ use serde::Serialize;
 use crate::broker_id::{self, BrokerIdError, Found, Source};
 use crate::config::{render_host, Config, HostValues};
 use crate::ec2::{Ec2Error, InstanceTags};
+use crate::kafka::KafkaCluster;
 use crate::metadata::{self, Identity, InstanceMetadata, MetadataError, TagLookup};
 use crate::nlb::{CallCounter, ListenerClaim, LoadBalancer, NlbError, Target, TargetGroupSpec};
 use crate::plan::{self, Assessment, Desired, Step};
 use crate::properties::{self, ListenerEdit, PropertiesError};
 use crate::registry;
+use crate::restart::{Outcome, Restarter, ServiceManager};
 
 /// Why a pass failed.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,9 @@ pub enum Error {
         /// The dedicated target group that was cleaned up.
         group: String,
     },
+    /// Making Kafka use the new listener failed.
+    #[error(transparent)]
+    Restart(#[from] crate::restart::RestartError),
     /// The listener on the bootstrap port does not forward to a single target group.
     #[error("listener {arn} on bootstrap port {port} does not forward to a single target group; fix or remove it")]
     BootstrapUnusable {
@@ -72,6 +77,8 @@ impl Error {
             Error::Nlb(_) | Error::Ec2(_) | Error::BootstrapUnusable { .. } => "aws",
             Error::Properties(_) => "properties",
             Error::RangeExhausted { .. } => "port_range",
+            Error::Restart(crate::restart::RestartError::Kafka(_)) => "kafka",
+            Error::Restart(_) => "restart",
         }
     }
 }
@@ -123,6 +130,8 @@ pub struct PassReport {
     pub target_group_arn: String,
     /// The bootstrap target group.
     pub bootstrap_target_group_arn: String,
+    /// The cluster restart lock listener as the pass saw it (`None`: nobody held the lock).
+    pub lock_listener_arn: Option<String>,
     /// Changes made, in order.
     pub changes: Vec<Step>,
     /// Ports that another host took first during this pass.
@@ -181,6 +190,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             target_port: self.config.listener.port,
             port_range: self.config.port_range(),
             bootstrap_port: self.config.nlb.bootstrap_port,
+            lock_port: self.config.restart.lock_port,
             dedicated_group: registry::dedicated_group_name(&self.config.cluster, broker_id),
             bootstrap_group: registry::bootstrap_group_name(&self.config.cluster),
         };
@@ -557,6 +567,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             listener_arn,
             target_group_arn: dedicated_tg,
             bootstrap_target_group_arn: bootstrap_tg,
+            lock_listener_arn: a.lock.as_ref().map(|l| l.arn.clone()),
             changes,
             claim_collisions: collisions,
             properties_written,
@@ -638,6 +649,35 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             }
         }
         Ok(done)
+    }
+
+    /// Makes the running broker use what the last pass wrote (see [`crate::restart`]).
+    pub async fn make_effective<K: KafkaCluster, S: ServiceManager>(
+        &self,
+        ctx: &Context,
+        report: &PassReport,
+        kafka: &K,
+        service: &S,
+        on_lock: &(dyn Fn(bool) + Send + Sync),
+    ) -> Result<Outcome, Error> {
+        let path = &self.config.broker.server_properties;
+        let file = properties::Properties::parse(&properties::read(path)?)
+            .map_err(|e| PropertiesError::from_edit(path, e))?;
+        let file_value = file.get("advertised.listeners").unwrap_or_default();
+        let restarter = Restarter {
+            lb: &self.lb,
+            kafka,
+            service,
+            config: &self.config,
+            broker_id: ctx.broker_id,
+            holder: format!("{}/{}", ctx.broker_id, ctx.identity.instance_id),
+            bootstrap_tg: report.bootstrap_target_group_arn.clone(),
+            known_lock: report.lock_listener_arn.clone(),
+            on_lock,
+        };
+        Ok(restarter
+            .make_effective(&report.advertised, &file_value)
+            .await?)
     }
 }
 

@@ -75,6 +75,13 @@ pub fn dedicated_group_name(cluster: &str, broker_id: i32) -> String {
     format!("{PREFIX}{}-b{broker_id}", cluster_slug(cluster))
 }
 
+/// The broker id whose dedicated group is `name` in `cluster`, if it is one.
+pub fn broker_id_from_group(cluster: &str, name: &str) -> Option<i32> {
+    let prefix = format!("{PREFIX}{}-b", cluster_slug(cluster));
+    let id: i32 = name.strip_prefix(&prefix)?.parse().ok()?;
+    (id >= 0 && dedicated_group_name(cluster, id) == name).then_some(id)
+}
+
 /// Name of the cluster's bootstrap target group, e.g. `kp-orders-boot`.
 pub fn bootstrap_group_name(cluster: &str) -> String {
     format!("{PREFIX}{}-boot", cluster_slug(cluster))
@@ -153,6 +160,19 @@ mod tests {
         assert_ne!(
             cluster_slug("analytics-platform-prod-1"),
             cluster_slug("analytics-platform-prod-2")
+        );
+    }
+
+    #[test]
+    fn broker_ids_come_back_from_group_names() {
+        assert_eq!(broker_id_from_group("orders", "kp-orders-b3"), Some(3));
+        assert_eq!(broker_id_from_group("orders", "kp-orders-boot"), None);
+        assert_eq!(broker_id_from_group("orders", "kp-orders-b03"), None);
+        assert_eq!(broker_id_from_group("orders", "kp-payments-b3"), None);
+        let long = "analytics-platform-prod-1";
+        assert_eq!(
+            broker_id_from_group(long, &dedicated_group_name(long, 42)),
+            Some(42)
         );
     }
 

@@ -456,3 +456,111 @@ pub fn assert_ok(o: &Output) {
 pub fn wait_a_bit() {
     std::thread::sleep(Duration::from_millis(50));
 }
+
+// ---- Helpers for tests/reliability.rs and tests/fuzz_inputs.rs ----
+
+/// `server.properties` after a successful pass on [`SERVER_PROPERTIES`], advertising `port`.
+pub fn expected_properties(az_id: &str, port: u16) -> String {
+    SERVER_PROPERTIES
+        .replace(
+            "listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n",
+            "listeners=PLAINTEXT://:9092,CONTROLLER://:9093,PRIVATELINK://:9094\n",
+        )
+        .replace(
+            "advertised.listeners=PLAINTEXT://:9092\n",
+            &format!(
+                "advertised.listeners=PLAINTEXT://:9092,PRIVATELINK://kafka-{az_id}.orders.example.internal:{port}\n"
+            ),
+        )
+        .replace(
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,PRIVATELINK:SSL\n",
+        )
+}
+
+/// The last `error: ` line on stderr, if any.
+pub fn last_error_line(o: &Output) -> Option<String> {
+    stderr(o)
+        .lines()
+        .rfind(|l| l.starts_with("error: "))
+        .map(str::to_string)
+}
+
+/// A plain HTTP/1.0 GET without spawning a process (fast enough to poll in a tight loop).
+pub fn http_get_fast(url: &str) -> Value {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http:// URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n\r\n",
+        if path.is_empty() { "/" } else { path }
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    let text = String::from_utf8_lossy(&raw);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+impl World {
+    /// Like [`World::agent`], with another config file.
+    pub fn agent_with_config(&self, host: &Host, config: &Path) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_ENDPOINT_URL", &self.moto.url)
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &host.imds)
+            .env("AWS_ACCESS_KEY_ID", &host.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env(
+                "KPLINK_LOG",
+                std::env::var("KPLINK_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .env("NO_COLOR", "1")
+            .arg("--config")
+            .arg(config);
+        cmd
+    }
+
+    /// Replaces moto's fault configuration (see moto_launcher.py `POST /_kplink/faults`).
+    pub fn set_faults(&self, body: &str) {
+        http_json_body("POST", &format!("{}/_kplink/faults", self.moto.url), body);
+    }
+
+    pub fn clear_faults(&self) {
+        http_json("DELETE", &format!("{}/_kplink/faults", self.moto.url));
+    }
+
+    /// Faults injected since the counters were last reset, by kind.
+    pub fn faults_injected(&self) -> BTreeMap<String, u64> {
+        let json = http_get_fast(&format!("{}/_kplink/calls", self.moto.url));
+        json["_faults"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Server-side calls made with `access_key` so far (all operations), without spawning.
+    pub fn calls_total_fast(&self, access_key: &str) -> u64 {
+        let json = http_get_fast(&format!("{}/_kplink/calls?by=access_key", self.moto.url));
+        json.get(access_key)
+            .and_then(Value::as_object)
+            .map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
+    }
+
+    pub fn vpc_id(&self) -> String {
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(&self.world_file).unwrap()).unwrap();
+        json["vpc_id"].as_str().unwrap().to_string()
+    }
+}

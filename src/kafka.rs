@@ -1,0 +1,729 @@
+//! The running Kafka cluster: what the agent reads and changes after it rewrites `server.properties`.
+//!
+//! [`KafkaCluster`] is the seam between the restart logic and Kafka's admin protocol; [`RdKafka`] is
+//! the thin real adapter over librdkafka (the `rdkafka` crate). It answers four questions: is a
+//! broker answering on the bootstrap servers at all ([`KafkaCluster::is_running`], fast when nothing
+//! listens), what does the cluster look like ([`KafkaCluster::snapshot`]: brokers, controller,
+//! partitions with leader/replicas/ISR and the `min.insync.replicas` that gate a rolling restart),
+//! what does a broker advertise now, and can it be told to advertise something else without a
+//! restart ([`KafkaCluster::set_advertised_listeners`], a per-broker dynamic config update).
+//!
+//! Every failure names the Kafka operation, the bootstrap servers and the broker or topic it was
+//! about. Blocking librdkafka calls run on tokio's blocking pool.
+
+use std::collections::BTreeMap;
+use std::ffi::{c_char, CStr, CString};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, ConfigEntry, ConfigSource, ResourceSpecifier};
+use rdkafka::bindings as rd;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::metadata::Metadata;
+use rdkafka::ClientConfig;
+
+/// Kafka's default `min.insync.replicas`, used when the broker does not report its own.
+pub const KAFKA_DEFAULT_MIN_INSYNC_REPLICAS: i32 = 1;
+
+/// How long [`RdKafka`] waits for one admin or metadata request unless told otherwise.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time [`KafkaCluster::is_running`] gives the TCP connect to the bootstrap servers.
+const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Time [`KafkaCluster::is_running`] gives the Metadata request once TCP connected.
+const PROBE_METADATA_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// A broker as the cluster metadata lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BrokerNode {
+    /// Broker (node) id.
+    pub id: i32,
+    /// Advertised host of the listener the client is connected through.
+    pub host: String,
+    /// Advertised port of that listener.
+    pub port: u16,
+}
+
+/// One partition's replication state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionState {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// Leader broker id, `-1` when the partition has no leader.
+    pub leader: i32,
+    /// Assigned replicas (broker ids).
+    pub replicas: Vec<i32>,
+    /// In-sync replicas (broker ids).
+    pub isr: Vec<i32>,
+}
+
+/// A topic and its partitions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TopicState {
+    /// Topic name.
+    pub name: String,
+    /// Kafka-internal (`__consumer_offsets`, `__transaction_state`, any `__`-prefixed name):
+    /// librdkafka's metadata does not carry the broker's flag, so the name decides.
+    pub internal: bool,
+    /// The topic's own `min.insync.replicas`; `None` when it inherits the broker default.
+    pub min_insync_replicas: Option<i32>,
+    /// Partitions, in the order the broker listed them.
+    pub partitions: Vec<PartitionState>,
+}
+
+/// The cluster as one Metadata and one DescribeConfigs round trip saw it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterSnapshot {
+    /// Live brokers (Kafka lists only registered, unfenced brokers).
+    pub brokers: Vec<BrokerNode>,
+    /// Active controller, when the cluster names one.
+    pub controller_id: Option<i32>,
+    /// All topics, internal ones included.
+    pub topics: Vec<TopicState>,
+    /// The broker-level `min.insync.replicas` (Kafka's default 1 when the broker does not say).
+    pub default_min_insync_replicas: i32,
+}
+
+impl ClusterSnapshot {
+    /// The `min.insync.replicas` in force for `topic`.
+    pub fn min_insync_replicas(&self, topic: &TopicState) -> i32 {
+        topic
+            .min_insync_replicas
+            .unwrap_or(self.default_min_insync_replicas)
+    }
+
+    /// The broker with this id, if it is live.
+    pub fn broker(&self, id: i32) -> Option<&BrokerNode> {
+        self.brokers.iter().find(|b| b.id == id)
+    }
+}
+
+/// A failed Kafka call.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// The librdkafka client could not be created (bad property, bad value).
+    #[error("creating a Kafka admin client for {bootstrap} failed: {message}")]
+    Client {
+        /// Bootstrap servers.
+        bootstrap: String,
+        /// librdkafka's reason.
+        message: String,
+    },
+    /// Metadata request failed or answered something unusable.
+    #[error("Metadata from {bootstrap} failed: {message}")]
+    Metadata {
+        /// Bootstrap servers.
+        bootstrap: String,
+        /// librdkafka's reason.
+        message: String,
+    },
+    /// DescribeConfigs of a broker failed.
+    #[error("DescribeConfigs of broker {broker_id} via {bootstrap} failed: {message}")]
+    DescribeBrokerConfigs {
+        /// Bootstrap servers.
+        bootstrap: String,
+        /// Broker whose configs were asked for.
+        broker_id: i32,
+        /// librdkafka's or the broker's reason.
+        message: String,
+    },
+    /// DescribeConfigs of a topic failed.
+    #[error("DescribeConfigs of topic {topic} via {bootstrap} failed: {message}")]
+    DescribeTopicConfigs {
+        /// Bootstrap servers.
+        bootstrap: String,
+        /// Topic whose configs were asked for.
+        topic: String,
+        /// librdkafka's or the broker's reason.
+        message: String,
+    },
+    /// IncrementalAlterConfigs of `advertised.listeners` failed.
+    #[error(
+        "IncrementalAlterConfigs of advertised.listeners on broker {broker_id} via {bootstrap} \
+         failed: {message}"
+    )]
+    AlterAdvertisedListeners {
+        /// Bootstrap servers.
+        bootstrap: String,
+        /// Broker being changed.
+        broker_id: i32,
+        /// librdkafka's or the broker's reason.
+        message: String,
+    },
+}
+
+/// The Kafka operations the agent needs.
+pub trait KafkaCluster: Send + Sync {
+    /// Whether anything answers Kafka protocol on the bootstrap servers: a TCP connect (1 s per
+    /// bootstrap address), then a Metadata request (1.5 s). False within milliseconds when the
+    /// connection is refused.
+    fn is_running(&self) -> impl Future<Output = bool> + Send;
+
+    /// Brokers, controller, topics with partition state, and `min.insync.replicas`.
+    fn snapshot(&self) -> impl Future<Output = Result<ClusterSnapshot, KafkaError>> + Send;
+
+    /// The broker's current advertised listeners as the broker reports them: the
+    /// `advertised.listeners` value from DescribeConfigs of the broker
+    /// (`NAME://host:port,...`). A broker that does not report the key (tansu) is the
+    /// single-listener case: the answer is then its Metadata endpoint as `host:port`, with no
+    /// `NAME://`. `None` when the broker is not in the cluster metadata.
+    fn advertised_listeners(
+        &self,
+        broker_id: i32,
+    ) -> impl Future<Output = Result<Option<String>, KafkaError>> + Send;
+
+    /// Per-broker dynamic update of `advertised.listeners` (IncrementalAlterConfigs, SET, on the
+    /// BROKER resource). Kafka accepts it only for listener names the broker already has; a
+    /// broker may also accept it and change nothing (tansu does), so callers confirm the effect
+    /// with [`KafkaCluster::advertised_listeners`] or the Metadata endpoint.
+    fn set_advertised_listeners(
+        &self,
+        broker_id: i32,
+        value: &str,
+    ) -> impl Future<Output = Result<(), KafkaError>> + Send;
+}
+
+/// [`KafkaCluster`] over librdkafka's admin client.
+#[derive(Clone)]
+pub struct RdKafka {
+    admin: Arc<AdminClient<DefaultClientContext>>,
+    bootstrap: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RdKafka {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RdKafka")
+            .field("bootstrap", &self.bootstrap)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RdKafka {
+    /// An admin client for `bootstrap_servers` (`host:port[,host:port…]`). `extra` holds
+    /// librdkafka properties (`security.protocol`, `ssl.*`, `sasl.*`, …); they override this
+    /// module's defaults. No connection is made until the first call.
+    pub fn new(
+        bootstrap_servers: &str,
+        extra: &BTreeMap<String, String>,
+    ) -> Result<Self, KafkaError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", bootstrap_servers)
+            .set("client.id", "kplink-agent")
+            // librdkafka backs off reconnects up to 10 s by default; after a broker restart the
+            // agent polls for it and should see it within a second of it listening.
+            .set("reconnect.backoff.max.ms", "1000")
+            // A blackholed address (no RST) must not hold a call for librdkafka's default 30 s.
+            .set("socket.connection.setup.timeout.ms", "5000");
+        for (key, value) in extra {
+            config.set(key, value);
+        }
+        let admin: AdminClient<DefaultClientContext> =
+            config.create().map_err(|e| KafkaError::Client {
+                bootstrap: bootstrap_servers.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(RdKafka {
+            admin: Arc::new(admin),
+            bootstrap: bootstrap_servers.to_string(),
+            timeout: DEFAULT_REQUEST_TIMEOUT,
+        })
+    }
+
+    /// Sets how long one admin or metadata request may take (default 10 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The bootstrap servers this client was built with.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    fn admin_options(&self) -> AdminOptions {
+        AdminOptions::new()
+            .request_timeout(Some(self.timeout))
+            .operation_timeout(Some(self.timeout))
+    }
+
+    fn metadata_error(&self, message: impl Into<String>) -> KafkaError {
+        KafkaError::Metadata {
+            bootstrap: self.bootstrap.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Metadata for all topics plus the controller id, off the async runtime.
+    async fn metadata(&self, timeout: Duration) -> Result<(Metadata, Option<i32>), KafkaError> {
+        let admin = Arc::clone(&self.admin);
+        let joined = tokio::task::spawn_blocking(move || {
+            let metadata = admin.inner().fetch_metadata(None, timeout)?;
+            // The Metadata answer that fetch_metadata just cached carries the controller id;
+            // the rdkafka crate exposes it only through librdkafka's C API.
+            // SAFETY: the native handle lives as long as `admin`, which this closure owns.
+            let controller = unsafe { rd::rd_kafka_controllerid(admin.inner().native_ptr(), 0) };
+            Ok::<_, rdkafka::error::KafkaError>((metadata, (controller >= 0).then_some(controller)))
+        })
+        .await;
+        match joined {
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(e)) => Err(self.metadata_error(e.to_string())),
+            Err(e) => Err(self.metadata_error(format!("metadata task failed: {e}"))),
+        }
+    }
+
+    async fn describe_broker(
+        &self,
+        broker_id: i32,
+        keys: &[&str],
+    ) -> Result<BTreeMap<String, ConfigEntry>, KafkaError> {
+        let spec = [ResourceSpecifier::Broker(broker_id)];
+        let err = |message: String| KafkaError::DescribeBrokerConfigs {
+            bootstrap: self.bootstrap.clone(),
+            broker_id,
+            message,
+        };
+        let results = self
+            .admin
+            .describe_configs(&spec, &self.admin_options())
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let mut found = BTreeMap::new();
+        for result in results {
+            let resource = result.map_err(|code| err(format!("{code:?}")))?;
+            for entry in resource.entries {
+                if keys.contains(&entry.name.as_str()) {
+                    found.insert(entry.name.clone(), entry);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn topic_min_insync(
+        &self,
+        topics: &[String],
+        default: i32,
+    ) -> Result<BTreeMap<String, i32>, KafkaError> {
+        let mut overrides = BTreeMap::new();
+        if topics.is_empty() {
+            return Ok(overrides);
+        }
+        let specs: Vec<ResourceSpecifier<'_>> = topics
+            .iter()
+            .map(|t| ResourceSpecifier::Topic(t.as_str()))
+            .collect();
+        let results = self
+            .admin
+            .describe_configs(&specs, &self.admin_options())
+            .await
+            .map_err(|e| KafkaError::DescribeTopicConfigs {
+                bootstrap: self.bootstrap.clone(),
+                topic: topics.join(","),
+                message: e.to_string(),
+            })?;
+        for (topic, result) in topics.iter().zip(results) {
+            let resource = result.map_err(|code| KafkaError::DescribeTopicConfigs {
+                bootstrap: self.bootstrap.clone(),
+                topic: topic.clone(),
+                message: format!("{code:?}"),
+            })?;
+            if let Some(value) = topic_override(resource.get("min.insync.replicas"), default) {
+                overrides.insert(topic.clone(), value);
+            }
+        }
+        Ok(overrides)
+    }
+}
+
+/// A topic's own `min.insync.replicas` from its DescribeConfigs entry.
+///
+/// Kafka reports every config of a topic with where its value comes from: `DYNAMIC_TOPIC_CONFIG`
+/// is the topic's own, the broker-level sources mean inherited. tansu reports only the configs a
+/// topic was created with, all with source `DEFAULT`; Kafka uses `DEFAULT` only when neither topic
+/// nor broker set the key, where the value equals the broker default. So a `DEFAULT` value that
+/// differs from the broker default is the topic's own.
+fn topic_override(entry: Option<&ConfigEntry>, broker_default: i32) -> Option<i32> {
+    let entry = entry?;
+    let value: i32 = entry.value.as_deref()?.trim().parse().ok()?;
+    match entry.source {
+        ConfigSource::DynamicTopic => Some(value),
+        ConfigSource::Default | ConfigSource::Unknown if value != broker_default => Some(value),
+        _ => None,
+    }
+}
+
+fn broker_nodes(metadata: &Metadata) -> Result<Vec<BrokerNode>, String> {
+    metadata
+        .brokers()
+        .iter()
+        .map(|b| {
+            let port = u16::try_from(b.port())
+                .map_err(|_| format!("broker {} reported port {}", b.id(), b.port()))?;
+            Ok(BrokerNode {
+                id: b.id(),
+                host: b.host().to_string(),
+                port,
+            })
+        })
+        .collect()
+}
+
+/// `host:port` pairs of a librdkafka `bootstrap.servers` list (`[proto://]host:port,…`).
+fn bootstrap_addresses(bootstrap: &str) -> Vec<String> {
+    bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.split_once("://").map_or(s, |(_, rest)| rest).to_string())
+        .map(|s| {
+            // librdkafka's default port when none is given.
+            if s.ends_with(']') || !s.contains(':') {
+                format!("{s}:9092")
+            } else {
+                s
+            }
+        })
+        .collect()
+}
+
+async fn any_accepts_tcp(addresses: &[String]) -> bool {
+    for address in addresses {
+        let connect = tokio::net::TcpStream::connect(address.as_str());
+        if let Ok(Ok(_)) = tokio::time::timeout(PROBE_CONNECT_TIMEOUT, connect).await {
+            return true;
+        }
+    }
+    false
+}
+
+impl KafkaCluster for RdKafka {
+    async fn is_running(&self) -> bool {
+        // librdkafka retries refused connections until its request times out, so a dead broker
+        // would cost the whole Metadata timeout; a refused TCP connect answers in microseconds.
+        let addresses = bootstrap_addresses(&self.bootstrap);
+        if !any_accepts_tcp(&addresses).await {
+            return false;
+        }
+        self.metadata(PROBE_METADATA_TIMEOUT).await.is_ok()
+    }
+
+    async fn snapshot(&self) -> Result<ClusterSnapshot, KafkaError> {
+        let (metadata, controller_id) = self.metadata(self.timeout).await?;
+        let brokers = broker_nodes(&metadata).map_err(|m| self.metadata_error(m))?;
+        let config_broker = controller_id
+            .filter(|id| brokers.iter().any(|b| b.id == *id))
+            .or_else(|| brokers.iter().map(|b| b.id).min())
+            .ok_or_else(|| self.metadata_error("no brokers in metadata"))?;
+        let broker_configs = self
+            .describe_broker(config_broker, &["min.insync.replicas"])
+            .await?;
+        let default_min_insync_replicas = broker_configs
+            .get("min.insync.replicas")
+            .and_then(|e| e.value.as_deref())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(KAFKA_DEFAULT_MIN_INSYNC_REPLICAS);
+
+        let names: Vec<String> = metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect();
+        let overrides = self
+            .topic_min_insync(&names, default_min_insync_replicas)
+            .await?;
+        let topics = metadata
+            .topics()
+            .iter()
+            .map(|t| TopicState {
+                name: t.name().to_string(),
+                internal: t.name().starts_with("__"),
+                min_insync_replicas: overrides.get(t.name()).copied(),
+                partitions: t
+                    .partitions()
+                    .iter()
+                    .map(|p| PartitionState {
+                        topic: t.name().to_string(),
+                        partition: p.id(),
+                        leader: p.leader(),
+                        replicas: p.replicas().to_vec(),
+                        isr: p.isr().to_vec(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(ClusterSnapshot {
+            brokers,
+            controller_id,
+            topics,
+            default_min_insync_replicas,
+        })
+    }
+
+    async fn advertised_listeners(&self, broker_id: i32) -> Result<Option<String>, KafkaError> {
+        // Metadata first: DescribeConfigs of a broker that is not in the cluster would wait for
+        // it until the request timeout.
+        let (metadata, _) = self.metadata(self.timeout).await?;
+        let brokers = broker_nodes(&metadata).map_err(|m| self.metadata_error(m))?;
+        let Some(node) = brokers.into_iter().find(|b| b.id == broker_id) else {
+            return Ok(None);
+        };
+        let configs = self
+            .describe_broker(broker_id, &["advertised.listeners"])
+            .await?;
+        let reported = configs
+            .get("advertised.listeners")
+            .and_then(|e| e.value.clone())
+            .filter(|v| !v.trim().is_empty());
+        Ok(Some(
+            reported.unwrap_or_else(|| format!("{}:{}", node.host, node.port)),
+        ))
+    }
+
+    async fn set_advertised_listeners(
+        &self,
+        broker_id: i32,
+        value: &str,
+    ) -> Result<(), KafkaError> {
+        let admin = Arc::clone(&self.admin);
+        let value = value.to_string();
+        let timeout = self.timeout;
+        let err = |message: String| KafkaError::AlterAdvertisedListeners {
+            bootstrap: self.bootstrap.clone(),
+            broker_id,
+            message,
+        };
+        tokio::task::spawn_blocking(move || {
+            incremental_set_broker_config(
+                &admin,
+                broker_id,
+                "advertised.listeners",
+                &value,
+                timeout,
+            )
+        })
+        .await
+        .map_err(|e| err(format!("alter task failed: {e}")))?
+        .map_err(err)
+    }
+}
+
+// IncrementalAlterConfigs through librdkafka's C API: the rdkafka crate (0.39) wraps only the
+// legacy AlterConfigs, which replaces *all* of a broker's per-broker dynamic configs with the
+// given set (dropping e.g. dynamically installed keystores) and which tansu does not implement.
+// IncrementalAlterConfigs SET touches one key, as `kafka-configs.sh --alter` does.
+
+/// Owns a librdkafka object and destroys it on drop.
+struct Owned<T> {
+    ptr: *mut T,
+    destroy: unsafe extern "C" fn(*mut T),
+}
+
+impl<T> Owned<T> {
+    fn new(ptr: *mut T, destroy: unsafe extern "C" fn(*mut T), what: &str) -> Result<Self, String> {
+        if ptr.is_null() {
+            Err(format!("librdkafka could not allocate {what}"))
+        } else {
+            Ok(Owned { ptr, destroy })
+        }
+    }
+}
+
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` is non-null, came from the matching librdkafka constructor, and is
+        // destroyed exactly once.
+        unsafe { (self.destroy)(self.ptr) }
+    }
+}
+
+/// A C string from librdkafka, or `fallback` for NULL.
+///
+/// SAFETY: `ptr` is NULL or a NUL-terminated string valid for the duration of the call.
+unsafe fn c_text(ptr: *const c_char, fallback: &str) -> String {
+    if ptr.is_null() {
+        fallback.to_string()
+    } else {
+        CStr::from_ptr(ptr).to_string_lossy().into_owned()
+    }
+}
+
+fn incremental_set_broker_config(
+    admin: &AdminClient<DefaultClientContext>,
+    broker_id: i32,
+    key: &str,
+    value: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let rk = admin.inner().native_ptr();
+    let name = CString::new(broker_id.to_string()).map_err(|e| e.to_string())?;
+    let c_key = CString::new(key).map_err(|_| format!("{key} contains a NUL byte"))?;
+    let c_value =
+        CString::new(value).map_err(|_| format!("value {value:?} contains a NUL byte"))?;
+    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+
+    // SAFETY: every pointer passed below is either owned by an `Owned` guard that outlives the
+    // call, a CString kept alive in this scope, or the client handle kept alive by `admin`.
+    // librdkafka copies the resources and options it is given, so destroying them afterwards
+    // (the guards) is the caller's job.
+    unsafe {
+        let resource = Owned::new(
+            rd::rd_kafka_ConfigResource_new(
+                rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_BROKER,
+                name.as_ptr(),
+            ),
+            rd::rd_kafka_ConfigResource_destroy,
+            "a config resource",
+        )?;
+        let error = rd::rd_kafka_ConfigResource_add_incremental_config(
+            resource.ptr,
+            c_key.as_ptr(),
+            rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET,
+            c_value.as_ptr(),
+        );
+        if !error.is_null() {
+            let message = c_text(rd::rd_kafka_error_string(error), "invalid config entry");
+            rd::rd_kafka_error_destroy(error);
+            return Err(message);
+        }
+
+        let options = Owned::new(
+            rd::rd_kafka_AdminOptions_new(
+                rk,
+                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
+            ),
+            rd::rd_kafka_AdminOptions_destroy,
+            "admin options",
+        )?;
+        let mut errbuf = [0 as c_char; 512];
+        let code = rd::rd_kafka_AdminOptions_set_request_timeout(
+            options.ptr,
+            timeout_ms,
+            errbuf.as_mut_ptr(),
+            errbuf.len(),
+        );
+        if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return Err(c_text(errbuf.as_ptr(), "invalid request timeout"));
+        }
+
+        let queue = Owned::new(
+            rd::rd_kafka_queue_new(rk),
+            rd::rd_kafka_queue_destroy,
+            "a result queue",
+        )?;
+        let mut resources = [resource.ptr];
+        rd::rd_kafka_IncrementalAlterConfigs(
+            rk,
+            resources.as_mut_ptr(),
+            resources.len(),
+            options.ptr,
+            queue.ptr,
+        );
+        // librdkafka always posts a result event, at the latest when the request times out.
+        let event = Owned::new(
+            rd::rd_kafka_queue_poll(queue.ptr, timeout_ms.saturating_add(5000)),
+            rd::rd_kafka_event_destroy,
+            "a result event (timed out)",
+        )?;
+        let code = rd::rd_kafka_event_error(event.ptr);
+        if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return Err(c_text(
+                rd::rd_kafka_event_error_string(event.ptr),
+                "request failed",
+            ));
+        }
+        let result = rd::rd_kafka_event_IncrementalAlterConfigs_result(event.ptr);
+        if result.is_null() {
+            return Err("librdkafka answered with an event of another type".to_string());
+        }
+        let mut count = 0usize;
+        let results = rd::rd_kafka_IncrementalAlterConfigs_result_resources(result, &mut count);
+        for i in 0..count {
+            let resource = *results.add(i);
+            let code = rd::rd_kafka_ConfigResource_error(resource);
+            if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                let name = c_text(rd::rd_kafka_err2name(code), "error");
+                let detail = c_text(rd::rd_kafka_ConfigResource_error_string(resource), "");
+                return Err(if detail.is_empty() {
+                    name
+                } else {
+                    format!("{name}: {detail}")
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(value: &str, source: ConfigSource) -> ConfigEntry {
+        ConfigEntry {
+            name: "min.insync.replicas".to_string(),
+            value: Some(value.to_string()),
+            source,
+            is_read_only: false,
+            is_default: false,
+            is_sensitive: false,
+        }
+    }
+
+    #[test]
+    fn topic_override_follows_the_config_source() {
+        let cases = [
+            (Some(entry("2", ConfigSource::DynamicTopic)), 1, Some(2)),
+            (Some(entry("1", ConfigSource::DynamicTopic)), 1, Some(1)),
+            (Some(entry("2", ConfigSource::StaticBroker)), 2, None),
+            (Some(entry("3", ConfigSource::DynamicBroker)), 3, None),
+            (
+                Some(entry("2", ConfigSource::DynamicDefaultBroker)),
+                2,
+                None,
+            ),
+            // Kafka: neither topic nor broker set it.
+            (Some(entry("1", ConfigSource::Default)), 1, None),
+            // tansu: the topic was created with it.
+            (Some(entry("2", ConfigSource::Default)), 1, Some(2)),
+            (Some(entry(" 3 ", ConfigSource::Unknown)), 1, Some(3)),
+            (Some(entry("x", ConfigSource::DynamicTopic)), 1, None),
+            (None, 1, None),
+        ];
+        for (entry, default, want) in cases {
+            assert_eq!(topic_override(entry.as_ref(), default), want, "{entry:?}");
+        }
+    }
+
+    #[test]
+    fn bootstrap_addresses_accept_librdkafka_forms() {
+        assert_eq!(
+            bootstrap_addresses("a:1, PLAINTEXT://b:2,c,[::1]:9093,,"),
+            ["a:1", "b:2", "c:9092", "[::1]:9093"]
+        );
+    }
+
+    #[test]
+    fn snapshot_min_insync_falls_back_to_the_broker_default() {
+        let topic = |min| TopicState {
+            name: "t".to_string(),
+            internal: false,
+            min_insync_replicas: min,
+            partitions: vec![],
+        };
+        let snapshot = ClusterSnapshot {
+            brokers: vec![],
+            controller_id: None,
+            topics: vec![],
+            default_min_insync_replicas: 2,
+        };
+        assert_eq!(snapshot.min_insync_replicas(&topic(None)), 2);
+        assert_eq!(snapshot.min_insync_replicas(&topic(Some(3))), 3);
+    }
+}

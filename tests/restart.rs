@@ -1,0 +1,640 @@
+//! Making Kafka use the new listener: against a real Kafka-protocol broker (tansu), and the
+//! cluster restart lock on the NLB (moto) with several agents at once.
+//!
+//! tansu always reports node id 111 and serves one broker per process, so the end-to-end tests use
+//! one broker with id 111; the multi-agent lock tests drive the library's `Restarter` with a
+//! scripted cluster view and a real restart command, against the real lock on moto.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use kplink_agent::config::Config;
+use kplink_agent::kafka::{
+    BrokerNode, ClusterSnapshot, KafkaCluster, KafkaError, PartitionState, RdKafka, TopicState,
+};
+use kplink_agent::nlb::{CallCounter, Elbv2, LoadBalancer};
+use kplink_agent::restart::{
+    CommandService, Outcome, RestartError, Restarter, TAG_LOCK_EXPIRES, TAG_LOCK_HOLDER,
+    TAG_LOCK_PHASE,
+};
+
+const TANSU_ID: i64 = 111;
+
+fn tansu_py() -> PathBuf {
+    support("tansu.py")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Tansu {
+    pidfile: PathBuf,
+    port: u16,
+}
+
+impl Tansu {
+    fn start(dir: &Path, advertised: &str, port: u16) -> Tansu {
+        let pidfile = dir.join("tansu.pid");
+        let out = Command::new("python3")
+            .arg(tansu_py())
+            .args([
+                "start",
+                "--port",
+                &port.to_string(),
+                "--advertised",
+                advertised,
+                "--pidfile",
+            ])
+            .arg(&pidfile)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tansu start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tansu { pidfile, port }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = Command::new("python3")
+            .arg(tansu_py())
+            .args(["stop", "--pidfile"])
+            .arg(&self.pidfile)
+            .output();
+    }
+}
+
+/// Restart windows logged by `tansu.py restart-from-properties`: (start ms, end ms).
+fn windows(log: &Path) -> Vec<(u64, u64)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut start = None;
+    for line in text.lines() {
+        match line.split_once(' ') {
+            Some(("start", t)) => start = t.trim().parse().ok(),
+            Some(("end", t)) => {
+                if let (Some(s), Ok(e)) = (start.take(), t.trim().parse()) {
+                    out.push((s, e));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Stands in for the NLB: forwards connections on 127.0.0.1:`from` to 127.0.0.1:`to`, so the
+/// advertised endpoint (`127.0.0.1:<claimed port>`) really reaches the broker.
+fn forward(from: u16, to: u16) {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", from)).unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                continue;
+            };
+            for (mut a, mut b) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut a, &mut b);
+                    let _ = b.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+}
+
+/// A claim port known in advance (a one-port range) with the "NLB" forwarding it to tansu.
+fn claim_port_forwarded_to(tansu_port: u16) -> u16 {
+    let claim = free_port();
+    forward(claim, tansu_port);
+    claim
+}
+
+fn restart_config(
+    world: &World,
+    host: &Host,
+    port: u16,
+    log: &Path,
+    pidfile: &Path,
+    extra: &str,
+) -> String {
+    let command = [
+        "python3".to_string(),
+        tansu_py().display().to_string(),
+        "restart-from-properties".into(),
+        "--properties".into(),
+        host.properties().display().to_string(),
+        "--listener-name".into(),
+        "PRIVATELINK".into(),
+        "--port".into(),
+        port.to_string(),
+        "--pidfile".into(),
+        pidfile.display().to_string(),
+        "--log".into(),
+        log.display().to_string(),
+    ];
+    let command = command
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The advertised host must resolve here: the admin client dials the advertised endpoint.
+    let claim = claim_port_forwarded_to(port);
+    let base = world
+        .config_text(host, &format!("{claim}-{claim}"), "")
+        .replace("kafka-{az_id}.orders.example.internal", "127.0.0.1");
+    format!(
+        "{base}\n[restart]\nmode = \"rolling\"\ncommand = [{command}]\nbootstrap_servers = \"127.0.0.1:{port}\"\n\
+         lease = \"30s\"\nhealthy_checks = 2\ncheck_interval = \"200ms\"\ntimeout = \"20s\"\n{extra}"
+    )
+}
+
+fn tansu_world() -> World {
+    let world = World::start(Options {
+        hosts: 1,
+        ..Options::default()
+    });
+    world.imds_patch(
+        &world.hosts[0],
+        &format!("{{\"tags\": {{\"kafka:broker-id\": \"{TANSU_ID}\"}}}}"),
+    );
+    world
+}
+
+fn advertised(port: u16) -> Option<String> {
+    block_on(async {
+        let k = RdKafka::new(&format!("127.0.0.1:{port}"), &BTreeMap::new()).unwrap();
+        k.advertised_listeners(TANSU_ID as i32).await.unwrap()
+    })
+}
+
+#[test]
+fn running_broker_is_restarted_once_and_advertises_the_new_endpoint() {
+    let world = tansu_world();
+    let host = &world.hosts[0];
+    let port = free_port();
+    let tansu = Tansu::start(&host.dir, &format!("127.0.0.1:{port}"), port);
+    let log = host.dir.join("restarts.log");
+    std::fs::write(
+        host.config(),
+        restart_config(&world, host, port, &log, &tansu.pidfile, ""),
+    )
+    .unwrap();
+
+    let out = world.run(host, &["run", "--once", "--json"]);
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kafka"]["outcome"], "restarted", "{report}");
+    let want = format!("127.0.0.1:{}", report["port"]);
+    // Observed through Kafka itself: the broker's metadata endpoint.
+    assert_eq!(advertised(tansu.port).as_deref(), Some(want.as_str()));
+    assert_eq!(windows(&log).len(), 1);
+    // The lock is released.
+    assert!(!world.wiring().listeners.contains_key(&9999));
+
+    // A second pass: nothing to do, no restart.
+    let out = world.run(host, &["run", "--once", "--json"]);
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kafka"]["outcome"], "already_effective", "{report}");
+    assert_eq!(windows(&log).len(), 1);
+
+    let out = world.run(host, &["status", "--json"]);
+    assert_ok(&out);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["kafka_running"], true, "{status}");
+    assert_eq!(status["advertised_in_broker"], want.as_str());
+    assert_eq!(status["restart_pending"], false);
+    assert!(status["lock_holder"].is_null());
+}
+
+#[test]
+fn agent_before_first_kafka_start_never_restarts() {
+    let world = tansu_world();
+    let host = &world.hosts[0];
+    let port = free_port();
+    let log = host.dir.join("restarts.log");
+    let pidfile = host.dir.join("tansu.pid");
+    std::fs::write(
+        host.config(),
+        restart_config(&world, host, port, &log, &pidfile, ""),
+    )
+    .unwrap();
+    let out = world.run(host, &["run", "--once", "--json"]);
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kafka"]["outcome"], "not_running", "{report}");
+    // Kafka starts with the file as written.
+    let wanted = format!("127.0.0.1:{}", report["port"]);
+    let tansu = Tansu::start(&host.dir, &wanted, port);
+    let out = world.run(host, &["run", "--once", "--json"]);
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kafka"]["outcome"], "already_effective", "{report}");
+    assert!(windows(&log).is_empty());
+    drop(tansu);
+}
+
+#[test]
+fn unhealthy_cluster_is_never_restarted() {
+    let world = World::start(Options {
+        hosts: 2,
+        ..Options::default()
+    });
+    let host = &world.hosts[0];
+    world.imds_patch(
+        host,
+        &format!("{{\"tags\": {{\"kafka:broker-id\": \"{TANSU_ID}\"}}}}"),
+    );
+    // Broker 2 holds a claim on the NLB but is not registered in Kafka: a gate blocks.
+    let other = &world.hosts[1];
+    let x = free_port().min(65000);
+    std::fs::write(
+        other.config(),
+        world.config_text(other, &format!("{x}-{x}"), ""),
+    )
+    .unwrap();
+    assert_ok(&world.run(other, &["run", "--once"]));
+    let port = free_port();
+    let tansu = Tansu::start(&host.dir, &format!("127.0.0.1:{port}"), port);
+    let log = host.dir.join("restarts.log");
+    let config = restart_config(&world, host, port, &log, &tansu.pidfile, "")
+        .replace("timeout = \"20s\"", "timeout = \"3s\"");
+    // This broker's range also covers broker 2's claim, so the NLB knows both brokers.
+    let start = config.find("port_range = \"").unwrap() + "port_range = \"".len();
+    let end = start + config[start..].find('"').unwrap();
+    let config = format!("{}{x}-{}{}", &config[..start], x + 50, &config[end..]);
+    std::fs::write(host.config(), config).unwrap();
+    let out = world.run(host, &["run", "--once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("broker 2 is not registered"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(windows(&log).is_empty(), "restarted an unhealthy cluster");
+    assert!(
+        !world.wiring().listeners.contains_key(&9999),
+        "lock released after giving up"
+    );
+    assert_eq!(
+        advertised(port).as_deref(),
+        Some(format!("127.0.0.1:{port}").as_str())
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several agents and the lock, with a scripted cluster view.
+
+/// A healthy cluster of `ids`; broker `me` advertises `desired` once its restart ran.
+struct ScriptedKafka {
+    ids: Vec<i32>,
+    me: i32,
+    controller: i32,
+    restarted: Arc<AtomicBool>,
+    desired: String,
+}
+
+impl KafkaCluster for ScriptedKafka {
+    async fn is_running(&self) -> bool {
+        true
+    }
+    async fn snapshot(&self) -> Result<ClusterSnapshot, KafkaError> {
+        Ok(ClusterSnapshot {
+            brokers: self
+                .ids
+                .iter()
+                .map(|id| BrokerNode {
+                    id: *id,
+                    host: "h".into(),
+                    port: 9092,
+                })
+                .collect(),
+            controller_id: Some(self.controller),
+            topics: vec![TopicState {
+                name: "orders".into(),
+                internal: false,
+                min_insync_replicas: Some(2),
+                partitions: vec![PartitionState {
+                    topic: "orders".into(),
+                    partition: 0,
+                    leader: self.ids[0],
+                    replicas: self.ids.clone(),
+                    isr: self.ids.clone(),
+                }],
+            }],
+            default_min_insync_replicas: 1,
+        })
+    }
+    async fn advertised_listeners(&self, _broker_id: i32) -> Result<Option<String>, KafkaError> {
+        Ok(Some(if self.restarted.load(Ordering::SeqCst) {
+            format!("INTERNAL://h:9092,PRIVATELINK://{}", self.desired)
+        } else {
+            "INTERNAL://h:9092".to_string()
+        }))
+    }
+    async fn set_advertised_listeners(&self, _: i32, _: &str) -> Result<(), KafkaError> {
+        Ok(())
+    }
+}
+
+/// Logs its window and flips the scripted broker to the new endpoint.
+struct LoggingService {
+    inner: CommandService,
+    restarted: Arc<AtomicBool>,
+}
+
+impl kplink_agent::restart::ServiceManager for LoggingService {
+    async fn restart(&self) -> Result<(), RestartError> {
+        self.inner.restart().await?;
+        self.restarted.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+fn lock_config(world: &World, lease: &str) -> Config {
+    let text = format!(
+        "{}\n[restart]\nlease = \"{lease}\"\nhealthy_checks = 2\ncheck_interval = \"100ms\"\ntimeout = \"60s\"\n",
+        world.config_text(&world.hosts[0], "10001-10049", "")
+    );
+    Config::parse(&text, Path::new("/test/agent.toml")).unwrap()
+}
+
+fn restart_script(log: &Path, id: i32) -> Vec<String> {
+    vec![
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "echo \"start {id} $(date +%s%3N)\" >> {0}; sleep 0.3; echo \"end {id} $(date +%s%3N)\" >> {0}",
+            log.display()
+        ),
+    ]
+}
+
+/// (id, start, end) windows from the shell restart script.
+fn id_windows(log: &Path) -> Vec<(i32, u64, u64)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut starts = BTreeMap::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split(' ').collect();
+        if let [kind, id, t] = parts[..] {
+            let (id, t): (i32, u64) = (id.parse().unwrap(), t.parse().unwrap());
+            if kind == "start" {
+                starts.insert(id, t);
+            } else if let Some(s) = starts.remove(&id) {
+                out.push((id, s, t));
+            }
+        }
+    }
+    out.sort_by_key(|w| w.1);
+    out
+}
+
+async fn restart_broker(
+    world: &World,
+    config: &Config,
+    bootstrap_tg: &str,
+    id: i32,
+    controller: i32,
+    log: &Path,
+) -> Result<Outcome, RestartError> {
+    let lb = Elbv2::new(world.elbv2.clone(), CallCounter::default());
+    let restarted = Arc::new(AtomicBool::new(false));
+    let desired = format!("kafka-b{id}.example:1000{id}");
+    let kafka = ScriptedKafka {
+        ids: (1..=5).collect(),
+        me: id,
+        controller,
+        restarted: restarted.clone(),
+        desired: desired.clone(),
+    };
+    assert_eq!(kafka.me, id);
+    let service = LoggingService {
+        inner: CommandService {
+            command: restart_script(log, id),
+            timeout: Duration::from_secs(10),
+        },
+        restarted,
+    };
+    let on_lock = |_: bool| {};
+    let r = Restarter {
+        lb: &lb,
+        kafka: &kafka,
+        service: &service,
+        config,
+        broker_id: id,
+        holder: format!("{id}/i-{id}"),
+        bootstrap_tg: bootstrap_tg.to_string(),
+        known_lock: None,
+        on_lock: &on_lock,
+    };
+    r.make_effective(&desired, &format!("PRIVATELINK://{desired}"))
+        .await
+}
+
+fn wired_world() -> (World, String) {
+    let world = World::start(Options {
+        hosts: 1,
+        ..Options::default()
+    });
+    assert_ok(&world.run(&world.hosts[0], &["run", "--once"]));
+    let tg = world.wiring().group_on(10000).arn.clone();
+    (world, tg)
+}
+
+#[test]
+fn five_agents_at_once_restart_one_at_a_time() {
+    let (world, tg) = wired_world();
+    let config = lock_config(&world, "30s");
+    let log = world.dir.path().join("windows.log");
+    let outcomes: Vec<_> = block_on(async {
+        let tasks = (1..=5).map(|id| restart_broker(&world, &config, &tg, id, 99, &log));
+        futures_join_all(tasks).await
+    });
+    for o in &outcomes {
+        assert!(matches!(o, Ok(Outcome::Restarted { .. })), "{o:?}");
+    }
+    let w = id_windows(&log);
+    assert_eq!(w.len(), 5, "{w:?}");
+    assert_eq!(w.iter().map(|x| x.0).collect::<BTreeSet<_>>().len(), 5);
+    for pair in w.windows(2) {
+        assert!(pair[0].2 <= pair[1].1, "restart windows overlap: {pair:?}");
+    }
+    assert!(!world.wiring().listeners.contains_key(&9999));
+}
+
+#[test]
+fn dead_holder_is_replaced_after_the_lease_and_the_controller_goes_last() {
+    let (world, tg) = wired_world();
+    // A holder that died mid-gating, its lease running out in 3-4 s (whole seconds).
+    let expires = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 4;
+    block_on(async {
+        let lb = Elbv2::new(world.elbv2.clone(), CallCounter::default());
+        let tags = vec![
+            ("kplink:cluster".to_string(), "orders".to_string()),
+            (TAG_LOCK_HOLDER.to_string(), "7/i-dead".to_string()),
+            (TAG_LOCK_EXPIRES.to_string(), expires.to_string()),
+            (TAG_LOCK_PHASE.to_string(), "gating".to_string()),
+        ];
+        lb.create_listener(&world.lb_arn, 9999, &tg, &tags)
+            .await
+            .unwrap();
+    });
+    let config = lock_config(&world, "10s");
+    let log = world.dir.path().join("windows.log");
+    let started = now_ms();
+    // Broker 1 is the controller; broker 2 also waits: 2 must restart before 1.
+    let outcomes = block_on(async {
+        let a = restart_broker(&world, &config, &tg, 1, 1, &log);
+        let b = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            restart_broker(&world, &config, &tg, 2, 1, &log).await
+        };
+        tokio::join!(a, b)
+    });
+    assert!(
+        matches!(outcomes.0, Ok(Outcome::Restarted { .. })),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes.1, Ok(Outcome::Restarted { .. })),
+        "{outcomes:?}"
+    );
+    let w = id_windows(&log);
+    assert_eq!(
+        w.iter().map(|x| x.0).collect::<Vec<_>>(),
+        vec![2, 1],
+        "controller last: {w:?}"
+    );
+    assert!(
+        u128::from(w[0].1) >= started + 2900,
+        "the dead holder's lock was respected until it expired: {w:?}"
+    );
+}
+
+#[test]
+fn a_failed_lock_is_never_broken() {
+    let (world, tg) = wired_world();
+    block_on(async {
+        let lb = Elbv2::new(world.elbv2.clone(), CallCounter::default());
+        let tags = vec![
+            ("kplink:cluster".to_string(), "orders".to_string()),
+            (TAG_LOCK_HOLDER.to_string(), "7/i-stuck".to_string()),
+            (TAG_LOCK_EXPIRES.to_string(), "1".to_string()),
+            (TAG_LOCK_PHASE.to_string(), "failed".to_string()),
+        ];
+        lb.create_listener(&world.lb_arn, 9999, &tg, &tags)
+            .await
+            .unwrap();
+    });
+    let mut config = lock_config(&world, "10s");
+    config.restart.timeout = Duration::from_secs(2);
+    let log = world.dir.path().join("windows.log");
+    let outcome = block_on(restart_broker(&world, &config, &tg, 1, 99, &log));
+    match outcome {
+        Err(RestartError::LockBusy { holder, phase, .. }) => {
+            assert_eq!((holder.as_str(), phase.as_str()), ("7/i-stuck", "failed"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(id_windows(&log).is_empty());
+}
+
+/// Minimal join_all so the test needs no extra crate.
+async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let handles: Vec<_> = futs.map(Box::pin).collect();
+    let mut pending = handles;
+    let mut out: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (i, f) in pending.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.into_iter().map(|o| o.expect("ready")).collect()
+}
+
+#[test]
+fn an_agent_killed_mid_restart_resumes_and_releases_its_own_lock() {
+    let world = tansu_world();
+    let host = &world.hosts[0];
+    let port = free_port();
+    let log = host.dir.join("restarts.log");
+    let pidfile = host.dir.join("tansu.pid");
+    std::fs::write(
+        host.config(),
+        restart_config(&world, host, port, &log, &pidfile, ""),
+    )
+    .unwrap();
+    // The pass before the kill: wired, Kafka not up yet.
+    let out = world.run(host, &["run", "--once", "--json"]);
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Killed after running the restart command: its lock says "restarting"; Kafka came back.
+    let tg = world.wiring().group_on(10000).arn.clone();
+    block_on(async {
+        let lb = Elbv2::new(world.elbv2.clone(), CallCounter::default());
+        let tags = vec![
+            ("kplink:cluster".to_string(), "orders".to_string()),
+            (
+                TAG_LOCK_HOLDER.to_string(),
+                format!("{TANSU_ID}/{}", host.instance_id),
+            ),
+            (TAG_LOCK_EXPIRES.to_string(), "9999999999".to_string()),
+            (TAG_LOCK_PHASE.to_string(), "restarting".to_string()),
+        ];
+        lb.create_listener(&world.lb_arn, 9999, &tg, &tags)
+            .await
+            .unwrap();
+    });
+    let _tansu = Tansu::start(&host.dir, &format!("127.0.0.1:{}", report["port"]), port);
+    let out = world.run(host, &["run", "--once", "--json"]);
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kafka"]["outcome"], "restarted", "{report}");
+    assert!(windows(&log).is_empty(), "resumed without restarting again");
+    assert!(
+        !world.wiring().listeners.contains_key(&9999),
+        "its own lock released"
+    );
+}
