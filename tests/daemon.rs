@@ -9,14 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -112,33 +104,6 @@ fn unsafe_kill(pid: u32, signal: &str) {
         .unwrap()
         .success();
     assert!(ok, "kill -{signal} {pid}");
-}
-
-fn delete_listener(world: &World, port: u16) {
-    block_on(async {
-        let ls = world
-            .elbv2
-            .describe_listeners()
-            .load_balancer_arn(&world.lb_arn)
-            .send()
-            .await
-            .unwrap();
-        let arn = ls
-            .listeners()
-            .iter()
-            .find(|l| l.port() == Some(i32::from(port)))
-            .unwrap()
-            .listener_arn()
-            .unwrap()
-            .to_string();
-        world
-            .elbv2
-            .delete_listener()
-            .listener_arn(arn)
-            .send()
-            .await
-            .unwrap();
-    });
 }
 
 fn deregister(world: &World, group: &str, instance: &str) {

@@ -31,14 +31,6 @@ fn tansu_py() -> PathBuf {
     support("tansu.py")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Tansu {
     pidfile: PathBuf,
     port: u16,
@@ -497,18 +489,7 @@ fn dead_holder_is_replaced_after_the_lease_and_the_controller_goes_last() {
         .unwrap()
         .as_secs()
         + 4;
-    block_on(async {
-        let lb = Elbv2::new(world.elbv2.clone(), CallCounter::default());
-        let tags = vec![
-            ("kplink:cluster".to_string(), "orders".to_string()),
-            (TAG_LOCK_HOLDER.to_string(), "7/i-dead".to_string()),
-            (TAG_LOCK_EXPIRES.to_string(), expires.to_string()),
-            (TAG_LOCK_PHASE.to_string(), "gating".to_string()),
-        ];
-        lb.create_listener(&world.lb_arn, 9999, &tg, &tags)
-            .await
-            .unwrap();
-    });
+    create_lock(&world, &tg, "7/i-dead", &expires.to_string(), "gating");
     let config = lock_config(&world, "10s");
     let log = world.dir.path().join("windows.log");
     let started = now_ms();
@@ -544,18 +525,7 @@ fn dead_holder_is_replaced_after_the_lease_and_the_controller_goes_last() {
 #[test]
 fn a_failed_lock_is_never_broken() {
     let (world, tg) = wired_world();
-    block_on(async {
-        let lb = Elbv2::new(world.elbv2.clone(), CallCounter::default());
-        let tags = vec![
-            ("kplink:cluster".to_string(), "orders".to_string()),
-            (TAG_LOCK_HOLDER.to_string(), "7/i-stuck".to_string()),
-            (TAG_LOCK_EXPIRES.to_string(), "1".to_string()),
-            (TAG_LOCK_PHASE.to_string(), "failed".to_string()),
-        ];
-        lb.create_listener(&world.lb_arn, 9999, &tg, &tags)
-            .await
-            .unwrap();
-    });
+    create_lock(&world, &tg, "7/i-stuck", "1", "failed");
     let mut config = lock_config(&world, "10s");
     config.restart.timeout = Duration::from_secs(2);
     let log = world.dir.path().join("windows.log");
@@ -612,21 +582,8 @@ fn an_agent_killed_mid_restart_resumes_and_releases_its_own_lock() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // Killed after running the restart command: its lock says "restarting"; Kafka came back.
     let tg = world.wiring().group_on(10000).arn.clone();
-    block_on(async {
-        let lb = Elbv2::new(world.elbv2.clone(), CallCounter::default());
-        let tags = vec![
-            ("kplink:cluster".to_string(), "orders".to_string()),
-            (
-                TAG_LOCK_HOLDER.to_string(),
-                format!("{TANSU_ID}/{}", host.instance_id),
-            ),
-            (TAG_LOCK_EXPIRES.to_string(), "9999999999".to_string()),
-            (TAG_LOCK_PHASE.to_string(), "restarting".to_string()),
-        ];
-        lb.create_listener(&world.lb_arn, 9999, &tg, &tags)
-            .await
-            .unwrap();
-    });
+    let holder = format!("{TANSU_ID}/{}", host.instance_id);
+    create_lock(&world, &tg, &holder, "9999999999", "restarting");
     let _tansu = Tansu::start(&host.dir, &format!("127.0.0.1:{}", report["port"]), port);
     let out = world.run(host, &["run", "--once", "--json"]);
     assert_ok(&out);
@@ -637,4 +594,20 @@ fn an_agent_killed_mid_restart_resumes_and_releases_its_own_lock() {
         !world.wiring().listeners.contains_key(&9999),
         "its own lock released"
     );
+}
+
+/// A lock listener as another (or an earlier) agent left it.
+fn create_lock(world: &World, tg: &str, holder: &str, expires: &str, phase: &str) {
+    block_on(async {
+        let lb = Elbv2::new(world.elbv2.clone(), CallCounter::default());
+        let tags = vec![
+            ("kplink:cluster".to_string(), "orders".to_string()),
+            (TAG_LOCK_HOLDER.to_string(), holder.to_string()),
+            (TAG_LOCK_EXPIRES.to_string(), expires.to_string()),
+            (TAG_LOCK_PHASE.to_string(), phase.to_string()),
+        ];
+        lb.create_listener(&world.lb_arn, 9999, tg, &tags)
+            .await
+            .unwrap();
+    });
 }

@@ -234,30 +234,7 @@ fn crashed_pass_leftovers_are_adopted_not_duplicated() {
     assert!(w.port_of("kp-orders-b1").is_some());
     // A deleted listener (drift) is restored, keeping the file consistent.
     let port = w.port_of("kp-orders-b1").unwrap();
-    block_on(async {
-        let ls = world
-            .elbv2
-            .describe_listeners()
-            .load_balancer_arn(&world.lb_arn)
-            .send()
-            .await
-            .unwrap();
-        let arn = ls
-            .listeners()
-            .iter()
-            .find(|l| l.port() == Some(port as i32))
-            .unwrap()
-            .listener_arn()
-            .unwrap()
-            .to_string();
-        world
-            .elbv2
-            .delete_listener()
-            .listener_arn(arn)
-            .send()
-            .await
-            .unwrap();
-    });
+    delete_listener(&world, port);
     assert_ok(&world.run(host, &["run", "--once"]));
     let port = assert_wired(&world, host);
     assert!(host.read_properties().contains(&format!(":{port}\n")));

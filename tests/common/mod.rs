@@ -221,21 +221,7 @@ impl World {
     }
 
     pub fn agent(&self, host: &Host) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("AWS_ENDPOINT_URL", &self.moto.url)
-            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &host.imds)
-            .env("AWS_ACCESS_KEY_ID", &host.access_key)
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env(
-                "KPLINK_LOG",
-                std::env::var("KPLINK_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .env("NO_COLOR", "1")
-            .arg("--config")
-            .arg(host.config());
-        cmd
+        self.agent_with_config(host, &host.config())
     }
 
     pub fn run(&self, host: &Host, args: &[&str]) -> Output {
@@ -563,4 +549,41 @@ impl World {
             serde_json::from_str(&std::fs::read_to_string(&self.world_file).unwrap()).unwrap();
         json["vpc_id"].as_str().unwrap().to_string()
     }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Deletes the NLB listener on `port` behind the agent's back (drift).
+pub fn delete_listener(world: &World, port: u16) {
+    block_on(async {
+        let ls = world
+            .elbv2
+            .describe_listeners()
+            .load_balancer_arn(&world.lb_arn)
+            .send()
+            .await
+            .unwrap();
+        let arn = ls
+            .listeners()
+            .iter()
+            .find(|l| l.port() == Some(i32::from(port)))
+            .unwrap()
+            .listener_arn()
+            .unwrap()
+            .to_string();
+        world
+            .elbv2
+            .delete_listener()
+            .listener_arn(arn)
+            .send()
+            .await
+            .unwrap();
+    });
 }
