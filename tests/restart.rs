@@ -194,6 +194,12 @@ fn running_broker_is_restarted_once_and_advertises_the_new_endpoint() {
     assert_ok(&out);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["kafka"]["outcome"], "restarted", "{report}");
+    let cycle = windows(&log);
+    eprintln!(
+        "restart cycle (lock taken to lock released): {} ms; restart command: {} ms",
+        report["kafka"]["took_ms"],
+        cycle.first().map_or(0, |(s, e)| e - s)
+    );
     let want = format!("127.0.0.1:{}", report["port"]);
     // Observed through Kafka itself: the broker's metadata endpoint.
     assert_eq!(advertised(tansu.port).as_deref(), Some(want.as_str()));
