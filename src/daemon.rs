@@ -8,7 +8,8 @@
 //! interrupted at an await point (an AWS call), never inside the synchronous atomic file write,
 //! and the next start completes whatever the interrupted pass began.
 //!
-//! systemd integration: READY=1 after the first pass, STATUS= after each pass, WATCHDOG=1 when
+//! systemd integration: READY=1 after the first pass (before any Kafka restart it triggers),
+//! STATUS= after each pass, WATCHDOG=1 when
 //! `WATCHDOG_USEC` is set. The daemon exits non-zero only when its own machinery breaks (metrics
 //! address unusable, watcher or signal setup failing) so that systemd restarts it.
 
@@ -172,7 +173,7 @@ where
     tokio::pin!(shutdown);
     let mut failures = 0u32;
     let mut converged_once = false;
-    let mut ready_sent = false;
+    let ready = std::sync::atomic::AtomicBool::new(false);
     let mut last_written: Option<String> = None;
     let mut kafka_checked = false;
     let mut restart_pending = false;
@@ -196,11 +197,29 @@ where
         }
         let check_kafka = !kafka_checked || restart_pending;
         let on_lock = |held: bool| metrics.set_lock_held(held);
+        // READY=1 as soon as the NLB and the file are done, before any Kafka restart: systemd
+        // holds kafka.service's start job behind ours (Before=kafka.service), so a restart
+        // issued before READY would leave Kafka stopped until the start finished.
+        let ready_now = |report: Option<&PassReport>| {
+            if !ready.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let status = report.map(|r| {
+                    format!(
+                        "broker {} wired on port {}; checking Kafka",
+                        r.broker_id, r.port
+                    )
+                });
+                let mut states = vec![NotifyState::Ready];
+                if let Some(status) = &status {
+                    states.push(NotifyState::Status(status));
+                }
+                let _ = sd_notify::notify(&states);
+            }
+        };
         let outcome = tokio::select! {
             biased;
             () = &mut shutdown => break,
             // An interrupted restart is resumed on the next start: the lock says where it was.
-            outcome = one_pass(&agent, &mut ctx, check_kafka, &on_lock) => outcome,
+            outcome = one_pass(&agent, &mut ctx, check_kafka, &on_lock, &ready_now) => outcome,
         };
         let outcome = match outcome {
             Ok((report, effect)) => {
@@ -277,12 +296,8 @@ where
                 port: outcome.as_ref().ok().map(|r| r.port),
             },
         );
-        let mut states = vec![NotifyState::Status(&status)];
-        if !ready_sent {
-            states.push(NotifyState::Ready);
-            ready_sent = true;
-        }
-        let _ = sd_notify::notify(&states);
+        ready_now(None);
+        let _ = sd_notify::notify(&[NotifyState::Status(&status)]);
 
         let delay = next_delay(
             agent.config.daemon.interval,
@@ -326,6 +341,7 @@ async fn one_pass<M, L, T>(
     ctx: &mut Option<Context>,
     check_kafka: bool,
     on_lock: &(dyn Fn(bool) + Send + Sync),
+    before_kafka: &(dyn Fn(Option<&PassReport>) + Send + Sync),
 ) -> Result<(PassReport, Option<Result<Outcome, Error>>), Error>
 where
     M: InstanceMetadata,
@@ -340,6 +356,7 @@ where
     };
     let report = agent.pass(c).await?;
     let effect = if check_kafka || report.properties_written {
+        before_kafka(Some(&report));
         Some(crate::cli::effect(agent, c, &report, on_lock).await)
     } else {
         None

@@ -15,7 +15,9 @@ async fn main() -> ExitCode {
     // Under systemd, log to journald natively so fields (BROKER_ID, PORT, ARNs) stay structured.
     let journald = std::env::var_os("JOURNAL_STREAM")
         .filter(|_| cli.log_format == LogFormat::Text)
-        .and_then(|_| tracing_journald::layer().ok());
+        .and_then(|_| tracing_journald::layer().ok())
+        // Journal fields as documented (BROKER_ID, PORT, …), not tracing-journald's F_ default.
+        .map(|layer| layer.with_field_prefix(None));
     let stderr = match (&journald, cli.log_format) {
         (Some(_), _) => None,
         (None, LogFormat::Json) => Some(
