@@ -320,6 +320,7 @@ async fn plan(
             "advertised_in_file": observed.file_endpoint,
             "changes_pending": !steps.is_empty(),
             "steps": steps,
+            "restart_lock_listener": observed.assessment.lock.as_ref().map(|l| l.arn.clone()),
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else if steps.is_empty() {
@@ -343,6 +344,12 @@ async fn plan(
         for step in &steps {
             println!("  + {step}");
         }
+    }
+    if !json && observed.assessment.lock.is_some() {
+        println!(
+            "  note: the cluster restart lock is held (listener on port {}); `kplink-agent status` shows by whom",
+            agent.config.restart.lock_port
+        );
     }
     Ok(steps.is_empty())
 }
