@@ -216,14 +216,7 @@ async fn run_once(
     let (agent, identity) = agent(config, path, metadata_timeout).await?;
     let ctx = agent.context_for(identity).await?;
     let report = agent.pass(&ctx).await?;
-    tracing::info!(
-        broker_id = report.broker_id,
-        port = report.port,
-        listener_arn = %report.listener_arn,
-        target_group_arn = %report.target_group_arn,
-        changes = report.changes.len(),
-        "pass complete"
-    );
+    report.log();
     let outcome = effect(&agent, &ctx, &report, &|_| {}).await;
     if json {
         let mut doc = serde_json::to_value(&report).unwrap_or_default();

@@ -259,15 +259,7 @@ where
                 }
                 converged_once = true;
                 metrics.pass_ok(report.port, repairs);
-                tracing::info!(
-                    broker_id = report.broker_id,
-                    port = report.port,
-                    listener_arn = %report.listener_arn,
-                    target_group_arn = %report.target_group_arn,
-                    changes = report.changes.len(),
-                    aws_calls = report.aws_calls.values().sum::<u64>(),
-                    "pass complete"
-                );
+                report.log();
                 format!(
                     "broker {} wired on port {} ({} change(s) last pass)",
                     report.broker_id,

@@ -288,12 +288,13 @@ fn descriptions(targets: &[(String, u16)]) -> Vec<TargetDescription> {
         .collect()
 }
 
-fn target_list(targets: &[(String, u16)]) -> String {
+/// `id:port, id:port` for messages.
+pub fn target_list(targets: &[(String, u16)]) -> String {
     targets
         .iter()
         .map(|(id, port)| format!("{id}:{port}"))
         .collect::<Vec<_>>()
-        .join(",")
+        .join(", ")
 }
 
 impl LoadBalancer for Elbv2 {

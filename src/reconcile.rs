@@ -144,6 +144,21 @@ pub struct PassReport {
     pub elapsed_ms: u128,
 }
 
+impl PassReport {
+    /// Logs the pass with the structured fields operators filter on (journald: `BROKER_ID`, …).
+    pub fn log(&self) {
+        tracing::info!(
+            broker_id = self.broker_id,
+            port = self.port,
+            listener_arn = %self.listener_arn,
+            target_group_arn = %self.target_group_arn,
+            changes = self.changes.len(),
+            aws_calls = self.aws_calls.values().sum::<u64>(),
+            "pass complete"
+        );
+    }
+}
+
 /// The agent's side-effect ports and configuration.
 pub struct Agent<M, L, T> {
     /// Validated configuration.
@@ -622,7 +637,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 self.lb.deregister(boot, &present).await?;
                 done.push(format!(
                     "deregistered {} from the bootstrap target group",
-                    list(&present)
+                    crate::nlb::target_list(&present)
                 ));
             }
         }
@@ -679,12 +694,4 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             .make_effective(&report.advertised, &file_value)
             .await?)
     }
-}
-
-fn list(targets: &[(String, u16)]) -> String {
-    targets
-        .iter()
-        .map(|(id, port)| format!("{id}:{port}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -170,6 +170,20 @@ fn tansu_world() -> World {
     world
 }
 
+/// Configures the host for a tansu broker on a fresh port (pidfile `tansu.pid` beside the
+/// config, as [`Tansu::start`] uses); returns (port, restart log).
+fn configure_tansu_host(world: &World, host: &Host) -> (u16, PathBuf) {
+    let port = free_port();
+    let log = host.dir.join("restarts.log");
+    let pidfile = host.dir.join("tansu.pid");
+    std::fs::write(
+        host.config(),
+        restart_config(world, host, port, &log, &pidfile, ""),
+    )
+    .unwrap();
+    (port, log)
+}
+
 fn advertised(port: u16) -> Option<String> {
     block_on(async {
         let k = RdKafka::new(&format!("127.0.0.1:{port}"), &BTreeMap::new()).unwrap();
@@ -181,14 +195,8 @@ fn advertised(port: u16) -> Option<String> {
 fn running_broker_is_restarted_once_and_advertises_the_new_endpoint() {
     let world = tansu_world();
     let host = &world.hosts[0];
-    let port = free_port();
+    let (port, log) = configure_tansu_host(&world, host);
     let tansu = Tansu::start(&host.dir, &format!("127.0.0.1:{port}"), port);
-    let log = host.dir.join("restarts.log");
-    std::fs::write(
-        host.config(),
-        restart_config(&world, host, port, &log, &tansu.pidfile, ""),
-    )
-    .unwrap();
 
     let out = world.run(host, &["run", "--once", "--json"]);
     assert_ok(&out);
@@ -227,14 +235,7 @@ fn running_broker_is_restarted_once_and_advertises_the_new_endpoint() {
 fn agent_before_first_kafka_start_never_restarts() {
     let world = tansu_world();
     let host = &world.hosts[0];
-    let port = free_port();
-    let log = host.dir.join("restarts.log");
-    let pidfile = host.dir.join("tansu.pid");
-    std::fs::write(
-        host.config(),
-        restart_config(&world, host, port, &log, &pidfile, ""),
-    )
-    .unwrap();
+    let (port, log) = configure_tansu_host(&world, host);
     let out = world.run(host, &["run", "--once", "--json"]);
     assert_ok(&out);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -611,14 +612,7 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
 fn an_agent_killed_mid_restart_resumes_and_releases_its_own_lock() {
     let world = tansu_world();
     let host = &world.hosts[0];
-    let port = free_port();
-    let log = host.dir.join("restarts.log");
-    let pidfile = host.dir.join("tansu.pid");
-    std::fs::write(
-        host.config(),
-        restart_config(&world, host, port, &log, &pidfile, ""),
-    )
-    .unwrap();
+    let (port, log) = configure_tansu_host(&world, host);
     // The pass before the kill: wired, Kafka not up yet.
     let out = world.run(host, &["run", "--once", "--json"]);
     assert_ok(&out);
