@@ -525,6 +525,15 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
         let lb_arn = &self.config.nlb.load_balancer_arn;
         let mut last_seen = None;
         loop {
+            if Instant::now() >= deadline {
+                let (holder, phase) = last_seen.unwrap_or_default();
+                return Err(RestartError::LockBusy {
+                    broker_id: self.broker_id,
+                    holder,
+                    phase,
+                    timeout: rc.timeout,
+                });
+            }
             let lock = self.read_lock().await?;
             match lock_action(lock.as_ref(), &self.holder, unix_now()) {
                 LockAction::Held => {
@@ -554,6 +563,12 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
                             }
                         }
                     }
+                    // Lost the race: look again after a short, jittered pause.
+                    tokio::time::sleep(
+                        rc.check_interval
+                            .mul_f64(rand::thread_rng().gen_range(0.1..0.5)),
+                    )
+                    .await;
                     continue;
                 }
                 LockAction::Break => {
@@ -574,15 +589,6 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
                         last_seen = Some((lock.holder.clone(), lock.phase.clone()));
                     }
                 }
-            }
-            if Instant::now() >= deadline {
-                let (holder, phase) = last_seen.unwrap_or_default();
-                return Err(RestartError::LockBusy {
-                    broker_id: self.broker_id,
-                    holder,
-                    phase,
-                    timeout: rc.timeout,
-                });
             }
             let jitter = rand::thread_rng().gen_range(0.5..1.5);
             tokio::time::sleep(rc.check_interval.mul_f64(jitter)).await;
@@ -659,8 +665,28 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
             self.renew(&lock, "restarting", "starting the restart")
                 .await?;
             tracing::warn!(broker_id = self.broker_id, command = ?rc.command, "restarting Kafka");
-            self.service.restart().await?;
-            return self.verify_and_release(&lock, desired, started).await;
+            // Keep renewing while the command runs: a slow controlled shutdown may outlast the lease.
+            let restart = self.service.restart();
+            tokio::pin!(restart);
+            let command_result = loop {
+                tokio::select! {
+                    result = &mut restart => break result,
+                    () = tokio::time::sleep(rc.lease / 3) => {
+                        self.renew(&lock, "restarting", "restarting Kafka").await?;
+                    }
+                }
+            };
+            // A failed command may still have restarted Kafka: what counts is whether the broker
+            // comes back. If it does not, the lock stays (phase failed) and no other broker restarts.
+            if let Err(e) = &command_result {
+                tracing::error!(error = %e, "restart command failed; verifying the broker anyway");
+            }
+            let verified = self.verify_and_release(&lock, desired, started).await;
+            return match (verified, command_result) {
+                (Ok(outcome), _) => Ok(outcome),
+                (Err(e), Ok(())) => Err(e),
+                (Err(_), Err(command)) => Err(command),
+            };
         }
     }
 

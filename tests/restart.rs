@@ -392,12 +392,12 @@ fn lock_config(world: &World, lease: &str) -> Config {
     Config::parse(&text, Path::new("/test/agent.toml")).unwrap()
 }
 
-fn restart_script(log: &Path, id: i32) -> Vec<String> {
+fn restart_script(log: &Path, id: i32, secs: f32) -> Vec<String> {
     vec![
         "sh".into(),
         "-c".into(),
         format!(
-            "echo \"start {id} $(date +%s%3N)\" >> {0}; sleep 0.3; echo \"end {id} $(date +%s%3N)\" >> {0}",
+            "echo \"start {id} $(date +%s%3N)\" >> {0}; sleep {secs}; echo \"end {id} $(date +%s%3N)\" >> {0}",
             log.display()
         ),
     ]
@@ -440,6 +440,7 @@ async fn restart_broker(
         log,
         None,
         false,
+        0.3,
     )
     .await
 }
@@ -456,6 +457,7 @@ async fn change_listener(
     log: &Path,
     old: Option<&str>,
     dynamic_works: bool,
+    restart_secs: f32,
 ) -> Result<Outcome, RestartError> {
     let lb = Elbv2::new(world.elbv2.clone(), CallCounter::default());
     let restarted = Arc::new(AtomicBool::new(false));
@@ -472,8 +474,8 @@ async fn change_listener(
     assert_eq!(kafka.me, id);
     let service = LoggingService {
         inner: CommandService {
-            command: restart_script(log, id),
-            timeout: Duration::from_secs(10),
+            command: restart_script(log, id, restart_secs),
+            timeout: Duration::from_secs(30),
         },
         restarted,
     };
@@ -663,6 +665,7 @@ fn an_existing_listener_is_updated_dynamically_without_a_restart() {
         &log,
         Some("old.example:10009"),
         true,
+        0.3,
     ));
     assert_eq!(outcome.unwrap(), Outcome::DynamicallyUpdated);
     assert!(id_windows(&log).is_empty(), "no restart");
@@ -680,10 +683,42 @@ fn an_existing_listener_is_updated_dynamically_without_a_restart() {
         &log,
         Some("old.example:10009"),
         false,
+        0.3,
     ));
     assert!(
         matches!(outcome, Ok(Outcome::Restarted { .. })),
         "{outcome:?}"
     );
     assert_eq!(id_windows(&log).len(), 1);
+}
+
+#[test]
+fn the_lease_is_renewed_while_a_slow_restart_runs() {
+    let (world, tg) = wired_world();
+    // A 10 s lease and a 13 s restart: without renewal the waiting agent would break the lock.
+    let config = lock_config(&world, "10s");
+    let log = world.dir.path().join("windows.log");
+    let outcomes = block_on(async {
+        let slow = change_listener(&world, &config, &tg, 1, 99, &log, None, false, 13.0);
+        let waiting = async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            restart_broker(&world, &config, &tg, 2, 99, &log).await
+        };
+        tokio::join!(slow, waiting)
+    });
+    assert!(
+        matches!(outcomes.0, Ok(Outcome::Restarted { .. })),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes.1, Ok(Outcome::Restarted { .. })),
+        "{outcomes:?}"
+    );
+    let w = id_windows(&log);
+    assert_eq!(
+        w.iter().map(|x| x.0).collect::<Vec<_>>(),
+        vec![1, 2],
+        "{w:?}"
+    );
+    assert!(w[0].2 <= w[1].1, "restart windows overlap: {w:?}");
 }
