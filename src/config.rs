@@ -650,6 +650,24 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
     }
 
     #[test]
+    fn shipped_example_is_unconfigured_until_the_required_keys_are_set() {
+        let shipped = include_str!("../packaging/agent.toml");
+        assert!(
+            parse(shipped).is_err(),
+            "the package must not start an unconfigured agent"
+        );
+        let filled = shipped
+            .replace("# cluster = ", "cluster = ")
+            .replace("# advertised_host = ", "advertised_host = ")
+            .replace("# load_balancer_arn = ", "load_balancer_arn = ");
+        let c = parse(&filled).unwrap();
+        assert_eq!(c.cluster, "orders");
+        assert_eq!(c.broker, BrokerConfig::default());
+        assert_eq!(c.restart, RestartConfig::default());
+        assert_eq!(c.daemon, DaemonConfig::default());
+    }
+
+    #[test]
     fn unknown_key_reports_its_line() {
         let text = "cluster = \"orders\"\n\n[broker]\nidtag = \"x\"\n";
         match parse(text).unwrap_err() {
