@@ -109,6 +109,9 @@ pub struct Observed {
     pub bootstrap_targets: Vec<Target>,
     /// Advertised endpoint of the managed listener in `server.properties` now.
     pub file_endpoint: Option<String>,
+    /// `server.properties` as read by this observation.
+    #[serde(skip)]
+    pub properties_text: String,
 }
 
 /// What a pass did.
@@ -335,6 +338,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             dedicated_targets,
             bootstrap_targets,
             file_endpoint,
+            properties_text: text,
         })
     }
 
@@ -368,9 +372,8 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         let port = observed.assessment.claim.as_ref().map(|l| l.port).or(first);
         if let Some(port) = port {
             let path = &self.config.broker.server_properties;
-            let text = properties::read(path)?;
             let edit = self.listener_edit(ctx, port);
-            if properties::apply_listener(&text, &edit)
+            if properties::apply_listener(&observed.properties_text, &edit)
                 .map_err(|e| PropertiesError::from_edit(path, e))?
                 .is_some()
             {
@@ -549,6 +552,8 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             }
         }
 
+        // Read again rather than reuse the observation: the NLB calls took a while and config
+        // management may have rewritten the file meanwhile; edit what is there now.
         let path = &self.config.broker.server_properties;
         let text = properties::read(path)?;
         let edit = self.listener_edit(ctx, port);

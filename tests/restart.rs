@@ -548,14 +548,7 @@ fn dead_holder_is_replaced_after_the_lease_and_the_controller_goes_last() {
         };
         tokio::join!(a, b)
     });
-    assert!(
-        matches!(outcomes.0, Ok(Outcome::Restarted { .. })),
-        "{outcomes:?}"
-    );
-    assert!(
-        matches!(outcomes.1, Ok(Outcome::Restarted { .. })),
-        "{outcomes:?}"
-    );
+    assert_both_restarted(&outcomes);
     let w = id_windows(&log);
     assert_eq!(
         w.iter().map(|x| x.0).collect::<Vec<_>>(),
@@ -706,14 +699,7 @@ fn the_lease_is_renewed_while_a_slow_restart_runs() {
         };
         tokio::join!(slow, waiting)
     });
-    assert!(
-        matches!(outcomes.0, Ok(Outcome::Restarted { .. })),
-        "{outcomes:?}"
-    );
-    assert!(
-        matches!(outcomes.1, Ok(Outcome::Restarted { .. })),
-        "{outcomes:?}"
-    );
+    assert_both_restarted(&outcomes);
     let w = id_windows(&log);
     assert_eq!(
         w.iter().map(|x| x.0).collect::<Vec<_>>(),
@@ -721,4 +707,12 @@ fn the_lease_is_renewed_while_a_slow_restart_runs() {
         "{w:?}"
     );
     assert!(w[0].2 <= w[1].1, "restart windows overlap: {w:?}");
+}
+
+type Outcomes = (Result<Outcome, RestartError>, Result<Outcome, RestartError>);
+
+fn assert_both_restarted(outcomes: &Outcomes) {
+    for o in [&outcomes.0, &outcomes.1] {
+        assert!(matches!(o, Ok(Outcome::Restarted { .. })), "{outcomes:?}");
+    }
 }

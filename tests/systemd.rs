@@ -23,24 +23,22 @@ fn package_and_unit_in_a_real_systemd() {
         "tests/systemd/nspawn_test.sh needs root (systemd-nspawn, debootstrap, dpkg inside a \
          container); effective uid is {uid:?}. Run the tests as root (CI does)."
     );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/systemd/nspawn_test.sh");
-    let status = Command::new("bash")
-        .arg(&script)
-        .env("KPLINK_AGENT_BIN", env!("CARGO_BIN_EXE_kplink-agent"))
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        status.success(),
-        "{} failed ({status}); its FAIL lines above say which assertions",
-        script.display()
-    );
+    run_script("nspawn_test.sh");
 }
 
 #[test]
 fn rpm_contents_and_scripts() {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/systemd/rpm_check.sh");
+    run_script("rpm_check.sh");
+}
+
+/// Runs `tests/systemd/<name>` and fails unless it exits 0; it prints a PASS/FAIL line per assertion.
+fn run_script(name: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/systemd")
+        .join(name);
     let status = Command::new("bash")
         .arg(&script)
+        .env("KPLINK_AGENT_BIN", env!("CARGO_BIN_EXE_kplink-agent"))
         .status()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
     assert!(
