@@ -108,6 +108,9 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     match cli.command {
         Command::CheckConfig => {
+            for w in warnings(&config) {
+                eprintln!("warning: {w}");
+            }
             println!("config OK: {}", cli.config.display());
             ExitCode::SUCCESS
         }
@@ -178,6 +181,38 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// Config warnings plus what `server.properties` says about the managed listener's TLS (when
+/// the file can be read; `check-config` needs neither AWS nor the file).
+fn warnings(config: &Config) -> Vec<String> {
+    let mut out = config.warnings();
+    let path = &config.broker.server_properties;
+    if let Ok(text) = std::fs::read_to_string(path) {
+        if let Ok(Some(w)) = crate::properties::missing_keystore(
+            &text,
+            &config.listener.name,
+            &config.listener.security_protocol,
+        ) {
+            out.push(format!("{}: {w}", path.display()));
+        }
+    }
+    out
+}
+
+/// `Some(message)` when this host is a KRaft controller-only node, which the agent leaves alone:
+/// Kafka refuses a controller with a non-controller listener, and clients never reach it.
+fn controller_only(config: &Config) -> Result<Option<String>, Error> {
+    let path = &config.broker.server_properties;
+    let text = crate::properties::read(path)?;
+    let role = crate::node::NodeRole::from_properties(&text)
+        .map_err(|e| crate::properties::PropertiesError::from_edit(path, e))?;
+    Ok(role.is_controller_only().then(|| {
+        format!(
+            "controller-only node (process.roles without broker in {}): nothing to wire, nothing changed",
+            path.display()
+        )
+    }))
+}
+
 async fn agent(
     config: Config,
     config_path: PathBuf,
@@ -202,6 +237,7 @@ async fn agent(
             tags,
             calls,
             metadata_timeout,
+            checked: Default::default(),
         },
         identity,
     ))
@@ -213,6 +249,15 @@ async fn run_once(
     metadata_timeout: Duration,
     json: bool,
 ) -> Result<(), Error> {
+    if let Some(message) = controller_only(&config)? {
+        if json {
+            let doc = serde_json::json!({ "node_role": crate::node::NodeRole::KraftController, "skipped": message });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        } else {
+            println!("{message}");
+        }
+        return Ok(());
+    }
     let (agent, identity) = agent(config, path, metadata_timeout).await?;
     let ctx = agent.context_for(identity).await?;
     let report = agent.pass(&ctx).await?;
@@ -277,7 +322,9 @@ where
 pub fn describe_outcome(o: &crate::restart::Outcome) -> String {
     use crate::restart::Outcome;
     match o {
-        Outcome::NotRunning => "not running; it reads the file when it starts".to_string(),
+        Outcome::NotRunning => {
+            "not running (nothing accepts connections on restart.bootstrap_servers); it reads the file when it starts".to_string()
+        }
         Outcome::AlreadyEffective => "already advertises this endpoint".to_string(),
         Outcome::DynamicallyUpdated => {
             "advertised.listeners updated dynamically (no restart)".to_string()
@@ -299,6 +346,18 @@ async fn plan(
     metadata_timeout: Duration,
     json: bool,
 ) -> Result<bool, Error> {
+    for w in warnings(&config) {
+        eprintln!("warning: {w}");
+    }
+    if let Some(message) = controller_only(&config)? {
+        if json {
+            let doc = serde_json::json!({ "node_role": crate::node::NodeRole::KraftController, "changes_pending": false, "steps": [], "skipped": message });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        } else {
+            println!("{message}");
+        }
+        return Ok(true);
+    }
     let (agent, identity) = agent(config, path, metadata_timeout).await?;
     let ctx = agent.context_for(identity).await?;
     let observed = agent.observe(&ctx).await?;
@@ -406,6 +465,15 @@ async fn status(
     json: bool,
 ) -> Result<(), Error> {
     let last = crate::daemon::read_last_pass(&config);
+    if let Some(message) = controller_only(&config)? {
+        if json {
+            let doc = serde_json::json!({ "node_role": crate::node::NodeRole::KraftController, "skipped": message, "last_pass": last });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        } else {
+            println!("node          {message}");
+        }
+        return Ok(());
+    }
     let (agent, identity) = agent(config, path, metadata_timeout).await?;
     let ctx = agent.context_for(identity).await?;
     let observed = agent.observe(&ctx).await?;
@@ -413,26 +481,47 @@ async fn status(
     let claim = observed.assessment.claim.as_ref();
     let desired_endpoint = claim.map(|l| format!("{}:{}", ctx.advertised_host, l.port));
     let rc = &agent.config.restart;
-    let (running, in_broker) = match crate::kafka::RdKafka::new(&rc.bootstrap_servers, &rc.kafka) {
-        Ok(k) if k.is_running().await => (
-            true,
-            k.advertised_listeners(ctx.broker_id).await.ok().flatten(),
+    let role = agent.node_role()?;
+    let liveness = match crate::kafka::RdKafka::new(&rc.bootstrap_servers, &rc.kafka) {
+        Ok(k) => {
+            let l = k.probe().await;
+            let adv = if l == crate::kafka::Liveness::Answering {
+                k.advertised_listeners(ctx.broker_id).await.ok().flatten()
+            } else {
+                None
+            };
+            (l, adv)
+        }
+        Err(e) => (
+            crate::kafka::Liveness::Unreachable {
+                bootstrap: rc.bootstrap_servers.clone(),
+                cause: e.to_string(),
+            },
+            None,
         ),
-        _ => (false, None),
     };
+    let (liveness, in_broker) = liveness;
+    let running = liveness == crate::kafka::Liveness::Answering;
+    let unreachable = matches!(liveness, crate::kafka::Liveness::Unreachable { .. });
+    let claims = crate::restart::cluster_claims(&agent.lb, &agent.config).await?;
+    let (_, stale_claims) = crate::restart::split_claims(&claims);
     let broker_endpoint = in_broker
         .as_deref()
         .and_then(|a| crate::restart::endpoint_of(a, &agent.config.listener.name));
     let restart_pending = match &desired_endpoint {
-        Some(d) => matches!(
-            crate::restart::decide(
-                running,
-                in_broker.as_deref(),
-                &agent.config.listener.name,
-                d
-            ),
-            crate::restart::Decision::DynamicUpdate | crate::restart::Decision::Restart
-        ),
+        Some(d) => {
+            unreachable
+                || matches!(
+                    crate::restart::decide(
+                        running,
+                        in_broker.as_deref(),
+                        &agent.config.listener.name,
+                        d,
+                        role.dynamic_advertised_listeners(),
+                    ),
+                    crate::restart::Decision::DynamicUpdate | crate::restart::Decision::Restart
+                )
+        }
         None => false,
     };
     let lock = match &observed.assessment.lock {
@@ -455,7 +544,10 @@ async fn status(
         "bootstrap_targets": observed.bootstrap_targets.iter().filter(|t| t.id == ctx.identity.instance_id).collect::<Vec<_>>(),
         "advertised_in_file": observed.file_endpoint,
         "advertised_desired": desired_endpoint,
+        "node_role": role,
         "kafka_running": running,
+        "kafka": liveness,
+        "stale_claims": stale_claims,
         "advertised_in_broker": broker_endpoint,
         "restart_pending": restart_pending,
         "lock_holder": lock.as_ref().map(|l| l.holder.clone()),
@@ -477,6 +569,7 @@ async fn status(
         "broker id     {} (from {})",
         ctx.broker_id, ctx.broker_id_source
     );
+    println!("node          {role}");
     match claim {
         Some(l) => {
             println!("claimed port  {}", l.port);
@@ -512,9 +605,24 @@ async fn status(
                 }
             )
         } else {
-            "not running".to_string()
+            match &liveness {
+                crate::kafka::Liveness::Unreachable { bootstrap, cause } => format!(
+                    "UNREACHABLE: {bootstrap} accepts connections but does not answer ({cause}) - restart pending"
+                ),
+                _ => "not running".to_string(),
+            }
         }
     );
+    if !stale_claims.is_empty() {
+        println!(
+            "stale claims  brokers {} (a claim whose target group has no registered target: removed without `decommission`?); left out of the restart health gate",
+            stale_claims
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     match &lock {
         Some(l) => println!(
             "restart lock  held by {} (phase {}, expires unix {})",
@@ -547,9 +655,38 @@ async fn decommission(
     metadata_timeout: Duration,
     keep_config: bool,
 ) -> Result<(), Error> {
+    if let Some(message) = controller_only(&config)? {
+        println!("{message}");
+        return Ok(());
+    }
     let (agent, identity) = agent(config, path, metadata_timeout).await?;
     let ctx = agent.context_for(identity).await?;
-    let done = agent.decommission(&ctx, keep_config).await?;
+    let mut done = agent.decommission(&ctx, keep_config).await?;
+    // ZooKeeper mode: a dynamic advertised.listeners override would keep advertising the removed
+    // listener after the next start (and Kafka refuses an advertised listener it does not have).
+    if !keep_config && agent.node_role()?.dynamic_advertised_listeners() {
+        let rc = &agent.config.restart;
+        let kafka = crate::kafka::RdKafka::new(&rc.bootstrap_servers, &rc.kafka)
+            .map_err(crate::restart::RestartError::from)?;
+        match kafka.probe().await {
+            crate::kafka::Liveness::Answering => {
+                if kafka
+                    .clear_dynamic_advertised_listeners(ctx.broker_id)
+                    .await
+                    .map_err(crate::restart::RestartError::from)?
+                {
+                    done.push(format!(
+                        "removed the dynamic advertised.listeners override of broker {}",
+                        ctx.broker_id
+                    ));
+                }
+            }
+            other => eprintln!(
+                "warning: Kafka is not answering on {} ({other:?}): a dynamic advertised.listeners override of broker {} (ZooKeeper mode) could not be checked; once it runs: kafka-configs.sh --bootstrap-server … --entity-type brokers --entity-name {} --alter --delete-config advertised.listeners",
+                rc.bootstrap_servers, ctx.broker_id, ctx.broker_id
+            ),
+        }
+    }
     if done.is_empty() {
         println!(
             "broker {}: nothing to remove (already decommissioned)",

@@ -424,6 +424,26 @@ impl Config {
         Ok(())
     }
 
+    /// Valid but risky settings, one line each (printed by `check-config`, `plan` and at daemon
+    /// start).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let range = self.port_range();
+        let claims = usize::from(*range.end() - *range.start()) + 1;
+        // Bootstrap and the restart lock are listeners too (the lock only while held).
+        let needed = claims + 2;
+        let max = crate::nlb::MAX_LISTENERS_PER_NLB;
+        if needed > max {
+            out.push(format!(
+                "nlb.port_range {} ({claims} ports) + bootstrap listener + restart lock listener = {needed} listeners, more than the {max} AWS allows per Network Load Balancer (not adjustable): at most {} brokers can claim a port; use a range of {} ports or fewer",
+                self.nlb.port_range,
+                max - 2,
+                max - 2
+            ));
+        }
+        out
+    }
+
     /// The validated port range (validation guarantees it parses).
     pub fn port_range(&self) -> RangeInclusive<u16> {
         // Config::parse validated the range; the fallback is the documented default.

@@ -74,6 +74,9 @@ pub struct LastPass {
     pub port: Option<u16>,
 }
 
+/// How often the daemon counts stale claims (one DescribeTargetHealth per claim).
+const STALE_CHECK_EVERY: Duration = Duration::from_secs(600);
+
 /// Name of the state file inside the state directory.
 pub const LAST_PASS_FILE: &str = "last-pass.json";
 
@@ -178,6 +181,11 @@ where
     let mut kafka_checked = false;
     let mut restart_pending = false;
     let mut wake = Wake::Timer;
+    let mut idle_logged = false;
+    let mut stale_checked: Option<std::time::Instant> = None;
+    for w in agent.config.warnings() {
+        tracing::warn!("{w}");
+    }
     loop {
         if wake == Wake::Reload {
             match reload() {
@@ -222,7 +230,40 @@ where
             outcome = one_pass(&agent, &mut ctx, check_kafka, &on_lock, &ready_now) => outcome,
         };
         let outcome = match outcome {
-            Ok((report, effect)) => {
+            Ok(None) => {
+                // Controller-only node: idle, but keep looking (the file may make it a broker).
+                let status = "controller-only node: idle (nothing to wire)";
+                if !idle_logged {
+                    tracing::info!(file = %properties.display(), "{status}");
+                    idle_logged = true;
+                }
+                failures = 0;
+                ready_now(None);
+                let _ = sd_notify::notify(&[NotifyState::Status(status)]);
+                record_last_pass(
+                    &state,
+                    &LastPass {
+                        finished_unix: crate::restart::unix_now(),
+                        ok: true,
+                        summary: status.to_string(),
+                        port: None,
+                    },
+                );
+                last_written = std::fs::read_to_string(&properties).ok().or(last_written);
+                Err(None)
+            }
+            Ok(Some(pass)) => Ok(pass),
+            Err(e) => Err(Some(e)),
+        };
+        let outcome = match outcome {
+            Err(None) => None,
+            Ok(pass) => Some(Ok(pass)),
+            Err(Some(e)) => Some(Err(e)),
+        };
+        let outcome = match outcome {
+            None => None,
+            Some(Ok((report, effect))) => Some({
+                idle_logged = false;
                 kafka_checked = true;
                 match effect {
                     None => Ok(report),
@@ -241,55 +282,68 @@ where
                         Err(e)
                     }
                 }
-            }
-            Err(e) => Err(e),
+            }),
+            Some(Err(e)) => Some(Err(e)),
         };
-        metrics.set_restart_pending(restart_pending);
-        metrics.sync_aws_calls(&agent.calls.snapshot());
-        let status = match &outcome {
-            Ok(report) => {
-                failures = 0;
-                let repairs = if converged_once {
-                    report.changes.len() as u64
-                } else {
-                    0
-                };
-                if repairs > 0 {
-                    tracing::warn!(changes = repairs, "drift repaired");
+        if let Some(outcome) = outcome {
+            metrics.set_restart_pending(restart_pending);
+            metrics.sync_aws_calls(&agent.calls.snapshot());
+            let status = match &outcome {
+                Ok(report) => {
+                    failures = 0;
+                    let repairs = if converged_once {
+                        report.changes.len() as u64
+                    } else {
+                        0
+                    };
+                    if repairs > 0 {
+                        tracing::warn!(changes = repairs, "drift repaired");
+                    }
+                    converged_once = true;
+                    metrics.pass_ok(report.port, repairs);
+                    // Stale claims cost one read per claim: first pass, then every 10 minutes.
+                    if stale_checked.map_or(true, |t| t.elapsed() >= STALE_CHECK_EVERY) {
+                        match crate::restart::cluster_claims(&agent.lb, &agent.config).await {
+                            Ok(claims) => {
+                                let (_, stale) = crate::restart::split_claims(&claims);
+                                if !stale.is_empty() {
+                                    tracing::warn!(stale = ?stale, "stale claims: target groups without a registered target (brokers removed without `decommission`?)");
+                                }
+                                metrics.set_stale_claims(stale.len());
+                                stale_checked = Some(std::time::Instant::now());
+                            }
+                            Err(e) => tracing::warn!(error = %e, "cannot count stale claims"),
+                        }
+                    }
+                    report.log();
+                    format!(
+                        "broker {} wired on port {} ({} change(s) last pass)",
+                        report.broker_id,
+                        report.port,
+                        report.changes.len()
+                    )
                 }
-                converged_once = true;
-                metrics.pass_ok(report.port, repairs);
-                report.log();
-                format!(
-                    "broker {} wired on port {} ({} change(s) last pass)",
-                    report.broker_id,
-                    report.port,
-                    report.changes.len()
-                )
-            }
-            Err(e) => {
-                failures += 1;
-                metrics.pass_failed(e.kind(), &e.to_string());
-                tracing::error!(error = %e, kind = e.kind(), consecutive_failures = failures, "pass failed");
-                ctx = None;
-                format!("last pass failed ({failures}x): {e}")
-            }
-        };
-        last_written = std::fs::read_to_string(&properties).ok().or(last_written);
-        record_last_pass(
-            &state,
-            &LastPass {
-                finished_unix: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
-                ok: outcome.is_ok(),
-                summary: status.clone(),
-                port: outcome.as_ref().ok().map(|r| r.port),
-            },
-        );
-        ready_now(None);
-        let _ = sd_notify::notify(&[NotifyState::Status(&status)]);
+                Err(e) => {
+                    failures += 1;
+                    metrics.pass_failed(e.kind(), &e.to_string());
+                    tracing::error!(error = %e, kind = e.kind(), consecutive_failures = failures, "pass failed");
+                    ctx = None;
+                    format!("last pass failed ({failures}x): {e}")
+                }
+            };
+            last_written = std::fs::read_to_string(&properties).ok().or(last_written);
+            record_last_pass(
+                &state,
+                &LastPass {
+                    finished_unix: crate::restart::unix_now(),
+                    ok: outcome.is_ok(),
+                    summary: status.clone(),
+                    port: outcome.as_ref().ok().map(|r| r.port),
+                },
+            );
+            ready_now(None);
+            let _ = sd_notify::notify(&[NotifyState::Status(&status)]);
+        }
 
         let delay = next_delay(
             agent.config.daemon.interval,
@@ -327,19 +381,23 @@ where
 }
 
 /// A pass, then (when the file changed, a change is pending, or on the first pass) making Kafka
-/// use it. The second result is `None` when Kafka was not looked at.
+/// use it. The second result is `None` when Kafka was not looked at. `Ok(None)`: a KRaft
+/// controller-only node, left alone.
 async fn one_pass<M, L, T>(
     agent: &Agent<M, L, T>,
     ctx: &mut Option<Context>,
     check_kafka: bool,
     on_lock: &(dyn Fn(bool) + Send + Sync),
     before_kafka: &(dyn Fn(Option<&PassReport>) + Send + Sync),
-) -> Result<(PassReport, Option<Result<Outcome, Error>>), Error>
+) -> Result<Option<(PassReport, Option<Result<Outcome, Error>>)>, Error>
 where
     M: InstanceMetadata,
     L: LoadBalancer,
     T: InstanceTags,
 {
+    if agent.node_role()?.is_controller_only() {
+        return Ok(None);
+    }
     if ctx.is_none() {
         *ctx = Some(agent.context().await?);
     }
@@ -353,7 +411,7 @@ where
     } else {
         None
     };
-    Ok((report, effect))
+    Ok(Some((report, effect)))
 }
 
 struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);

@@ -155,12 +155,30 @@ pub enum KafkaError {
     },
 }
 
+/// Whether a broker answers on the bootstrap servers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Liveness {
+    /// Nothing accepts a TCP connection: Kafka is not running and reads the file when it starts.
+    NotListening,
+    /// Something accepts connections and answers Kafka's Metadata request.
+    Answering,
+    /// Something accepts connections but does not answer (log recovery, a GC pause, an admin
+    /// client misconfigured for SSL/SASL): a running broker the agent cannot see. Never treated
+    /// as "not running", which would leave the broker on its old endpoint for good.
+    Unreachable {
+        /// The bootstrap servers.
+        bootstrap: String,
+        /// Why the Metadata request failed.
+        cause: String,
+    },
+}
+
 /// The Kafka operations the agent needs.
 pub trait KafkaCluster: Send + Sync {
     /// Whether anything answers Kafka protocol on the bootstrap servers: a TCP connect (1 s per
-    /// bootstrap address), then a Metadata request (1.5 s). False within milliseconds when the
-    /// connection is refused.
-    fn is_running(&self) -> impl Future<Output = bool> + Send;
+    /// bootstrap address; refused within milliseconds), then a Metadata request (1.5 s).
+    fn probe(&self) -> impl Future<Output = Liveness> + Send;
 
     /// Brokers, controller, topics with partition state, and `min.insync.replicas`.
     fn snapshot(&self) -> impl Future<Output = Result<ClusterSnapshot, KafkaError>> + Send;
@@ -184,6 +202,15 @@ pub trait KafkaCluster: Send + Sync {
         broker_id: i32,
         value: &str,
     ) -> impl Future<Output = Result<(), KafkaError>> + Send;
+
+    /// Removes a per-broker dynamic `advertised.listeners` override (IncrementalAlterConfigs
+    /// DELETE), so that the value in `server.properties` is the one the broker uses after its next
+    /// start: a dynamic override (stored by ZooKeeper-mode clusters) would otherwise shadow the
+    /// file. Returns whether there was one. ZooKeeper mode only: never called for KRaft.
+    fn clear_dynamic_advertised_listeners(
+        &self,
+        broker_id: i32,
+    ) -> impl Future<Output = Result<bool, KafkaError>> + Send;
 }
 
 /// [`KafkaCluster`] over librdkafka's admin client.
@@ -404,14 +431,23 @@ async fn any_accepts_tcp(addresses: &[String]) -> bool {
 }
 
 impl KafkaCluster for RdKafka {
-    async fn is_running(&self) -> bool {
+    async fn probe(&self) -> Liveness {
         // librdkafka retries refused connections until its request times out, so a dead broker
         // would cost the whole Metadata timeout; a refused TCP connect answers in microseconds.
         let addresses = bootstrap_addresses(&self.bootstrap);
         if !any_accepts_tcp(&addresses).await {
-            return false;
+            return Liveness::NotListening;
         }
-        self.metadata(PROBE_METADATA_TIMEOUT).await.is_ok()
+        match self.metadata(PROBE_METADATA_TIMEOUT).await {
+            Ok(_) => Liveness::Answering,
+            Err(e) => Liveness::Unreachable {
+                bootstrap: self.bootstrap.clone(),
+                cause: match e {
+                    KafkaError::Metadata { message, .. } => message,
+                    other => other.to_string(),
+                },
+            },
+        }
     }
 
     async fn snapshot(&self) -> Result<ClusterSnapshot, KafkaError> {
@@ -500,17 +536,49 @@ impl KafkaCluster for RdKafka {
             message,
         };
         tokio::task::spawn_blocking(move || {
-            incremental_set_broker_config(
+            incremental_alter_broker_config(
                 &admin,
                 broker_id,
                 "advertised.listeners",
-                &value,
+                Some(&value),
                 timeout,
             )
         })
         .await
         .map_err(|e| err(format!("alter task failed: {e}")))?
         .map_err(err)
+    }
+
+    async fn clear_dynamic_advertised_listeners(&self, broker_id: i32) -> Result<bool, KafkaError> {
+        let configs = self
+            .describe_broker(broker_id, &["advertised.listeners"])
+            .await?;
+        let dynamic = configs
+            .get("advertised.listeners")
+            .is_some_and(|e| e.source == ConfigSource::DynamicBroker);
+        if !dynamic {
+            return Ok(false);
+        }
+        let admin = Arc::clone(&self.admin);
+        let timeout = self.timeout;
+        let err = |message: String| KafkaError::AlterAdvertisedListeners {
+            bootstrap: self.bootstrap.clone(),
+            broker_id,
+            message: format!("removing the dynamic override: {message}"),
+        };
+        tokio::task::spawn_blocking(move || {
+            incremental_alter_broker_config(
+                &admin,
+                broker_id,
+                "advertised.listeners",
+                None,
+                timeout,
+            )
+        })
+        .await
+        .map_err(|e| err(format!("alter task failed: {e}")))?
+        .map_err(err)?;
+        Ok(true)
     }
 }
 
@@ -554,18 +622,26 @@ unsafe fn c_text(ptr: *const c_char, fallback: &str) -> String {
     }
 }
 
-fn incremental_set_broker_config(
+/// IncrementalAlterConfigs of one broker key: SET to `value`, or DELETE (the dynamic override
+/// goes, the static value from the file applies again) when `value` is `None`.
+fn incremental_alter_broker_config(
     admin: &AdminClient<DefaultClientContext>,
     broker_id: i32,
     key: &str,
-    value: &str,
+    value: Option<&str>,
     timeout: Duration,
 ) -> Result<(), String> {
     let rk = admin.inner().native_ptr();
     let name = CString::new(broker_id.to_string()).map_err(|e| e.to_string())?;
     let c_key = CString::new(key).map_err(|_| format!("{key} contains a NUL byte"))?;
-    let c_value =
-        CString::new(value).map_err(|_| format!("value {value:?} contains a NUL byte"))?;
+    let c_value = value
+        .map(|v| CString::new(v).map_err(|_| format!("value {v:?} contains a NUL byte")))
+        .transpose()?;
+    let op = if value.is_some() {
+        rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET
+    } else {
+        rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_DELETE
+    };
     let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
 
     // SAFETY: every pointer passed below is either owned by an `Owned` guard that outlives the
@@ -584,8 +660,8 @@ fn incremental_set_broker_config(
         let error = rd::rd_kafka_ConfigResource_add_incremental_config(
             resource.ptr,
             c_key.as_ptr(),
-            rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET,
-            c_value.as_ptr(),
+            op,
+            c_value.as_ref().map_or(std::ptr::null(), |v| v.as_ptr()),
         );
         if !error.is_null() {
             let message = c_text(rd::rd_kafka_error_string(error), "invalid config entry");

@@ -17,6 +17,7 @@ pub mod kafka;
 pub mod metadata;
 pub mod metrics;
 pub mod nlb;
+pub mod node;
 pub mod plan;
 pub mod properties;
 pub mod reconcile;

@@ -48,6 +48,7 @@ struct Inner {
     last_success: Gauge,
     restart_pending: Gauge,
     lock_held: Gauge,
+    stale_claims: Gauge,
     aws_seen: Mutex<BTreeMap<&'static str, u64>>,
     last_ok_unix: AtomicI64,
     last_failure: Mutex<Option<String>>,
@@ -74,6 +75,7 @@ impl Metrics {
             last_success: Gauge::default(),
             restart_pending: Gauge::default(),
             lock_held: Gauge::default(),
+            stale_claims: Gauge::default(),
             aws_seen: Mutex::new(BTreeMap::new()),
             last_ok_unix: AtomicI64::new(0),
             last_failure: Mutex::new(None),
@@ -124,6 +126,11 @@ impl Metrics {
             "kplink_lock_held",
             "1 while this agent holds the cluster restart lock",
             inner.lock_held.clone(),
+        );
+        registry.register(
+            "kplink_stale_claims",
+            "Claims of this cluster whose target group has no registered target (brokers removed without decommission)",
+            inner.stale_claims.clone(),
         );
         Metrics {
             inner: Arc::new(Inner { registry, ..inner }),
@@ -179,6 +186,13 @@ impl Metrics {
     /// Whether a restart is pending.
     pub fn set_restart_pending(&self, pending: bool) {
         self.inner.restart_pending.set(i64::from(pending));
+    }
+
+    /// Number of stale claims last seen.
+    pub fn set_stale_claims(&self, n: usize) {
+        self.inner
+            .stale_claims
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Whether the restart lock is held.

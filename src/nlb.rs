@@ -97,10 +97,29 @@ pub struct TargetGroupSpec {
     pub name: String,
     /// VPC of the targets.
     pub vpc_id: String,
-    /// Port targets listen on; also the TCP health check port.
+    /// Port targets listen on by default. Health checks probe each target's own port
+    /// (`traffic-port`), so a changed `listener.port` or a bootstrap group with mixed ports is
+    /// checked where traffic goes.
     pub port: u16,
-    /// Tags applied at creation.
+    /// Tags applied at creation; an existing group of that name must carry all of them.
     pub tags: Vec<(String, String)>,
+    /// The load balancer the group is for: an existing group attached to another one is refused
+    /// (a target group forwards for one load balancer only).
+    pub load_balancer_arn: String,
+}
+
+/// ELBv2's health check port value meaning "the port each target receives traffic on".
+pub const TRAFFIC_PORT: &str = "traffic-port";
+
+/// A target group as DescribeTargetGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetGroupInfo {
+    /// ARN.
+    pub arn: String,
+    /// Load balancers it forwards for (at most one, by ELBv2's rules).
+    pub load_balancer_arns: Vec<String>,
+    /// Health check port: `traffic-port` or a number.
+    pub health_check_port: String,
 }
 
 /// Result of trying to put a listener on a port.
@@ -110,7 +129,14 @@ pub enum ListenerClaim {
     Claimed(String),
     /// Another listener already holds the port.
     PortTaken,
+    /// The load balancer has its maximum number of listeners (`TooManyListeners`; 50 per NLB,
+    /// not adjustable: AWS "Quotas for your Network Load Balancers").
+    QuotaReached,
 }
+
+/// Listeners per Network Load Balancer (AWS quota page: "Listeners per Network Load Balancer:
+/// 50", Adjustable: No).
+pub const MAX_LISTENERS_PER_NLB: usize = 50;
 
 /// The ELBv2 operations the agent needs.
 pub trait LoadBalancer: Send + Sync {
@@ -172,6 +198,22 @@ pub trait LoadBalancer: Send + Sync {
     fn delete_listener(&self, arn: &str) -> impl Future<Output = Result<(), NlbError>> + Send;
     /// Deletes a target group.
     fn delete_target_group(&self, arn: &str) -> impl Future<Output = Result<(), NlbError>> + Send;
+    /// Names of the Availability Zones the load balancer is enabled in (DescribeLoadBalancers;
+    /// ELBv2 reports zone names, which are this account's names like instance metadata's).
+    fn availability_zones(
+        &self,
+        lb_arn: &str,
+    ) -> impl Future<Output = Result<Vec<String>, NlbError>> + Send;
+    /// Describes target groups by ARN.
+    fn target_group_info(
+        &self,
+        arns: &[String],
+    ) -> impl Future<Output = Result<Vec<TargetGroupInfo>, NlbError>> + Send;
+    /// Points the group's health check at each target's traffic port (ModifyTargetGroup).
+    fn health_check_traffic_port(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<(), NlbError>> + Send;
 }
 
 /// AWS calls made, by operation name.
@@ -391,11 +433,17 @@ impl LoadBalancer for Elbv2 {
             .vpc_id(&spec.vpc_id)
             .target_type(TargetTypeEnum::Instance)
             .health_check_protocol(ProtocolEnum::Tcp)
-            .health_check_port(spec.port.to_string())
+            .health_check_port(TRAFFIC_PORT)
             .set_tags(Some(tags))
             .send()
             .await;
-        match result {
+        // CreateTargetGroup is idempotent: AWS returns an existing group of that name and the
+        // same settings with no error (ELBv2 API reference, CreateTargetGroup: "If you attempt to
+        // create multiple target groups with the same settings, each call succeeds"), so success
+        // does not prove the group is new; other settings under that name (a 0.1 group with a
+        // numeric health check port) answer DuplicateTargetGroupName. Either way the group may be
+        // someone else's: its tags and its load balancer are checked before it is used.
+        let arn = match result {
             Ok(out) => out
                 .target_groups()
                 .iter()
@@ -405,16 +453,30 @@ impl LoadBalancer for Elbv2 {
                     resource: spec.name.clone(),
                     code: "EmptyResponse".into(),
                     message: "no target group in the response".into(),
-                }),
-            // AWS returns the existing group when the settings match; moto (and AWS when they
-            // differ) answer DuplicateTargetGroupName instead, so look it up by name.
+                })?,
             Err(e) if e.code() == Some("DuplicateTargetGroupName") => {
-                let arn = self.describe_target_group_arn(&spec.name).await?;
-                self.verify_tags(&arn, spec).await?;
-                Ok(arn)
+                self.describe_target_group_arn(&spec.name).await?
             }
-            Err(e) => Err(NlbError::from_sdk("CreateTargetGroup", &spec.name, e)),
+            Err(e) => return Err(NlbError::from_sdk("CreateTargetGroup", &spec.name, e)),
+        };
+        self.verify_tags(&arn, spec).await?;
+        let info = self.target_group_info(std::slice::from_ref(&arn)).await?;
+        if let Some(other) = info
+            .iter()
+            .flat_map(|i| &i.load_balancer_arns)
+            .find(|lb| **lb != spec.load_balancer_arn)
+        {
+            return Err(NlbError {
+                operation: "CreateTargetGroup",
+                resource: arn,
+                code: "TargetGroupAssociationLimit".into(),
+                message: format!(
+                    "target group {} already forwards for load balancer {other}; a target group serves one load balancer, so it cannot be used on {}",
+                    spec.name, spec.load_balancer_arn
+                ),
+            });
         }
+        Ok(arn)
     }
 
     async fn create_listener(
@@ -456,6 +518,7 @@ impl LoadBalancer for Elbv2 {
                     message: "no listener in the response".into(),
                 }),
             Err(e) if e.code() == Some("DuplicateListener") => Ok(ListenerClaim::PortTaken),
+            Err(e) if e.code() == Some("TooManyListeners") => Ok(ListenerClaim::QuotaReached),
             Err(e) => Err(NlbError::from_sdk(
                 "CreateListener",
                 format!("{lb_arn} port {port}"),
@@ -567,6 +630,57 @@ impl LoadBalancer for Elbv2 {
             Err(e) if e.code() == Some("ListenerNotFound") => Ok(()),
             Err(e) => Err(NlbError::from_sdk("DeleteListener", arn, e)),
         }
+    }
+
+    async fn availability_zones(&self, lb_arn: &str) -> Result<Vec<String>, NlbError> {
+        self.calls.record("DescribeLoadBalancers");
+        let out = self
+            .client
+            .describe_load_balancers()
+            .load_balancer_arns(lb_arn)
+            .send()
+            .await
+            .map_err(|e| NlbError::from_sdk("DescribeLoadBalancers", lb_arn, e))?;
+        Ok(out
+            .load_balancers()
+            .iter()
+            .flat_map(|lb| lb.availability_zones())
+            .filter_map(|az| az.zone_name().map(str::to_string))
+            .collect())
+    }
+
+    async fn target_group_info(&self, arns: &[String]) -> Result<Vec<TargetGroupInfo>, NlbError> {
+        self.calls.record("DescribeTargetGroups");
+        let out = self
+            .client
+            .describe_target_groups()
+            .set_target_group_arns(Some(arns.to_vec()))
+            .send()
+            .await
+            .map_err(|e| NlbError::from_sdk("DescribeTargetGroups", arns.join(","), e))?;
+        Ok(out
+            .target_groups()
+            .iter()
+            .filter_map(|tg| {
+                Some(TargetGroupInfo {
+                    arn: tg.target_group_arn()?.to_string(),
+                    load_balancer_arns: tg.load_balancer_arns().to_vec(),
+                    health_check_port: tg.health_check_port().unwrap_or_default().to_string(),
+                })
+            })
+            .collect())
+    }
+
+    async fn health_check_traffic_port(&self, arn: &str) -> Result<(), NlbError> {
+        self.calls.record("ModifyTargetGroup");
+        self.client
+            .modify_target_group()
+            .target_group_arn(arn)
+            .health_check_port(TRAFFIC_PORT)
+            .send()
+            .await
+            .map_err(|e| NlbError::from_sdk("ModifyTargetGroup", arn, e))?;
+        Ok(())
     }
 
     async fn delete_target_group(&self, arn: &str) -> Result<(), NlbError> {

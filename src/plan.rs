@@ -28,6 +28,8 @@ pub struct Desired {
     pub lock_port: u16,
     /// Name of this broker's dedicated target group.
     pub dedicated_group: String,
+    /// Release 0.1's name for it (without the NLB), still recognized as this broker's claim.
+    pub legacy_dedicated_group: String,
     /// Name of the cluster's bootstrap target group.
     pub bootstrap_group: String,
 }
@@ -68,7 +70,9 @@ pub fn assess(desired: &Desired, listeners: &[Listener], keep_port: Option<u16>)
             continue;
         }
         let group = l.target_group_arn.as_deref().and_then(target_group_name);
-        if group == Some(desired.dedicated_group.as_str()) {
+        if group
+            .is_some_and(|g| g == desired.dedicated_group || g == desired.legacy_dedicated_group)
+        {
             claims.push(l.clone());
         } else {
             if group.is_none() {
@@ -304,8 +308,9 @@ mod tests {
             port_range: 10001..=10010,
             bootstrap_port: 10000,
             lock_port: 9999,
-            dedicated_group: "kp-orders-b3".into(),
-            bootstrap_group: "kp-orders-boot".into(),
+            dedicated_group: "kp-orders-5c1e-b3".into(),
+            legacy_dedicated_group: "kp-orders-b3".into(),
+            bootstrap_group: "kp-orders-5c1e-boot".into(),
         }
     }
     fn tg(name: &str) -> String {
@@ -335,9 +340,9 @@ mod tests {
         assert!(a.bootstrap.is_none() && a.claim.is_none() && a.occupied.is_empty());
         // Others' claims occupy ports; ours is found; ports outside the range are ignored.
         let ls = [
-            listener(10000, Some("kp-orders-boot")),
-            listener(10001, Some("kp-orders-b1")),
-            listener(10004, Some("kp-orders-b3")),
+            listener(10000, Some("kp-orders-5c1e-boot")),
+            listener(10001, Some("kp-orders-5c1e-b1")),
+            listener(10004, Some("kp-orders-5c1e-b3")),
             listener(10005, None),
             listener(443, Some("other")),
         ];
@@ -346,10 +351,18 @@ mod tests {
         assert_eq!(a.claim.as_ref().map(|l| l.port), Some(10004));
         assert_eq!(a.occupied, BTreeSet::from([10001, 10005]));
         assert_eq!(a.foreign_in_range, 1);
+        // A 0.1 claim (name without the NLB) is still this broker's; another NLB's group is not.
+        let ls = [
+            listener(10006, Some("kp-orders-b3")),
+            listener(10007, Some("kp-orders-77aa-b3")),
+        ];
+        let a = assess(&d, &ls, None);
+        assert_eq!(a.claim.as_ref().map(|l| l.port), Some(10006));
+        assert_eq!(a.occupied, BTreeSet::from([10007]));
         // Two claims: the one in server.properties survives, else the lowest.
         let ls = [
-            listener(10002, Some("kp-orders-b3")),
-            listener(10007, Some("kp-orders-b3")),
+            listener(10002, Some("kp-orders-5c1e-b3")),
+            listener(10007, Some("kp-orders-5c1e-b3")),
         ];
         let a = assess(&d, &ls, Some(10007));
         assert_eq!(a.claim.as_ref().map(|l| l.port), Some(10007));
@@ -419,16 +432,16 @@ mod tests {
         assert_eq!(
             kinds,
             vec![
-                "create bootstrap target group kp-orders-boot and listener on port 10000",
-                "create dedicated target group kp-orders-b3",
+                "create bootstrap target group kp-orders-5c1e-boot and listener on port 10000",
+                "create dedicated target group kp-orders-5c1e-b3",
                 "claim a port: try 10004 first (10 free in range)",
                 "register i-new:9094 in the dedicated target group",
                 "register i-new:9094 in the bootstrap target group",
             ]
         );
         let ls = [
-            listener(10000, Some("kp-orders-boot")),
-            listener(10004, Some("kp-orders-b3")),
+            listener(10000, Some("kp-orders-5c1e-boot")),
+            listener(10004, Some("kp-orders-5c1e-b3")),
         ];
         let a = assess(&d, &ls, Some(10004));
         assert!(nlb_steps(

@@ -932,6 +932,44 @@ pub fn advertised_endpoint(text: &str, name: &str) -> Result<Option<String>, Edi
         .map(|e| format!("{}:{}", e.host, e.port)))
 }
 
+/// Why Kafka would refuse to start listener `name` for lack of a keystore, if it would: the
+/// listener's protocol (its entry in `listener.security.protocol.map`, else `default_protocol`,
+/// what the agent maps it to) is SSL or SASL_SSL and neither `listener.name.<name>.ssl.keystore.*`
+/// nor a broker-wide `ssl.keystore.*` (a JKS/PKCS12 location or a PEM chain) is set.
+pub fn missing_keystore(
+    text: &str,
+    name: &str,
+    default_protocol: &str,
+) -> Result<Option<String>, EditError> {
+    let props = Properties::parse(text)?;
+    let protocol = props
+        .get("listener.security.protocol.map")
+        .and_then(|map| {
+            csv(&map).find_map(|entry| {
+                let (n, p) = entry.split_once(':')?;
+                n.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| p.trim().to_ascii_uppercase())
+            })
+        })
+        .unwrap_or_else(|| default_protocol.to_ascii_uppercase());
+    if protocol != "SSL" && protocol != "SASL_SSL" {
+        return Ok(None);
+    }
+    let prefix = format!("listener.name.{}.", name.to_ascii_lowercase());
+    let has = |key: &str| {
+        [format!("{prefix}{key}"), key.to_string()]
+            .iter()
+            .any(|k| props.get(k).is_some_and(|v| !v.trim().is_empty()))
+    };
+    if has("ssl.keystore.location") || has("ssl.keystore.certificate.chain") {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "listener {name} is {protocol} but neither {prefix}ssl.keystore.location nor ssl.keystore.location is set: Kafka would refuse to start; its certificate must cover every zonal name (or *.<domain>) and the bootstrap name"
+    )))
+}
+
 /// Reads a file as UTF-8 (error names path).
 pub fn read(path: &Path) -> Result<String, PropertiesError> {
     let bytes = fs::read(path).map_err(|source| PropertiesError::Read {

@@ -6,7 +6,9 @@
 //! dedicated target group is created before the listener that claims a port for it, and deleted
 //! again if no port can be had.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -16,7 +18,11 @@ use crate::config::{render_host, Config, HostValues};
 use crate::ec2::{Ec2Error, InstanceTags};
 use crate::kafka::KafkaCluster;
 use crate::metadata::{self, Identity, InstanceMetadata, MetadataError, TagLookup};
-use crate::nlb::{CallCounter, ListenerClaim, LoadBalancer, NlbError, Target, TargetGroupSpec};
+use crate::nlb::{
+    CallCounter, ListenerClaim, LoadBalancer, NlbError, Target, TargetGroupSpec,
+    MAX_LISTENERS_PER_NLB, TRAFFIC_PORT,
+};
+use crate::node::NodeRole;
 use crate::plan::{self, Assessment, Desired, Step};
 use crate::properties::{self, ListenerEdit, PropertiesError};
 use crate::registry;
@@ -66,6 +72,46 @@ pub enum Error {
         /// Its port.
         port: u16,
     },
+    /// The listener on the bootstrap port belongs to another cluster (or to nobody the agent
+    /// knows): joining it would send this cluster's clients to another cluster's brokers.
+    #[error("the listener on nlb.bootstrap_port {port} of {lb_arn} forwards to target group {group}, which belongs to {owner}, not to cluster {cluster}; give this cluster its own bootstrap_port (nothing was changed)")]
+    BootstrapForeign {
+        /// The port.
+        port: u16,
+        /// The NLB.
+        lb_arn: String,
+        /// The listener's target group.
+        group: String,
+        /// Who owns it: `cluster X`, or a note that it has no cluster tag.
+        owner: String,
+        /// This cluster.
+        cluster: String,
+    },
+    /// The NLB is not enabled in this instance's Availability Zone: its targets here would never
+    /// receive traffic.
+    #[error("{lb_arn} is not enabled in this instance's Availability Zone {az_id} ({az}); it is enabled in [{enabled}]. Add a subnet in {az} to the NLB (nothing was created, server.properties unchanged)")]
+    AzNotEnabled {
+        /// The NLB.
+        lb_arn: String,
+        /// AZ ID.
+        az_id: String,
+        /// AZ name.
+        az: String,
+        /// The zones the NLB is enabled in.
+        enabled: String,
+    },
+    /// CreateListener answered `TooManyListeners`.
+    #[error("{lb_arn} already has {max} listeners, AWS's quota per Network Load Balancer (not adjustable): cannot create the listener on port {port}; removed target group {group} again (nothing left behind)")]
+    ListenerQuota {
+        /// The NLB.
+        lb_arn: String,
+        /// The port that could not be taken.
+        port: u16,
+        /// The target group that was cleaned up.
+        group: String,
+        /// The quota.
+        max: usize,
+    },
 }
 
 impl Error {
@@ -74,10 +120,17 @@ impl Error {
         match self {
             Error::Metadata(_) => "metadata",
             Error::BrokerId(_) | Error::AdvertisedHost(_) => "broker_id",
-            Error::Nlb(_) | Error::Ec2(_) | Error::BootstrapUnusable { .. } => "aws",
+            Error::Nlb(_)
+            | Error::Ec2(_)
+            | Error::BootstrapUnusable { .. }
+            | Error::BootstrapForeign { .. }
+            | Error::AzNotEnabled { .. } => "aws",
             Error::Properties(_) => "properties",
-            Error::RangeExhausted { .. } => "port_range",
-            Error::Restart(crate::restart::RestartError::Kafka(_)) => "kafka",
+            Error::RangeExhausted { .. } | Error::ListenerQuota { .. } => "port_range",
+            Error::Restart(
+                crate::restart::RestartError::Kafka(_)
+                | crate::restart::RestartError::Unreachable { .. },
+            ) => "kafka",
             Error::Restart(_) => "restart",
         }
     }
@@ -178,6 +231,24 @@ pub struct Agent<M, L, T> {
     pub calls: CallCounter,
     /// Bound on waiting for instance metadata.
     pub metadata_timeout: Duration,
+    /// Checks that passed once in this process and need not be repeated every pass.
+    pub checked: Checked,
+}
+
+/// Once-per-process checks that passed (AZ coverage, bootstrap ownership, health check port),
+/// keyed by what they were about, so the steady state stays at three reads per pass.
+#[derive(Debug, Default)]
+pub struct Checked(Mutex<BTreeSet<String>>);
+
+impl Checked {
+    fn has(&self, key: &str) -> bool {
+        self.0.lock().map(|s| s.contains(key)).unwrap_or(false)
+    }
+    fn mark(&self, key: String) {
+        if let Ok(mut s) = self.0.lock() {
+            s.insert(key);
+        }
+    }
 }
 
 impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
@@ -209,8 +280,19 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             port_range: self.config.port_range(),
             bootstrap_port: self.config.nlb.bootstrap_port,
             lock_port: self.config.restart.lock_port,
-            dedicated_group: registry::dedicated_group_name(&self.config.cluster, broker_id),
-            bootstrap_group: registry::bootstrap_group_name(&self.config.cluster),
+            dedicated_group: registry::dedicated_group_name(
+                &self.config.cluster,
+                &self.config.nlb.load_balancer_arn,
+                broker_id,
+            ),
+            legacy_dedicated_group: registry::legacy_dedicated_group_name(
+                &self.config.cluster,
+                broker_id,
+            ),
+            bootstrap_group: registry::bootstrap_group_name(
+                &self.config.cluster,
+                &self.config.nlb.load_balancer_arn,
+            ),
         };
         Ok(Context {
             identity,
@@ -295,6 +377,91 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             dirs
         );
         Ok(broker_id::resolve(&found, &looked_at)?)
+    }
+
+    /// What kind of Kafka node this host is, from `server.properties` (see [`crate::node`]).
+    pub fn node_role(&self) -> Result<NodeRole, Error> {
+        let path = &self.config.broker.server_properties;
+        Ok(NodeRole::from_properties(&properties::read(path)?)
+            .map_err(|e| PropertiesError::from_edit(path, e))?)
+    }
+
+    /// Checks made before the pass changes anything on the NLB, each once per process: the NLB
+    /// is enabled in this instance's AZ (else its targets here never receive traffic), and the
+    /// bootstrap listener, if there is one, belongs to this cluster.
+    async fn preflight(&self, ctx: &Context, observed: &Observed) -> Result<(), Error> {
+        let lb_arn = &self.config.nlb.load_balancer_arn;
+        let az = &ctx.identity.az;
+        let key = format!("az {lb_arn} {az}");
+        if !self.checked.has(&key) {
+            // Same account as the instance, so ELBv2's zone names are metadata's zone names.
+            let zones = self.lb.availability_zones(lb_arn).await?;
+            if !zones.iter().any(|z| z == az) {
+                return Err(Error::AzNotEnabled {
+                    lb_arn: lb_arn.clone(),
+                    az_id: ctx.identity.az_id.clone(),
+                    az: az.clone(),
+                    enabled: zones.join(", "),
+                });
+            }
+            self.checked.mark(key);
+        }
+        if let Some(tg) = observed
+            .assessment
+            .bootstrap
+            .as_ref()
+            .and_then(|l| l.target_group_arn.as_deref())
+        {
+            self.check_bootstrap_owner(tg).await?;
+        }
+        Ok(())
+    }
+
+    /// The bootstrap listener belongs to this cluster only if its group carries this cluster's
+    /// tag (the agent tags every group it creates).
+    async fn check_bootstrap_owner(&self, tg: &str) -> Result<(), Error> {
+        let key = format!("owner {tg}");
+        if self.checked.has(&key) {
+            return Ok(());
+        }
+        let tags = self.lb.tags(tg).await?.unwrap_or_default();
+        let cluster = &self.config.cluster;
+        match tags.get(registry::TAG_CLUSTER) {
+            Some(c) if c == cluster => {
+                self.checked.mark(key);
+                Ok(())
+            }
+            other => Err(Error::BootstrapForeign {
+                port: self.config.nlb.bootstrap_port,
+                lb_arn: self.config.nlb.load_balancer_arn.clone(),
+                group: crate::nlb::target_group_name(tg).unwrap_or(tg).to_string(),
+                owner: match other {
+                    Some(c) => format!("cluster {c}"),
+                    None => format!("no cluster (no {} tag)", registry::TAG_CLUSTER),
+                },
+                cluster: cluster.clone(),
+            }),
+        }
+    }
+
+    /// Before registering into a group this pass did not create: its health check probes the
+    /// traffic port (groups made by 0.1 probe a fixed port, wrong once `listener.port` changes or
+    /// brokers of one bootstrap group use different ports).
+    async fn ensure_traffic_port(&self, tg: &str) -> Result<(), Error> {
+        let key = format!("health {tg}");
+        if self.checked.has(&key) {
+            return Ok(());
+        }
+        let info = self.lb.target_group_info(&[tg.to_string()]).await?;
+        if info.iter().any(|i| i.health_check_port != TRAFFIC_PORT) {
+            self.lb.health_check_traffic_port(tg).await?;
+            tracing::info!(
+                target_group = tg,
+                "health check now probes the traffic port"
+            );
+        }
+        self.checked.mark(key);
+        Ok(())
     }
 
     /// Reads the NLB and the file; changes nothing.
@@ -396,6 +563,15 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         let d = &ctx.desired;
         let a = &observed.assessment;
         let mut changes = Vec::new();
+        if self
+            .plan(ctx, &observed)?
+            .iter()
+            .any(|s| !matches!(s, Step::WriteProperties { .. }))
+        {
+            self.preflight(ctx, &observed).await?;
+        }
+        // Groups this pass created (or adopted): their health check is already right.
+        let mut ensured: Vec<String> = Vec::new();
         let cluster_tag = (
             registry::TAG_CLUSTER.to_string(),
             self.config.cluster.clone(),
@@ -422,8 +598,10 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                         vpc_id: ctx.identity.vpc_id.clone(),
                         port: d.target_port,
                         tags: tags.clone(),
+                        load_balancer_arn: lb_arn.clone(),
                     })
                     .await?;
+                ensured.push(tg.clone());
                 changes.push(Step::CreateBootstrap {
                     group: d.bootstrap_group.clone(),
                     port: d.bootstrap_port,
@@ -434,7 +612,18 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                     .await?
                 {
                     ListenerClaim::Claimed(_) => tg,
+                    ListenerClaim::QuotaReached => {
+                        self.lb.delete_target_group(&tg).await?;
+                        return Err(Error::ListenerQuota {
+                            lb_arn: lb_arn.clone(),
+                            port: d.bootstrap_port,
+                            group: d.bootstrap_group.clone(),
+                            max: MAX_LISTENERS_PER_NLB,
+                        });
+                    }
                     ListenerClaim::PortTaken => {
+                        // Ours is unused now; theirs must be this cluster's to be joined.
+                        self.lb.delete_target_group(&tg).await?;
                         // Another agent created it between our read and now: use theirs.
                         let listeners = self.lb.listeners(lb_arn).await?;
                         let l = listeners
@@ -451,6 +640,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                                 arn: l.arn.clone(),
                                 port: l.port,
                             })?;
+                        self.check_bootstrap_owner(&theirs).await?;
                         bootstrap_targets = self.lb.targets(&theirs).await?;
                         theirs
                     }
@@ -478,8 +668,10 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                         vpc_id: ctx.identity.vpc_id.clone(),
                         port: d.target_port,
                         tags: tags.clone(),
+                        load_balancer_arn: lb_arn.clone(),
                     })
                     .await?;
+                ensured.push(tg.clone());
                 changes.push(Step::CreateDedicatedGroup {
                     group: d.dedicated_group.clone(),
                 });
@@ -499,6 +691,16 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                         ListenerClaim::PortTaken => {
                             collisions += 1;
                             tracing::info!(port, "port taken by another host; trying another");
+                        }
+                        ListenerClaim::QuotaReached => {
+                            // Leave nothing behind: the group exists only to be forwarded to.
+                            self.lb.delete_target_group(&tg).await?;
+                            return Err(Error::ListenerQuota {
+                                lb_arn: lb_arn.clone(),
+                                port: *port,
+                                group: d.dedicated_group.clone(),
+                                max: MAX_LISTENERS_PER_NLB,
+                            });
                         }
                     }
                 }
@@ -543,6 +745,9 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 });
             }
             if c.register_self {
+                if !ensured.contains(tg) {
+                    self.ensure_traffic_port(tg).await?;
+                }
                 self.lb.register(tg, &me).await?;
                 changes.push(Step::Register {
                     group,
@@ -611,7 +816,22 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         let a = plan::assess(d, &listeners, None);
         let dedicated_tg = match a.claim.as_ref().and_then(|l| l.target_group_arn.clone()) {
             Some(arn) => Some(arn),
-            None => self.lb.find_target_group(&d.dedicated_group).await?,
+            None => match self.lb.find_target_group(&d.dedicated_group).await? {
+                Some(arn) => Some(arn),
+                // A 0.1 name carries no NLB: only ours if no other load balancer uses it.
+                None => match self.lb.find_target_group(&d.legacy_dedicated_group).await? {
+                    Some(arn) => {
+                        let info = self
+                            .lb
+                            .target_group_info(std::slice::from_ref(&arn))
+                            .await?;
+                        info.iter()
+                            .all(|i| i.load_balancer_arns.iter().all(|l| l == lb_arn))
+                            .then_some(arn)
+                    }
+                    None => None,
+                },
+            },
         };
         // Clients stop being routed here first: leave the bootstrap group, with any replaced
         // instance of this broker still found in the dedicated group.
@@ -652,7 +872,8 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         }
         if let Some(tg) = dedicated_tg {
             self.lb.delete_target_group(&tg).await?;
-            done.push(format!("deleted target group {} ({tg})", d.dedicated_group));
+            let name = crate::nlb::target_group_name(&tg).unwrap_or(&d.dedicated_group);
+            done.push(format!("deleted target group {name} ({tg})"));
         }
         if !keep_config {
             let path = &self.config.broker.server_properties;
@@ -690,6 +911,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             service,
             config: &self.config,
             broker_id: ctx.broker_id,
+            role: self.node_role()?,
             holder: format!("{}/{}", ctx.broker_id, ctx.identity.instance_id),
             bootstrap_tg: report.bootstrap_target_group_arn.clone(),
             known_lock: report.lock_listener_arn.clone(),

@@ -1,9 +1,14 @@
 //! The port registry: how brokers claim NLB ports, with the NLB itself as the shared store.
 //!
 //! A broker's claim is a listener in `nlb.port_range` forwarding to that broker's dedicated target
-//! group. Target group names are derived deterministically from (cluster, broker id), so a listener's
-//! forward target tells whose claim it is without extra calls, and the same broker id always finds
-//! its port again. Claiming is CreateListener on a free port: ELBv2 rejects a second listener on a
+//! group. Target group names are derived deterministically from (cluster, NLB, broker id), so a
+//! listener's forward target tells whose claim it is without extra calls, and the same broker id
+//! always finds its port again. The NLB is part of the name because a target group can forward
+//! for one load balancer only (ELBv2: `TargetGroupAssociationLimit`) and CreateTargetGroup returns
+//! an existing group of the same name and settings: with names per cluster only, the same cluster
+//! on a second NLB (blue/green migration, staging and prod in one account) would get the first
+//! NLB's groups back. Names from release 0.1 (`kp-<cluster>-b<id>`, without the NLB) are still
+//! recognized as claims on the NLB that holds them, so upgrading moves nothing. Claiming is CreateListener on a free port: ELBv2 rejects a second listener on a
 //! port (`DuplicateListener`), which makes the claim atomic across hosts. Everything here is pure.
 
 use std::collections::BTreeSet;
@@ -15,8 +20,10 @@ use rand::Rng;
 /// ELBv2's limit on target group names.
 pub const MAX_TARGET_GROUP_NAME: usize = 32;
 const PREFIX: &str = "kp-";
-/// Longest cluster part that still fits `kp-<cluster>-b<10 digits>`.
+/// Longest cluster part that still fits the 0.1 name `kp-<cluster>-b<10 digits>`.
 const MAX_CLUSTER_PART: usize = MAX_TARGET_GROUP_NAME - PREFIX.len() - "-b".len() - 10;
+/// Longest readable cluster part of `kp-<cluster>-<hash>-b<10 digits>`.
+const MAX_HEAD: usize = MAX_TARGET_GROUP_NAME - PREFIX.len() - "-hhhh".len() - "-b".len() - 10;
 
 /// Tag key naming the cluster on every resource the agent creates.
 pub const TAG_CLUSTER: &str = "kplink:cluster";
@@ -70,21 +77,66 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Name of the dedicated target group of `broker_id`, e.g. `kp-orders-b3`.
-pub fn dedicated_group_name(cluster: &str, broker_id: i32) -> String {
+/// The part of every group name of `cluster` on the NLB `lb_arn`: a readable head of the cluster
+/// name and 4 hex digits of a stable hash of (cluster, NLB ARN), e.g. `orders-5c1e`. Two clusters
+/// or NLBs sharing a name would need a 16-bit hash collision to share names, and even then the
+/// agent refuses a group tagged for another cluster or attached to another load balancer.
+pub fn group_stem(cluster: &str, lb_arn: &str) -> String {
+    let mut head = String::new();
+    for c in cluster.chars() {
+        let c = if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            '-'
+        };
+        if !(c == '-' && (head.is_empty() || head.ends_with('-'))) {
+            head.push(c);
+        }
+    }
+    let head: String = head.chars().take(MAX_HEAD).collect();
+    let head = head.trim_matches('-');
+    let head = if head.is_empty() { "c" } else { head };
+    let key = format!("{cluster}\n{lb_arn}");
+    format!("{head}-{:04x}", fnv1a(key.as_bytes()) & 0xffff)
+}
+
+/// Name of the dedicated target group of `broker_id` on `lb_arn`, e.g. `kp-orders-5c1e-b3`.
+pub fn dedicated_group_name(cluster: &str, lb_arn: &str, broker_id: i32) -> String {
+    format!("{PREFIX}{}-b{broker_id}", group_stem(cluster, lb_arn))
+}
+
+/// Release 0.1's name of the dedicated group (`kp-orders-b3`), recognized on the NLB holding it.
+pub fn legacy_dedicated_group_name(cluster: &str, broker_id: i32) -> String {
     format!("{PREFIX}{}-b{broker_id}", cluster_slug(cluster))
 }
 
-/// The broker id whose dedicated group is `name` in `cluster`, if it is one.
-pub fn broker_id_from_group(cluster: &str, name: &str) -> Option<i32> {
-    let prefix = format!("{PREFIX}{}-b", cluster_slug(cluster));
-    let id: i32 = name.strip_prefix(&prefix)?.parse().ok()?;
-    (id >= 0 && dedicated_group_name(cluster, id) == name).then_some(id)
+/// The broker id whose dedicated group on `lb_arn` is `name` (current or 0.1 name), if any.
+pub fn broker_id_from_group(cluster: &str, lb_arn: &str, name: &str) -> Option<i32> {
+    for (prefix, current) in [
+        (format!("{PREFIX}{}-b", group_stem(cluster, lb_arn)), true),
+        (format!("{PREFIX}{}-b", cluster_slug(cluster)), false),
+    ] {
+        let Some(id) = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let expected = if current {
+            dedicated_group_name(cluster, lb_arn, id)
+        } else {
+            legacy_dedicated_group_name(cluster, id)
+        };
+        if id >= 0 && expected == name {
+            return Some(id);
+        }
+    }
+    None
 }
 
-/// Name of the cluster's bootstrap target group, e.g. `kp-orders-boot`.
-pub fn bootstrap_group_name(cluster: &str) -> String {
-    format!("{PREFIX}{}-boot", cluster_slug(cluster))
+/// Name of the cluster's bootstrap target group on `lb_arn`, e.g. `kp-orders-5c1e-boot`.
+pub fn bootstrap_group_name(cluster: &str, lb_arn: &str) -> String {
+    format!("{PREFIX}{}-boot", group_stem(cluster, lb_arn))
 }
 
 /// The broker's preferred port: spread by broker id so that brokers with distinct ids (usually
@@ -124,21 +176,41 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
+    const LB: &str =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/kafka/50dc6c495c0c9188";
+    const LB2: &str =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/kafka-green/0123456789abcdef";
+
     #[test]
     fn names_fit_and_are_stable() {
-        let cases: &[(&str, i32, &str, &str)] = &[
-            ("orders", 3, "kp-orders-b3", "kp-orders-boot"),
-            ("Orders", 3, "kp-orders-b3", "kp-orders-boot"),
+        // Pinned: a name that changed between releases would orphan every claim.
+        assert_eq!(dedicated_group_name("orders", LB, 3), "kp-orders-a2cd-b3");
+        assert_eq!(bootstrap_group_name("orders", LB), "kp-orders-a2cd-boot");
+        assert_eq!(dedicated_group_name("Orders", LB, 3), "kp-orders-196d-b3");
+        let long = dedicated_group_name("payments-prod-eu", LB, i32::MAX);
+        assert_eq!(long.len(), MAX_TARGET_GROUP_NAME, "{long}");
+        assert!(long.starts_with("kp-payments-pro-"), "{long}");
+        // Same cluster, another NLB: other names (a group serves one load balancer).
+        assert_ne!(
+            dedicated_group_name("orders", LB, 3),
+            dedicated_group_name("orders", LB2, 3)
+        );
+        assert_ne!(
+            bootstrap_group_name("orders", LB),
+            bootstrap_group_name("orders", LB2)
+        );
+        // 0.1 names.
+        let cases: &[(&str, i32, &str)] = &[
+            ("orders", 3, "kp-orders-b3"),
+            ("Orders", 3, "kp-orders-b3"),
             (
                 "payments-prod-eu",
                 2147483647,
                 "kp-payments-prod-eu-b2147483647",
-                "kp-payments-prod-eu-boot",
             ),
         ];
-        for (cluster, id, dedicated, bootstrap) in cases {
-            assert_eq!(dedicated_group_name(cluster, *id), *dedicated);
-            assert_eq!(bootstrap_group_name(cluster), *bootstrap);
+        for (cluster, id, dedicated) in cases {
+            assert_eq!(legacy_dedicated_group_name(cluster, *id), *dedicated);
         }
         for cluster in [
             "a.very_long.cluster-name-that-goes-on",
@@ -147,31 +219,60 @@ mod tests {
             "trail-",
             "é",
         ] {
-            let name = dedicated_group_name(cluster, i32::MAX);
-            assert!(name.len() <= MAX_TARGET_GROUP_NAME, "{name}");
-            assert!(!name.contains("--"), "{name}");
-            assert!(
-                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
-                "{name}"
+            for name in [
+                dedicated_group_name(cluster, LB, i32::MAX),
+                legacy_dedicated_group_name(cluster, i32::MAX),
+                bootstrap_group_name(cluster, LB),
+            ] {
+                assert!(name.len() <= MAX_TARGET_GROUP_NAME, "{name}");
+                assert!(!name.contains("--"), "{name}");
+                assert!(
+                    name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                    "{name}"
+                );
+            }
+            assert_eq!(
+                dedicated_group_name(cluster, LB, i32::MAX),
+                dedicated_group_name(cluster, LB, i32::MAX)
             );
-            assert_eq!(name, dedicated_group_name(cluster, i32::MAX));
         }
         // Long clusters sharing a prefix still get distinct names.
         assert_ne!(
             cluster_slug("analytics-platform-prod-1"),
             cluster_slug("analytics-platform-prod-2")
         );
+        assert_ne!(
+            group_stem("analytics-platform-prod-1", LB),
+            group_stem("analytics-platform-prod-2", LB)
+        );
     }
 
     #[test]
     fn broker_ids_come_back_from_group_names() {
-        assert_eq!(broker_id_from_group("orders", "kp-orders-b3"), Some(3));
-        assert_eq!(broker_id_from_group("orders", "kp-orders-boot"), None);
-        assert_eq!(broker_id_from_group("orders", "kp-orders-b03"), None);
-        assert_eq!(broker_id_from_group("orders", "kp-payments-b3"), None);
+        assert_eq!(broker_id_from_group("orders", LB, "kp-orders-b3"), Some(3));
+        assert_eq!(
+            broker_id_from_group("orders", LB, &dedicated_group_name("orders", LB, 3)),
+            Some(3)
+        );
+        // Another NLB's group is not a claim here.
+        assert_eq!(
+            broker_id_from_group("orders", LB, &dedicated_group_name("orders", LB2, 3)),
+            None
+        );
+        assert_eq!(broker_id_from_group("orders", LB, "kp-orders-boot"), None);
+        assert_eq!(
+            broker_id_from_group("orders", LB, &bootstrap_group_name("orders", LB)),
+            None
+        );
+        assert_eq!(broker_id_from_group("orders", LB, "kp-orders-b03"), None);
+        assert_eq!(broker_id_from_group("orders", LB, "kp-payments-b3"), None);
         let long = "analytics-platform-prod-1";
         assert_eq!(
-            broker_id_from_group(long, &dedicated_group_name(long, 42)),
+            broker_id_from_group(long, LB, &dedicated_group_name(long, LB, 42)),
+            Some(42)
+        );
+        assert_eq!(
+            broker_id_from_group(long, LB, &legacy_dedicated_group_name(long, 42)),
             Some(42)
         );
     }

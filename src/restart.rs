@@ -1,9 +1,15 @@
 //! Making Kafka use the written listener without costing availability.
 //!
-//! Decision, in order: the broker is not running → nothing (Kafka reads the file when it starts);
-//! it already advertises the desired endpoint → nothing; the managed listener exists and only its
-//! endpoint differs → a per-broker dynamic `advertised.listeners` update, verified through
-//! DescribeConfigs; otherwise → a rolling restart, one broker at a time cluster-wide.
+//! Decision, in order: nothing accepts a TCP connection on `restart.bootstrap_servers` → nothing
+//! (Kafka reads the file when it starts); something accepts but does not answer → an error, the
+//! change stays pending and is checked again (a broker in log recovery or a GC pause is running,
+//! and would otherwise keep its old endpoint for good); it already advertises the desired endpoint
+//! → nothing; a ZooKeeper-mode broker whose managed listener exists with another endpoint → a
+//! per-broker dynamic `advertised.listeners` update, verified by comparing the whole value through
+//! DescribeConfigs; otherwise (always under KRaft, which cannot change `advertised.listeners`
+//! dynamically: see [`crate::node`]) → a rolling restart, one broker at a time cluster-wide.
+//! Before a ZooKeeper-mode restart, a dynamic `advertised.listeners` override is removed so it
+//! cannot shadow the file once the broker is back.
 //!
 //! **The cluster restart lock** is a listener on `restart.lock_port` of the same NLB, forwarding
 //! to the bootstrap group (clients never use that port). Creating it is atomic by the same
@@ -14,8 +20,13 @@
 //! is broken by deleting *that* listener by ARN (compare-and-delete: a second breaker's delete finds
 //! nothing and its create loses), except in phase `failed`, which never expires: a broker that did
 //! not come back keeps every other broker from restarting until it recovers or a person steps in.
-//! Waiting agents add a `kplink:waiting-<broker id>` tag to the lock so an active controller that
-//! holds it can yield and restart last.
+//! Waiting agents add a `kplink:waiting-<broker id>` tag to the lock (at most one each, at most
+//! [`MAX_WAITING_TAGS`] in all so the lock stays within ELBv2's 50 tags per resource, removed when
+//! they stop waiting) so that a ZooKeeper-mode active controller that holds it can yield and
+//! restart last; waiters poll less often as their number grows. Under KRaft the Metadata
+//! controller id is a random broker (KIP-590), so nothing yields: with dedicated controllers
+//! there is nothing to order, and combined-mode (`broker,controller`) restarts are not ordered
+//! by quorum leadership (the agent does not send DescribeQuorum).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -26,8 +37,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::{Config, RestartMode};
-use crate::kafka::{ClusterSnapshot, KafkaCluster, KafkaError};
-use crate::nlb::{target_group_name, ListenerClaim, LoadBalancer, NlbError};
+use crate::kafka::{ClusterSnapshot, KafkaCluster, KafkaError, Liveness};
+use crate::nlb::{ListenerClaim, LoadBalancer, NlbError, Target, TargetState};
+use crate::node::NodeRole;
 use crate::registry;
 
 /// Tag naming the lock holder: `<broker id>/<instance id>`.
@@ -38,6 +50,11 @@ pub const TAG_LOCK_EXPIRES: &str = "kplink:lock-expires";
 pub const TAG_LOCK_PHASE: &str = "kplink:lock-phase";
 /// Prefix of the tags waiting agents add to the lock: `kplink:waiting-<broker id>` = Unix seconds.
 pub const TAG_WAITING_PREFIX: &str = "kplink:waiting-";
+/// Most waiting tags on the lock: ELBv2 allows 50 tags per resource ("Tags per resource: 50",
+/// AddTags answers `TooManyTags`); the lease itself uses 4 (cluster, holder, expires, phase), and
+/// one is kept spare. Further waiters wait untagged: the tags only tell an active controller that
+/// someone waits, and one tag says that.
+pub const MAX_WAITING_TAGS: usize = 45;
 
 /// Why making the listener effective failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +62,15 @@ pub enum RestartError {
     /// A Kafka admin call failed.
     #[error(transparent)]
     Kafka(#[from] KafkaError),
+    /// Something accepts connections on the bootstrap servers but does not answer Kafka's
+    /// Metadata request: the broker runs (or hangs) and cannot be checked; nothing is restarted.
+    #[error("Kafka at {bootstrap} accepts connections but does not answer ({cause}); the change stays pending and nothing is restarted until it answers (log recovery? GC pause? restart.kafka security settings?)")]
+    Unreachable {
+        /// Bootstrap servers.
+        bootstrap: String,
+        /// Why the Metadata request failed.
+        cause: String,
+    },
     /// An ELBv2 call of the lock failed.
     #[error(transparent)]
     Nlb(#[from] NlbError),
@@ -147,12 +173,14 @@ pub enum Decision {
     Restart,
 }
 
-/// The decision table (pure).
+/// The decision table (pure). `dynamic_allowed`: the broker can take `advertised.listeners` as a
+/// dynamic config ([`NodeRole::dynamic_advertised_listeners`]: ZooKeeper mode only).
 pub fn decide(
     running: bool,
     broker_advertised: Option<&str>,
     name: &str,
     desired: &str,
+    dynamic_allowed: bool,
 ) -> Decision {
     if !running {
         return Decision::NotRunning;
@@ -163,9 +191,69 @@ pub fn decide(
     match endpoint_of(advertised, name) {
         Some(current) if current == desired => Decision::Effective,
         // Only a real multi-listener answer proves the listener exists under that name.
-        Some(_) if advertised.contains("://") => Decision::DynamicUpdate,
+        Some(_) if advertised.contains("://") && dynamic_allowed => Decision::DynamicUpdate,
         _ => Decision::Restart,
     }
+}
+
+/// Whether two `advertised.listeners` values name the same endpoints (listener names compared
+/// case-insensitively, order and spacing ignored): how a dynamic update is verified, on the
+/// whole value, since it replaces every listener's advertised address at once.
+pub fn same_listeners(a: &str, b: &str) -> bool {
+    fn entries(v: &str) -> BTreeSet<(String, String)> {
+        v.split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| match e.split_once("://") {
+                Some((name, rest)) => (name.trim().to_ascii_uppercase(), rest.trim().to_string()),
+                None => (String::new(), e.to_string()),
+            })
+            .collect()
+    }
+    entries(a) == entries(b)
+}
+
+/// Whether the lock holder, being the active controller, gives the lock to a waiter so that it
+/// restarts last (pure). Only where Metadata names the active controller (ZooKeeper mode): in
+/// KRaft the id is a random live broker (KIP-590) and yielding to it would order nothing.
+pub fn should_yield(
+    role: NodeRole,
+    controller_id: Option<i32>,
+    me: i32,
+    waiting: &BTreeMap<i32, u64>,
+    now: u64,
+    lease: Duration,
+) -> bool {
+    role.metadata_names_controller()
+        && controller_id == Some(me)
+        && waiting
+            .iter()
+            .any(|(id, since)| *id != me && now.saturating_sub(*since) < lease.as_secs())
+}
+
+/// Pause between two looks at a held lock: `check_interval` with jitter, longer as more agents
+/// wait (each waiter polls the NLB; 100 brokers polling every 10 s would eat ELBv2's API budget).
+pub fn wait_delay(check_interval: Duration, waiters: usize, jitter: f64) -> Duration {
+    let crowd = 1.0 + (waiters as f64 / 10.0).min(5.0);
+    check_interval.mul_f64(crowd * jitter)
+}
+
+/// The cluster's claims split by whether a broker is behind them: a claim whose dedicated group
+/// has no registered target belongs to a broker removed without `decommission` (a terminated
+/// instance: ELB deregisters it). Such a *stale* claim is reported and left out of the "every
+/// broker registered" gate, which it would otherwise block forever. Returns (live, stale).
+pub fn split_claims(claims: &BTreeMap<i32, Vec<Target>>) -> (BTreeSet<i32>, BTreeSet<i32>) {
+    claims.iter().fold(
+        (BTreeSet::new(), BTreeSet::new()),
+        |(mut live, mut stale), (id, targets)| {
+            if targets.iter().any(|t| t.state == TargetState::Registered) {
+                live.insert(*id);
+            } else {
+                stale.insert(*id);
+            }
+            (live, stale)
+        },
+    )
 }
 
 /// Result of one health observation.
@@ -287,6 +375,32 @@ pub fn lock_action(lock: Option<&LockState>, me: &str, now: u64) -> LockAction {
     }
 }
 
+/// Every claim of this cluster on its NLB (broker id → targets of its dedicated group): one
+/// DescribeListeners plus one DescribeTargetHealth per claim, so only for restarts and `status`.
+pub async fn cluster_claims<L: LoadBalancer>(
+    lb: &L,
+    config: &Config,
+) -> Result<BTreeMap<i32, Vec<Target>>, NlbError> {
+    let lb_arn = &config.nlb.load_balancer_arn;
+    let range = config.port_range();
+    let mut claims = BTreeMap::new();
+    for l in lb.listeners(lb_arn).await? {
+        if !range.contains(&l.port) {
+            continue;
+        }
+        let Some(tg) = l.target_group_arn.as_deref() else {
+            continue;
+        };
+        let Some(id) = crate::nlb::target_group_name(tg)
+            .and_then(|name| registry::broker_id_from_group(&config.cluster, lb_arn, name))
+        else {
+            continue;
+        };
+        claims.insert(id, lb.targets(tg).await?);
+    }
+    Ok(claims)
+}
+
 /// Restarts the Kafka service.
 pub trait ServiceManager: Send + Sync {
     /// Runs the restart and returns when it finished.
@@ -340,7 +454,8 @@ impl ServiceManager for CommandService {
     }
 }
 
-fn unix_now() -> u64 {
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -359,6 +474,8 @@ pub struct Restarter<'a, L, K, S> {
     pub config: &'a Config,
     /// This broker.
     pub broker_id: i32,
+    /// What kind of Kafka node it is (decides dynamic updates and controller ordering).
+    pub role: NodeRole,
     /// `<broker id>/<instance id>`.
     pub holder: String,
     /// Target group the lock listener forwards to (the bootstrap group).
@@ -397,13 +514,20 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
                     .await;
             }
         }
-        let running = self.kafka.is_running().await;
+        let running = match self.kafka.probe().await {
+            Liveness::NotListening => false,
+            Liveness::Answering => true,
+            Liveness::Unreachable { bootstrap, cause } => {
+                return Err(RestartError::Unreachable { bootstrap, cause })
+            }
+        };
         let current = if running {
             self.kafka.advertised_listeners(self.broker_id).await?
         } else {
             None
         };
-        match decide(running, current.as_deref(), name, desired) {
+        let dynamic_allowed = self.role.dynamic_advertised_listeners();
+        match decide(running, current.as_deref(), name, desired, dynamic_allowed) {
             Decision::NotRunning => return Ok(Outcome::NotRunning),
             Decision::Effective => {
                 // Release a lock we may still hold from a gating phase cut short.
@@ -424,9 +548,11 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
                     .await
                 {
                     Ok(()) => {
+                        // The update replaces every listener's address: check the whole value.
                         let now = self.kafka.advertised_listeners(self.broker_id).await?;
-                        if now.as_deref().and_then(|a| endpoint_of(a, name)).as_deref()
-                            == Some(desired)
+                        if now
+                            .as_deref()
+                            .is_some_and(|v| same_listeners(v, file_value))
                         {
                             tracing::info!(
                                 broker_id = self.broker_id,
@@ -519,12 +645,33 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
         Ok(())
     }
 
-    /// Waits for the lock; returns it held by us (phase `gating`).
+    /// Waits for the lock; returns it held by us (phase `gating`). A waiting tag this call put on
+    /// someone else's lock is removed again whatever the result.
     async fn acquire(&self, deadline: Instant) -> Result<LockState, RestartError> {
+        let mut tagged: Option<String> = None;
+        let result = self.acquire_inner(deadline, &mut tagged).await;
+        if let Some(arn) = tagged {
+            let key = format!("{TAG_WAITING_PREFIX}{}", self.broker_id);
+            // The lock may be gone (released: its tags went with it); that is fine.
+            if let Err(e) = self.lb.remove_tags(&arn, &[key]).await {
+                if !matches!(e.code.as_str(), "ListenerNotFound" | "LoadBalancerNotFound") {
+                    tracing::warn!(error = %e, "could not remove this broker's waiting tag from the restart lock");
+                }
+            }
+        }
+        result
+    }
+
+    async fn acquire_inner(
+        &self,
+        deadline: Instant,
+        tagged: &mut Option<String>,
+    ) -> Result<LockState, RestartError> {
         let rc = &self.config.restart;
         let lb_arn = &self.config.nlb.load_balancer_arn;
         let mut last_seen = None;
         loop {
+            let mut waiters = 0;
             if Instant::now() >= deadline {
                 let (holder, phase) = last_seen.unwrap_or_default();
                 return Err(RestartError::LockBusy {
@@ -580,33 +727,39 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
                 }
                 LockAction::Wait => {
                     if let Some(lock) = &lock {
-                        let key = format!("{TAG_WAITING_PREFIX}{}", self.broker_id);
-                        // Tags are per key, so waiters never overwrite each other.
-                        let _ = self
-                            .lb
-                            .add_tags(&lock.arn, &[(key, unix_now().to_string())])
-                            .await;
+                        waiters = lock.waiting.len();
+                        let mine = lock.waiting.contains_key(&self.broker_id);
+                        // Tags are per key, so waiters never overwrite each other; one key per
+                        // broker, and none past the cap (ELBv2's 50 tags per resource).
+                        if mine || lock.waiting.len() < MAX_WAITING_TAGS {
+                            let key = format!("{TAG_WAITING_PREFIX}{}", self.broker_id);
+                            if self
+                                .lb
+                                .add_tags(&lock.arn, &[(key, unix_now().to_string())])
+                                .await
+                                .is_ok()
+                            {
+                                *tagged = Some(lock.arn.clone());
+                            }
+                        }
                         last_seen = Some((lock.holder.clone(), lock.phase.clone()));
                     }
                 }
             }
             let jitter = rand::thread_rng().gen_range(0.5..1.5);
-            tokio::time::sleep(rc.check_interval.mul_f64(jitter)).await;
+            tokio::time::sleep(wait_delay(rc.check_interval, waiters, jitter)).await;
         }
     }
 
-    /// The cluster's brokers as the NLB knows them: one claim listener per broker.
+    /// The cluster's brokers as the NLB knows them (one claim listener each), without stale
+    /// claims (see [`split_claims`]), which are logged.
     async fn expected_brokers(&self) -> Result<BTreeSet<i32>, RestartError> {
-        let range = self.config.port_range();
-        Ok(self
-            .lb
-            .listeners(&self.config.nlb.load_balancer_arn)
-            .await?
-            .iter()
-            .filter(|l| range.contains(&l.port))
-            .filter_map(|l| target_group_name(l.target_group_arn.as_deref()?))
-            .filter_map(|name| registry::broker_id_from_group(&self.config.cluster, name))
-            .collect())
+        let claims = cluster_claims(self.lb, self.config).await?;
+        let (live, stale) = split_claims(&claims);
+        if !stale.is_empty() {
+            tracing::warn!(stale = ?stale, "claims whose target group has no registered target (brokers removed without `decommission`?) are left out of the health gate; decommission them or delete their listeners");
+        }
+        Ok(live)
     }
 
     async fn rolling_restart(&self, desired: &str) -> Result<Outcome, RestartError> {
@@ -633,13 +786,19 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
                 for note in &last.notes {
                     tracing::warn!(note = %note, "partition cannot stay available during the restart");
                 }
-                if snapshot.controller_id == Some(self.broker_id) {
+                if self.role.metadata_names_controller()
+                    && snapshot.controller_id == Some(self.broker_id)
+                {
                     let current = self.read_lock().await?;
-                    let now = unix_now();
                     let others_waiting = current.as_ref().is_some_and(|l| {
-                        l.waiting.iter().any(|(id, since)| {
-                            *id != self.broker_id && now.saturating_sub(*since) < rc.lease.as_secs()
-                        })
+                        should_yield(
+                            self.role,
+                            snapshot.controller_id,
+                            self.broker_id,
+                            &l.waiting,
+                            unix_now(),
+                            rc.lease,
+                        )
                     });
                     if others_waiting {
                         tracing::info!("this broker is the active controller and others wait: yielding the lock");
@@ -660,6 +819,25 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
                 self.renew(&lock, "gating", "waiting for health").await?;
                 if healthy < rc.healthy_checks {
                     tokio::time::sleep(rc.check_interval).await;
+                }
+            }
+            // ZooKeeper mode: a dynamic override (from an earlier dynamic update) is stored in
+            // ZooKeeper and would win over the file once the broker is back.
+            if self.role.dynamic_advertised_listeners() {
+                match self
+                    .kafka
+                    .clear_dynamic_advertised_listeners(self.broker_id)
+                    .await
+                {
+                    Ok(true) => tracing::info!(
+                        broker_id = self.broker_id,
+                        "removed the dynamic advertised.listeners override before the restart"
+                    ),
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.release(&lock).await?;
+                        return Err(e.into());
+                    }
                 }
             }
             self.renew(&lock, "restarting", "starting the restart")
@@ -826,11 +1004,110 @@ mod tests {
         ];
         for (running, adv, want) in cases {
             assert_eq!(
-                decide(*running, *adv, "PRIVATELINK", d),
+                decide(*running, *adv, "PRIVATELINK", d, true),
                 *want,
                 "{running} {adv:?}"
             );
+            // KRaft: never a dynamic update; what would have been one is a restart.
+            let kraft = if *want == Decision::DynamicUpdate {
+                Decision::Restart
+            } else {
+                *want
+            };
+            assert_eq!(
+                decide(*running, *adv, "PRIVATELINK", d, false),
+                kraft,
+                "kraft {running} {adv:?}"
+            );
         }
+    }
+
+    #[test]
+    fn whole_advertised_value_comparison() {
+        let file = "INTERNAL://b1.internal:9092,PRIVATELINK://kafka-use1-az1.x:10003";
+        assert!(same_listeners(file, file));
+        assert!(same_listeners(
+            " privatelink://kafka-use1-az1.x:10003 , INTERNAL://b1.internal:9092",
+            file
+        ));
+        // The managed endpoint matches but another listener differs: not the same value.
+        assert!(!same_listeners(
+            "INTERNAL://old.internal:9092,PRIVATELINK://kafka-use1-az1.x:10003",
+            file
+        ));
+        assert!(!same_listeners(
+            "PRIVATELINK://kafka-use1-az1.x:10003",
+            file
+        ));
+    }
+
+    #[test]
+    fn only_a_zookeeper_controller_yields() {
+        let lease = Duration::from_secs(600);
+        let waiting = BTreeMap::from([(2, 1000), (1, 1000)]);
+        let zk = NodeRole::ZooKeeperBroker;
+        assert!(should_yield(zk, Some(1), 1, &waiting, 1100, lease));
+        // Not the controller, or nobody else waiting, or the waiter's tag is stale.
+        assert!(!should_yield(zk, Some(2), 1, &waiting, 1100, lease));
+        assert!(!should_yield(
+            zk,
+            Some(1),
+            1,
+            &BTreeMap::from([(1, 1000)]),
+            1100,
+            lease
+        ));
+        assert!(!should_yield(zk, Some(1), 1, &waiting, 1000 + 600, lease));
+        // KRaft: Metadata's controller id is a random live broker (KIP-590): never yield.
+        for role in [NodeRole::KraftBroker, NodeRole::KraftCombined] {
+            assert!(!should_yield(role, Some(1), 1, &waiting, 1100, lease));
+        }
+    }
+
+    #[test]
+    fn waiters_back_off_as_they_grow() {
+        let base = Duration::from_secs(10);
+        assert_eq!(wait_delay(base, 0, 1.0), base);
+        assert_eq!(wait_delay(base, 10, 1.0), Duration::from_secs(20));
+        assert_eq!(wait_delay(base, 45, 1.0), Duration::from_secs(55));
+        assert_eq!(
+            wait_delay(base, 500, 1.0),
+            Duration::from_secs(60),
+            "capped"
+        );
+        assert!(wait_delay(base, 20, 0.5) < wait_delay(base, 20, 1.5));
+        // The cap keeps the lock within ELBv2's 50 tags: 4 lease tags + waiters + 1 spare.
+        assert_eq!(MAX_WAITING_TAGS + 4 + 1, 50);
+    }
+
+    #[test]
+    fn stale_claims_leave_the_gate() {
+        let t = |state| Target {
+            id: "i-1".into(),
+            port: 9094,
+            state,
+            health: "unhealthy".into(),
+        };
+        let claims = BTreeMap::from([
+            (1, vec![t(TargetState::Registered)]),
+            // Terminated without decommission: ELB deregistered it.
+            (2, vec![]),
+            (3, vec![t(TargetState::Draining)]),
+            // Registered but down (unhealthy) still counts: that broker must come back first.
+            (
+                4,
+                vec![t(TargetState::Draining), t(TargetState::Registered)],
+            ),
+        ]);
+        let (live, stale) = split_claims(&claims);
+        assert_eq!(live, BTreeSet::from([1, 4]));
+        assert_eq!(stale, BTreeSet::from([2, 3]));
+        // The gate then only waits for live brokers.
+        let snap = snapshot(&[1, 4], vec![]);
+        assert!(gate(&snap, 1, &live).blockers.is_empty());
+        assert!(!gate(&snap, 1, &claims.keys().copied().collect())
+            .blockers
+            .is_empty());
     }
 
     #[test]

@@ -197,7 +197,7 @@ fn broker_id_problems_are_named_and_change_nothing() {
     // meta.properties alone is enough.
     std::fs::write(logs.join("meta.properties"), "version=1\nnode.id=7\n").unwrap();
     assert_ok(&world.run(host, &["run", "--once"]));
-    assert!(world.wiring().port_of("kp-orders-b7").is_some());
+    assert!(world.wiring().port_of(&world.group(7)).is_some());
 }
 
 #[test]
@@ -222,7 +222,7 @@ fn exhausted_port_range_is_named_and_leaves_no_orphan() {
         "only two dedicated groups and the bootstrap: {:?}",
         w.groups.keys()
     );
-    assert!(!w.groups.contains_key("kp-orders-b3"));
+    assert!(!w.groups.contains_key(&world.group(3)));
     assert_eq!(world.hosts[2].read_properties(), SERVER_PROPERTIES);
 }
 

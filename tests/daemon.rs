@@ -132,7 +132,7 @@ fn daemon_repairs_nlb_drift_within_one_interval_and_stops_cleanly() {
     });
     let host = &world.hosts[0];
     let mut d = start_daemon(&world, host, "2s");
-    let port = world.wiring().port_of("kp-orders-b1").expect("claimed");
+    let port = world.wiring().port_of(&world.group(1)).expect("claimed");
     assert_eq!(
         metric(d.metrics, "kplink_claimed_port"),
         Some(f64::from(port))
@@ -140,13 +140,13 @@ fn daemon_repairs_nlb_drift_within_one_interval_and_stops_cleanly() {
     assert_eq!(http_get(d.metrics, "/healthz").map(|(s, _)| s), Some(200));
 
     delete_listener(&world, port);
-    deregister(&world, "kp-orders-boot", &host.instance_id);
+    deregister(&world, &world.boot_group(), &host.instance_id);
     let took = wait_until(
         "listener and registration restored",
         Duration::from_secs(8),
         || {
             let w = world.wiring();
-            w.port_of("kp-orders-b1").is_some()
+            w.port_of(&world.group(1)).is_some()
                 && w.group_on(10000)
                     .targets
                     .contains(&(host.instance_id.clone(), 9094))
@@ -154,7 +154,7 @@ fn daemon_repairs_nlb_drift_within_one_interval_and_stops_cleanly() {
     );
     // One interval is 2 s ± 10 %; allow for the pass itself.
     assert!(took < Duration::from_secs(5), "{took:?}");
-    let new_port = world.wiring().port_of("kp-orders-b1").unwrap();
+    let new_port = world.wiring().port_of(&world.group(1)).unwrap();
     assert!(host.read_properties().contains(&format!(":{new_port}\n")));
     assert!(metric(d.metrics, "kplink_drift_repairs_total").unwrap() >= 2.0);
     assert!(
@@ -214,13 +214,13 @@ fn daemon_restores_an_overwritten_file_through_the_watcher_and_reloads_on_sighup
     );
     std::fs::write(host.config(), &good).unwrap();
     // SIGHUP makes a pass at once: NLB drift repaired without waiting for the 5 min interval.
-    let port = world.wiring().port_of("kp-orders-b1").unwrap();
+    let port = world.wiring().port_of(&world.group(1)).unwrap();
     delete_listener(&world, port);
     unsafe_kill(d.child.id(), "HUP");
     wait_until(
         "listener restored after SIGHUP",
         Duration::from_secs(10),
-        || world.wiring().port_of("kp-orders-b1").is_some(),
+        || world.wiring().port_of(&world.group(1)).is_some(),
     );
 
     // status reads the daemon's last pass and the live state.
@@ -230,7 +230,7 @@ fn daemon_restores_an_overwritten_file_through_the_watcher_and_reloads_on_sighup
     assert_eq!(status["broker_id"], 1);
     assert_eq!(
         status["claimed_port"],
-        world.wiring().port_of("kp-orders-b1").unwrap()
+        world.wiring().port_of(&world.group(1)).unwrap()
     );
     assert_eq!(status["last_pass"]["ok"], true);
     assert_eq!(
@@ -251,17 +251,17 @@ fn decommission_requires_yes_is_complete_and_idempotent() {
     let host = &world.hosts[1];
     let out = world.run(host, &["decommission"]);
     assert_eq!(out.status.code(), Some(64));
-    assert!(world.wiring().port_of("kp-orders-b2").is_some());
+    assert!(world.wiring().port_of(&world.group(2)).is_some());
 
     let out = world.run(host, &["decommission", "--yes"]);
     assert_ok(&out);
     let w = world.wiring();
-    assert!(w.port_of("kp-orders-b2").is_none());
-    assert!(!w.groups.contains_key("kp-orders-b2"));
+    assert!(w.port_of(&world.group(2)).is_none());
+    assert!(!w.groups.contains_key(&world.group(2)));
     let boot = &w.group_on(10000).targets;
     assert!(!boot.iter().any(|(id, _)| *id == host.instance_id));
     assert_eq!(boot.len(), 2, "the other brokers stay");
-    assert!(w.port_of("kp-orders-b1").is_some() && w.port_of("kp-orders-b3").is_some());
+    assert!(w.port_of(&world.group(1)).is_some() && w.port_of(&world.group(3)).is_some());
     assert_eq!(
         host.read_properties(),
         SERVER_PROPERTIES.to_string(),
@@ -281,5 +281,5 @@ fn decommission_requires_yes_is_complete_and_idempotent() {
     let before = other.read_properties();
     assert_ok(&world.run(other, &["decommission", "--yes", "--keep-config"]));
     assert_eq!(other.read_properties(), before);
-    assert!(world.wiring().port_of("kp-orders-b3").is_none());
+    assert!(world.wiring().port_of(&world.group(3)).is_none());
 }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kplink_agent::kafka::{BrokerNode, KafkaCluster, KafkaError, PartitionState, RdKafka};
+use kplink_agent::kafka::{
+    BrokerNode, KafkaCluster, KafkaError, Liveness, PartitionState, RdKafka,
+};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
@@ -123,13 +125,38 @@ impl Drop for Tansu {
 }
 
 #[tokio::test]
-async fn is_running_is_false_within_milliseconds_when_nothing_listens() {
+async fn not_listening_within_milliseconds_when_nothing_listens() {
     let kafka = RdKafka::new(&format!("127.0.0.1:{}", free_port()), &BTreeMap::new()).unwrap();
     let started = Instant::now();
-    assert!(!kafka.is_running().await);
+    assert_eq!(kafka.probe().await, Liveness::NotListening);
     let took = started.elapsed();
     eprintln!("is_running (down) took {took:?}");
     assert!(took < Duration::from_millis(500), "took {took:?}");
+}
+
+/// A broker that accepts connections but never answers (log recovery, a GC pause, an admin
+/// client speaking PLAINTEXT to an SSL listener) is running: "unreachable", never "not running"
+/// (which would leave it on its old endpoint for good).
+#[tokio::test]
+async fn a_silent_broker_is_unreachable_not_stopped() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    // Accept and hold every connection without a byte in reply.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let kafka = RdKafka::new(&address, &BTreeMap::new()).unwrap();
+    match kafka.probe().await {
+        Liveness::Unreachable { bootstrap, cause } => {
+            assert_eq!(bootstrap, address);
+            assert!(!cause.is_empty());
+            eprintln!("unreachable: {cause}");
+        }
+        other => panic!("a silent listener must be unreachable, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -137,17 +164,17 @@ async fn is_running_follows_the_broker_through_stop_and_start() {
     let tansu = Tansu::start("127.0.0.1");
     let kafka = tansu.client();
     let started = Instant::now();
-    assert!(kafka.is_running().await);
+    assert_eq!(kafka.probe().await, Liveness::Answering);
     eprintln!("is_running (up) took {:?}", started.elapsed());
 
     tansu.stop();
     let started = Instant::now();
-    assert!(!kafka.is_running().await);
+    assert_eq!(kafka.probe().await, Liveness::NotListening);
     assert!(started.elapsed() < Duration::from_millis(500));
 
     tansu.start_again("127.0.0.1");
     let started = Instant::now();
-    while !kafka.is_running().await {
+    while !(kafka.probe().await == Liveness::Answering) {
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "the client did not see the restarted broker"
@@ -255,7 +282,7 @@ async fn set_advertised_listeners_is_accepted_by_tansu_without_effect() {
 async fn restart_from_properties_moves_the_advertised_endpoint() {
     let tansu = Tansu::start("127.0.0.1");
     let kafka = tansu.client();
-    assert!(kafka.is_running().await);
+    assert_eq!(kafka.probe().await, Liveness::Answering);
 
     let properties = tansu.dir.path().join("server.properties");
     std::fs::write(

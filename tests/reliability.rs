@@ -66,7 +66,7 @@ fn assert_converged(world: &World) {
         .collect();
     assert!(orphans.is_empty(), "orphaned target groups: {orphans:?}");
     for host in &world.hosts {
-        let group = format!("kp-orders-b{}", host.broker_id);
+        let group = world.group(host.broker_id);
         let ports: Vec<u16> = w
             .listeners
             .iter()
@@ -93,7 +93,7 @@ fn assert_converged(world: &World) {
         w.listeners
     );
     let boot = w.group_on(10000);
-    assert_eq!(boot.name, "kp-orders-boot");
+    assert_eq!(boot.name, world.boot_group());
     let want: BTreeSet<(String, u16)> = world
         .hosts
         .iter()
@@ -185,6 +185,7 @@ fn ten_hosts_booting_at_once_converge_under_ten_percent_faults() {
 /// port range), so every point starts from an empty cluster, bootstrap creation included.
 struct Point {
     cluster: String,
+    lb_arn: String,
     bootstrap: u16,
     dir: PathBuf,
 }
@@ -208,6 +209,7 @@ impl Point {
         std::fs::write(dir.join("agent.toml"), config).unwrap();
         Point {
             cluster,
+            lb_arn: world.lb_arn.clone(),
             bootstrap,
             dir,
         }
@@ -222,11 +224,12 @@ impl Point {
     }
 
     fn group(&self, broker_id: i64) -> String {
-        format!("kp-{}-b{broker_id}", self.cluster)
+        let id = i32::try_from(broker_id).unwrap();
+        kplink_agent::registry::dedicated_group_name(&self.cluster, &self.lb_arn, id)
     }
 
     fn boot_group(&self) -> String {
-        format!("kp-{}-boot", self.cluster)
+        kplink_agent::registry::bootstrap_group_name(&self.cluster, &self.lb_arn)
     }
 }
 

@@ -11,15 +11,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use kplink_agent::config::Config;
 use kplink_agent::kafka::{
-    BrokerNode, ClusterSnapshot, KafkaCluster, KafkaError, PartitionState, RdKafka, TopicState,
+    BrokerNode, ClusterSnapshot, KafkaCluster, KafkaError, Liveness, PartitionState, RdKafka,
+    TopicState,
 };
 use kplink_agent::nlb::{CallCounter, Elbv2, LoadBalancer};
+use kplink_agent::node::NodeRole;
 use kplink_agent::restart::{
     CommandService, Outcome, RestartError, Restarter, TAG_LOCK_EXPIRES, TAG_LOCK_HOLDER,
     TAG_LOCK_PHASE,
@@ -313,11 +315,15 @@ struct ScriptedKafka {
     old: Option<String>,
     /// Whether a dynamic advertised.listeners update takes effect.
     dynamic_works: bool,
+    /// The per-broker dynamic override, as a ZooKeeper-mode cluster would store it.
+    dynamic: Arc<Mutex<Option<String>>>,
+    /// Admin calls in order: `alter <value>`, `clear <had override>`.
+    events: Arc<Mutex<Vec<String>>>,
 }
 
 impl KafkaCluster for ScriptedKafka {
-    async fn is_running(&self) -> bool {
-        true
+    async fn probe(&self) -> Liveness {
+        Liveness::Answering
     }
     async fn snapshot(&self) -> Result<ClusterSnapshot, KafkaError> {
         Ok(ClusterSnapshot {
@@ -347,6 +353,11 @@ impl KafkaCluster for ScriptedKafka {
         })
     }
     async fn advertised_listeners(&self, _broker_id: i32) -> Result<Option<String>, KafkaError> {
+        if let Some(v) = self.dynamic.lock().unwrap().clone() {
+            if self.dynamic_works {
+                return Ok(Some(v));
+            }
+        }
         Ok(Some(if self.restarted.load(Ordering::SeqCst) {
             format!("INTERNAL://h:9092,PRIVATELINK://{}", self.desired)
         } else if let Some(old) = &self.old {
@@ -356,10 +367,14 @@ impl KafkaCluster for ScriptedKafka {
         }))
     }
     async fn set_advertised_listeners(&self, _: i32, value: &str) -> Result<(), KafkaError> {
-        if self.dynamic_works && value.contains(&self.desired) {
-            self.restarted.store(true, Ordering::SeqCst);
-        }
+        self.events.lock().unwrap().push(format!("alter {value}"));
+        *self.dynamic.lock().unwrap() = Some(value.to_string());
         Ok(())
+    }
+    async fn clear_dynamic_advertised_listeners(&self, _: i32) -> Result<bool, KafkaError> {
+        let had = self.dynamic.lock().unwrap().take().is_some();
+        self.events.lock().unwrap().push(format!("clear {had}"));
+        Ok(had)
     }
 }
 
@@ -431,34 +446,75 @@ async fn restart_broker(
     controller: i32,
     log: &Path,
 ) -> Result<Outcome, RestartError> {
-    change_listener(
+    restart_broker_as(
         world,
         config,
         bootstrap_tg,
         id,
         controller,
         log,
-        None,
-        false,
-        0.3,
+        NodeRole::ZooKeeperBroker,
     )
     .await
 }
 
-/// Carries broker `id`'s change into a scripted cluster; `old` is the managed listener's current
-/// endpoint (the listener exists), `dynamic_works` whether a dynamic update takes effect.
-#[allow(clippy::too_many_arguments)]
-async fn change_listener(
+async fn restart_broker_as(
     world: &World,
     config: &Config,
     bootstrap_tg: &str,
     id: i32,
     controller: i32,
     log: &Path,
-    old: Option<&str>,
+    role: NodeRole,
+) -> Result<Outcome, RestartError> {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    change_listener(
+        world,
+        config,
+        bootstrap_tg,
+        Change {
+            id,
+            controller,
+            old: None,
+            dynamic_works: false,
+            restart_secs: 0.3,
+            role,
+        },
+        log,
+        &events,
+    )
+    .await
+}
+
+/// One broker's listener change in a scripted cluster of brokers 1..=5.
+struct Change<'a> {
+    id: i32,
+    controller: i32,
+    /// The managed listener's current endpoint (the listener exists).
+    old: Option<&'a str>,
+    /// Whether a dynamic update takes effect.
     dynamic_works: bool,
     restart_secs: f32,
+    role: NodeRole,
+}
+
+/// Carries a broker's change into the scripted cluster; admin calls land in `events`.
+async fn change_listener(
+    world: &World,
+    config: &Config,
+    bootstrap_tg: &str,
+    change: Change<'_>,
+    log: &Path,
+    events: &Arc<Mutex<Vec<String>>>,
 ) -> Result<Outcome, RestartError> {
+    let Change {
+        id,
+        controller,
+        old,
+        dynamic_works,
+        restart_secs,
+        role,
+    } = change;
     let lb = Elbv2::new(world.elbv2.clone(), CallCounter::default());
     let restarted = Arc::new(AtomicBool::new(false));
     let desired = format!("kafka-b{id}.example:1000{id}");
@@ -470,6 +526,8 @@ async fn change_listener(
         desired: desired.clone(),
         old: old.map(str::to_string),
         dynamic_works,
+        dynamic: Arc::new(Mutex::new(None)),
+        events: events.clone(),
     };
     assert_eq!(kafka.me, id);
     let service = LoggingService {
@@ -486,13 +544,22 @@ async fn change_listener(
         service: &service,
         config,
         broker_id: id,
+        role,
         holder: format!("{id}/i-{id}"),
         bootstrap_tg: bootstrap_tg.to_string(),
         known_lock: None,
         on_lock: &on_lock,
     };
-    r.make_effective(&desired, &format!("PRIVATELINK://{desired}"))
-        .await
+    let result = r
+        .make_effective(
+            &desired,
+            &format!("INTERNAL://h:9092,PRIVATELINK://{desired}"),
+        )
+        .await;
+    if let Ok(Outcome::Restarted { .. }) = &result {
+        events.lock().unwrap().push("restarted".into());
+    }
+    result
 }
 
 fn wired_world() -> (World, String) {
@@ -576,6 +643,23 @@ fn a_failed_lock_is_never_broken() {
         other => panic!("{other:?}"),
     }
     assert!(id_windows(&log).is_empty());
+    // The waiter put one tag on the lock while waiting and took it away when it gave up.
+    let lock_arn = block_on(async {
+        let lb = Elbv2::new(world.elbv2.clone(), CallCounter::default());
+        let listeners = lb.listeners(&world.lb_arn).await.unwrap();
+        let lock = listeners
+            .iter()
+            .find(|l| l.port == 9999)
+            .unwrap()
+            .arn
+            .clone();
+        lb.tags(&lock).await.unwrap().unwrap()
+    });
+    assert!(
+        !lock_arn.keys().any(|k| k.starts_with("kplink:waiting-")),
+        "{lock_arn:?}"
+    );
+    assert_eq!(lock_arn["kplink:lock-holder"], "7/i-stuck");
 }
 
 /// Minimal join_all so the test needs no extra crate.
@@ -649,16 +733,22 @@ fn an_existing_listener_is_updated_dynamically_without_a_restart() {
     let (world, tg) = wired_world();
     let config = lock_config(&world, "30s");
     let log = world.dir.path().join("windows.log");
+    let zk = |id, dynamic_works| Change {
+        id,
+        controller: 99,
+        old: Some("old.example:10009"),
+        dynamic_works,
+        restart_secs: 0.3,
+        role: NodeRole::ZooKeeperBroker,
+    };
+    let events = Arc::new(Mutex::new(Vec::new()));
     let outcome = block_on(change_listener(
         &world,
         &config,
         &tg,
-        1,
-        99,
+        zk(1, true),
         &log,
-        Some("old.example:10009"),
-        true,
-        0.3,
+        &events,
     ));
     assert_eq!(outcome.unwrap(), Outcome::DynamicallyUpdated);
     assert!(id_windows(&log).is_empty(), "no restart");
@@ -666,23 +756,93 @@ fn an_existing_listener_is_updated_dynamically_without_a_restart() {
         !world.wiring().listeners.contains_key(&9999),
         "no lock taken"
     );
-    // Accepted but without effect (as tansu does): verified, found wanting, restarted instead.
+    // The whole value was sent: every listener's advertised address, as in the file.
+    assert_eq!(
+        *events.lock().unwrap(),
+        vec!["alter INTERNAL://h:9092,PRIVATELINK://kafka-b1.example:10001"]
+    );
+    // Accepted but without effect (as tansu does): verified, found wanting, restarted instead,
+    // and the override it left removed *before* the restart so it cannot shadow the file.
+    let events = Arc::new(Mutex::new(Vec::new()));
     let outcome = block_on(change_listener(
         &world,
         &config,
         &tg,
-        2,
-        99,
+        zk(2, false),
         &log,
-        Some("old.example:10009"),
-        false,
-        0.3,
+        &events,
     ));
     assert!(
         matches!(outcome, Ok(Outcome::Restarted { .. })),
         "{outcome:?}"
     );
     assert_eq!(id_windows(&log).len(), 1);
+    assert_eq!(
+        *events.lock().unwrap(),
+        vec![
+            "alter INTERNAL://h:9092,PRIVATELINK://kafka-b2.example:10002",
+            "clear true",
+            "restarted"
+        ]
+    );
+}
+
+/// KRaft cannot change advertised.listeners dynamically (apache/kafka PR #18390, KAFKA-13835):
+/// no AlterConfigs of any kind is sent, the change goes straight to the rolling restart.
+#[test]
+fn kraft_brokers_are_never_altered_dynamically() {
+    let (world, tg) = wired_world();
+    let config = lock_config(&world, "30s");
+    let log = world.dir.path().join("windows.log");
+    for (id, role) in [(1, NodeRole::KraftBroker), (2, NodeRole::KraftCombined)] {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let change = Change {
+            id,
+            controller: 99,
+            old: Some("old.example:10009"),
+            dynamic_works: true,
+            restart_secs: 0.3,
+            role,
+        };
+        let outcome = block_on(change_listener(&world, &config, &tg, change, &log, &events));
+        assert!(
+            matches!(outcome, Ok(Outcome::Restarted { .. })),
+            "{role:?}: {outcome:?}"
+        );
+        assert_eq!(*events.lock().unwrap(), vec!["restarted"], "{role:?}");
+    }
+    assert_eq!(id_windows(&log).len(), 2);
+}
+
+/// In KRaft the Metadata controller id is a random live broker (KIP-590): a broker named
+/// controller there does not yield the lock; in ZooKeeper mode it does and restarts last.
+#[test]
+fn only_a_zookeeper_controller_restarts_last() {
+    for (role, order) in [
+        (NodeRole::ZooKeeperBroker, vec![2, 1]),
+        (NodeRole::KraftCombined, vec![1, 2]),
+    ] {
+        let (world, tg) = wired_world();
+        let mut config = lock_config(&world, "30s");
+        // Broker 1 gates for ~1.5 s: long enough for broker 2 to start waiting.
+        config.restart.healthy_checks = 15;
+        let log = world.dir.path().join("windows.log");
+        let outcomes = block_on(async {
+            let a = restart_broker_as(&world, &config, &tg, 1, 1, &log, role);
+            let b = async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                restart_broker_as(&world, &config, &tg, 2, 1, &log, role).await
+            };
+            tokio::join!(a, b)
+        });
+        assert_both_restarted(&outcomes);
+        let w = id_windows(&log);
+        assert_eq!(
+            w.iter().map(|x| x.0).collect::<Vec<_>>(),
+            order,
+            "{role:?}: {w:?}"
+        );
+    }
 }
 
 #[test]
@@ -692,7 +852,16 @@ fn the_lease_is_renewed_while_a_slow_restart_runs() {
     let config = lock_config(&world, "10s");
     let log = world.dir.path().join("windows.log");
     let outcomes = block_on(async {
-        let slow = change_listener(&world, &config, &tg, 1, 99, &log, None, false, 13.0);
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let change = Change {
+            id: 1,
+            controller: 99,
+            old: None,
+            dynamic_works: false,
+            restart_secs: 13.0,
+            role: NodeRole::ZooKeeperBroker,
+        };
+        let slow = change_listener(&world, &config, &tg, change, &log, &events);
         let waiting = async {
             tokio::time::sleep(Duration::from_millis(500)).await;
             restart_broker(&world, &config, &tg, 2, 99, &log).await

@@ -23,7 +23,7 @@ fn expected_advertised(host: &Host, port: u16) -> String {
 
 fn assert_wired(world: &World, host: &Host) -> u16 {
     let w = world.wiring();
-    let group = format!("kp-orders-b{}", host.broker_id);
+    let group = world.group(host.broker_id);
     let port = w
         .port_of(&group)
         .unwrap_or_else(|| panic!("no listener for {group}: {w:?}"));
@@ -44,7 +44,7 @@ fn assert_wired(world: &World, host: &Host) -> u16 {
         Some(&host.broker_id.to_string())
     );
     let boot = w.group_on(10000);
-    assert_eq!(boot.name, "kp-orders-boot");
+    assert_eq!(boot.name, world.boot_group());
     assert!(
         boot.targets.contains(&(host.instance_id.clone(), 9094)),
         "{boot:?}"
@@ -171,15 +171,15 @@ fn replacement_instance_keeps_the_port_and_drops_the_old_instance() {
     }
     let old = &world.hosts[1];
     let old_instance = old.instance_id.clone();
-    let old_port = world.wiring().port_of("kp-orders-b2").unwrap();
+    let old_port = world.wiring().port_of(&world.group(2)).unwrap();
     let idx = world.add_host(2);
     let new = &world.hosts[idx];
     assert_ne!(new.instance_id, old_instance);
     assert_ok(&world.run(new, &["run", "--once"]));
     let w = world.wiring();
-    assert_eq!(w.port_of("kp-orders-b2"), Some(old_port));
+    assert_eq!(w.port_of(&world.group(2)), Some(old_port));
     assert_eq!(
-        w.groups["kp-orders-b2"].targets,
+        w.groups[&world.group(2)].targets,
         BTreeSet::from([(new.instance_id.clone(), 9094)])
     );
     let boot = &w.group_on(10000).targets;
@@ -216,7 +216,7 @@ fn crashed_pass_leftovers_are_adopted_not_duplicated() {
         world
             .elbv2
             .create_target_group()
-            .name("kp-orders-b1")
+            .name(&world.group(1))
             .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Tcp)
             .port(9094)
             .vpc_id(&vpc)
@@ -231,9 +231,9 @@ fn crashed_pass_leftovers_are_adopted_not_duplicated() {
     assert_ok(&world.run(host, &["run", "--once"]));
     let w = world.wiring();
     assert_eq!(w.groups.len(), 2, "{:?}", w.groups.keys());
-    assert!(w.port_of("kp-orders-b1").is_some());
+    assert!(w.port_of(&world.group(1)).is_some());
     // A deleted listener (drift) is restored, keeping the file consistent.
-    let port = w.port_of("kp-orders-b1").unwrap();
+    let port = w.port_of(&world.group(1)).unwrap();
     delete_listener(&world, port);
     assert_ok(&world.run(host, &["run", "--once"]));
     let port = assert_wired(&world, host);

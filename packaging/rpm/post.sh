@@ -4,6 +4,14 @@
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :
 fi
+# The config may hold Kafka admin secrets ([restart.kafka] "sasl.password"). New installs get 0640;
+# %config(noreplace) keeps an edited file as it is, so an upgrade from 0644 fixes the mode here.
+# Only a world-readable file is touched: a mode an admin tightened or chose otherwise stays.
+if [ -f /etc/kplink/agent.toml ] && [ ! -L /etc/kplink/agent.toml ]; then
+    case $(stat -c %a /etc/kplink/agent.toml) in
+    *[4567]) chmod 0640 /etc/kplink/agent.toml ;;
+    esac
+fi
 if [ "$1" -eq 1 ]; then
     systemctl enable kplink-agent.service >/dev/null 2>&1 || :
     if [ -d /run/systemd/system ]; then

@@ -220,6 +220,17 @@ impl World {
         self.hosts.len() - 1
     }
 
+    /// Name of broker `id`'s dedicated target group on this world's NLB.
+    pub fn group(&self, id: i64) -> String {
+        let id = i32::try_from(id).expect("broker id");
+        kplink_agent::registry::dedicated_group_name("orders", &self.lb_arn, id)
+    }
+
+    /// Name of the bootstrap target group on this world's NLB.
+    pub fn boot_group(&self) -> String {
+        kplink_agent::registry::bootstrap_group_name("orders", &self.lb_arn)
+    }
+
     pub fn agent(&self, host: &Host) -> Command {
         self.agent_with_config(host, &host.config())
     }

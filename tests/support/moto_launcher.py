@@ -7,35 +7,125 @@ kplink-agent's integration tests run the real agent binary against an
 in-process moto server (moto[server]==5.2.5). This launcher starts that server
 on 127.0.0.1 and makes four changes to it:
 
-1. AWS's CreateListener semantics (monkeypatch of
-   ``moto.elbv2.models.ELBv2Backend.create_listener``).
+1. AWS's documented ELBv2 rules, which moto 5.2.5 does not enforce
+   (monkeypatches of ``moto.elbv2.models.ELBv2Backend`` methods, installed by
+   ``patch_moto()``). moto server handles each request in its own thread, so
+   every check below runs under one global lock, ``LISTENER_LOCK``, together
+   with the change it guards: two concurrent calls can never both pass a check
+   that only one of them may pass. ``tests/support/test_moto_rules.py`` proves
+   each rule against this server (and fails against plain moto).
 
-   AWS's documented rule: a load balancer cannot have two listeners on the same
-   port. CreateListener on a port that is already in use fails with
-   ``DuplicateListener`` (HTTP 400). The exception is a call whose settings are
-   identical to the existing listener's: CreateListener is idempotent, so AWS
-   returns the existing listener and reports no error.
+   a. One listener per port (``create_listener``, ``modify_listener``).
 
-   moto's bug: in 5.2.5 the check is ``if port in balancer.listeners``. But
-   ``balancer.listeners`` is keyed by listener *ARN*, so the check never
-   matches. moto accepts any number of listeners on one port and never
-   reports DuplicateListener. The patch looks at the load balancer's
-   existing listeners (ports compared as integers) and does this:
+      AWS's documented rule (CreateListener / ModifyListener API reference,
+      error ``DuplicateListener``: "A listener with the specified port already
+      exists."): a load balancer cannot have two listeners on the same port.
+      CreateListener on a port that is already in use fails with
+      ``DuplicateListener`` (HTTP 400). The exception is a call whose settings
+      are identical to the existing listener's: CreateListener is idempotent,
+      so AWS returns the existing listener and reports no error.
 
-   * same port, same protocol, and the same default actions (for ``forward``:
-     the same target group ARN(s)), plus the same certificate: the existing
-     listener is returned (idempotent success, and no new ARN);
-   * same port, any other settings: ``DuplicateListenerError`` is raised
-     (wire code ``DuplicateListener``, HTTP 400);
-   * otherwise moto's original implementation runs.
+      moto's bug: in 5.2.5 the check is ``if port in balancer.listeners``. But
+      ``balancer.listeners`` is keyed by listener *ARN*, so the check never
+      matches. moto accepts any number of listeners on one port and never
+      reports DuplicateListener. The patch looks at the load balancer's
+      existing listeners (ports compared as integers) and does this:
 
-   moto server handles each request in its own thread. The check and the
-   insert therefore run under one global lock, so two concurrent
-   CreateListener calls on the same port can never both create a listener.
+      * same port, same protocol, and the same default actions (for
+        ``forward``: the same target group ARN(s)), plus the same certificate:
+        the existing listener is returned (idempotent success, and no new ARN);
+      * same port, any other settings: ``DuplicateListenerError`` is raised
+        (wire code ``DuplicateListener``, HTTP 400);
+      * otherwise the checks b, c and f run, then moto's original
+        implementation.
 
-   moto's CreateTargetGroup behaviour for an existing name is left alone: it
-   raises ``DuplicateTargetGroupName``, whereas AWS returns the existing
-   target group when the settings are identical. The agent must handle both.
+      ModifyListener that moves a listener onto the port of another listener
+      of the same load balancer fails with ``DuplicateListener`` too (moto
+      does not check).
+
+   b. 50 listeners per load balancer (``create_listener``).
+
+      AWS "Quotas for your Network Load Balancers": "Listeners per Network
+      Load Balancer: 50", Adjustable: No ("Quotas for your Application Load
+      Balancers" also says 50). A CreateListener that would create a 51st
+      listener fails with ``TooManyListeners`` (HTTP 400, "You've reached the
+      limit on the number of listeners per load balancer"). An idempotent
+      CreateListener (rule a) creates nothing and still succeeds on a full
+      load balancer. moto has no limit at all.
+
+      The limit is read from the environment variable
+      ``KPLINK_MOTO_MAX_LISTENERS`` on every call (default and normal value:
+      50), so a test can lower it; it applies to every load balancer type.
+
+   c. A target group serves one load balancer (``create_listener``,
+      ``modify_listener``, ``create_rule``, ``modify_rule``).
+
+      AWS "Quotas for your Application Load Balancers", Target groups: "Load
+      balancers per target group: 1" (target-group quotas are shared with
+      Network Load Balancers). The API error is ``TargetGroupAssociationLimit``
+      ("You've reached the limit on the number of load balancers per target
+      group"); AWS's message names the groups: "The following target groups
+      cannot be associated with more than one load balancer: <arn>". A forward
+      action (``TargetGroupArn`` or ``ForwardConfig``) naming a group that a
+      listener or rule of a *different* load balancer forwards to fails with
+      that error (HTTP 400). Another listener of the same load balancer may
+      use the group. moto lets any number of load balancers share a group.
+
+   d. DescribeTargetGroups ``LoadBalancerArns`` (``describe_target_groups``,
+      and after every change of listeners, rules or load balancers).
+
+      AWS lists each load balancer whose listeners or rules forward to the
+      group, once. moto appends the load balancer's ARN on every
+      CreateListener/CreateRule (two listeners: the ARN twice), never removes
+      it on DeleteListener/DeleteRule/DeleteLoadBalancer, and never updates
+      it on ModifyListener/ModifyRule; DescribeTargetGroups with
+      ``LoadBalancerArn`` filters on that stale list. The patch recomputes
+      every group's list from the current listeners and rules.
+
+   e. CreateTargetGroup is idempotent (``create_target_group``).
+
+      AWS (CreateTargetGroup API reference): "This operation is idempotent,
+      which means that it completes at most one time. If you attempt to create
+      multiple target groups with the same settings, each call succeeds." It
+      returns the existing group. The same name with different settings fails
+      with ``DuplicateTargetGroupName`` (HTTP 400). moto raises
+      DuplicateTargetGroupName for every existing name.
+
+      The patch runs moto's own validation and defaulting for the request
+      against an empty scratch view of the backend (nothing is stored), then
+      compares the resulting settings with the existing group's: protocol,
+      protocol version, port (as an integer; moto may hold int or str), VPC,
+      target type, IP address type, and the health check (protocol, port --
+      ``traffic-port`` or a number --, path, interval, timeout, enabled,
+      healthy and unhealthy threshold, matcher). Fields the request leaves
+      out therefore take the defaults moto applies, which are AWS's. Tags are
+      not compared, and the idempotent call adds none: the existing group is
+      returned unchanged. The name check and the insert run under the lock,
+      so concurrent identical calls create one group.
+
+   f. 50 tags per resource (``add_tags``, ``create_load_balancer``,
+      ``create_target_group``, ``create_listener``, ``create_rule``).
+
+      AWS ("Tag a target group for your Network Load Balancer", "Tag an
+      Application Load Balancer", Restrictions): "Maximum number of tags per
+      resource—50", and tags with the ``aws:`` prefix "do not count against
+      your tags per resource limit". AddTags that would leave any named
+      resource with more than 50 distinct tag keys (keys it already has count
+      once; ``aws:`` keys not at all) fails with ``TooManyTags`` (HTTP 400)
+      and tags none of them; so does a Create* call whose ``Tags`` hold more
+      than 50 distinct keys. moto 5.2.5 is wrong both ways: AddTags refuses an
+      11th tag (limit 10, the Classic Load Balancer's), and Create* calls take
+      any number.
+
+   Checked and already correct in moto 5.2.5, so not patched (the rules test
+   checks them): DescribeLoadBalancers returns ``AvailabilityZones``
+   (``ZoneName`` + ``SubnetId``) of a network load balancer created with
+   ``Subnets``; CreateTargetGroup accepts ``HealthCheckPort="traffic-port"``
+   and DescribeTargetGroups returns ``traffic-port``.
+
+   Known differences left alone: moto gives a network load balancer an
+   ``.../loadbalancer/app/<name>/<id>`` ARN (AWS: ``/net/``), and so its
+   listeners ``.../listener/app/...``.
 
 2. A call counter on the server side (WSGI middleware). Every SigV4-signed
    request is counted once as (service, action), before any fault is injected:
@@ -137,11 +227,29 @@ ELB_NS = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"
 _CRED_RE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
 
 # --------------------------------------------------------------------------
-# 1. CreateListener patch
+# 1. ELBv2 rules (see the module docstring, items 1a-1f)
 # --------------------------------------------------------------------------
 
 LISTENER_LOCK = threading.RLock()
 _PATCHED = False
+
+MAX_LISTENERS_ENV = "KPLINK_MOTO_MAX_LISTENERS"
+DEFAULT_MAX_LISTENERS = 50  # AWS: "Listeners per Network Load Balancer: 50", not adjustable
+MAX_TAGS_PER_RESOURCE = 50  # AWS: "Maximum number of tags per resource—50"
+
+
+def max_listeners() -> int:
+    """The listener quota per load balancer: ``$KPLINK_MOTO_MAX_LISTENERS``, default 50."""
+    raw = os.environ.get(MAX_LISTENERS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_LISTENERS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{MAX_LISTENERS_ENV} must be a non-negative integer, not {raw!r}")
+    return value
 
 
 def _port_key(port: Any) -> str:
@@ -149,6 +257,24 @@ def _port_key(port: Any) -> str:
         return str(int(port))
     except (TypeError, ValueError):
         return str(port)
+
+
+def _action_data(action: Any) -> Any:
+    """The request dict of an action: a moto ``FakeAction`` or the raw dict."""
+    return getattr(action, "data", action)
+
+
+def _forward_arns(backend: Any, actions: Iterable[Any] | None) -> list[str]:
+    """Target group ARNs the ``forward`` actions among ``actions`` name, in order, once each."""
+    out: list[str] = []
+    for action in actions or []:
+        data = _action_data(action)
+        if not isinstance(data, dict) or str(data.get("Type", "")).lower() != "forward":
+            continue
+        for arn in backend._get_target_group_arns_from(action_data=data):
+            if str(arn) not in out:
+                out.append(str(arn))
+    return out
 
 
 def _normalise_actions(backend: Any, actions: Iterable[Any]) -> list[tuple]:
@@ -159,7 +285,7 @@ def _normalise_actions(backend: Any, actions: Iterable[Any]) -> list[tuple]:
     """
     out: list[tuple] = []
     for action in actions or []:
-        data = getattr(action, "data", action)
+        data = _action_data(action)
         if not isinstance(data, dict):
             out.append(("?", repr(data)))
             continue
@@ -172,15 +298,156 @@ def _normalise_actions(backend: Any, actions: Iterable[Any]) -> list[tuple]:
     return out
 
 
+def _target_group_users(backend: Any) -> dict[str, list[str]]:
+    """Target group ARN -> ARNs of the load balancers whose listeners or rules forward to it."""
+    users: dict[str, list[str]] = {}
+    for balancer in list(backend.load_balancers.values()):
+        for listener in list(balancer.listeners.values()):
+            for rule in list(listener.rules.values()):
+                for tg_arn in _forward_arns(backend, getattr(rule, "actions", None)):
+                    lbs = users.setdefault(tg_arn, [])
+                    if balancer.arn not in lbs:
+                        lbs.append(balancer.arn)
+    return users
+
+
+def _sync_load_balancer_arns(backend: Any) -> None:
+    """Rule 1d: recompute every target group's ``load_balancer_arns`` from the listeners."""
+    users = _target_group_users(backend)
+    for tg in list(backend.target_groups.values()):
+        tg.load_balancer_arns = list(users.get(tg.arn, []))
+
+
+def _check_target_group_association(backend: Any, load_balancer_arn: str, actions: Iterable[Any] | None) -> None:
+    """Rule 1c: a target group may be used by one load balancer only."""
+    from moto.elbv2.exceptions import ELBClientError
+
+    users = _target_group_users(backend)
+    taken = [arn for arn in _forward_arns(backend, actions) if any(lb != load_balancer_arn for lb in users.get(arn, []))]
+    if taken:
+        raise ELBClientError(
+            "TargetGroupAssociationLimit",
+            "The following target groups cannot be associated with more than one load balancer: " + ", ".join(taken),
+        )
+
+
+def _counted_tag_keys(keys: Iterable[Any]) -> set[str]:
+    """Distinct tag keys that count against the quota (``aws:`` keys do not)."""
+    return {str(k) for k in keys if k is not None and not str(k).startswith("aws:")}
+
+
+def _request_tag_keys(tags: Any) -> set[str]:
+    if isinstance(tags, dict):
+        return _counted_tag_keys(tags.keys())
+    return _counted_tag_keys(t.get("Key") for t in (tags or []) if isinstance(t, dict))
+
+
+def _too_many_tags() -> Exception:
+    from moto.elbv2.exceptions import TooManyTagsError
+
+    return TooManyTagsError("You've reached the limit on the number of tags for this resource.")
+
+
+def _check_request_tags(tags: Any) -> None:
+    """Rule 1f for Create* calls: at most 50 distinct tag keys in the request."""
+    if len(_request_tag_keys(tags)) > MAX_TAGS_PER_RESOURCE:
+        raise _too_many_tags()
+
+
+def _load_balancer_of_listener(backend: Any, listener_arn: str) -> tuple[Any, Any] | tuple[None, None]:
+    for balancer in list(backend.load_balancers.values()):
+        listener = balancer.listeners.get(listener_arn)
+        if listener is not None:
+            return balancer, listener
+    return None, None
+
+
+def _load_balancer_of_rule(backend: Any, rule_arn: str) -> Any:
+    for balancer in list(backend.load_balancers.values()):
+        for listener in list(balancer.listeners.values()):
+            if rule_arn in listener.rules:
+                return balancer
+    return None
+
+
+def _num(value: Any) -> Any:
+    """An int where the value is a number (moto keeps some as str, some as int)."""
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return value
+
+
+def _flag(value: Any) -> Any:
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
+
+
+def _target_group_settings(tg: Any) -> tuple:
+    """What rule 1e compares: every setting of a target group, normalised."""
+    matcher = getattr(tg, "matcher", None)
+    return (
+        (tg.protocol or "").upper() or None,
+        getattr(tg, "protocol_version", None),
+        _num(tg.port),
+        tg.vpc_id,
+        tg.target_type,
+        getattr(tg, "ip_address_type", None),
+        (tg.health_check_protocol or "").upper() or None,
+        _port_key(tg.health_check_port) if tg.health_check_port is not None else None,
+        tg.health_check_path,
+        _num(tg.health_check_interval_seconds),
+        _num(tg.health_check_timeout_seconds),
+        _flag(tg.health_check_enabled),
+        _num(tg.healthy_threshold_count),
+        _num(tg.unhealthy_threshold_count),
+        json.dumps(matcher, sort_keys=True, default=str) if matcher else None,
+    )
+
+
+class _ScratchBackend:
+    """The ELBv2 backend with an empty, private ``target_groups`` dict.
+
+    moto's ``create_target_group`` run on it validates the request and applies
+    the defaults, but stores the new group only in the scratch dict: nothing
+    of the real backend changes.
+    """
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.target_groups: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
 def patch_moto() -> None:
-    """Install the CreateListener fix (see the module docstring). Safe to call twice."""
+    """Install the ELBv2 rules of the module docstring (items 1a-1f). Safe to call twice."""
     global _PATCHED
     if _PATCHED:
         return
     from moto.elbv2 import models as elbv2_models
-    from moto.elbv2.exceptions import DuplicateListenerError
+    from moto.elbv2.exceptions import DuplicateListenerError, DuplicateTargetGroupName, ELBClientError
 
-    original = elbv2_models.ELBv2Backend.create_listener
+    max_listeners()  # a malformed KPLINK_MOTO_MAX_LISTENERS fails at start, not per request
+    backend_cls = elbv2_models.ELBv2Backend
+    orig = {
+        name: getattr(backend_cls, name)
+        for name in (
+            "create_listener",
+            "modify_listener",
+            "delete_listener",
+            "create_rule",
+            "modify_rule",
+            "delete_rule",
+            "delete_load_balancer",
+            "create_load_balancer",
+            "create_target_group",
+            "describe_target_groups",
+            "add_tags",
+        )
+    }
 
     def create_listener(  # type: ignore[no-untyped-def]
         self,
@@ -196,6 +463,7 @@ def patch_moto() -> None:
         with LISTENER_LOCK:
             balancer = self.load_balancers.get(load_balancer_arn)
             if balancer is not None:
+                # 1a: same port -> idempotent return or DuplicateListener
                 wanted_port = _port_key(port)
                 for existing in list(balancer.listeners.values()):
                     if _port_key(existing.port) != wanted_port:
@@ -209,7 +477,16 @@ def patch_moto() -> None:
                     if same:
                         return existing  # AWS: idempotent for identical settings
                     raise DuplicateListenerError()
-            return original(
+                _check_request_tags(tags)  # 1f
+                # 1b: listener quota
+                limit = max_listeners()
+                if len(balancer.listeners) >= limit:
+                    raise ELBClientError(
+                        "TooManyListeners",
+                        f"You've reached the limit on the number of listeners per load balancer ({limit})",
+                    )
+                _check_target_group_association(self, load_balancer_arn, actions)  # 1c
+            listener = orig["create_listener"](
                 self,
                 load_balancer_arn,
                 protocol,
@@ -220,9 +497,109 @@ def patch_moto() -> None:
                 alpn_policy,
                 tags,
             )
+            _sync_load_balancer_arns(self)  # 1d
+            return listener
 
-    create_listener.__doc__ = (original.__doc__ or "") + "\n(kplink: AWS duplicate-port semantics)"
-    elbv2_models.ELBv2Backend.create_listener = create_listener  # type: ignore[method-assign]
+    def modify_listener(  # type: ignore[no-untyped-def]
+        self, arn, port=None, protocol=None, ssl_policy=None, certificates=None, actions=None
+    ):
+        with LISTENER_LOCK:
+            balancer, listener = _load_balancer_of_listener(self, arn)
+            if balancer is not None:
+                if port is not None and _port_key(port) != _port_key(listener.port):
+                    for other in list(balancer.listeners.values()):
+                        if other.arn != arn and _port_key(other.port) == _port_key(port):
+                            raise DuplicateListenerError()  # 1a
+                if actions:
+                    self._validate_actions([elbv2_models.FakeAction(dict(a)) for a in actions])
+                    _check_target_group_association(self, balancer.arn, actions)  # 1c
+            result = orig["modify_listener"](self, arn, port, protocol, ssl_policy, certificates, actions)
+            _sync_load_balancer_arns(self)  # 1d
+            return result
+
+    def create_rule(self, listener_arn, conditions, priority, actions, tags=None):  # type: ignore[no-untyped-def]
+        with LISTENER_LOCK:
+            balancer, _ = _load_balancer_of_listener(self, listener_arn)
+            if balancer is not None:
+                _check_request_tags(tags)  # 1f
+                _check_target_group_association(self, balancer.arn, actions)  # 1c
+            rule = orig["create_rule"](self, listener_arn, conditions, priority, actions, tags)
+            _sync_load_balancer_arns(self)  # 1d
+            return rule
+
+    def modify_rule(self, rule_arn, conditions, actions):  # type: ignore[no-untyped-def]
+        with LISTENER_LOCK:
+            balancer = _load_balancer_of_rule(self, rule_arn)
+            if balancer is not None and actions:
+                _check_target_group_association(self, balancer.arn, actions)  # 1c
+            rule = orig["modify_rule"](self, rule_arn, conditions, actions)
+            _sync_load_balancer_arns(self)  # 1d
+            return rule
+
+    def _mutation_then_sync(name: str) -> Callable:
+        original = orig[name]
+
+        def wrapper(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            with LISTENER_LOCK:
+                result = original(self, *args, **kwargs)
+                _sync_load_balancer_arns(self)  # 1d
+                return result
+
+        wrapper.__name__ = name
+        wrapper.__doc__ = (original.__doc__ or "") + "\n(kplink: LoadBalancerArns kept in sync)"
+        return wrapper
+
+    def describe_target_groups(self, load_balancer_arn, target_group_arns, names):  # type: ignore[no-untyped-def]
+        with LISTENER_LOCK:
+            _sync_load_balancer_arns(self)  # 1d
+            return orig["describe_target_groups"](self, load_balancer_arn, target_group_arns, names)
+
+    def create_load_balancer(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        _check_request_tags(kwargs.get("tags"))  # 1f (moto's responses pass tags by keyword)
+        return orig["create_load_balancer"](self, *args, **kwargs)
+
+    def create_target_group(self, name, **kwargs):  # type: ignore[no-untyped-def]
+        with LISTENER_LOCK:
+            _check_request_tags(kwargs.get("tags"))  # 1f
+            existing = next((tg for tg in list(self.target_groups.values()) if tg.name == name), None)
+            if existing is None:
+                return orig["create_target_group"](self, name, **kwargs)
+            # 1e: validate and default the request without storing it, then compare.
+            request = {k: v for k, v in kwargs.items() if k != "tags"}
+            candidate = orig["create_target_group"](_ScratchBackend(self), name, **request)
+            if _target_group_settings(candidate) != _target_group_settings(existing):
+                raise DuplicateTargetGroupName()
+            _sync_load_balancer_arns(self)
+            return existing  # AWS: idempotent for identical settings; tags are not added
+
+    def add_tags(self, resource_arns, tags):  # type: ignore[no-untyped-def]
+        with LISTENER_LOCK:
+            new_keys = _request_tag_keys(tags)
+            for arn in resource_arns:
+                self._get_resource_by_arn(arn)  # the NotFound errors moto raises
+                have = _counted_tag_keys(self.tagging_service.get_tag_dict_for_resource(arn).keys())
+                if len(have | new_keys) > MAX_TAGS_PER_RESOURCE:  # 1f
+                    raise _too_many_tags()
+            for arn in resource_arns:
+                self.tagging_service.tag_resource(arn, tags)
+
+    patched = {
+        "create_listener": create_listener,
+        "modify_listener": modify_listener,
+        "delete_listener": _mutation_then_sync("delete_listener"),
+        "create_rule": create_rule,
+        "modify_rule": modify_rule,
+        "delete_rule": _mutation_then_sync("delete_rule"),
+        "delete_load_balancer": _mutation_then_sync("delete_load_balancer"),
+        "create_load_balancer": create_load_balancer,
+        "create_target_group": create_target_group,
+        "describe_target_groups": describe_target_groups,
+        "add_tags": add_tags,
+    }
+    for name, func in patched.items():
+        if not func.__doc__:
+            func.__doc__ = (orig[name].__doc__ or "") + "\n(kplink: AWS ELBv2 rules, see moto_launcher.py)"
+        setattr(backend_cls, name, func)
     _PATCHED = True
 
 
@@ -567,7 +944,7 @@ class MotoServer:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Start moto server for the kplink-agent tests: CreateListener fix, call counter, fault injection.",
+        description="Start moto server for the kplink-agent tests: AWS's ELBv2 rules, call counter, fault injection.",
         epilog="The first stdout line is 'READY http://HOST:PORT'. Control API: /_kplink/calls, /_kplink/faults (see the module docstring).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

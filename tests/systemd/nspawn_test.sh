@@ -302,6 +302,8 @@ C kplink-agent check-config >/dev/null 2>&1
 rc=$?
 check "shipped /etc/kplink/agent.toml is unconfigured: check-config exits 78 (got $rc)" [ "$rc" = 78 ]
 check "/etc/kplink/agent.toml is a conffile" C sh -c "dpkg-query -W -f '\${Conffiles}' kplink-agent | grep -q /etc/kplink/agent.toml"
+check "/etc/kplink/agent.toml is root:root 0640 -rw-r----- ($(C stat -c '%U:%G %a %A' /etc/kplink/agent.toml))" \
+  [ "$(C stat -c '%U:%G %a %A' /etc/kplink/agent.toml)" = "root:root 640 -rw-r-----" ]
 verify=$(C systemd-analyze verify $AGENT 2>&1)
 check "systemd-analyze verify $AGENT prints nothing${verify:+: $verify}" [ -z "$verify" ]
 C systemd-analyze security --no-pager $AGENT >"$WORK/security.txt" 2>&1
@@ -390,10 +392,14 @@ check "NRestarts of kafka.service = 0" [ "$(prop kafka.service NRestarts)" = 0 ]
 # ---------------------------------------------------------------------------------------------
 log "upgrade (reinstall) restarts the running agent"
 pid_before=$(prop $AGENT MainPID)
+# As an edited conffile left by a version that shipped it 0644: the upgrade must make it 0640.
+C chmod 0644 /etc/kplink/agent.toml
 C dpkg -i /root/kplink-agent.deb >"$WORK/dpkg-upgrade.log" 2>&1
 check_expr "upgrade: agent restarted (MainPID $pid_before -> $(prop $AGENT MainPID)) and active" \
   '[ "$(prop $AGENT MainPID)" != "$pid_before" ] && active $AGENT'
 check "upgrade kept the edited conffile" grep -q "^cluster = \"$CLUSTER\"" "$ROOT/etc/kplink/agent.toml"
+check "upgrade made the 0644 conffile -rw-r----- ($(C stat -c '%U:%G %a %A' /etc/kplink/agent.toml))" \
+  [ "$(C stat -c '%U:%G %a %A' /etc/kplink/agent.toml)" = "root:root 640 -rw-r-----" ]
 
 # ---------------------------------------------------------------------------------------------
 log "endpoint change on a running broker, restart.mode = rolling"

@@ -35,7 +35,16 @@ if rpm -qp --configfiles "$rpmfile" 2>/dev/null | grep -qx /etc/kplink/agent.tom
 else
   fail "/etc/kplink/agent.toml is not a %config file"
 fi
+# It may hold Kafka admin secrets ([restart.kafka]): root:root 0640, never world-readable.
+conf_line=$(rpm -qlvp "$rpmfile" 2>/dev/null | awk '$NF == "/etc/kplink/agent.toml"')
+if [ "$(awk '{ print $1, $3, $4 }' <<<"$conf_line")" = "-rw-r----- root root" ]; then
+  pass "/etc/kplink/agent.toml is -rw-r----- root root"
+else
+  fail "/etc/kplink/agent.toml is not -rw-r----- root root: $conf_line"
+fi
 scripts=$(rpm -qp --scripts "$rpmfile" 2>/dev/null)
+grep -q "chmod 0640 /etc/kplink/agent.toml" <<<"$(sed -n '/postinstall scriptlet/,/preuninstall/p' <<<"$scripts")" \
+  && pass "%post makes a world-readable agent.toml 0640 on upgrade" || fail "%post does not fix a 0644 agent.toml"
 grep -q "postinstall scriptlet" <<<"$scripts" && grep -q "check-config" <<<"$scripts" \
   && pass "%post enables and starts only a configured agent" || fail "%post missing or without check-config"
 grep -q "preuninstall scriptlet" <<<"$scripts" && grep -q "systemctl" <<<"$(sed -n '/preuninstall/,/postuninstall/p' <<<"$scripts")" \
