@@ -238,6 +238,7 @@ where
                     idle_logged = true;
                 }
                 failures = 0;
+                metrics.pass_idle();
                 ready_now(None);
                 let _ = sd_notify::notify(&[NotifyState::Status(status)]);
                 record_last_pass(

@@ -150,6 +150,18 @@ impl Metrics {
         }
     }
 
+    /// A pass of a controller-only node: nothing to wire, healthy, no claimed port.
+    pub fn pass_idle(&self) {
+        let now = unix_now();
+        self.inner.passes.inc();
+        self.inner.claimed_port.set(0);
+        self.inner.last_success.set(now);
+        self.inner.last_ok_unix.store(now, Ordering::Relaxed);
+        if let Ok(mut f) = self.inner.last_failure.lock() {
+            *f = None;
+        }
+    }
+
     /// A failed pass of `kind`.
     pub fn pass_failed(&self, kind: &str, error: &str) {
         self.inner.passes.inc();

@@ -260,7 +260,7 @@ impl Elbv2 {
         Elbv2 { client, calls }
     }
 
-    async fn describe_target_group_arn(&self, name: &str) -> Result<String, NlbError> {
+    async fn describe_target_group_by_name(&self, name: &str) -> Result<TargetGroupInfo, NlbError> {
         self.calls.record("DescribeTargetGroups");
         let out = self
             .client
@@ -271,7 +271,7 @@ impl Elbv2 {
             .map_err(|e| NlbError::from_sdk("DescribeTargetGroups", name, e))?;
         out.target_groups()
             .iter()
-            .find_map(|tg| tg.target_group_arn().map(str::to_string))
+            .find_map(group_info)
             .ok_or_else(|| NlbError {
                 operation: "DescribeTargetGroups",
                 resource: name.to_string(),
@@ -316,6 +316,14 @@ impl Elbv2 {
             }),
         }
     }
+}
+
+fn group_info(tg: &elbv2::types::TargetGroup) -> Option<TargetGroupInfo> {
+    Some(TargetGroupInfo {
+        arn: tg.target_group_arn()?.to_string(),
+        load_balancer_arns: tg.load_balancer_arns().to_vec(),
+        health_check_port: tg.health_check_port().unwrap_or_default().to_string(),
+    })
 }
 
 fn descriptions(targets: &[(String, u16)]) -> Vec<TargetDescription> {
@@ -439,11 +447,14 @@ impl LoadBalancer for Elbv2 {
             .await;
         // CreateTargetGroup is idempotent: AWS returns an existing group of that name and the
         // same settings with no error (ELBv2 API reference, CreateTargetGroup: "If you attempt to
-        // create multiple target groups with the same settings, each call succeeds"), so success
-        // does not prove the group is new; other settings under that name (a 0.1 group with a
-        // numeric health check port) answer DuplicateTargetGroupName. Either way the group may be
-        // someone else's: its tags and its load balancer are checked before it is used.
-        let arn = match result {
+        // create multiple target groups with the same settings, each call succeeds"). Names are
+        // per cluster and NLB (see `registry`), so such a group is this agent's own, e.g. from a
+        // pass killed before its listener. Other settings under that name (a 0.1 group with a
+        // numeric health check port, or someone else's) answer DuplicateTargetGroupName: that
+        // group is used only if it carries our tags and forwards for no other load balancer.
+        // (A group attached elsewhere can never be used anyway: CreateListener then answers
+        // TargetGroupAssociationLimit, see `create_listener`.)
+        match result {
             Ok(out) => out
                 .target_groups()
                 .iter()
@@ -453,30 +464,29 @@ impl LoadBalancer for Elbv2 {
                     resource: spec.name.clone(),
                     code: "EmptyResponse".into(),
                     message: "no target group in the response".into(),
-                })?,
+                }),
             Err(e) if e.code() == Some("DuplicateTargetGroupName") => {
-                self.describe_target_group_arn(&spec.name).await?
+                let info = self.describe_target_group_by_name(&spec.name).await?;
+                self.verify_tags(&info.arn, spec).await?;
+                if let Some(other) = info
+                    .load_balancer_arns
+                    .iter()
+                    .find(|lb| **lb != spec.load_balancer_arn)
+                {
+                    return Err(NlbError {
+                        operation: "CreateTargetGroup",
+                        resource: info.arn,
+                        code: "TargetGroupAssociationLimit".into(),
+                        message: format!(
+                            "target group {} already forwards for load balancer {other}; a target group serves one load balancer, so it cannot be used on {}",
+                            spec.name, spec.load_balancer_arn
+                        ),
+                    });
+                }
+                Ok(info.arn)
             }
-            Err(e) => return Err(NlbError::from_sdk("CreateTargetGroup", &spec.name, e)),
-        };
-        self.verify_tags(&arn, spec).await?;
-        let info = self.target_group_info(std::slice::from_ref(&arn)).await?;
-        if let Some(other) = info
-            .iter()
-            .flat_map(|i| &i.load_balancer_arns)
-            .find(|lb| **lb != spec.load_balancer_arn)
-        {
-            return Err(NlbError {
-                operation: "CreateTargetGroup",
-                resource: arn,
-                code: "TargetGroupAssociationLimit".into(),
-                message: format!(
-                    "target group {} already forwards for load balancer {other}; a target group serves one load balancer, so it cannot be used on {}",
-                    spec.name, spec.load_balancer_arn
-                ),
-            });
+            Err(e) => Err(NlbError::from_sdk("CreateTargetGroup", &spec.name, e)),
         }
-        Ok(arn)
     }
 
     async fn create_listener(
@@ -519,6 +529,15 @@ impl LoadBalancer for Elbv2 {
                 }),
             Err(e) if e.code() == Some("DuplicateListener") => Ok(ListenerClaim::PortTaken),
             Err(e) if e.code() == Some("TooManyListeners") => Ok(ListenerClaim::QuotaReached),
+            // AWS: a target group forwards for one load balancer only.
+            Err(e) if e.code() == Some("TargetGroupAssociationLimit") => Err(NlbError {
+                operation: "CreateListener",
+                resource: format!("{lb_arn} port {port}"),
+                code: "TargetGroupAssociationLimit".into(),
+                message: format!(
+                    "target group {tg_arn} already forwards for another load balancer and cannot be used here; it is not this NLB's (remove or rename it)"
+                ),
+            }),
             Err(e) => Err(NlbError::from_sdk(
                 "CreateListener",
                 format!("{lb_arn} port {port}"),
@@ -616,8 +635,8 @@ impl LoadBalancer for Elbv2 {
     }
 
     async fn find_target_group(&self, name: &str) -> Result<Option<String>, NlbError> {
-        match self.describe_target_group_arn(name).await {
-            Ok(arn) => Ok(Some(arn)),
+        match self.describe_target_group_by_name(name).await {
+            Ok(info) => Ok(Some(info.arn)),
             Err(e) if e.code == "TargetGroupNotFound" => Ok(None),
             Err(e) => Err(e),
         }
@@ -658,17 +677,7 @@ impl LoadBalancer for Elbv2 {
             .send()
             .await
             .map_err(|e| NlbError::from_sdk("DescribeTargetGroups", arns.join(","), e))?;
-        Ok(out
-            .target_groups()
-            .iter()
-            .filter_map(|tg| {
-                Some(TargetGroupInfo {
-                    arn: tg.target_group_arn()?.to_string(),
-                    load_balancer_arns: tg.load_balancer_arns().to_vec(),
-                    health_check_port: tg.health_check_port().unwrap_or_default().to_string(),
-                })
-            })
-            .collect())
+        Ok(out.target_groups().iter().filter_map(group_info).collect())
     }
 
     async fn health_check_traffic_port(&self, arn: &str) -> Result<(), NlbError> {

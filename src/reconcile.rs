@@ -745,7 +745,11 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 });
             }
             if c.register_self {
-                if !ensured.contains(tg) {
+                // Groups under this release's names were created with `traffic-port`; only
+                // 0.1's (and adopted ones) may probe a fixed port.
+                let current = crate::nlb::target_group_name(tg)
+                    .is_some_and(|n| n == d.dedicated_group || n == d.bootstrap_group);
+                if !ensured.contains(tg) && !current {
                     self.ensure_traffic_port(tg).await?;
                 }
                 self.lb.register(tg, &me).await?;

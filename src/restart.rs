@@ -106,6 +106,16 @@ pub enum RestartError {
         /// What the holder was doing.
         doing: &'static str,
     },
+    /// The listener on `restart.lock_port` is not this cluster's lock.
+    #[error("the listener on restart.lock_port {port} belongs to {owner}, not to cluster {cluster}; give this cluster its own lock_port (nothing restarted)")]
+    LockPortForeign {
+        /// The lock port.
+        port: u16,
+        /// Who owns the listener there.
+        owner: String,
+        /// This cluster.
+        cluster: String,
+    },
     /// The restart command failed.
     #[error("restart command {command:?} failed: {reason}")]
     Command {
@@ -585,11 +595,23 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
         else {
             return Ok(None);
         };
-        Ok(self
-            .lb
-            .tags(&l.arn)
-            .await?
-            .map(|tags| LockState::from_tags(&l.arn, &tags)))
+        let Some(tags) = self.lb.tags(&l.arn).await? else {
+            return Ok(None);
+        };
+        // A listener on our lock port belongs to this cluster only if it says so: another
+        // cluster sharing the NLB with the same lock_port would otherwise stop (or be stopped
+        // by) every restart of this one.
+        match tags.get(registry::TAG_CLUSTER) {
+            Some(c) if *c == self.config.cluster => Ok(Some(LockState::from_tags(&l.arn, &tags))),
+            other => Err(RestartError::LockPortForeign {
+                port,
+                owner: other.map_or_else(
+                    || format!("no cluster (no {} tag)", registry::TAG_CLUSTER),
+                    |c| format!("cluster {c}"),
+                ),
+                cluster: self.config.cluster.clone(),
+            }),
+        }
     }
 
     async fn release_if_mine(&self) -> Result<(), RestartError> {

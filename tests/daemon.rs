@@ -283,3 +283,91 @@ fn decommission_requires_yes_is_complete_and_idempotent() {
     assert_eq!(other.read_properties(), before);
     assert!(world.wiring().port_of(&world.group(3)).is_none());
 }
+
+#[test]
+fn a_controller_only_node_idles_and_becomes_a_broker_when_its_file_says_so() {
+    let world = World::start(Options {
+        hosts: 1,
+        ..Options::default()
+    });
+    let host = &world.hosts[0];
+    let controller = SERVER_PROPERTIES.replace(
+        "process.roles=broker,controller",
+        "process.roles=controller",
+    );
+    std::fs::write(host.properties(), &controller).unwrap();
+    let d = start_daemon(&world, host, "1s");
+    // Idle passes: healthy, nothing on the NLB, the file untouched.
+    wait_until("idle passes", Duration::from_secs(10), || {
+        metric(d.metrics, "kplink_passes_total").unwrap_or(0.0) >= 3.0
+    });
+    assert_eq!(http_get(d.metrics, "/healthz").map(|r| r.0), Some(200));
+    assert!(world.wiring().listeners.is_empty());
+    assert_eq!(host.read_properties(), controller);
+    let state = std::fs::read_to_string(host.dir.join("state/last-pass.json")).unwrap();
+    assert!(state.contains("controller-only node"), "{state}");
+    // The same host made a broker (same image everywhere): it wires itself.
+    std::fs::write(host.properties(), SERVER_PROPERTIES).unwrap();
+    wait_until("wired as a broker", Duration::from_secs(15), || {
+        world.wiring().port_of(&world.group(1)).is_some()
+    });
+}
+
+#[test]
+fn the_daemon_counts_stale_claims() {
+    let world = World::start(Options {
+        hosts: 2,
+        ..Options::default()
+    });
+    assert_ok(&world.run(&world.hosts[1], &["run", "--once"]));
+    // Broker 2's instance is terminated without decommission: ELB deregistered it.
+    deregister(&world, &world.group(2), &world.hosts[1].instance_id);
+    let d = start_daemon(&world, &world.hosts[0], "60s");
+    wait_until("stale claims counted", Duration::from_secs(10), || {
+        metric(d.metrics, "kplink_stale_claims") == Some(1.0)
+    });
+}
+
+/// A broker that accepts connections but does not answer is looked at again on every pass (the
+/// change stays pending), never written off as "not running".
+#[test]
+fn the_daemon_keeps_checking_an_unreachable_broker() {
+    let world = World::start(Options {
+        hosts: 1,
+        ..Options::default()
+    });
+    let host = &world.hosts[0];
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = silent.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let metrics = free_port();
+    let config = format!(
+        "{}\n[restart]\nbootstrap_servers = \"{address}\"\n\n[daemon]\ninterval = \"1s\"\nmetrics_listen = \"127.0.0.1:{metrics}\"\nstate_dir = \"{}\"\n",
+        world.config_text(host, "10001-10049", ""),
+        host.dir.join("state").display()
+    );
+    std::fs::write(host.config(), config).unwrap();
+    let child = world
+        .agent(host)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon { child, metrics };
+    let failures = "kplink_pass_failures_total{kind=\"kafka\"}";
+    wait_until(
+        "three failed looks at Kafka",
+        Duration::from_secs(40),
+        || metric(d.metrics, failures).unwrap_or(0.0) >= 3.0,
+    );
+    assert_eq!(metric(d.metrics, "kplink_restart_pending"), Some(1.0));
+    assert_eq!(metric(d.metrics, "kplink_restarts_total"), Some(0.0));
+    // The NLB and the file were done regardless.
+    assert!(world.wiring().port_of(&world.group(1)).is_some());
+}

@@ -662,6 +662,37 @@ fn a_failed_lock_is_never_broken() {
     assert_eq!(lock_arn["kplink:lock-holder"], "7/i-stuck");
 }
 
+#[test]
+fn another_clusters_lock_on_the_lock_port_is_refused() {
+    let (world, tg) = wired_world();
+    // A second cluster on the NLB uses the same restart.lock_port and holds its lock.
+    block_on(async {
+        let lb = Elbv2::new(world.elbv2.clone(), CallCounter::default());
+        let tags = vec![
+            ("kplink:cluster".to_string(), "payments".to_string()),
+            (TAG_LOCK_HOLDER.to_string(), "1/i-pay".to_string()),
+            (TAG_LOCK_EXPIRES.to_string(), "9999999999".to_string()),
+            (TAG_LOCK_PHASE.to_string(), "gating".to_string()),
+        ];
+        lb.create_listener(&world.lb_arn, 9999, &tg, &tags)
+            .await
+            .unwrap();
+    });
+    let config = lock_config(&world, "10s");
+    let log = world.dir.path().join("windows.log");
+    match block_on(restart_broker(&world, &config, &tg, 1, 99, &log)) {
+        Err(e @ RestartError::LockPortForeign { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("lock_port 9999") && text.contains("cluster payments"),
+                "{text}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(id_windows(&log).is_empty(), "nothing restarted");
+}
+
 /// Minimal join_all so the test needs no extra crate.
 async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
     let handles: Vec<_> = futs.map(Box::pin).collect();

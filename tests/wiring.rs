@@ -85,7 +85,9 @@ fn three_hosts_in_three_azs_get_wired_and_a_rerun_changes_nothing() {
         // Counted at the server, by this host's access key.
         let calls = world.calls(Some(&host.access_key));
         let total: u64 = calls.values().sum();
-        let limit = if host.broker_id == 1 { 8 } else { 6 };
+        // 0.1's budget plus the once-per-process checks: the NLB serves this AZ, and (joining
+        // an existing bootstrap listener) its group is this cluster's.
+        let limit = if host.broker_id == 1 { 9 } else { 8 };
         assert!(
             total <= limit,
             "broker {} made {total} calls: {calls:?}",
@@ -216,7 +218,7 @@ fn crashed_pass_leftovers_are_adopted_not_duplicated() {
         world
             .elbv2
             .create_target_group()
-            .name(&world.group(1))
+            .name(world.group(1))
             .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Tcp)
             .port(9094)
             .vpc_id(&vpc)
