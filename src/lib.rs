@@ -13,11 +13,15 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod ec2;
+pub mod execute;
+pub mod fakes;
 pub mod kafka;
 pub mod metadata;
 pub mod metrics;
 pub mod nlb;
 pub mod node;
+#[cfg(test)]
+mod pass_tests;
 pub mod plan;
 pub mod properties;
 pub mod reconcile;

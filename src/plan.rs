@@ -1,15 +1,19 @@
-//! The pure planner: from (desired, observed) to the changes a pass must make.
+//! The pure planner: from (desired, observed) to the steps a pass takes.
 //!
-//! Nothing here performs I/O. [`assess`] reads the NLB's listeners into claims; [`plan`] combines
-//! that with the observed targets into a [`Plan`]. The reconcile executor carries a plan out and the
-//! `plan` command prints it, so what is shown is exactly what a pass would do.
+//! Nothing here performs I/O. [`assess`] reads the NLB's listeners into claims; [`plan`] turns
+//! (desired, observed) into the ordered [`Step`]s of a pass, the file write included. The
+//! executor ([`crate::execute`]) runs exactly these steps and the `plan` command prints them, so
+//! what is shown is what a pass does, by construction; the only differences are races with other
+//! hosts, which the executor resolves inside a step and reports.
 
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::nlb::{target_group_name, Listener, Target, TargetState};
+use crate::properties::{self, EditError, ListenerEdit};
 
 /// What this broker should look like on the NLB.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,6 +36,51 @@ pub struct Desired {
     pub legacy_dedicated_group: String,
     /// Name of the cluster's bootstrap target group.
     pub bootstrap_group: String,
+    /// `server.properties`.
+    pub properties_path: PathBuf,
+    /// The managed listener as the file must say it; `advertised_port` is filled in per port.
+    pub listener: ListenerEdit,
+}
+
+impl Desired {
+    /// The listener edit for a claim on `port`.
+    pub fn edit_for(&self, port: u16) -> ListenerEdit {
+        ListenerEdit {
+            advertised_port: port,
+            ..self.listener.clone()
+        }
+    }
+
+    /// `host:port` advertised for a claim on `port`.
+    pub fn endpoint(&self, port: u16) -> String {
+        format!("{}:{port}", self.listener.advertised_host)
+    }
+}
+
+/// Everything a pass looks at (read by `Agent::observe`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Observed {
+    /// Listener-derived claims.
+    pub assessment: Assessment,
+    /// Targets of the dedicated group (empty if it has no claim yet).
+    pub dedicated_targets: Vec<Target>,
+    /// Targets of the bootstrap group (empty if there is no bootstrap listener yet).
+    pub bootstrap_targets: Vec<Target>,
+    /// Advertised endpoint of the managed listener in `server.properties` now.
+    pub file_endpoint: Option<String>,
+    /// `server.properties` as read by this observation.
+    #[serde(skip)]
+    pub properties_text: String,
+}
+
+impl Observed {
+    /// The port `server.properties` advertises for the managed listener, if any.
+    pub fn file_port(&self) -> Option<u16> {
+        self.file_endpoint
+            .as_deref()
+            .and_then(|e| e.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
+    }
 }
 
 /// What the listeners say about this broker and the cluster.
@@ -198,6 +247,13 @@ pub enum Step {
     },
 }
 
+impl Step {
+    /// Whether the step changes the NLB (everything but the file write).
+    pub fn touches_nlb(&self) -> bool {
+        !matches!(self, Step::WriteProperties { .. })
+    }
+}
+
 impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -244,6 +300,40 @@ impl std::fmt::Display for Step {
             ),
         }
     }
+}
+
+/// The steps of a pass, in execution order: the NLB steps, then the file write when the file does
+/// not yet advertise the claim (the observed claim's port, else the first port a new claim tries).
+/// `first_candidate` comes from [`crate::registry::candidates`] (`None`: the range is full).
+pub fn plan(
+    desired: &Desired,
+    observed: &Observed,
+    first_candidate: Option<u16>,
+) -> Result<Vec<Step>, EditError> {
+    let mut steps = nlb_steps(
+        desired,
+        &observed.assessment,
+        &observed.dedicated_targets,
+        &observed.bootstrap_targets,
+        first_candidate,
+    );
+    let port = observed
+        .assessment
+        .claim
+        .as_ref()
+        .map(|l| l.port)
+        .or(first_candidate);
+    if let Some(port) = port {
+        if properties::apply_listener(&observed.properties_text, &desired.edit_for(port))?.is_some()
+        {
+            steps.push(Step::WriteProperties {
+                path: desired.properties_path.display().to_string(),
+                from: observed.file_endpoint.clone(),
+                to: desired.endpoint(port),
+            });
+        }
+    }
+    Ok(steps)
 }
 
 /// Turns an assessment and observed targets into NLB steps. `first_candidate` is the port a new
@@ -311,6 +401,14 @@ mod tests {
             dedicated_group: "kp-orders-5c1e-b3".into(),
             legacy_dedicated_group: "kp-orders-b3".into(),
             bootstrap_group: "kp-orders-5c1e-boot".into(),
+            properties_path: "/etc/kafka/server.properties".into(),
+            listener: ListenerEdit {
+                name: "PRIVATELINK".into(),
+                bind_port: 9094,
+                advertised_host: "kafka-use1-az1.x".into(),
+                advertised_port: 0,
+                security_protocol: "SSL".into(),
+            },
         }
     }
     fn tg(name: &str) -> String {

@@ -703,7 +703,7 @@ impl<'a> Edits<'a> {
 }
 
 /// What the agent wants for its managed listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ListenerEdit {
     /// Listener name, e.g. "PRIVATELINK"; compared case-insensitively, written as given.
     pub name: String,

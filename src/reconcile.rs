@@ -16,14 +16,13 @@ use serde::Serialize;
 use crate::broker_id::{self, BrokerIdError, Found, Source};
 use crate::config::{render_host, Config, HostValues};
 use crate::ec2::{Ec2Error, InstanceTags};
+use crate::execute::{claim_candidates, Progress};
 use crate::kafka::KafkaCluster;
 use crate::metadata::{self, Identity, InstanceMetadata, MetadataError, TagLookup};
-use crate::nlb::{
-    CallCounter, ListenerClaim, LoadBalancer, NlbError, Target, TargetGroupSpec,
-    MAX_LISTENERS_PER_NLB, TRAFFIC_PORT,
-};
+use crate::nlb::{CallCounter, LoadBalancer, NlbError, TRAFFIC_PORT};
 use crate::node::NodeRole;
-use crate::plan::{self, Assessment, Desired, Step};
+pub use crate::plan::Observed;
+use crate::plan::{self, Desired, Step};
 use crate::properties::{self, ListenerEdit, PropertiesError};
 use crate::registry;
 use crate::restart::{Outcome, Restarter, ServiceManager};
@@ -151,22 +150,6 @@ pub struct Context {
     pub desired: Desired,
 }
 
-/// Everything a pass looks at.
-#[derive(Debug, Clone, Serialize)]
-pub struct Observed {
-    /// Listener-derived claims.
-    pub assessment: Assessment,
-    /// Targets of the dedicated group (empty if it has no claim yet).
-    pub dedicated_targets: Vec<Target>,
-    /// Targets of the bootstrap group (empty if there is no bootstrap listener yet).
-    pub bootstrap_targets: Vec<Target>,
-    /// Advertised endpoint of the managed listener in `server.properties` now.
-    pub file_endpoint: Option<String>,
-    /// `server.properties` as read by this observation.
-    #[serde(skip)]
-    pub properties_text: String,
-}
-
 /// What a pass did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PassReport {
@@ -188,8 +171,10 @@ pub struct PassReport {
     pub bootstrap_target_group_arn: String,
     /// The cluster restart lock listener as the pass saw it (`None`: nobody held the lock).
     pub lock_listener_arn: Option<String>,
-    /// Changes made, in order.
+    /// Changes made, in order: the planned steps as executed.
     pub changes: Vec<Step>,
+    /// How races with other hosts were resolved during the pass (see [`crate::execute`]).
+    pub races: Vec<String>,
     /// Ports that another host took first during this pass.
     pub claim_collisions: u32,
     /// Whether `server.properties` was rewritten.
@@ -293,6 +278,14 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 &self.config.cluster,
                 &self.config.nlb.load_balancer_arn,
             ),
+            properties_path: self.config.broker.server_properties.clone(),
+            listener: ListenerEdit {
+                name: self.config.listener.name.clone(),
+                bind_port: self.config.listener.port,
+                advertised_host: advertised_host.clone(),
+                advertised_port: 0,
+                security_protocol: self.config.listener.security_protocol.to_string(),
+            },
         };
         Ok(Context {
             identity,
@@ -419,7 +412,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
 
     /// The bootstrap listener belongs to this cluster only if its group carries this cluster's
     /// tag (the agent tags every group it creates).
-    async fn check_bootstrap_owner(&self, tg: &str) -> Result<(), Error> {
+    pub(crate) async fn check_bootstrap_owner(&self, tg: &str) -> Result<(), Error> {
         let key = format!("owner {tg}");
         if self.checked.has(&key) {
             return Ok(());
@@ -447,7 +440,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     /// Before registering into a group this pass did not create: its health check probes the
     /// traffic port (groups made by 0.1 probe a fixed port, wrong once `listener.port` changes or
     /// brokers of one bootstrap group use different ports).
-    async fn ensure_traffic_port(&self, tg: &str) -> Result<(), Error> {
+    pub(crate) async fn ensure_traffic_port(&self, tg: &str) -> Result<(), Error> {
         let key = format!("health {tg}");
         if self.checked.has(&key) {
             return Ok(());
@@ -475,7 +468,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         // claimed port behind that no broker advertises.
         properties::apply_listener(
             &text,
-            &self.listener_edit(ctx, *ctx.desired.port_range.start()),
+            &ctx.desired.edit_for(*ctx.desired.port_range.start()),
         )
         .map_err(|e| PropertiesError::from_edit(path, e))?;
         let keep_port = file_endpoint
@@ -509,276 +502,36 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         })
     }
 
-    fn listener_edit(&self, ctx: &Context, port: u16) -> ListenerEdit {
-        ListenerEdit {
-            name: self.config.listener.name.clone(),
-            bind_port: self.config.listener.port,
-            advertised_host: ctx.advertised_host.clone(),
-            advertised_port: port,
-            security_protocol: self.config.listener.security_protocol.clone(),
-        }
-    }
-
-    /// The steps a pass would take now (for `plan`).
+    /// The steps a pass would take now (for `plan`; `pass` runs exactly these).
     pub fn plan(&self, ctx: &Context, observed: &Observed) -> Result<Vec<Step>, Error> {
-        let first = registry::candidates(
-            &ctx.desired.port_range,
-            &observed.assessment.occupied,
-            ctx.broker_id,
-            &mut rand::thread_rng(),
-        )
-        .first()
-        .copied();
-        let mut steps = plan::nlb_steps(
-            &ctx.desired,
-            &observed.assessment,
-            &observed.dedicated_targets,
-            &observed.bootstrap_targets,
-            first,
-        );
-        let port = observed.assessment.claim.as_ref().map(|l| l.port).or(first);
-        if let Some(port) = port {
-            let path = &self.config.broker.server_properties;
-            let edit = self.listener_edit(ctx, port);
-            if properties::apply_listener(&observed.properties_text, &edit)
-                .map_err(|e| PropertiesError::from_edit(path, e))?
-                .is_some()
-            {
-                steps.push(Step::WriteProperties {
-                    path: path.display().to_string(),
-                    from: observed.file_endpoint.clone(),
-                    to: format!("{}:{port}", ctx.advertised_host),
-                });
-            }
-        }
-        Ok(steps)
+        let first = claim_candidates(ctx, observed).first().copied();
+        plan::plan(&ctx.desired, observed, first).map_err(|e| {
+            Error::Properties(PropertiesError::from_edit(
+                &self.config.broker.server_properties,
+                e,
+            ))
+        })
     }
 
-    /// One full reconcile pass.
+    /// One full reconcile pass: observe, plan, check (when the plan changes the NLB), execute.
     pub async fn pass(&self, ctx: &Context) -> Result<PassReport, Error> {
         let started = Instant::now();
         let calls_before = self.calls.snapshot();
         let observed = self.observe(ctx).await?;
-        let lb_arn = &self.config.nlb.load_balancer_arn;
-        let d = &ctx.desired;
-        let a = &observed.assessment;
-        let mut changes = Vec::new();
-        if self
-            .plan(ctx, &observed)?
-            .iter()
-            .any(|s| !matches!(s, Step::WriteProperties { .. }))
-        {
+        let steps = self.plan(ctx, &observed)?;
+        if steps.iter().any(Step::touches_nlb) {
             self.preflight(ctx, &observed).await?;
         }
-        // Groups this pass created (or adopted): their health check is already right.
-        let mut ensured: Vec<String> = Vec::new();
-        let cluster_tag = (
-            registry::TAG_CLUSTER.to_string(),
-            self.config.cluster.clone(),
-        );
-
-        let mut bootstrap_targets = observed.bootstrap_targets.clone();
-        let bootstrap_tg = match &a.bootstrap {
-            Some(l) => l
-                .target_group_arn
-                .clone()
-                .ok_or_else(|| Error::BootstrapUnusable {
-                    arn: l.arn.clone(),
-                    port: l.port,
-                })?,
-            None => {
-                let tags = vec![
-                    cluster_tag.clone(),
-                    (registry::TAG_ROLE.into(), "bootstrap".into()),
-                ];
-                let tg = self
-                    .lb
-                    .ensure_target_group(&TargetGroupSpec {
-                        name: d.bootstrap_group.clone(),
-                        vpc_id: ctx.identity.vpc_id.clone(),
-                        port: d.target_port,
-                        tags: tags.clone(),
-                        load_balancer_arn: lb_arn.clone(),
-                    })
-                    .await?;
-                ensured.push(tg.clone());
-                changes.push(Step::CreateBootstrap {
-                    group: d.bootstrap_group.clone(),
-                    port: d.bootstrap_port,
-                });
-                match self
-                    .lb
-                    .create_listener(lb_arn, d.bootstrap_port, &tg, &tags)
-                    .await?
-                {
-                    ListenerClaim::Claimed(_) => tg,
-                    ListenerClaim::QuotaReached => {
-                        self.lb.delete_target_group(&tg).await?;
-                        return Err(Error::ListenerQuota {
-                            lb_arn: lb_arn.clone(),
-                            port: d.bootstrap_port,
-                            group: d.bootstrap_group.clone(),
-                            max: MAX_LISTENERS_PER_NLB,
-                        });
-                    }
-                    ListenerClaim::PortTaken => {
-                        // Ours is unused now; theirs must be this cluster's to be joined.
-                        self.lb.delete_target_group(&tg).await?;
-                        // Another agent created it between our read and now: use theirs.
-                        let listeners = self.lb.listeners(lb_arn).await?;
-                        let l = listeners
-                            .into_iter()
-                            .find(|l| l.port == d.bootstrap_port)
-                            .ok_or_else(|| NlbError {
-                                operation: "CreateListener",
-                                resource: format!("{lb_arn} port {}", d.bootstrap_port),
-                                code: "DuplicateListener".into(),
-                                message: "port reported taken but no listener found on it".into(),
-                            })?;
-                        let theirs =
-                            l.target_group_arn.clone().ok_or(Error::BootstrapUnusable {
-                                arn: l.arn.clone(),
-                                port: l.port,
-                            })?;
-                        self.check_bootstrap_owner(&theirs).await?;
-                        bootstrap_targets = self.lb.targets(&theirs).await?;
-                        theirs
-                    }
-                }
-            }
-        };
-
-        let mut collisions = 0;
-        let (port, listener_arn, dedicated_tg) = match &a.claim {
-            Some(l) => (
-                l.port,
-                l.arn.clone(),
-                l.target_group_arn.clone().unwrap_or_default(),
-            ),
-            None => {
-                let tags = vec![
-                    cluster_tag.clone(),
-                    (registry::TAG_BROKER_ID.into(), ctx.broker_id.to_string()),
-                    (registry::TAG_ROLE.into(), "broker".into()),
-                ];
-                let tg = self
-                    .lb
-                    .ensure_target_group(&TargetGroupSpec {
-                        name: d.dedicated_group.clone(),
-                        vpc_id: ctx.identity.vpc_id.clone(),
-                        port: d.target_port,
-                        tags: tags.clone(),
-                        load_balancer_arn: lb_arn.clone(),
-                    })
-                    .await?;
-                ensured.push(tg.clone());
-                changes.push(Step::CreateDedicatedGroup {
-                    group: d.dedicated_group.clone(),
-                });
-                let candidates = registry::candidates(
-                    &d.port_range,
-                    &a.occupied,
-                    ctx.broker_id,
-                    &mut rand::thread_rng(),
-                );
-                let mut claimed = None;
-                for port in &candidates {
-                    match self.lb.create_listener(lb_arn, *port, &tg, &tags).await? {
-                        ListenerClaim::Claimed(arn) => {
-                            claimed = Some((*port, arn));
-                            break;
-                        }
-                        ListenerClaim::PortTaken => {
-                            collisions += 1;
-                            tracing::info!(port, "port taken by another host; trying another");
-                        }
-                        ListenerClaim::QuotaReached => {
-                            // Leave nothing behind: the group exists only to be forwarded to.
-                            self.lb.delete_target_group(&tg).await?;
-                            return Err(Error::ListenerQuota {
-                                lb_arn: lb_arn.clone(),
-                                port: *port,
-                                group: d.dedicated_group.clone(),
-                                max: MAX_LISTENERS_PER_NLB,
-                            });
-                        }
-                    }
-                }
-                let Some((port, arn)) = claimed else {
-                    // Leave nothing behind: the group exists only to be forwarded to.
-                    self.lb.delete_target_group(&tg).await?;
-                    return Err(Error::RangeExhausted {
-                        range: self.config.nlb.port_range.clone(),
-                        lb_arn: lb_arn.clone(),
-                        tried: candidates.len(),
-                        group: d.dedicated_group.clone(),
-                    });
-                };
-                changes.push(Step::ClaimPort {
-                    first_candidate: candidates.first().copied().unwrap_or(port),
-                    free_ports: candidates.len(),
-                });
-                (port, arn, tg)
-            }
-        };
-
-        for dup in &a.duplicate_claims {
-            self.lb.delete_listener(&dup.arn).await?;
-            changes.push(Step::DeleteDuplicateListener {
-                port: dup.port,
-                arn: dup.arn.clone(),
-            });
-        }
-
-        let (dedicated_changes, bootstrap_changes) =
-            plan::plan_targets(d, &observed.dedicated_targets, &bootstrap_targets);
-        let me = [(d.instance_id.clone(), d.target_port)];
-        for (group, tg, c) in [
-            ("dedicated", &dedicated_tg, dedicated_changes),
-            ("bootstrap", &bootstrap_tg, bootstrap_changes),
-        ] {
-            if !c.deregister.is_empty() {
-                self.lb.deregister(tg, &c.deregister).await?;
-                changes.push(Step::Deregister {
-                    group,
-                    targets: c.deregister,
-                });
-            }
-            if c.register_self {
-                // Groups under this release's names were created with `traffic-port`; only
-                // 0.1's (and adopted ones) may probe a fixed port.
-                let current = crate::nlb::target_group_name(tg)
-                    .is_some_and(|n| n == d.dedicated_group || n == d.bootstrap_group);
-                if !ensured.contains(tg) && !current {
-                    self.ensure_traffic_port(tg).await?;
-                }
-                self.lb.register(tg, &me).await?;
-                changes.push(Step::Register {
-                    group,
-                    instance_id: d.instance_id.clone(),
-                    port: d.target_port,
-                });
-            }
-        }
-
-        // Read again rather than reuse the observation: the NLB calls took a while and config
-        // management may have rewritten the file meanwhile; edit what is there now.
-        let path = &self.config.broker.server_properties;
-        let text = properties::read(path)?;
-        let edit = self.listener_edit(ctx, port);
-        let new_text = properties::apply_listener(&text, &edit)
-            .map_err(|e| PropertiesError::from_edit(path, e))?;
-        let advertised = format!("{}:{port}", ctx.advertised_host);
-        let properties_written = new_text.is_some();
-        if let Some(new_text) = new_text {
-            properties::write_atomic(path, &new_text, Some(&properties::backup_path(path)))?;
-            changes.push(Step::WriteProperties {
-                path: path.display().to_string(),
-                from: observed.file_endpoint.clone(),
-                to: advertised.clone(),
-            });
-        }
-
+        let mut progress = Progress::from_observed(&observed);
+        let changes = self.execute(ctx, &observed, &steps, &mut progress).await?;
+        let claim = progress.claim.clone().ok_or_else(|| {
+            Error::Nlb(NlbError {
+                operation: "CreateListener",
+                resource: self.config.nlb.load_balancer_arn.clone(),
+                code: "NoClaim".into(),
+                message: "the pass ended without a claim".into(),
+            })
+        })?;
         let after = self.calls.snapshot();
         let aws_calls = after
             .into_iter()
@@ -791,15 +544,16 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             broker_id: ctx.broker_id,
             instance_id: ctx.identity.instance_id.clone(),
             az_id: ctx.identity.az_id.clone(),
-            port,
-            advertised,
-            listener_arn,
-            target_group_arn: dedicated_tg,
-            bootstrap_target_group_arn: bootstrap_tg,
-            lock_listener_arn: a.lock.as_ref().map(|l| l.arn.clone()),
+            port: claim.port,
+            advertised: ctx.desired.endpoint(claim.port),
+            listener_arn: claim.listener_arn,
+            target_group_arn: claim.target_group_arn,
+            bootstrap_target_group_arn: progress.bootstrap_tg.unwrap_or_default(),
+            lock_listener_arn: observed.assessment.lock.as_ref().map(|l| l.arn.clone()),
             changes,
-            claim_collisions: collisions,
-            properties_written,
+            races: progress.races,
+            claim_collisions: progress.collisions,
+            properties_written: progress.properties_written,
             aws_calls,
             elapsed_ms: started.elapsed().as_millis(),
         })

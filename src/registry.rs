@@ -147,27 +147,42 @@ pub fn preferred_port(range: &RangeInclusive<u16>, broker_id: i32) -> u16 {
     *range.start() + offset
 }
 
-/// Ports to try, in order: the preferred port if free, then the other free ports in random order
-/// (random rather than ascending so that hosts that lost a race do not all collide again on the
-/// next port up).
+/// Ports to try, in order: `keep` (the port `server.properties` already advertises: claiming it
+/// again after drift spares clients a new address and Kafka a restart) if free and in range, then
+/// the preferred port if free, then the other free ports in random order (random rather than
+/// ascending so that hosts that lost a race do not all collide again on the next port up).
 pub fn candidates(
     range: &RangeInclusive<u16>,
     occupied: &BTreeSet<u16>,
     broker_id: i32,
+    keep: Option<u16>,
     rng: &mut impl Rng,
 ) -> Vec<u16> {
     let preferred = preferred_port(range, broker_id);
+    let first: Vec<u16> = keep
+        .filter(|p| range.contains(p))
+        .into_iter()
+        .chain([preferred])
+        .filter(|p| !occupied.contains(p))
+        .fold(Vec::new(), |mut v, p| {
+            if !v.contains(&p) {
+                v.push(p);
+            }
+            v
+        });
     let mut rest: Vec<u16> = range
         .clone()
-        .filter(|p| *p != preferred && !occupied.contains(p))
+        .filter(|p| !first.contains(p) && !occupied.contains(p))
         .collect();
     rest.shuffle(rng);
-    let mut out = Vec::with_capacity(rest.len() + 1);
-    if !occupied.contains(&preferred) {
-        out.push(preferred);
-    }
-    out.extend(rest);
-    out
+    first.into_iter().chain(rest).collect()
+}
+
+/// The seed of a host's random port order: stable per instance, so `plan` and `run` (separate
+/// processes) try the same ports in the same order, and different per instance, so hosts that
+/// collided once do not collide again.
+pub fn host_seed(instance_id: &str) -> u64 {
+    fnv1a(instance_id.as_bytes())
 }
 
 #[cfg(test)]
@@ -292,12 +307,31 @@ mod tests {
         let range = 10001..=10010;
         let mut rng = StdRng::seed_from_u64(7);
         let occupied: BTreeSet<u16> = [10002, 10005].into();
-        let c = candidates(&range, &occupied, 1, &mut rng);
+        let c = candidates(&range, &occupied, 1, None, &mut rng);
         assert_eq!(c.len(), 8);
         assert!(!c.contains(&10002) && !c.contains(&10005));
-        let c = candidates(&range, &occupied, 3, &mut rng);
+        let c = candidates(&range, &occupied, 3, None, &mut rng);
         assert_eq!(c[0], 10004);
         let full: BTreeSet<u16> = range.clone().collect();
-        assert!(candidates(&range, &full, 3, &mut rng).is_empty());
+        assert!(candidates(&range, &full, 3, None, &mut rng).is_empty());
+        // The file's port first when free; then the preferred one; each port once.
+        let c = candidates(&range, &occupied, 3, Some(10009), &mut rng);
+        assert_eq!(&c[..2], &[10009, 10004]);
+        assert_eq!(c.len(), 8);
+        let c = candidates(&range, &occupied, 3, Some(10004), &mut rng);
+        assert_eq!(c[0], 10004);
+        assert_eq!(c.len(), 8);
+        // Taken or outside the range: ignored.
+        assert_eq!(
+            candidates(&range, &occupied, 3, Some(10005), &mut rng)[0],
+            10004
+        );
+        assert_eq!(
+            candidates(&range, &occupied, 3, Some(443), &mut rng)[0],
+            10004
+        );
+        // Same seed, same order: what `plan` shows is what `run` tries.
+        let seeded = |s| candidates(&range, &occupied, 3, None, &mut StdRng::seed_from_u64(s));
+        assert_eq!(seeded(host_seed("i-1")), seeded(host_seed("i-1")));
     }
 }

@@ -97,6 +97,30 @@ def clients(moto_url: str, region: str, access_key: str = DUMMY_KEY) -> tuple[An
     return boto3.client("ec2", **kw), boto3.client("elbv2", **kw)
 
 
+def _fnv1a(data: bytes) -> int:
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def group_stem(cluster: str, lb_arn: str) -> str:
+    """The agent's ``registry::group_stem``: readable head + 4 hex of a hash of (cluster, NLB)."""
+    head = ""
+    for c in cluster:
+        c = c.lower() if c.isascii() and c.isalnum() else "-"
+        if not (c == "-" and (not head or head.endswith("-"))):
+            head += c
+    head = head[:12].strip("-") or "c"
+    key = (cluster + "\n" + lb_arn).encode()
+    return f"{head}-{_fnv1a(key) & 0xFFFF:04x}"
+
+
+def group_name(cluster: str, lb_arn: str, broker_id: int) -> str:
+    """Name of broker ``broker_id``'s dedicated target group on ``lb_arn``."""
+    return f"kp-{group_stem(cluster, lb_arn)}-b{broker_id}"
+
+
 def access_key_for(index: int) -> str:
     """The dummy access key id for host ``index``. 20 characters, like a real one."""
     return f"AKIAKPLINK{index:010d}"

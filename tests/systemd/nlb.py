@@ -3,7 +3,8 @@
 
 ``nlb.py check WORLD --range FIRST-LAST``
     Exit 0 and print ``PORT LISTENER_ARN`` when exactly one listener in the range forwards to
-    ``kp-<cluster>-b<--broker-id, default host 1's>`` and host 1's instance is registered there (port 9094).
+    broker ``--broker-id``'s group (default host 1's; named as the agent names it, see
+    ``world.group_name``) and host 1's instance is registered there (port 9094).
     Otherwise exit 1 with what was found.
 ``nlb.py delete-listener WORLD --range FIRST-LAST``
     Deletes every listener in the range (the agent's claim); prints the deleted ports.
@@ -42,7 +43,7 @@ def main() -> int:
             elbv2.delete_listener(ListenerArn=lst["arn"])
             print(lst["port"])
         return 0
-    want_tg = f"kp-{world['cluster']}-b{args.broker_id or host['broker_id']}"
+    want_tg = w.group_name(world["cluster"], world["load_balancer_arn"], args.broker_id or host["broker_id"])
     problems = []
     if len(mine) != 1:
         problems.append(f"{len(mine)} listener(s) in {args.range}: {[lst['port'] for lst in mine]}")

@@ -367,7 +367,7 @@ check_expr "kafka.service started after the agent was ready (Before=kafka.servic
 # NLB wiring, straight from moto.
 if out=$(python3 "$REPO/tests/systemd/nlb.py" check "$WORK/world.json" --broker-id $BROKER_ID --range "$RANGE1" 2>"$WORK/nlb.err"); then
   PORT1=${out%% *}
-  pass "NLB: listener :$PORT1 forwards to kp-$CLUSTER-b$BROKER_ID with the instance registered"
+  pass "NLB: listener :$PORT1 forwards to broker $BROKER_ID's group with the instance registered"
 else
   PORT1=
   fail "NLB wiring: $out"

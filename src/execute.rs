@@ -1,0 +1,364 @@
+//! The executor: carries out the steps [`crate::plan::plan`] computed, one small executor per step.
+//!
+//! Each step does exactly what it says; the one thing a step may do differently from the plan is
+//! lose a race with another host, and then it resolves the race itself and reports it in
+//! [`Progress::races`]: another host took the port (the claim moves on to the next candidate),
+//! another host created the bootstrap listener first (its group is joined, ours deleted), or the
+//! file changed on disk since it was observed (the edit is applied to what is there now). The
+//! executed steps therefore equal the planned ones, with race outcomes reported beside them.
+//!
+//! Crash safety comes from the order and from idempotence: the dedicated group is created before
+//! the listener that claims a port for it and deleted again when no port can be had; a group left
+//! by a killed pass is adopted by the next one (CreateTargetGroup is idempotent).
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::ec2::InstanceTags;
+use crate::metadata::InstanceMetadata;
+use crate::nlb::{
+    ListenerClaim, LoadBalancer, NlbError, Target, TargetGroupSpec, MAX_LISTENERS_PER_NLB,
+};
+use crate::plan::{Observed, Step};
+use crate::properties::{self, PropertiesError};
+use crate::reconcile::{Agent, Context, Error};
+use crate::registry;
+
+/// This broker's claim as it stands during a pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The claimed port.
+    pub port: u16,
+    /// The claiming listener.
+    pub listener_arn: String,
+    /// The dedicated target group it forwards to.
+    pub target_group_arn: String,
+}
+
+/// What the executed steps have established so far (starts from the observation).
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// The bootstrap group, once it exists.
+    pub bootstrap_tg: Option<String>,
+    /// Its targets (re-read when another host's bootstrap was joined).
+    pub bootstrap_targets: Vec<Target>,
+    /// A dedicated group created for a claim not made yet.
+    pub pending_group: Option<String>,
+    /// The claim, once it exists.
+    pub claim: Option<Claim>,
+    /// Groups this pass created or adopted (their health check is already right).
+    pub ensured: Vec<String>,
+    /// Ports another host took first during this pass.
+    pub collisions: u32,
+    /// How races with other hosts were resolved, one line each.
+    pub races: Vec<String>,
+    /// Whether `server.properties` was rewritten.
+    pub properties_written: bool,
+}
+
+impl Progress {
+    /// The starting point: what was observed.
+    pub fn from_observed(observed: &Observed) -> Progress {
+        let a = &observed.assessment;
+        Progress {
+            bootstrap_tg: a
+                .bootstrap
+                .as_ref()
+                .and_then(|l| l.target_group_arn.clone()),
+            bootstrap_targets: observed.bootstrap_targets.clone(),
+            claim: a.claim.as_ref().map(|l| Claim {
+                port: l.port,
+                listener_arn: l.arn.clone(),
+                target_group_arn: l.target_group_arn.clone().unwrap_or_default(),
+            }),
+            ..Progress::default()
+        }
+    }
+}
+
+impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
+    /// Runs `steps` in order, then makes sure the file advertises the claim actually made (a race
+    /// may have moved it off the planned port). Returns the executed steps.
+    pub async fn execute(
+        &self,
+        ctx: &Context,
+        observed: &Observed,
+        steps: &[Step],
+        progress: &mut Progress,
+    ) -> Result<Vec<Step>, Error> {
+        let mut done = Vec::with_capacity(steps.len());
+        for step in steps {
+            if let Some(executed) = self.execute_step(ctx, observed, step, progress).await? {
+                done.push(executed);
+            }
+        }
+        if !done
+            .iter()
+            .any(|s| matches!(s, Step::WriteProperties { .. }))
+        {
+            if let Some(executed) = self.write_properties(ctx, observed, progress).await? {
+                progress
+                    .races
+                    .push("the claimed port differs from the plan's; rewrote the file".into());
+                done.push(executed);
+            }
+        }
+        Ok(done)
+    }
+
+    /// Runs one step; `None` when a race made it unnecessary (reported in `progress.races`).
+    pub async fn execute_step(
+        &self,
+        ctx: &Context,
+        observed: &Observed,
+        step: &Step,
+        progress: &mut Progress,
+    ) -> Result<Option<Step>, Error> {
+        match step {
+            Step::CreateBootstrap { .. } => self.create_bootstrap(ctx, progress).await?,
+            Step::CreateDedicatedGroup { .. } => self.create_dedicated_group(ctx, progress).await?,
+            Step::ClaimPort { .. } => self.claim_port(ctx, observed, progress).await?,
+            Step::DeleteDuplicateListener { arn, .. } => self.lb.delete_listener(arn).await?,
+            Step::Register { group, .. } => self.register(ctx, group, progress).await?,
+            Step::Deregister { group, targets } => {
+                let tg = self.group_arn(group, progress)?;
+                self.lb.deregister(&tg, targets).await?;
+            }
+            Step::WriteProperties { .. } => {
+                let written = self.write_properties(ctx, observed, progress).await?;
+                if written.is_none() {
+                    progress
+                        .races
+                        .push("server.properties changed on disk and already says this".into());
+                }
+                return Ok(written);
+            }
+        }
+        Ok(Some(step.clone()))
+    }
+
+    fn cluster_tags(&self, role: &str, broker_id: Option<i32>) -> Vec<(String, String)> {
+        let mut tags = vec![(
+            registry::TAG_CLUSTER.to_string(),
+            self.config.cluster.clone(),
+        )];
+        if let Some(id) = broker_id {
+            tags.push((registry::TAG_BROKER_ID.into(), id.to_string()));
+        }
+        tags.push((registry::TAG_ROLE.into(), role.into()));
+        tags
+    }
+
+    fn spec(&self, ctx: &Context, name: &str, tags: &[(String, String)]) -> TargetGroupSpec {
+        TargetGroupSpec {
+            name: name.to_string(),
+            vpc_id: ctx.identity.vpc_id.clone(),
+            port: ctx.desired.target_port,
+            tags: tags.to_vec(),
+            load_balancer_arn: self.config.nlb.load_balancer_arn.clone(),
+        }
+    }
+
+    /// Creates the bootstrap group and listener; joins another host's if it came first.
+    async fn create_bootstrap(&self, ctx: &Context, progress: &mut Progress) -> Result<(), Error> {
+        let lb_arn = &self.config.nlb.load_balancer_arn;
+        let d = &ctx.desired;
+        let tags = self.cluster_tags("bootstrap", None);
+        let tg = self
+            .lb
+            .ensure_target_group(&self.spec(ctx, &d.bootstrap_group, &tags))
+            .await?;
+        progress.ensured.push(tg.clone());
+        match self
+            .lb
+            .create_listener(lb_arn, d.bootstrap_port, &tg, &tags)
+            .await?
+        {
+            ListenerClaim::Claimed(_) => progress.bootstrap_tg = Some(tg),
+            ListenerClaim::QuotaReached => {
+                self.lb.delete_target_group(&tg).await?;
+                return Err(Error::ListenerQuota {
+                    lb_arn: lb_arn.clone(),
+                    port: d.bootstrap_port,
+                    group: d.bootstrap_group.clone(),
+                    max: MAX_LISTENERS_PER_NLB,
+                });
+            }
+            ListenerClaim::PortTaken => {
+                // Another host created it between our read and now: ours is unused; theirs
+                // must be this cluster's to be joined.
+                self.lb.delete_target_group(&tg).await?;
+                let l = self
+                    .lb
+                    .listeners(lb_arn)
+                    .await?
+                    .into_iter()
+                    .find(|l| l.port == d.bootstrap_port)
+                    .ok_or_else(|| NlbError {
+                        operation: "CreateListener",
+                        resource: format!("{lb_arn} port {}", d.bootstrap_port),
+                        code: "DuplicateListener".into(),
+                        message: "port reported taken but no listener found on it".into(),
+                    })?;
+                let theirs = l.target_group_arn.clone().ok_or(Error::BootstrapUnusable {
+                    arn: l.arn.clone(),
+                    port: l.port,
+                })?;
+                self.check_bootstrap_owner(&theirs).await?;
+                progress.bootstrap_targets = self.lb.targets(&theirs).await?;
+                progress.races.push(format!(
+                    "another host created the bootstrap listener on port {} first; joined it",
+                    d.bootstrap_port
+                ));
+                progress.bootstrap_tg = Some(theirs);
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates (or adopts, after a killed pass) the dedicated group a claim will forward to.
+    async fn create_dedicated_group(
+        &self,
+        ctx: &Context,
+        progress: &mut Progress,
+    ) -> Result<(), Error> {
+        let tags = self.cluster_tags("broker", Some(ctx.broker_id));
+        let tg = self
+            .lb
+            .ensure_target_group(&self.spec(ctx, &ctx.desired.dedicated_group, &tags))
+            .await?;
+        progress.ensured.push(tg.clone());
+        progress.pending_group = Some(tg);
+        Ok(())
+    }
+
+    /// Claims a port for the pending group: the candidates in the plan's order, moving on when
+    /// another host took one first. No port (or the listener quota): the group is deleted again.
+    async fn claim_port(
+        &self,
+        ctx: &Context,
+        observed: &Observed,
+        progress: &mut Progress,
+    ) -> Result<(), Error> {
+        let lb_arn = &self.config.nlb.load_balancer_arn;
+        let d = &ctx.desired;
+        let Some(tg) = progress.pending_group.clone() else {
+            // The plan puts CreateDedicatedGroup first; a caller running ClaimPort alone made one.
+            self.create_dedicated_group(ctx, progress).await?;
+            return Box::pin(self.claim_port(ctx, observed, progress)).await;
+        };
+        let tags = self.cluster_tags("broker", Some(ctx.broker_id));
+        let candidates = claim_candidates(ctx, observed);
+        for port in &candidates {
+            match self.lb.create_listener(lb_arn, *port, &tg, &tags).await? {
+                ListenerClaim::Claimed(arn) => {
+                    if progress.collisions > 0 {
+                        progress.races.push(format!(
+                            "{} port(s) taken by other hosts first; claimed {port}",
+                            progress.collisions
+                        ));
+                    }
+                    progress.pending_group = None;
+                    progress.claim = Some(Claim {
+                        port: *port,
+                        listener_arn: arn,
+                        target_group_arn: tg,
+                    });
+                    return Ok(());
+                }
+                ListenerClaim::PortTaken => {
+                    progress.collisions += 1;
+                    tracing::info!(port, "port taken by another host; trying another");
+                }
+                ListenerClaim::QuotaReached => {
+                    // Leave nothing behind: the group exists only to be forwarded to.
+                    self.lb.delete_target_group(&tg).await?;
+                    return Err(Error::ListenerQuota {
+                        lb_arn: lb_arn.clone(),
+                        port: *port,
+                        group: d.dedicated_group.clone(),
+                        max: MAX_LISTENERS_PER_NLB,
+                    });
+                }
+            }
+        }
+        self.lb.delete_target_group(&tg).await?;
+        Err(Error::RangeExhausted {
+            range: self.config.nlb.port_range.to_string(),
+            lb_arn: lb_arn.clone(),
+            tried: candidates.len(),
+            group: d.dedicated_group.clone(),
+        })
+    }
+
+    fn group_arn(&self, group: &str, progress: &Progress) -> Result<String, Error> {
+        let arn = match group {
+            "bootstrap" => progress.bootstrap_tg.clone(),
+            _ => progress.claim.as_ref().map(|c| c.target_group_arn.clone()),
+        };
+        arn.ok_or_else(|| {
+            Error::Nlb(NlbError {
+                operation: "RegisterTargets",
+                resource: format!("the {group} target group"),
+                code: "TargetGroupNotFound".into(),
+                message: "the plan registers into a group this pass did not establish".into(),
+            })
+        })
+    }
+
+    /// Registers this instance; first points a group this release did not create at the traffic
+    /// port for health checks.
+    async fn register(&self, ctx: &Context, group: &str, progress: &Progress) -> Result<(), Error> {
+        let d = &ctx.desired;
+        let tg = self.group_arn(group, progress)?;
+        // Groups under this release's names were created with `traffic-port`; only 0.1's (and
+        // adopted ones) may probe a fixed port.
+        let current = crate::nlb::target_group_name(&tg)
+            .is_some_and(|n| n == d.dedicated_group || n == d.bootstrap_group);
+        if !progress.ensured.contains(&tg) && !current {
+            self.ensure_traffic_port(&tg).await?;
+        }
+        self.lb
+            .register(&tg, &[(d.instance_id.clone(), d.target_port)])
+            .await?;
+        Ok(())
+    }
+
+    /// Writes the claim's endpoint into the file as it is on disk now (config management may have
+    /// rewritten it since the observation). `None` when nothing needs writing.
+    async fn write_properties(
+        &self,
+        ctx: &Context,
+        observed: &Observed,
+        progress: &mut Progress,
+    ) -> Result<Option<Step>, Error> {
+        let Some(port) = progress.claim.as_ref().map(|c| c.port) else {
+            return Ok(None);
+        };
+        let path = &ctx.desired.properties_path;
+        let text = properties::read(path)?;
+        let Some(new_text) = properties::apply_listener(&text, &ctx.desired.edit_for(port))
+            .map_err(|e| PropertiesError::from_edit(path, e))?
+        else {
+            return Ok(None);
+        };
+        properties::write_atomic(path, &new_text, Some(&properties::backup_path(path)))?;
+        progress.properties_written = true;
+        Ok(Some(Step::WriteProperties {
+            path: path.display().to_string(),
+            from: observed.file_endpoint.clone(),
+            to: ctx.desired.endpoint(port),
+        }))
+    }
+}
+
+/// The ports a new claim tries, in order; the same for `plan` and `run` (seeded by the instance).
+pub fn claim_candidates(ctx: &Context, observed: &Observed) -> Vec<u16> {
+    registry::candidates(
+        &ctx.desired.port_range,
+        &observed.assessment.occupied,
+        ctx.broker_id,
+        observed.file_port(),
+        &mut StdRng::seed_from_u64(registry::host_seed(&ctx.identity.instance_id)),
+    )
+}

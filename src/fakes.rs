@@ -1,0 +1,600 @@
+//! In-process fakes of the side-effect traits, for fast tests of whole passes.
+//!
+//! [`FakeNlb`] implements [`LoadBalancer`] with AWS's documented ELBv2 rules, the same ones the
+//! moto launcher in `tests/support` enforces: a second listener on a port fails
+//! (`DuplicateListener`) unless its settings are identical (then the existing one is returned);
+//! at most [`MAX_LISTENERS_PER_NLB`] listeners per load balancer (`TooManyListeners`); a target
+//! group forwards for one load balancer only (`TargetGroupAssociationLimit`); CreateTargetGroup
+//! is idempotent for identical settings; at most 50 tags per resource (`TooManyTags`); a group a
+//! listener forwards to cannot be deleted (`ResourceInUse`). It counts calls like the real
+//! adapter, and a test can run a closure right before the next CreateListener, to play another
+//! host winning a race. [`FakeImds`] and [`FakeTags`] stand in for instance metadata and EC2.
+//!
+//! Hand-written rather than generated mocks: the point is AWS's *rules*, which no mocking crate
+//! knows, and they must hold across many calls and two agents sharing one NLB.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::ec2::{Ec2Error, InstanceTags};
+use crate::metadata::{InstanceMetadata, MetadataError};
+use crate::nlb::{
+    CallCounter, Listener, ListenerClaim, LoadBalancer, NlbError, Target, TargetGroupInfo,
+    TargetGroupSpec, TargetState, MAX_LISTENERS_PER_NLB, TRAFFIC_PORT,
+};
+
+/// ELBv2's tag limit per resource.
+const MAX_TAGS: usize = 50;
+
+/// A listener held by the fake.
+#[derive(Debug, Clone)]
+pub struct FakeListener {
+    /// Load balancer ARN.
+    pub lb: String,
+    /// Port.
+    pub port: u16,
+    /// Target group it forwards to.
+    pub tg: String,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A target group held by the fake.
+#[derive(Debug, Clone)]
+pub struct FakeGroup {
+    /// Name.
+    pub name: String,
+    /// Default target port.
+    pub port: u16,
+    /// VPC.
+    pub vpc_id: String,
+    /// Health check port (`traffic-port` or a number).
+    pub health_check_port: String,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Registered targets `(instance id, port)`.
+    pub targets: Vec<(String, u16)>,
+}
+
+/// Everything the fake NLB(s) hold; tests read and change it directly.
+#[derive(Debug, Default)]
+pub struct NlbState {
+    /// Load balancer ARN → enabled AZ names.
+    pub load_balancers: BTreeMap<String, Vec<String>>,
+    /// Listener ARN → listener.
+    pub listeners: BTreeMap<String, FakeListener>,
+    /// Target group ARN → group.
+    pub groups: BTreeMap<String, FakeGroup>,
+    next_id: u64,
+}
+
+impl NlbState {
+    fn next(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Adds a load balancer enabled in `zones`; its ARN.
+    pub fn add_load_balancer(&mut self, name: &str, zones: &[&str]) -> String {
+        let arn = format!(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/{name}/{:016x}",
+            self.next()
+        );
+        self.load_balancers
+            .insert(arn.clone(), zones.iter().map(|z| z.to_string()).collect());
+        arn
+    }
+
+    /// Adds a target group directly (as another tool or an older release left it); its ARN.
+    pub fn add_group(
+        &mut self,
+        name: &str,
+        health_check_port: &str,
+        tags: &[(&str, &str)],
+    ) -> String {
+        let arn = format!(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{name}/{:016x}",
+            self.next()
+        );
+        self.groups.insert(
+            arn.clone(),
+            FakeGroup {
+                name: name.to_string(),
+                port: 9094,
+                vpc_id: "vpc-1".to_string(),
+                health_check_port: health_check_port.to_string(),
+                tags: tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                targets: Vec::new(),
+            },
+        );
+        arn
+    }
+
+    /// Adds a listener directly; its ARN. No rule is checked: tests set up any state.
+    pub fn add_listener(&mut self, lb: &str, port: u16, tg: &str, tags: &[(&str, &str)]) -> String {
+        let arn = format!(
+            "{}/{:016x}",
+            lb.replace(":loadbalancer/", ":listener/"),
+            self.next()
+        );
+        self.listeners.insert(
+            arn.clone(),
+            FakeListener {
+                lb: lb.to_string(),
+                port,
+                tg: tg.to_string(),
+                tags: tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            },
+        );
+        arn
+    }
+
+    /// The ARN of the group named `name`.
+    pub fn group_arn(&self, name: &str) -> Option<String> {
+        self.groups
+            .iter()
+            .find(|(_, g)| g.name == name)
+            .map(|(arn, _)| arn.clone())
+    }
+
+    /// The port of the listener forwarding to the group named `name` on `lb`.
+    pub fn port_of(&self, lb: &str, name: &str) -> Option<u16> {
+        let tg = self.group_arn(name)?;
+        self.listeners
+            .values()
+            .find(|l| l.lb == lb && l.tg == tg)
+            .map(|l| l.port)
+    }
+
+    /// The listener on `port` of `lb`, if any: its ARN.
+    pub fn listener_on(&self, lb: &str, port: u16) -> Option<String> {
+        self.listeners
+            .iter()
+            .find(|(_, l)| l.lb == lb && l.port == port)
+            .map(|(arn, _)| arn.clone())
+    }
+
+    /// Load balancers a group forwards for.
+    fn lbs_of(&self, tg: &str) -> Vec<String> {
+        let mut lbs: Vec<String> = self
+            .listeners
+            .values()
+            .filter(|l| l.tg == tg)
+            .map(|l| l.lb.clone())
+            .collect();
+        lbs.dedup();
+        lbs
+    }
+
+    fn tags_of(&mut self, arn: &str) -> Option<&mut BTreeMap<String, String>> {
+        if let Some(l) = self.listeners.get_mut(arn) {
+            return Some(&mut l.tags);
+        }
+        self.groups.get_mut(arn).map(|g| &mut g.tags)
+    }
+}
+
+type Hook = Box<dyn FnOnce(&mut NlbState) + Send>;
+
+/// An in-process NLB with AWS's rules (see the module doc). Clones share state.
+#[derive(Clone, Default)]
+pub struct FakeNlb {
+    /// The state, shared by every clone (two agents on one NLB share one `FakeNlb`).
+    pub state: Arc<Mutex<NlbState>>,
+    /// Calls made through this handle, by operation.
+    pub calls: CallCounter,
+    before_create_listener: Arc<Mutex<Vec<Hook>>>,
+}
+
+impl std::fmt::Debug for FakeNlb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeNlb")
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+fn error(operation: &'static str, resource: &str, code: &str, message: &str) -> NlbError {
+    NlbError {
+        operation,
+        resource: resource.to_string(),
+        code: code.to_string(),
+        message: message.to_string(),
+    }
+}
+
+impl FakeNlb {
+    /// Another handle on the same NLB state with its own call counter (another host).
+    pub fn another_host(&self) -> FakeNlb {
+        FakeNlb {
+            state: Arc::clone(&self.state),
+            calls: CallCounter::default(),
+            before_create_listener: Arc::clone(&self.before_create_listener),
+        }
+    }
+
+    /// Runs `f` on the state right before the next CreateListener of any handle is evaluated.
+    pub fn before_next_create_listener(&self, f: impl FnOnce(&mut NlbState) + Send + 'static) {
+        self.before_create_listener
+            .lock()
+            .unwrap()
+            .push(Box::new(f));
+    }
+
+    /// Locks the state.
+    pub fn with<R>(&self, f: impl FnOnce(&mut NlbState) -> R) -> R {
+        f(&mut self.state.lock().unwrap())
+    }
+}
+
+impl LoadBalancer for FakeNlb {
+    async fn listeners(&self, lb_arn: &str) -> Result<Vec<Listener>, NlbError> {
+        self.calls.record("DescribeListeners");
+        let s = self.state.lock().unwrap();
+        if !s.load_balancers.contains_key(lb_arn) {
+            return Err(error(
+                "DescribeListeners",
+                lb_arn,
+                "LoadBalancerNotFound",
+                "no such load balancer",
+            ));
+        }
+        let mut out: Vec<Listener> = s
+            .listeners
+            .iter()
+            .filter(|(_, l)| l.lb == lb_arn)
+            .map(|(arn, l)| Listener {
+                arn: arn.clone(),
+                port: l.port,
+                target_group_arn: Some(l.tg.clone()),
+            })
+            .collect();
+        out.sort_by_key(|l| l.port);
+        Ok(out)
+    }
+
+    async fn targets(&self, tg_arn: &str) -> Result<Vec<Target>, NlbError> {
+        self.calls.record("DescribeTargetHealth");
+        let s = self.state.lock().unwrap();
+        let g = s.groups.get(tg_arn).ok_or_else(|| {
+            error(
+                "DescribeTargetHealth",
+                tg_arn,
+                "TargetGroupNotFound",
+                "no such group",
+            )
+        })?;
+        Ok(g.targets
+            .iter()
+            .map(|(id, port)| Target {
+                id: id.clone(),
+                port: *port,
+                state: TargetState::Registered,
+                health: "healthy".to_string(),
+            })
+            .collect())
+    }
+
+    async fn ensure_target_group(&self, spec: &TargetGroupSpec) -> Result<String, NlbError> {
+        self.calls.record("CreateTargetGroup");
+        let mut s = self.state.lock().unwrap();
+        if spec.tags.len() > MAX_TAGS {
+            return Err(error(
+                "CreateTargetGroup",
+                &spec.name,
+                "TooManyTags",
+                "more than 50 tags",
+            ));
+        }
+        if let Some(arn) = s.group_arn(&spec.name) {
+            let g = &s.groups[&arn];
+            let identical = g.port == spec.port
+                && g.vpc_id == spec.vpc_id
+                && g.health_check_port == TRAFFIC_PORT;
+            if identical {
+                // AWS: same name and settings returns the existing group.
+                return Ok(arn);
+            }
+            // The adapter's path for DuplicateTargetGroupName: ours only if tagged so and free.
+            if let Some((k, v)) = spec.tags.iter().find(|(k, v)| g.tags.get(k) != Some(v)) {
+                return Err(error(
+                    "CreateTargetGroup",
+                    &arn,
+                    "DuplicateTargetGroupName",
+                    &format!(
+                        "a target group named {} exists without tag {k}={v}; refusing to adopt it",
+                        spec.name
+                    ),
+                ));
+            }
+            if s.lbs_of(&arn)
+                .iter()
+                .any(|lb| *lb != spec.load_balancer_arn)
+            {
+                return Err(error(
+                    "CreateTargetGroup",
+                    &arn,
+                    "TargetGroupAssociationLimit",
+                    "forwards for another load balancer",
+                ));
+            }
+            return Ok(arn);
+        }
+        let arn = format!(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{}/{:016x}",
+            spec.name,
+            s.next()
+        );
+        s.groups.insert(
+            arn.clone(),
+            FakeGroup {
+                name: spec.name.clone(),
+                port: spec.port,
+                vpc_id: spec.vpc_id.clone(),
+                health_check_port: TRAFFIC_PORT.to_string(),
+                tags: spec.tags.iter().cloned().collect(),
+                targets: Vec::new(),
+            },
+        );
+        Ok(arn)
+    }
+
+    async fn create_listener(
+        &self,
+        lb_arn: &str,
+        port: u16,
+        tg_arn: &str,
+        tags: &[(String, String)],
+    ) -> Result<ListenerClaim, NlbError> {
+        self.calls.record("CreateListener");
+        let hooks: Vec<Hook> = std::mem::take(&mut *self.before_create_listener.lock().unwrap());
+        let mut s = self.state.lock().unwrap();
+        for hook in hooks {
+            hook(&mut s);
+        }
+        let resource = format!("{lb_arn} port {port}");
+        if !s.load_balancers.contains_key(lb_arn) {
+            return Err(error(
+                "CreateListener",
+                &resource,
+                "LoadBalancerNotFound",
+                "no such load balancer",
+            ));
+        }
+        if let Some(arn) = s.listener_on(lb_arn, port) {
+            return Ok(if s.listeners[&arn].tg == tg_arn {
+                ListenerClaim::Claimed(arn)
+            } else {
+                ListenerClaim::PortTaken
+            });
+        }
+        if s.listeners.values().filter(|l| l.lb == lb_arn).count() >= MAX_LISTENERS_PER_NLB {
+            return Ok(ListenerClaim::QuotaReached);
+        }
+        if !s.groups.contains_key(tg_arn) {
+            return Err(error(
+                "CreateListener",
+                &resource,
+                "TargetGroupNotFound",
+                "no such group",
+            ));
+        }
+        if s.lbs_of(tg_arn).iter().any(|lb| lb != lb_arn) {
+            return Err(error(
+                "CreateListener",
+                &resource,
+                "TargetGroupAssociationLimit",
+                "forwards for another load balancer",
+            ));
+        }
+        if tags.len() > MAX_TAGS {
+            return Err(error(
+                "CreateListener",
+                &resource,
+                "TooManyTags",
+                "more than 50 tags",
+            ));
+        }
+        let arn = format!(
+            "{}/{:016x}",
+            lb_arn.replace(":loadbalancer/", ":listener/"),
+            s.next()
+        );
+        s.listeners.insert(
+            arn.clone(),
+            FakeListener {
+                lb: lb_arn.to_string(),
+                port,
+                tg: tg_arn.to_string(),
+                tags: tags.iter().cloned().collect(),
+            },
+        );
+        Ok(ListenerClaim::Claimed(arn))
+    }
+
+    async fn register(&self, tg_arn: &str, targets: &[(String, u16)]) -> Result<(), NlbError> {
+        self.calls.record("RegisterTargets");
+        let mut s = self.state.lock().unwrap();
+        let g = s.groups.get_mut(tg_arn).ok_or_else(|| {
+            error(
+                "RegisterTargets",
+                tg_arn,
+                "TargetGroupNotFound",
+                "no such group",
+            )
+        })?;
+        for t in targets {
+            if !g.targets.contains(t) {
+                g.targets.push(t.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn deregister(&self, tg_arn: &str, targets: &[(String, u16)]) -> Result<(), NlbError> {
+        self.calls.record("DeregisterTargets");
+        let mut s = self.state.lock().unwrap();
+        if let Some(g) = s.groups.get_mut(tg_arn) {
+            g.targets.retain(|t| !targets.contains(t));
+        }
+        Ok(())
+    }
+
+    async fn tags(&self, arn: &str) -> Result<Option<BTreeMap<String, String>>, NlbError> {
+        self.calls.record("DescribeTags");
+        Ok(self.state.lock().unwrap().tags_of(arn).map(|t| t.clone()))
+    }
+
+    async fn add_tags(&self, arn: &str, tags: &[(String, String)]) -> Result<(), NlbError> {
+        self.calls.record("AddTags");
+        let mut s = self.state.lock().unwrap();
+        let current = s
+            .tags_of(arn)
+            .ok_or_else(|| error("AddTags", arn, "ListenerNotFound", "no such resource"))?;
+        let mut next = current.clone();
+        next.extend(tags.iter().cloned());
+        if next.len() > MAX_TAGS {
+            return Err(error("AddTags", arn, "TooManyTags", "more than 50 tags"));
+        }
+        *current = next;
+        Ok(())
+    }
+
+    async fn remove_tags(&self, arn: &str, keys: &[String]) -> Result<(), NlbError> {
+        self.calls.record("RemoveTags");
+        let mut s = self.state.lock().unwrap();
+        let current = s
+            .tags_of(arn)
+            .ok_or_else(|| error("RemoveTags", arn, "ListenerNotFound", "no such resource"))?;
+        current.retain(|k, _| !keys.contains(k));
+        Ok(())
+    }
+
+    async fn find_target_group(&self, name: &str) -> Result<Option<String>, NlbError> {
+        self.calls.record("DescribeTargetGroups");
+        Ok(self.state.lock().unwrap().group_arn(name))
+    }
+
+    async fn delete_listener(&self, arn: &str) -> Result<(), NlbError> {
+        self.calls.record("DeleteListener");
+        self.state.lock().unwrap().listeners.remove(arn);
+        Ok(())
+    }
+
+    async fn delete_target_group(&self, arn: &str) -> Result<(), NlbError> {
+        self.calls.record("DeleteTargetGroup");
+        let mut s = self.state.lock().unwrap();
+        if s.listeners.values().any(|l| l.tg == arn) {
+            return Err(error(
+                "DeleteTargetGroup",
+                arn,
+                "ResourceInUse",
+                "a listener forwards to it",
+            ));
+        }
+        s.groups.remove(arn);
+        Ok(())
+    }
+
+    async fn availability_zones(&self, lb_arn: &str) -> Result<Vec<String>, NlbError> {
+        self.calls.record("DescribeLoadBalancers");
+        self.state
+            .lock()
+            .unwrap()
+            .load_balancers
+            .get(lb_arn)
+            .cloned()
+            .ok_or_else(|| {
+                error(
+                    "DescribeLoadBalancers",
+                    lb_arn,
+                    "LoadBalancerNotFound",
+                    "no such load balancer",
+                )
+            })
+    }
+
+    async fn target_group_info(&self, arns: &[String]) -> Result<Vec<TargetGroupInfo>, NlbError> {
+        self.calls.record("DescribeTargetGroups");
+        let s = self.state.lock().unwrap();
+        Ok(arns
+            .iter()
+            .filter_map(|arn| {
+                let g = s.groups.get(arn)?;
+                Some(TargetGroupInfo {
+                    arn: arn.clone(),
+                    load_balancer_arns: s.lbs_of(arn),
+                    health_check_port: g.health_check_port.clone(),
+                })
+            })
+            .collect())
+    }
+
+    async fn health_check_traffic_port(&self, arn: &str) -> Result<(), NlbError> {
+        self.calls.record("ModifyTargetGroup");
+        if let Some(g) = self.state.lock().unwrap().groups.get_mut(arn) {
+            g.health_check_port = TRAFFIC_PORT.to_string();
+        }
+        Ok(())
+    }
+}
+
+/// Instance metadata from a table of paths (`instance-id`, `placement/…`, `tags/instance/…`).
+#[derive(Debug, Clone, Default)]
+pub struct FakeImds {
+    /// Path → value; a missing path answers 404.
+    pub values: Arc<Mutex<BTreeMap<String, String>>>,
+}
+
+impl FakeImds {
+    /// A host in `az` (`us-east-1a`) / `az_id` with `broker_id` in the `kafka:broker-id` tag.
+    pub fn host(instance_id: &str, az: &str, az_id: &str, broker_id: Option<i32>) -> FakeImds {
+        let mut v: BTreeMap<String, String> = [
+            ("instance-id", instance_id),
+            ("placement/region", "us-east-1"),
+            ("placement/availability-zone", az),
+            ("placement/availability-zone-id", az_id),
+            ("local-ipv4", "10.0.1.10"),
+            ("mac", "0e:00:00:00:00:01"),
+            ("network/interfaces/macs/0e:00:00:00:00:01/vpc-id", "vpc-1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        v.insert("tags/instance".into(), "Name".into());
+        if let Some(id) = broker_id {
+            v.insert("tags/instance/kafka:broker-id".into(), id.to_string());
+        }
+        FakeImds {
+            values: Arc::new(Mutex::new(v)),
+        }
+    }
+}
+
+impl InstanceMetadata for FakeImds {
+    async fn get(&self, path: &str) -> Result<Option<String>, MetadataError> {
+        Ok(self.values.lock().unwrap().get(path).cloned())
+    }
+    fn endpoint(&self) -> String {
+        "fake-imds".to_string()
+    }
+}
+
+/// EC2 tags from a table: `(instance id, key)` → value.
+#[derive(Debug, Clone, Default)]
+pub struct FakeTags(pub BTreeMap<(String, String), String>);
+
+impl InstanceTags for FakeTags {
+    async fn tag(&self, instance_id: &str, key: &str) -> Result<Option<String>, Ec2Error> {
+        Ok(self
+            .0
+            .get(&(instance_id.to_string(), key.to_string()))
+            .cloned())
+    }
+}

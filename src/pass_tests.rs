@@ -1,0 +1,413 @@
+//! Whole passes on the in-process fakes ([`crate::fakes`]): the executor runs exactly the planned
+//! steps, drift is repaired, races between hosts interleaved step by step resolve, and
+//! decommission cleans up — in milliseconds, next to the moto/IMDS/tansu end-to-end tests.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::execute::Progress;
+use crate::fakes::{FakeImds, FakeNlb, FakeTags};
+use crate::plan::Step;
+use crate::reconcile::{Agent, Context, Error};
+use crate::registry;
+
+const PROPS: &str = "# managed by config management\n\
+process.roles=broker\n\
+listeners=PLAINTEXT://:9092\n\
+advertised.listeners=PLAINTEXT://b.internal:9092\n\
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT\n";
+
+const ZONES: [(&str, &str); 3] = [
+    ("us-east-1a", "use1-az6"),
+    ("us-east-1b", "use1-az1"),
+    ("us-east-1c", "use1-az2"),
+];
+
+type TestAgent = Agent<FakeImds, FakeNlb, FakeTags>;
+
+/// One NLB in three zones, and a directory for hosts' files.
+struct Bench {
+    nlb: FakeNlb,
+    lb_arn: String,
+    dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let nlb = FakeNlb::default();
+        let zones: Vec<&str> = ZONES.iter().map(|z| z.0).collect();
+        let lb_arn = nlb.with(|s| s.add_load_balancer("kafka", &zones));
+        Bench {
+            nlb,
+            lb_arn,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Broker `id` on its own host (instance `i-<id>`), zone by id, default config.
+    fn host(&self, id: i32) -> TestAgent {
+        self.host_with(id, &format!("i-{id:017x}"), "10001-10010", "")
+    }
+
+    fn host_with(&self, id: i32, instance: &str, range: &str, extra: &str) -> TestAgent {
+        let dir = self.dir.path().join(instance);
+        std::fs::create_dir_all(&dir).unwrap();
+        let props = dir.join("server.properties");
+        if !props.exists() {
+            std::fs::write(&props, PROPS).unwrap();
+        }
+        let text = format!(
+            "cluster = \"orders\"\n[broker]\nserver_properties = \"{}\"\n[listener]\n\
+             advertised_host = \"kafka-{{az_id}}.orders.example.internal\"\n[nlb]\n\
+             load_balancer_arn = \"{}\"\nport_range = \"{range}\"\n{extra}",
+            props.display(),
+            self.lb_arn
+        );
+        let config = Config::parse(&text, Path::new("/test/agent.toml")).unwrap();
+        let (az, az_id) = ZONES[(id as usize) % 3];
+        let nlb = self.nlb.another_host();
+        Agent {
+            config,
+            config_path: PathBuf::from("/test/agent.toml"),
+            metadata: FakeImds::host(instance, az, az_id, Some(id)),
+            calls: nlb.calls.clone(),
+            lb: nlb,
+            tags: FakeTags::default(),
+            metadata_timeout: Duration::from_secs(1),
+            checked: Default::default(),
+        }
+    }
+}
+
+fn props(agent: &TestAgent) -> String {
+    std::fs::read_to_string(&agent.config.broker.server_properties).unwrap()
+}
+
+fn group(id: i32, b: &Bench) -> String {
+    registry::dedicated_group_name("orders", &b.lb_arn, id)
+}
+
+/// Observe, plan, run every planned step; returns (planned, executed, progress).
+async fn plan_and_execute(agent: &TestAgent) -> (Vec<Step>, Vec<Step>, Progress) {
+    let ctx = agent.context().await.unwrap();
+    let observed = agent.observe(&ctx).await.unwrap();
+    let planned = agent.plan(&ctx, &observed).unwrap();
+    let mut progress = Progress::from_observed(&observed);
+    let executed = agent
+        .execute(&ctx, &observed, &planned, &mut progress)
+        .await
+        .unwrap();
+    (planned, executed, progress)
+}
+
+#[tokio::test]
+async fn first_pass_then_steady_state() {
+    let b = Bench::new();
+    let a = b.host(3);
+    let (planned, executed, progress) = plan_and_execute(&a).await;
+    assert_eq!(executed, planned);
+    assert!(progress.races.is_empty());
+    let kinds: Vec<String> = planned.iter().map(ToString::to_string).collect();
+    assert_eq!(kinds.len(), 6, "{kinds:#?}");
+    assert!(kinds[0].starts_with("create bootstrap target group"));
+    assert!(
+        kinds[2].contains("claim a port: try 10004 first"),
+        "{kinds:?}"
+    );
+    assert!(kinds[5].contains("-> kafka-use1-az6.orders.example.internal:10004"));
+    assert_eq!(
+        b.nlb.with(|s| s.port_of(&b.lb_arn, &group(3, &b))),
+        Some(10004)
+    );
+    assert!(props(&a).contains("PRIVATELINK://kafka-use1-az6.orders.example.internal:10004"));
+    // Steady state: nothing planned, nothing done, three reads.
+    let before = a.calls.total();
+    let report = a.pass(&a.context().await.unwrap()).await.unwrap();
+    assert!(report.changes.is_empty(), "{:?}", report.changes);
+    assert_eq!(a.calls.total() - before, 3, "{:?}", report.aws_calls);
+}
+
+/// For every case: what `plan` shows is what the pass does.
+#[tokio::test]
+async fn executed_steps_equal_planned_steps_in_every_case() {
+    type Setup = fn(&Bench, &TestAgent);
+    let cases: Vec<(&str, Setup)> = vec![
+        ("empty NLB", |_, _| {}),
+        ("bootstrap exists", |b, _| {
+            let other = b.host(1);
+            futures_block(async { other.pass(&other.context().await.unwrap()).await.unwrap() });
+        }),
+        ("claim exists but nothing registered, file empty", |b, a| {
+            let tg = b.nlb.with(|s| {
+                s.add_group(
+                    &group(3, b),
+                    "traffic-port",
+                    &[("kplink:cluster", "orders")],
+                )
+            });
+            b.nlb.with(|s| s.add_listener(&b.lb_arn, 10007, &tg, &[]));
+            let _ = a;
+        }),
+        ("two claims: a duplicate is deleted", |b, _| {
+            let tg = b.nlb.with(|s| {
+                s.add_group(
+                    &group(3, b),
+                    "traffic-port",
+                    &[("kplink:cluster", "orders")],
+                )
+            });
+            b.nlb.with(|s| s.add_listener(&b.lb_arn, 10002, &tg, &[]));
+            b.nlb.with(|s| s.add_listener(&b.lb_arn, 10008, &tg, &[]));
+        }),
+        ("replaced instance: the old one is deregistered", |b, a| {
+            let old = b.host_with(3, "i-0000000000000dead", "10001-10010", "");
+            futures_block(async { old.pass(&old.context().await.unwrap()).await.unwrap() });
+            let _ = a;
+        }),
+        ("only the file drifted", |b, a| {
+            futures_block(async { a.pass(&a.context().await.unwrap()).await.unwrap() });
+            std::fs::write(&a.config.broker.server_properties, PROPS).unwrap();
+            let _ = b;
+        }),
+        ("0.1 names and a fixed health check port", |b, _| {
+            let cluster = [("kplink:cluster", "orders")];
+            let boot = b
+                .nlb
+                .with(|s| s.add_group("kp-orders-boot", "9094", &cluster));
+            let b3 = b
+                .nlb
+                .with(|s| s.add_group("kp-orders-b3", "9094", &cluster));
+            b.nlb
+                .with(|s| s.add_listener(&b.lb_arn, 10000, &boot, &cluster));
+            b.nlb
+                .with(|s| s.add_listener(&b.lb_arn, 10009, &b3, &cluster));
+        }),
+    ];
+    for (name, setup) in cases {
+        let b = Bench::new();
+        let a = b.host(3);
+        setup(&b, &a);
+        let (planned, executed, progress) = plan_and_execute(&a).await;
+        assert!(!planned.is_empty(), "{name}: nothing planned");
+        assert_eq!(executed, planned, "{name}");
+        assert!(progress.races.is_empty(), "{name}: {:?}", progress.races);
+        // Converged: the next plan is empty.
+        let (again, _, _) = plan_and_execute(&a).await;
+        assert!(again.is_empty(), "{name}: still pending {again:?}");
+        // Health checks probe the traffic port on every group now forwarding to this broker.
+        b.nlb.with(|s| {
+            for g in s
+                .groups
+                .values()
+                .filter(|g| g.targets.iter().any(|t| t.1 == 9094))
+            {
+                assert_eq!(g.health_check_port, "traffic-port", "{name}: {}", g.name);
+            }
+        });
+    }
+}
+
+/// Runs a future to completion from sync test setup code (a fresh runtime on another thread).
+fn futures_block<F: std::future::Future + Send>(f: F) -> F::Output
+where
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(f)
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+#[tokio::test]
+async fn a_deleted_listener_is_restored_on_the_port_the_file_advertises() {
+    let b = Bench::new();
+    let a = b.host(3);
+    let ctx = a.context().await.unwrap();
+    // Broker 3 prefers 10004; the file says 10008 (say, from before a port range change).
+    let first = a.pass(&ctx).await.unwrap();
+    let arn = first.listener_arn.clone();
+    b.nlb.with(|s| {
+        let l = s.listeners.get_mut(&arn).unwrap();
+        l.port = 10008;
+    });
+    let text = props(&a).replace(":10004", ":10008");
+    std::fs::write(&a.config.broker.server_properties, &text).unwrap();
+    // Drift: the listener is deleted.
+    b.nlb.with(|s| s.listeners.remove(&arn));
+    let (planned, executed, _) = plan_and_execute(&a).await;
+    assert_eq!(executed, planned);
+    assert!(
+        planned
+            .iter()
+            .any(|s| s.to_string().contains("try 10008 first")),
+        "{planned:?}"
+    );
+    assert!(!planned
+        .iter()
+        .any(|s| matches!(s, Step::WriteProperties { .. })));
+    assert_eq!(
+        b.nlb.with(|s| s.port_of(&b.lb_arn, &group(3, &b))),
+        Some(10008)
+    );
+    assert_eq!(props(&a), text, "file untouched: clients keep the address");
+}
+
+#[tokio::test]
+async fn another_host_taking_the_planned_port_is_resolved_and_reported() {
+    let b = Bench::new();
+    let a = b.host(3);
+    let ctx = a.context().await.unwrap();
+    let observed = a.observe(&ctx).await.unwrap();
+    let planned = a.plan(&ctx, &observed).unwrap();
+    // Between the plan and the claim, another host takes 10004.
+    let lb = b.lb_arn.clone();
+    b.nlb.before_next_create_listener(move |s| {
+        let tg = s.add_group(
+            "kp-orders-x-b9",
+            "traffic-port",
+            &[("kplink:cluster", "orders")],
+        );
+        s.add_listener(&lb, 10004, &tg, &[]);
+    });
+    // The bootstrap is created first (its CreateListener runs the hook): give it its own.
+    let mut progress = Progress::from_observed(&observed);
+    let executed = a
+        .execute(&ctx, &observed, &planned, &mut progress)
+        .await
+        .unwrap();
+    let port = b.nlb.with(|s| s.port_of(&b.lb_arn, &group(3, &b))).unwrap();
+    assert_ne!(port, 10004);
+    assert_eq!(progress.collisions, 1);
+    assert!(
+        progress
+            .races
+            .iter()
+            .any(|r| r.contains(&format!("claimed {port}"))),
+        "{:?}",
+        progress.races
+    );
+    // Same steps; only the file's endpoint follows the port actually claimed.
+    assert_eq!(executed.len(), planned.len());
+    for (e, p) in executed.iter().zip(&planned) {
+        match (e, p) {
+            (Step::WriteProperties { to: te, .. }, Step::WriteProperties { to: tp, .. }) => {
+                assert!(tp.ends_with(":10004") && te.ends_with(&format!(":{port}")));
+            }
+            _ => assert_eq!(e, p),
+        }
+    }
+    assert!(props(&a).contains(&format!(":{port}\n")));
+}
+
+/// Two agents booting at once, their steps interleaved one by one on one NLB.
+#[tokio::test]
+async fn two_agents_interleaved_step_by_step_converge_without_conflict() {
+    let b = Bench::new();
+    // Same preferred port: ids 1 and 11 in a 10-port range.
+    let (x, y) = (b.host(1), b.host(11));
+    let cx = x.context().await.unwrap();
+    let cy = y.context().await.unwrap();
+    let ox = x.observe(&cx).await.unwrap();
+    let oy = y.observe(&cy).await.unwrap();
+    let px = x.plan(&cx, &ox).unwrap();
+    let py = y.plan(&cy, &oy).unwrap();
+    assert_eq!(px.len(), py.len());
+    let (mut gx, mut gy) = (Progress::from_observed(&ox), Progress::from_observed(&oy));
+    for (sx, sy) in px.iter().zip(&py) {
+        x.execute_step(&cx, &ox, sx, &mut gx).await.unwrap();
+        y.execute_step(&cy, &oy, sy, &mut gy).await.unwrap();
+    }
+    let (port_x, port_y) = (gx.claim.unwrap().port, gy.claim.unwrap().port);
+    assert_ne!(port_x, port_y);
+    // Both "create" the bootstrap: AWS answers identical CreateTargetGroup and CreateListener
+    // calls with the existing resources, so the second host simply gets the first one's.
+    assert!(
+        gy.races.iter().any(|r| r.contains("taken by other hosts")),
+        "{:?}",
+        gy.races
+    );
+    // One bootstrap group holding both; no orphan group.
+    b.nlb.with(|s| {
+        let boot = registry::bootstrap_group_name("orders", &b.lb_arn);
+        assert_eq!(s.groups.values().filter(|g| g.name == boot).count(), 1);
+        assert_eq!(s.groups[&s.group_arn(&boot).unwrap()].targets.len(), 2);
+        let forwarded: Vec<&String> = s.listeners.values().map(|l| &l.tg).collect();
+        assert!(
+            s.groups.keys().all(|g| forwarded.contains(&g)),
+            "orphan group"
+        );
+    });
+    for (agent, port) in [(&x, port_x), (&y, port_y)] {
+        assert!(props(agent).contains(&format!(":{port}\n")));
+    }
+}
+
+#[tokio::test]
+async fn the_listener_quota_and_a_missing_zone_leave_nothing_behind() {
+    let b = Bench::new();
+    // Zone: an NLB without broker 3's zone (us-east-1a).
+    let two = b
+        .nlb
+        .with(|s| s.add_load_balancer("two", &["us-east-1b", "us-east-1c"]));
+    let a = b.host(3);
+    let mut a2 = b.host(3);
+    a2.config.nlb.load_balancer_arn = two.clone();
+    let err = a2.pass(&a2.context().await.unwrap()).await.unwrap_err();
+    assert!(matches!(err, Error::AzNotEnabled { .. }), "{err}");
+    assert!(err.to_string().contains("use1-az6") && err.to_string().contains("us-east-1a"));
+    assert!(b
+        .nlb
+        .with(|s| s.groups.is_empty() && s.listeners.is_empty()));
+    assert_eq!(props(&a2), PROPS);
+    // Quota: 50 listeners already (a bootstrap of ours and 49 of someone else's).
+    let other = b.host(1);
+    other.pass(&other.context().await.unwrap()).await.unwrap();
+    let foreign = b.nlb.with(|s| s.add_group("someone", "traffic-port", &[]));
+    b.nlb.with(|s| {
+        for port in 0..48 {
+            s.add_listener(&b.lb_arn, 20000 + port, &foreign, &[]);
+        }
+    });
+    let ctx: Context = a.context().await.unwrap();
+    let err = a.pass(&ctx).await.unwrap_err();
+    assert!(matches!(err, Error::ListenerQuota { .. }), "{err}");
+    assert!(err.to_string().contains("50 listeners"), "{err}");
+    assert!(
+        b.nlb.with(|s| s.group_arn(&group(3, &b)).is_none()),
+        "group removed"
+    );
+    assert_eq!(props(&a), PROPS);
+}
+
+#[tokio::test]
+async fn decommission_removes_everything_of_this_broker_and_is_idempotent() {
+    let b = Bench::new();
+    let (x, y) = (b.host(1), b.host(2));
+    for a in [&x, &y] {
+        a.pass(&a.context().await.unwrap()).await.unwrap();
+    }
+    let ctx = y.context().await.unwrap();
+    let done = y.decommission(&ctx, false).await.unwrap();
+    assert_eq!(done.len(), 4, "{done:#?}");
+    b.nlb.with(|s| {
+        assert!(s.group_arn(&group(2, &b)).is_none());
+        assert!(
+            s.port_of(&b.lb_arn, &group(1, &b)).is_some(),
+            "broker 1 untouched"
+        );
+        let boot = s
+            .group_arn(&registry::bootstrap_group_name("orders", &b.lb_arn))
+            .unwrap();
+        assert_eq!(s.groups[&boot].targets.len(), 1);
+    });
+    assert_eq!(props(&y), PROPS);
+    assert!(y.decommission(&ctx, false).await.unwrap().is_empty());
+}
