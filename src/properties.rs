@@ -328,6 +328,71 @@ fn unescape(chars: &[(char, usize)]) -> Result<String, usize> {
     Ok(String::from_utf16_lossy(&units))
 }
 
+/// The logical line starting at `first_char` on physical line `*i`: each char with its byte
+/// offset in `text`, continuation backslashes removed. Leaves `*i` on its last physical line;
+/// the flag says whether the file ended in a continuation.
+fn logical_line(
+    text: &str,
+    lines: &[PhysLine],
+    i: &mut usize,
+    first_char: usize,
+) -> (Vec<(char, usize)>, bool) {
+    let mut chars: Vec<(char, usize)> = Vec::new();
+    let mut segment_start = first_char;
+    loop {
+        let segment = &text[segment_start..lines[*i].content_end];
+        chars.extend(segment.char_indices().map(|(o, c)| (c, segment_start + o)));
+        let backslashes = segment.bytes().rev().take_while(|&b| b == b'\\').count();
+        if backslashes % 2 == 0 {
+            return (chars, false);
+        }
+        chars.pop();
+        if *i + 1 == lines.len() {
+            return (chars, true);
+        }
+        *i += 1;
+        let next = lines[*i];
+        let next_content = &text[next.start..next.content_end];
+        segment_start = next.content_end - next_content.trim_start_matches(is_java_space).len();
+        // A continuation onto a blank line ends the logical line (Java does the same); the
+        // loop sees an empty segment and stops.
+    }
+}
+
+/// Java's `load0` split: the key ends at the first unescaped '=', ':' or whitespace; the value
+/// starts after the whitespace and at most one separator that follow. Returns (key length,
+/// value start), in chars.
+fn split_key_value(chars: &[(char, usize)]) -> (usize, usize) {
+    let n = chars.len();
+    let (mut key_len, mut value_start, mut has_sep, mut escaped) = (0, n, false, false);
+    while key_len < n {
+        let c = chars[key_len].0;
+        if !escaped && (c == '=' || c == ':') {
+            value_start = key_len + 1;
+            has_sep = true;
+            break;
+        }
+        if !escaped && is_java_space(c) {
+            value_start = key_len + 1;
+            break;
+        }
+        escaped = c == '\\' && !escaped;
+        key_len += 1;
+    }
+    while value_start < n {
+        let c = chars[value_start].0;
+        if !is_java_space(c) {
+            if !has_sep && (c == '=' || c == ':') {
+                has_sep = true;
+            } else {
+                break;
+            }
+        }
+        value_start += 1;
+    }
+    (key_len, value_start)
+}
+
 impl Properties {
     /// Parses `text` with `java.util.Properties.load` semantics.
     ///
@@ -348,60 +413,11 @@ impl Properties {
                 continue;
             }
             let first_char = line.content_end - body.len();
-            // The logical line: each char with its byte offset in `text`.
-            let mut chars: Vec<(char, usize)> = Vec::new();
-            let mut segment_start = first_char;
-            loop {
-                let segment = &text[segment_start..lines[i].content_end];
-                chars.extend(segment.char_indices().map(|(o, c)| (c, segment_start + o)));
-                let backslashes = segment.bytes().rev().take_while(|&b| b == b'\\').count();
-                if backslashes % 2 == 0 {
-                    break;
-                }
-                chars.pop();
-                if i + 1 == lines.len() {
-                    dangling_continuation = true;
-                    break;
-                }
-                i += 1;
-                let next = lines[i];
-                let next_content = &text[next.start..next.content_end];
-                segment_start =
-                    next.content_end - next_content.trim_start_matches(is_java_space).len();
-                // A continuation onto a blank line ends the logical line (Java does the
-                // same); the loop sees an empty segment and stops.
-            }
+            let (chars, dangling) = logical_line(text, &lines, &mut i, first_char);
+            dangling_continuation |= dangling;
             let last = lines[i];
             i += 1;
-
-            // Java's load0: the key ends at the first unescaped '=', ':' or whitespace.
-            let n = chars.len();
-            let (mut key_len, mut value_start, mut has_sep, mut escaped) = (0, n, false, false);
-            while key_len < n {
-                let c = chars[key_len].0;
-                if !escaped && (c == '=' || c == ':') {
-                    value_start = key_len + 1;
-                    has_sep = true;
-                    break;
-                }
-                if !escaped && is_java_space(c) {
-                    value_start = key_len + 1;
-                    break;
-                }
-                escaped = c == '\\' && !escaped;
-                key_len += 1;
-            }
-            while value_start < n {
-                let c = chars[value_start].0;
-                if !is_java_space(c) {
-                    if !has_sep && (c == '=' || c == ':') {
-                        has_sep = true;
-                    } else {
-                        break;
-                    }
-                }
-                value_start += 1;
-            }
+            let (key_len, value_start) = split_key_value(&chars);
             let bad_escape =
                 |offset: usize| EditError::at(line_of(offset), EditReason::MalformedEscape);
             let key = unescape(&chars[..key_len]).map_err(bad_escape)?;
@@ -768,7 +784,6 @@ pub fn apply_listener(text: &str, edit: &ListenerEdit) -> Result<Option<String>,
     let props = Properties::parse(text)?;
     let managed = props.managed()?;
     let controllers = props.controller_names();
-    let is_controller = |name: &str| controllers.iter().any(|c| c.eq_ignore_ascii_case(name));
     let mut edits = Edits::new(text, &props);
 
     let listeners_entry = managed
@@ -778,52 +793,82 @@ pub fn apply_listener(text: &str, edit: &ListenerEdit) -> Result<Option<String>,
     if let Some(items) = upsert(&listeners, &edit.name, "", edit.bind_port) {
         edits.set_value(listeners_entry, &items.join(","));
     }
+    edit_advertised(
+        &mut edits,
+        managed.advertised,
+        &listeners,
+        &controllers,
+        edit,
+    )?;
+    edit_protocol_map(&mut edits, managed.protocol_map, &controllers, edit)?;
+    edits.render()
+}
 
+/// `advertised.listeners` with the managed listener's endpoint.
+fn edit_advertised(
+    edits: &mut Edits<'_>,
+    entry: Option<&Entry>,
+    listeners: &[Endpoint],
+    controllers: &[String],
+    edit: &ListenerEdit,
+) -> Result<(), EditError> {
     let ours = format!(
         "{}://{}:{}",
         edit.name, edit.advertised_host, edit.advertised_port
     );
-    match managed.advertised {
-        Some(entry) => {
-            let advertised = parse_listener_list(ADVERTISED_LISTENERS, entry)?;
-            let wanted = upsert(
-                &advertised,
-                &edit.name,
-                &edit.advertised_host,
-                edit.advertised_port,
-            );
-            if let Some(items) = wanted {
-                edits.set_value(entry, &items.join(","));
-            }
+    if let Some(entry) = entry {
+        let advertised = parse_listener_list(ADVERTISED_LISTENERS, entry)?;
+        let wanted = upsert(
+            &advertised,
+            &edit.name,
+            &edit.advertised_host,
+            edit.advertised_port,
+        );
+        if let Some(items) = wanted {
+            edits.set_value(entry, &items.join(","));
         }
-        None => {
-            // Kafka advertises `listeners` minus the controller listeners by default;
-            // writing the key must keep advertising those.
-            let mut items = Vec::new();
-            let mut placed = false;
-            for endpoint in &listeners {
-                if endpoint.name.eq_ignore_ascii_case(&edit.name) {
-                    items.push(ours.clone());
-                    placed = true;
-                } else if is_controller(&endpoint.name) {
-                    continue;
-                } else if matches!(endpoint.host.as_str(), "0.0.0.0" | "::" | "[::]") {
-                    // Empty host makes Kafka advertise the canonical hostname, which
-                    // is what it does for a wildcard bind when the key is unset.
-                    items.push(format!("{}://:{}", endpoint.name, endpoint.port));
-                } else {
-                    items.push(endpoint.text.clone());
-                }
-            }
-            if !placed {
-                items.push(ours);
-            }
-            edits.append(ADVERTISED_LISTENERS, items.join(","));
+        return Ok(());
+    }
+    // Kafka advertises `listeners` minus the controller listeners by default; writing the key
+    // must keep advertising those.
+    let is_controller = |name: &str| controllers.iter().any(|c| c.eq_ignore_ascii_case(name));
+    let mut items = Vec::new();
+    let mut placed = false;
+    for endpoint in listeners {
+        if endpoint.name.eq_ignore_ascii_case(&edit.name) {
+            items.push(ours.clone());
+            placed = true;
+        } else if is_controller(&endpoint.name) {
+            continue;
+        } else if matches!(endpoint.host.as_str(), "0.0.0.0" | "::" | "[::]") {
+            // Empty host makes Kafka advertise the canonical hostname, which is what it does
+            // for a wildcard bind when the key is unset.
+            items.push(format!("{}://:{}", endpoint.name, endpoint.port));
+        } else {
+            items.push(endpoint.text.clone());
         }
     }
+    if !placed {
+        items.push(ours);
+    }
+    edits.append(ADVERTISED_LISTENERS, items.join(","));
+    Ok(())
+}
 
+/// `listener.security.protocol.map` with a mapping for the managed listener if it has none.
+fn edit_protocol_map(
+    edits: &mut Edits<'_>,
+    entry: Option<&Entry>,
+    controllers: &[String],
+    edit: &ListenerEdit,
+) -> Result<(), EditError> {
     let mapping = format!("{}:{}", edit.name, edit.security_protocol);
-    match managed.protocol_map {
+    let is_default = |n: &str| {
+        DEFAULT_PROTOCOL_MAP
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(n))
+    };
+    match entry {
         Some(entry) => {
             let map = parse_protocol_map(entry)?;
             if !map.iter().any(|(n, _)| n.eq_ignore_ascii_case(&edit.name)) {
@@ -832,15 +877,9 @@ pub fn apply_listener(text: &str, edit: &ListenerEdit) -> Result<Option<String>,
                 edits.set_value(entry, &items.join(","));
             }
         }
-        None if DEFAULT_PROTOCOL_MAP
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(&edit.name)) => {}
+        None if is_default(&edit.name) => {}
         None => {
-            if let Some(name) = controllers.iter().find(|c| {
-                !DEFAULT_PROTOCOL_MAP
-                    .iter()
-                    .any(|n| n.eq_ignore_ascii_case(c))
-            }) {
+            if let Some(name) = controllers.iter().find(|c| !is_default(c)) {
                 return Err(EditError::whole_file(
                     EditReason::ImplicitControllerMapping { name: name.clone() },
                 ));
@@ -853,7 +892,7 @@ pub fn apply_listener(text: &str, edit: &ListenerEdit) -> Result<Option<String>,
             edits.append(PROTOCOL_MAP, items.join(","));
         }
     }
-    edits.render()
+    Ok(())
 }
 
 /// Removes the managed listener (from listeners, advertised.listeners; and from listener.security.protocol.map

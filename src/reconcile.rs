@@ -574,55 +574,18 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         let a = plan::assess(d, &listeners, None);
         let dedicated_tg = match a.claim.as_ref().and_then(|l| l.target_group_arn.clone()) {
             Some(arn) => Some(arn),
-            None => match self.lb.find_target_group(&d.dedicated_group).await? {
-                Some(arn) => Some(arn),
-                // A 0.1 name carries no NLB: only ours if no other load balancer uses it.
-                None => match self.lb.find_target_group(&d.legacy_dedicated_group).await? {
-                    Some(arn) => {
-                        let info = self
-                            .lb
-                            .target_group_info(std::slice::from_ref(&arn))
-                            .await?;
-                        info.iter()
-                            .all(|i| i.load_balancer_arns.iter().all(|l| l == lb_arn))
-                            .then_some(arn)
-                    }
-                    None => None,
-                },
-            },
+            None => self.unclaimed_dedicated_group(d).await?,
         };
-        // Clients stop being routed here first: leave the bootstrap group, with any replaced
-        // instance of this broker still found in the dedicated group.
+        // Clients stop being routed here first: leave the bootstrap group.
         if let Some(boot) = a
             .bootstrap
             .as_ref()
             .and_then(|l| l.target_group_arn.as_deref())
         {
-            let mut mine: Vec<(String, u16)> = vec![(d.instance_id.clone(), d.target_port)];
-            if let Some(tg) = &dedicated_tg {
-                mine.extend(
-                    self.lb
-                        .targets(tg)
-                        .await?
-                        .into_iter()
-                        .map(|t| (t.id, t.port)),
-                );
-            }
-            let present: Vec<(String, u16)> = self
-                .lb
-                .targets(boot)
-                .await?
-                .into_iter()
-                .map(|t| (t.id, t.port))
-                .filter(|t| mine.contains(t))
-                .collect();
-            if !present.is_empty() {
-                self.lb.deregister(boot, &present).await?;
-                done.push(format!(
-                    "deregistered {} from the bootstrap target group",
-                    crate::nlb::target_list(&present)
-                ));
-            }
+            done.extend(
+                self.leave_bootstrap(d, boot, dedicated_tg.as_deref())
+                    .await?,
+            );
         }
         for l in a.claim.iter().chain(a.duplicate_claims.iter()) {
             self.lb.delete_listener(&l.arn).await?;
@@ -648,6 +611,62 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             }
         }
         Ok(done)
+    }
+
+    /// This broker's dedicated group when no listener forwards to it (a pass killed before its
+    /// claim): by this release's name, else by 0.1's name if no other load balancer uses it.
+    async fn unclaimed_dedicated_group(&self, d: &Desired) -> Result<Option<String>, Error> {
+        if let Some(arn) = self.lb.find_target_group(&d.dedicated_group).await? {
+            return Ok(Some(arn));
+        }
+        let lb_arn = &self.config.nlb.load_balancer_arn;
+        let Some(arn) = self.lb.find_target_group(&d.legacy_dedicated_group).await? else {
+            return Ok(None);
+        };
+        let info = self
+            .lb
+            .target_group_info(std::slice::from_ref(&arn))
+            .await?;
+        Ok(info
+            .iter()
+            .all(|i| i.load_balancer_arns.iter().all(|l| l == lb_arn))
+            .then_some(arn))
+    }
+
+    /// Deregisters this instance, and any replaced instance of this broker still found in the
+    /// dedicated group, from the bootstrap group `boot`.
+    async fn leave_bootstrap(
+        &self,
+        d: &Desired,
+        boot: &str,
+        dedicated_tg: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        let mut mine: Vec<(String, u16)> = vec![(d.instance_id.clone(), d.target_port)];
+        if let Some(tg) = dedicated_tg {
+            mine.extend(
+                self.lb
+                    .targets(tg)
+                    .await?
+                    .into_iter()
+                    .map(|t| (t.id, t.port)),
+            );
+        }
+        let present: Vec<(String, u16)> = self
+            .lb
+            .targets(boot)
+            .await?
+            .into_iter()
+            .map(|t| (t.id, t.port))
+            .filter(|t| mine.contains(t))
+            .collect();
+        if present.is_empty() {
+            return Ok(None);
+        }
+        self.lb.deregister(boot, &present).await?;
+        Ok(Some(format!(
+            "deregistered {} from the bootstrap target group",
+            crate::nlb::target_list(&present)
+        )))
     }
 
     /// Makes the running broker use what the last pass wrote (see [`crate::restart`]).
