@@ -515,7 +515,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             bind_port: self.config.listener.port,
             advertised_host: ctx.advertised_host.clone(),
             advertised_port: port,
-            security_protocol: self.config.listener.security_protocol.clone(),
+            security_protocol: self.config.listener.security_protocol.to_string(),
         }
     }
 
@@ -708,7 +708,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                     // Leave nothing behind: the group exists only to be forwarded to.
                     self.lb.delete_target_group(&tg).await?;
                     return Err(Error::RangeExhausted {
-                        range: self.config.nlb.port_range.clone(),
+                        range: self.config.nlb.port_range.to_string(),
                         lb_arn: lb_arn.clone(),
                         tried: candidates.len(),
                         group: d.dedicated_group.clone(),
