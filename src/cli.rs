@@ -190,7 +190,7 @@ fn warnings(config: &Config) -> Vec<String> {
         if let Ok(Some(w)) = crate::properties::missing_keystore(
             &text,
             &config.listener.name,
-            &config.listener.security_protocol,
+            config.listener.security_protocol.as_str(),
         ) {
             out.push(format!("{}: {w}", path.display()));
         }

@@ -5,11 +5,14 @@
 //! validates everything that can be checked without AWS or instance metadata, which is exactly what
 //! `kplink-agent check-config` runs.
 
+use std::fmt;
+use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// Default location of the configuration file.
 pub const DEFAULT_PATH: &str = "/etc/kplink/agent.toml";
@@ -35,7 +38,8 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// TOML syntax error, unknown key or wrong type.
+    /// TOML syntax error, unknown key, wrong type or a value its type rejects (port range,
+    /// security protocol, address).
     #[error("invalid config {path}:{line}:{column}: {message}")]
     Parse {
         /// The config file.
@@ -44,7 +48,8 @@ pub enum ConfigError {
         line: usize,
         /// 1-based column of the offending item.
         column: usize,
-        /// What is wrong, from the TOML parser.
+        /// What is wrong, from the TOML parser; starts with the dotted key (`nlb.port_range: `)
+        /// when the error lies in a value or in a table (`nlb: missing field ...`).
         message: String,
     },
     /// A value parsed but is not acceptable.
@@ -87,8 +92,10 @@ pub struct DaemonConfig {
     /// Time between reconcile passes (±10 % jitter).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
-    /// Address of the Prometheus `/metrics` and `/healthz` endpoint; empty disables it.
-    pub metrics_listen: String,
+    /// Address of the Prometheus `/metrics` and `/healthz` endpoint; `""` in the file (`None`)
+    /// disables it.
+    #[serde(deserialize_with = "optional_address")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Where the daemon records its last pass for `status` (systemd's `STATE_DIRECTORY` wins).
     pub state_dir: PathBuf,
 }
@@ -97,7 +104,7 @@ impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
             interval: Duration::from_secs(60),
-            metrics_listen: "127.0.0.1:9721".to_string(),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9721))),
             state_dir: PathBuf::from("/var/lib/kplink"),
         }
     }
@@ -138,8 +145,8 @@ pub struct ListenerConfig {
     /// Advertised host template, e.g. `kafka-{az_id}.orders.example.internal`.
     pub advertised_host: String,
     /// Security protocol mapped to the listener name if the file has no mapping for it yet.
-    #[serde(default = "default_security_protocol")]
-    pub security_protocol: String,
+    #[serde(default)]
+    pub security_protocol: SecurityProtocol,
 }
 
 fn default_listener_name() -> String {
@@ -147,9 +154,6 @@ fn default_listener_name() -> String {
 }
 fn default_listener_port() -> u16 {
     9094
-}
-fn default_security_protocol() -> String {
-    "SSL".to_string()
 }
 
 /// `[nlb]`
@@ -160,14 +164,17 @@ pub struct NlbConfig {
     pub load_balancer_arn: String,
     /// Ports from which per-broker listeners are claimed, `"FIRST-LAST"`.
     #[serde(default = "default_port_range")]
-    pub port_range: String,
+    pub port_range: PortRange,
     /// Port of the shared bootstrap listener.
     #[serde(default = "default_bootstrap_port")]
     pub bootstrap_port: u16,
 }
 
-fn default_port_range() -> String {
-    "10001-10049".to_string()
+fn default_port_range() -> PortRange {
+    PortRange {
+        start: 10001,
+        end: 10049,
+    }
 }
 fn default_bootstrap_port() -> u16 {
     10000
@@ -231,6 +238,158 @@ pub enum RestartMode {
     Never,
 }
 
+/// `nlb.port_range`: an inclusive, non-empty range of ports `1..=65535`, written `"FIRST-LAST"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PortRange {
+    start: u16,
+    end: u16,
+}
+
+impl PortRange {
+    /// The ports, first to last.
+    pub fn range(&self) -> RangeInclusive<u16> {
+        self.start..=self.end
+    }
+
+    /// Whether `port` lies in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        self.range().contains(&port)
+    }
+
+    /// How many ports the range holds (at least 1).
+    pub fn len(&self) -> usize {
+        usize::from(self.end - self.start) + 1
+    }
+
+    /// Always false: a range holds at least one port.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// First port.
+    pub fn start(&self) -> u16 {
+        self.start
+    }
+
+    /// Last port.
+    pub fn end(&self) -> u16 {
+        self.end
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    /// Parses `"FIRST-LAST"` (blanks around each port allowed).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (first, last) = text
+            .split_once('-')
+            .ok_or_else(|| format!("{text:?} is not of the form FIRST-LAST"))?;
+        let parse = |s: &str| -> Result<u16, String> {
+            match s.trim().parse::<u16>() {
+                Ok(0) | Err(_) => Err(format!("{s:?} in {text:?} is not a port (1-65535)")),
+                Ok(p) => Ok(p),
+            }
+        };
+        let (start, end) = (parse(first)?, parse(last)?);
+        if start > end {
+            return Err(format!("{text:?} is empty (first port above last)"));
+        }
+        Ok(PortRange { start, end })
+    }
+}
+
+impl TryFrom<String> for PortRange {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl fmt::Display for PortRange {
+    /// `FIRST-LAST`, e.g. `10001-10049`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.start, self.end)
+    }
+}
+
+/// `listener.security_protocol`: Kafka's name for the listener's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum SecurityProtocol {
+    /// `PLAINTEXT`
+    Plaintext,
+    /// `SSL` (the default)
+    #[default]
+    Ssl,
+    /// `SASL_PLAINTEXT`
+    SaslPlaintext,
+    /// `SASL_SSL`
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// Every protocol, in the order error messages list them.
+    pub const ALL: [SecurityProtocol; 4] = [
+        SecurityProtocol::Plaintext,
+        SecurityProtocol::Ssl,
+        SecurityProtocol::SaslPlaintext,
+        SecurityProtocol::SaslSsl,
+    ];
+
+    /// The name Kafka and the config file use, e.g. `SASL_SSL`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+}
+
+impl FromStr for SecurityProtocol {
+    type Err = String;
+
+    /// Exactly one of the names [`SecurityProtocol::as_str`] gives (case matters, as in Kafka).
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|p| p.as_str()).collect();
+                format!("{text:?} is not one of {}", names.join(", "))
+            })
+    }
+}
+
+impl TryFrom<String> for SecurityProtocol {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl fmt::Display for SecurityProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `daemon.metrics_listen`: `""` is `None`, anything else must be a socket address.
+fn optional_address<'de, D: Deserializer<'de>>(de: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(de)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!("{text:?} is not an address like 127.0.0.1:9721"))
+    })
+}
+
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -243,200 +402,41 @@ impl Config {
 
     /// Parses and validates config text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|span| line_col(text, span.start))
-                .unwrap_or((1, 1));
-            ConfigError::Parse {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message: one_line(e.message().trim()),
-            }
-        })?;
+        let config: Config = toml::from_str(text).map_err(|e| parse_error(text, path, &e))?;
         config.validate(path)?;
         Ok(config)
     }
 
+    /// Checks what serde cannot: one function per section, in file order, first problem wins.
+    /// Checks across sections live with the key they report: `nlb.bootstrap_port` against
+    /// `nlb.port_range` in [`validate_nlb`], `restart.lock_port` against both in
+    /// [`validate_restart`].
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key: &'static str, reason: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key,
-            reason: one_line(&reason),
-        };
-        if self.cluster.is_empty()
-            || self.cluster.len() > 64
-            || !self
-                .cluster
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(invalid(
-                "cluster",
-                format!(
-                    "{:?} must be 1-64 characters of letters, digits, '-', '_' or '.'",
-                    self.cluster
-                ),
-            ));
-        }
-        if let Some(id) = self.broker.id {
-            if id < 0 {
-                return Err(invalid("broker.id", format!("{id} is negative")));
-            }
-        }
-        if self.broker.id_tag.is_empty() || self.broker.id_tag.contains('/') {
-            return Err(invalid(
-                "broker.id_tag",
-                format!("{:?} is not a usable tag key", self.broker.id_tag),
-            ));
-        }
-        if !self.broker.server_properties.is_absolute() {
-            return Err(invalid(
-                "broker.server_properties",
-                format!(
-                    "{} is not an absolute path",
-                    self.broker.server_properties.display()
-                ),
-            ));
-        }
-        if self.listener.name.is_empty()
-            || !self
-                .listener
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(invalid(
-                "listener.name",
-                format!(
-                    "{:?} is not a valid Kafka listener name",
-                    self.listener.name
-                ),
-            ));
-        }
-        if self.listener.port == 0 {
-            return Err(invalid("listener.port", "0 is not a port".to_string()));
-        }
-        let protocols = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
-        if !protocols.contains(&self.listener.security_protocol.as_str()) {
-            return Err(invalid(
-                "listener.security_protocol",
-                format!(
-                    "{:?} is not one of {}",
-                    self.listener.security_protocol,
-                    protocols.join(", ")
-                ),
-            ));
-        }
-        let probe = HostValues {
-            az_id: "use1-az1",
-            az: "us-east-1a",
-            region: "us-east-1",
-            broker_id: 1,
-            instance_id: "i-0123456789abcdef0",
-            cluster: &self.cluster,
-        };
-        let host = render_host(&self.listener.advertised_host, &probe)
-            .map_err(|reason| invalid("listener.advertised_host", reason))?;
-        if !is_hostname(&host) {
-            return Err(invalid(
-                "listener.advertised_host",
-                format!(
-                    "{:?} does not render to a valid DNS name (e.g. {host:?})",
-                    self.listener.advertised_host
-                ),
-            ));
-        }
-        if !self.nlb.load_balancer_arn.starts_with("arn:")
-            || !self.nlb.load_balancer_arn.contains(":loadbalancer/")
-        {
-            return Err(invalid(
-                "nlb.load_balancer_arn",
-                format!(
-                    "{:?} is not a load balancer ARN",
-                    self.nlb.load_balancer_arn
-                ),
-            ));
-        }
-        let range = parse_port_range(&self.nlb.port_range)
-            .map_err(|reason| invalid("nlb.port_range", reason))?;
-        if self.nlb.bootstrap_port == 0 {
-            return Err(invalid("nlb.bootstrap_port", "0 is not a port".to_string()));
-        }
-        if range.contains(&self.nlb.bootstrap_port) {
-            return Err(invalid(
-                "nlb.bootstrap_port",
-                format!(
-                    "{} lies inside nlb.port_range {}",
-                    self.nlb.bootstrap_port, self.nlb.port_range
-                ),
-            ));
-        }
-        if self.restart.command.is_empty() {
-            return Err(invalid("restart.command", "is empty".to_string()));
-        }
-        if self.restart.healthy_checks == 0 {
-            return Err(invalid(
-                "restart.healthy_checks",
-                "must be at least 1".to_string(),
-            ));
-        }
-        if self.restart.lease < Duration::from_secs(10) {
-            return Err(invalid(
-                "restart.lease",
-                format!("{:?} is shorter than 10s", self.restart.lease),
-            ));
-        }
-        if self.restart.lock_port == 0
-            || self.restart.lock_port == self.nlb.bootstrap_port
-            || range.contains(&self.restart.lock_port)
-        {
-            return Err(invalid(
-                "restart.lock_port",
-                format!(
-                    "{} must be a port outside nlb.port_range and other than nlb.bootstrap_port",
-                    self.restart.lock_port
-                ),
-            ));
-        }
-        if self.daemon.interval < Duration::from_secs(1) {
-            return Err(invalid(
-                "daemon.interval",
-                format!("{:?} is shorter than 1s", self.daemon.interval),
-            ));
-        }
-        if !self.daemon.metrics_listen.is_empty()
-            && self
-                .daemon
-                .metrics_listen
-                .parse::<std::net::SocketAddr>()
-                .is_err()
-        {
-            return Err(invalid(
-                "daemon.metrics_listen",
-                format!(
-                    "{:?} is not an address like 127.0.0.1:9721",
-                    self.daemon.metrics_listen
-                ),
-            ));
-        }
-        Ok(())
+        validate_cluster(&self.cluster)
+            .and_then(|()| validate_broker(&self.broker))
+            .and_then(|()| validate_listener(&self.listener, &self.cluster))
+            .and_then(|()| validate_nlb(&self.nlb))
+            .and_then(|()| validate_restart(&self.restart, &self.nlb))
+            .and_then(|()| validate_daemon(&self.daemon))
+            .map_err(|Invalid { key, reason }| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key,
+                reason: one_line(&reason),
+            })
     }
 
     /// Valid but risky settings, one line each (printed by `check-config`, `plan` and at daemon
     /// start).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let range = self.port_range();
-        let claims = usize::from(*range.end() - *range.start()) + 1;
+        let range = self.nlb.port_range;
+        let claims = range.len();
         // Bootstrap and the restart lock are listeners too (the lock only while held).
         let needed = claims + 2;
         let max = crate::nlb::MAX_LISTENERS_PER_NLB;
         if needed > max {
             out.push(format!(
-                "nlb.port_range {} ({claims} ports) + bootstrap listener + restart lock listener = {needed} listeners, more than the {max} AWS allows per Network Load Balancer (not adjustable): at most {} brokers can claim a port; use a range of {} ports or fewer",
-                self.nlb.port_range,
+                "nlb.port_range {range} ({claims} ports) + bootstrap listener + restart lock listener = {needed} listeners, more than the {max} AWS allows per Network Load Balancer (not adjustable): at most {} brokers can claim a port; use a range of {} ports or fewer",
                 max - 2,
                 max - 2
             ));
@@ -444,11 +444,204 @@ impl Config {
         out
     }
 
-    /// The validated port range (validation guarantees it parses).
+    /// The ports of `nlb.port_range`.
     pub fn port_range(&self) -> RangeInclusive<u16> {
-        // Config::parse validated the range; the fallback is the documented default.
-        parse_port_range(&self.nlb.port_range).unwrap_or(10001..=10049)
+        self.nlb.port_range.range()
     }
+}
+
+/// A value that parsed but is not acceptable: its dotted key and why ([`Config::validate`] adds
+/// the file).
+struct Invalid {
+    key: &'static str,
+    reason: String,
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> Invalid {
+    Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// `cluster`
+fn validate_cluster(cluster: &str) -> Result<(), Invalid> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if cluster.is_empty() || cluster.len() > 64 || !cluster.chars().all(allowed) {
+        return Err(invalid(
+            "cluster",
+            format!("{cluster:?} must be 1-64 characters of letters, digits, '-', '_' or '.'"),
+        ));
+    }
+    Ok(())
+}
+
+/// `[broker]`
+fn validate_broker(broker: &BrokerConfig) -> Result<(), Invalid> {
+    if let Some(id) = broker.id {
+        if id < 0 {
+            return Err(invalid("broker.id", format!("{id} is negative")));
+        }
+    }
+    if broker.id_tag.is_empty() || broker.id_tag.contains('/') {
+        return Err(invalid(
+            "broker.id_tag",
+            format!("{:?} is not a usable tag key", broker.id_tag),
+        ));
+    }
+    if !broker.server_properties.is_absolute() {
+        return Err(invalid(
+            "broker.server_properties",
+            format!(
+                "{} is not an absolute path",
+                broker.server_properties.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `[listener]`; `cluster` fills the `{cluster}` placeholder of the probe rendering.
+fn validate_listener(listener: &ListenerConfig, cluster: &str) -> Result<(), Invalid> {
+    if listener.name.is_empty()
+        || !listener
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(invalid(
+            "listener.name",
+            format!("{:?} is not a valid Kafka listener name", listener.name),
+        ));
+    }
+    if listener.port == 0 {
+        return Err(invalid("listener.port", "0 is not a port"));
+    }
+    let probe = HostValues {
+        az_id: "use1-az1",
+        az: "us-east-1a",
+        region: "us-east-1",
+        broker_id: 1,
+        instance_id: "i-0123456789abcdef0",
+        cluster,
+    };
+    let host = render_host(&listener.advertised_host, &probe)
+        .map_err(|reason| invalid("listener.advertised_host", reason))?;
+    if !is_hostname(&host) {
+        return Err(invalid(
+            "listener.advertised_host",
+            format!(
+                "{:?} does not render to a valid DNS name (e.g. {host:?})",
+                listener.advertised_host
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `[nlb]`, including `bootstrap_port` against `port_range`.
+fn validate_nlb(nlb: &NlbConfig) -> Result<(), Invalid> {
+    if !nlb.load_balancer_arn.starts_with("arn:")
+        || !nlb.load_balancer_arn.contains(":loadbalancer/")
+    {
+        return Err(invalid(
+            "nlb.load_balancer_arn",
+            format!("{:?} is not a load balancer ARN", nlb.load_balancer_arn),
+        ));
+    }
+    if nlb.bootstrap_port == 0 {
+        return Err(invalid("nlb.bootstrap_port", "0 is not a port"));
+    }
+    if nlb.port_range.contains(nlb.bootstrap_port) {
+        return Err(invalid(
+            "nlb.bootstrap_port",
+            format!(
+                "{} lies inside nlb.port_range {}",
+                nlb.bootstrap_port, nlb.port_range
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `[restart]`, including `lock_port` against `nlb.port_range` and `nlb.bootstrap_port`.
+fn validate_restart(restart: &RestartConfig, nlb: &NlbConfig) -> Result<(), Invalid> {
+    if restart.command.is_empty() {
+        return Err(invalid("restart.command", "is empty"));
+    }
+    if restart.healthy_checks == 0 {
+        return Err(invalid("restart.healthy_checks", "must be at least 1"));
+    }
+    if restart.lease < Duration::from_secs(10) {
+        return Err(invalid(
+            "restart.lease",
+            format!("{:?} is shorter than 10s", restart.lease),
+        ));
+    }
+    if restart.lock_port == 0
+        || restart.lock_port == nlb.bootstrap_port
+        || nlb.port_range.contains(restart.lock_port)
+    {
+        return Err(invalid(
+            "restart.lock_port",
+            format!(
+                "{} must be a port outside nlb.port_range and other than nlb.bootstrap_port",
+                restart.lock_port
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `[daemon]` (serde already checked `metrics_listen`).
+fn validate_daemon(daemon: &DaemonConfig) -> Result<(), Invalid> {
+    if daemon.interval < Duration::from_secs(1) {
+        return Err(invalid(
+            "daemon.interval",
+            format!("{:?} is shorter than 1s", daemon.interval),
+        ));
+    }
+    Ok(())
+}
+
+/// A TOML or serde error as one line with file, line and column, naming the dotted key when the
+/// error lies in a value or table (serde's message alone would not say which key).
+fn parse_error(text: &str, path: &Path, e: &toml::de::Error) -> ConfigError {
+    let offset = e.span().map(|span| span.start);
+    let (line, column) = offset.map_or((1, 1), |at| line_col(text, at));
+    let message = e.message().trim();
+    let message = match offset.and_then(|at| key_at(text, at)) {
+        Some(key) => format!("{key}: {message}"),
+        None => message.to_string(),
+    };
+    ConfigError::Parse {
+        path: path.to_path_buf(),
+        line,
+        column,
+        message: one_line(&message),
+    }
+}
+
+/// The dotted key of the innermost value or table whose span holds `offset` (`None` if the text
+/// is not valid TOML or only the document as a whole holds it, e.g. an unknown top-level key).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut path = Vec::new();
+    find_key(doc.as_table(), offset, &mut path).then(|| path.join("."))
+}
+
+fn find_key(table: &dyn toml_edit::TableLike, offset: usize, path: &mut Vec<String>) -> bool {
+    for (key, item) in table.iter() {
+        path.push(key.to_string());
+        let inner = item
+            .as_table_like()
+            .is_some_and(|t| find_key(t, offset, path));
+        if inner || item.span().is_some_and(|span| span.contains(&offset)) {
+            return true;
+        }
+        path.pop();
+    }
+    false
 }
 
 /// Values substituted into `listener.advertised_host`.
@@ -519,22 +712,9 @@ pub fn is_hostname(host: &str) -> bool {
         })
 }
 
-/// Parses `"FIRST-LAST"` into an inclusive, non-empty port range.
+/// Parses `"FIRST-LAST"` into an inclusive, non-empty port range (see [`PortRange`]).
 pub fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
-    let (first, last) = text
-        .split_once('-')
-        .ok_or_else(|| format!("{text:?} is not of the form FIRST-LAST"))?;
-    let parse = |s: &str| -> Result<u16, String> {
-        match s.trim().parse::<u16>() {
-            Ok(0) | Err(_) => Err(format!("{s:?} in {text:?} is not a port (1-65535)")),
-            Ok(p) => Ok(p),
-        }
-    };
-    let (first, last) = (parse(first)?, parse(last)?);
-    if first > last {
-        return Err(format!("{text:?} is empty (first port above last)"));
-    }
-    Ok(first..=last)
+    text.parse::<PortRange>().map(|range| range.range())
 }
 
 /// Error messages stay on one line whatever the offending value contains.
@@ -584,7 +764,7 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
         );
         assert_eq!(c.listener.name, "PRIVATELINK");
         assert_eq!(c.listener.port, 9094);
-        assert_eq!(c.listener.security_protocol, "SSL");
+        assert_eq!(c.listener.security_protocol, SecurityProtocol::Ssl);
         assert_eq!(c.nlb.bootstrap_port, 10000);
         assert_eq!(c.port_range(), 10001..=10049);
         assert_eq!(c.restart.mode, RestartMode::Rolling);
@@ -598,7 +778,10 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
         assert_eq!(c.restart.check_interval, Duration::from_secs(10));
         assert_eq!(c.restart.timeout, Duration::from_secs(900));
         assert_eq!(c.daemon.interval, Duration::from_secs(60));
-        assert_eq!(c.daemon.metrics_listen, "127.0.0.1:9721");
+        assert_eq!(
+            c.daemon.metrics_listen,
+            Some("127.0.0.1:9721".parse().unwrap())
+        );
     }
 
     #[test]
@@ -697,6 +880,213 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// The line and message of a config that must fail while deserializing.
+    fn parse_failure(text: &str) -> (usize, String) {
+        match parse(text).unwrap_err() {
+            ConfigError::Parse { line, message, .. } => (line, message),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn port_range_parses_displays_and_round_trips() {
+        let r: PortRange = "10001-10049".parse().unwrap();
+        assert_eq!((r.start(), r.end(), r.len()), (10001, 10049, 49));
+        assert_eq!(r.range(), 10001..=10049);
+        assert!(r.contains(10001) && r.contains(10049));
+        assert!(!r.contains(10000) && !r.contains(10050));
+        assert_eq!(r.to_string(), "10001-10049");
+        assert_eq!(r.to_string().parse::<PortRange>().unwrap(), r);
+        let one: PortRange = " 7 - 7 ".parse().unwrap();
+        assert_eq!((one.to_string(), one.len()), ("7-7".to_string(), 1));
+        assert_eq!(
+            "1-65535".parse::<PortRange>().unwrap().len(),
+            usize::from(u16::MAX)
+        );
+        assert_eq!(parse_port_range("10001-10049").unwrap(), 10001..=10049);
+    }
+
+    #[test]
+    fn port_range_rejects_bad_text_with_todays_messages() {
+        let cases = [
+            ("10001", "\"10001\" is not of the form FIRST-LAST"),
+            ("", "\"\" is not of the form FIRST-LAST"),
+            ("0-5", "\"0\" in \"0-5\" is not a port (1-65535)"),
+            (
+                "1-65536",
+                "\"65536\" in \"1-65536\" is not a port (1-65535)",
+            ),
+            ("-1-5", "\"\" in \"-1-5\" is not a port (1-65535)"),
+            ("10001-", "\"\" in \"10001-\" is not a port (1-65535)"),
+            ("a-b", "\"a\" in \"a-b\" is not a port (1-65535)"),
+            (
+                "10049-10001",
+                "\"10049-10001\" is empty (first port above last)",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(text.parse::<PortRange>().unwrap_err(), want, "{text:?}");
+            assert_eq!(parse_port_range(text).unwrap_err(), want, "{text:?}");
+        }
+        let config = MINIMAL.replace("[nlb]", "[nlb]\nport_range = \"10049-10001\"");
+        let (line, message) = parse_failure(&config);
+        assert_eq!(line, 6);
+        assert_eq!(
+            message,
+            "nlb.port_range: \"10049-10001\" is empty (first port above last)"
+        );
+        let (_, message) = parse_failure(&MINIMAL.replace("[nlb]", "[nlb]\nport_range = 10001"));
+        assert!(
+            message.starts_with("nlb.port_range: invalid type"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn security_protocol_accepts_exactly_kafkas_names() {
+        for p in SecurityProtocol::ALL {
+            assert_eq!(p.as_str().parse::<SecurityProtocol>().unwrap(), p);
+            assert_eq!(p.to_string(), p.as_str());
+            let config = MINIMAL.replace(
+                "[listener]",
+                &format!("[listener]\nsecurity_protocol = \"{p}\""),
+            );
+            assert_eq!(parse(&config).unwrap().listener.security_protocol, p);
+        }
+        let names: Vec<_> = SecurityProtocol::ALL.map(|p| p.as_str()).into();
+        assert_eq!(names, ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]);
+        assert_eq!(SecurityProtocol::default(), SecurityProtocol::Ssl);
+        for bad in ["TLS", "ssl", "SSL ", "SASL-SSL", ""] {
+            assert_eq!(
+                bad.parse::<SecurityProtocol>().unwrap_err(),
+                format!("{bad:?} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
+            );
+        }
+        let config = MINIMAL.replace("[listener]", "[listener]\nsecurity_protocol = \"TLS\"");
+        let (line, message) = parse_failure(&config);
+        assert_eq!(line, 4);
+        assert_eq!(
+            message,
+            "listener.security_protocol: \"TLS\" is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
+        );
+    }
+
+    #[test]
+    fn metrics_listen_empty_disables_and_anything_else_must_be_an_address() {
+        let with = |value: &str| format!("{MINIMAL}[daemon]\nmetrics_listen = {value}\n");
+        assert_eq!(parse(&with("\"\"")).unwrap().daemon.metrics_listen, None);
+        assert_eq!(
+            parse(&with("\"127.0.0.1:9721\""))
+                .unwrap()
+                .daemon
+                .metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9721)))
+        );
+        assert_eq!(
+            parse(&with("\"[::1]:9000\""))
+                .unwrap()
+                .daemon
+                .metrics_listen
+                .map(|a| a.to_string()),
+            Some("[::1]:9000".to_string())
+        );
+        let text = with("\"nonsense\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid config /etc/kplink/agent.toml:8:18: daemon.metrics_listen: \"nonsense\" is not an address like 127.0.0.1:9721"
+        );
+        let (line, message) = parse_failure(&with("9721"));
+        assert_eq!(line, 8);
+        assert!(
+            message.starts_with("daemon.metrics_listen: invalid type"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn serde_errors_name_the_innermost_key() {
+        // Dotted keys and inline tables name the same key as a [table] does.
+        let dotted = MINIMAL.replace("[listener]", "daemon.metrics_listen = \"x\"\n[listener]");
+        assert!(parse_failure(&dotted)
+            .1
+            .starts_with("daemon.metrics_listen: "));
+        let inline = MINIMAL.replace("[listener]", "daemon = { interval = \"soon\" }\n[listener]");
+        assert!(parse_failure(&inline).1.starts_with("daemon.interval: "));
+        // A missing key names its table; an unknown top-level key is named by serde itself.
+        let missing = MINIMAL.replace("load_balancer_arn", "#");
+        let (line, message) = parse_failure(&missing);
+        assert_eq!(line, 5);
+        assert!(
+            message.starts_with("nlb: missing field `load_balancer_arn`"),
+            "{message}"
+        );
+        let (_, message) = parse_failure("bogus = 1\n");
+        assert!(message.starts_with("unknown field `bogus`"), "{message}");
+        // Array elements name the array.
+        let command = format!("{MINIMAL}[restart]\ncommand = [\"a\", 1]\n");
+        assert!(parse_failure(&command).1.starts_with("restart.command: "));
+    }
+
+    #[test]
+    fn each_section_is_validated_and_cross_checks_name_their_key() {
+        let cases = [
+            (
+                MINIMAL.replace("[listener]", "[listener]\nport = 0"),
+                "listener.port",
+            ),
+            (
+                MINIMAL.replace("[nlb]", "[nlb]\nbootstrap_port = 10001"),
+                "nlb.bootstrap_port: 10001 lies inside nlb.port_range 10001-10049",
+            ),
+            (
+                format!("{MINIMAL}[restart]\nlock_port = 10000\n"),
+                "restart.lock_port: 10000 must be a port outside",
+            ),
+            (
+                format!("{MINIMAL}[restart]\nlock_port = 10049\n"),
+                "restart.lock_port: 10049 must be a port outside",
+            ),
+            (
+                format!("{MINIMAL}[restart]\ncommand = []\n"),
+                "restart.command: is empty",
+            ),
+            (
+                format!("{MINIMAL}[restart]\nhealthy_checks = 0\n"),
+                "restart.healthy_checks: must be at least 1",
+            ),
+            (
+                format!("{MINIMAL}[restart]\nlease = \"9s\"\n"),
+                "restart.lease: 9s is shorter than 10s",
+            ),
+            (
+                MINIMAL.replace(
+                    "[listener]",
+                    "[broker]\nserver_properties = \"x\"\n[listener]",
+                ),
+                "broker.server_properties: x is not an absolute path",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn warnings_count_the_typed_range() {
+        let with =
+            |range: &str| MINIMAL.replace("[nlb]", &format!("[nlb]\nport_range = {range:?}"));
+        // 48 claims + bootstrap + lock = 50 listeners, the most an NLB allows.
+        assert!(parse(&with("20001-20048")).unwrap().warnings().is_empty());
+        let warnings = parse(&with(" 20001 - 20049")).unwrap().warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("nlb.port_range 20001-20049 (49 ports) + bootstrap"),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -140,10 +140,14 @@ where
     T: InstanceTags,
 {
     let metrics = Metrics::new(agent.config.daemon.interval);
-    let metrics_task = if agent.config.daemon.metrics_listen.is_empty() {
+    let metrics_task = if agent.config.daemon.metrics_listen.is_none() {
         None
     } else {
-        let addr = agent.config.daemon.metrics_listen.clone();
+        let addr = agent
+            .config
+            .daemon
+            .metrics_listen
+            .map_or_else(String::new, |a| a.to_string());
         let (listener, local) = crate::metrics::bind(&addr)
             .await
             .map_err(|source| DaemonError::MetricsListen { addr, source })?;
