@@ -120,6 +120,9 @@ pub struct BrokerConfig {
     pub id_tag: String,
     /// Kafka's `server.properties`.
     pub server_properties: PathBuf,
+    /// `broker.rack` to write (same placeholders as `listener.advertised_host`, e.g.
+    /// `"{az_id}"`); unset: `broker.rack` is left alone.
+    pub rack: Option<String>,
 }
 
 impl Default for BrokerConfig {
@@ -128,6 +131,7 @@ impl Default for BrokerConfig {
             id: None,
             id_tag: "kafka:broker-id".to_string(),
             server_properties: PathBuf::from("/etc/kafka/server.properties"),
+            rack: None,
         }
     }
 }
@@ -413,7 +417,7 @@ impl Config {
     /// [`validate_restart`].
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         validate_cluster(&self.cluster)
-            .and_then(|()| validate_broker(&self.broker))
+            .and_then(|()| validate_broker(&self.broker, &self.cluster))
             .and_then(|()| validate_listener(&self.listener, &self.cluster))
             .and_then(|()| validate_nlb(&self.nlb))
             .and_then(|()| validate_restart(&self.restart, &self.nlb))
@@ -477,7 +481,18 @@ fn validate_cluster(cluster: &str) -> Result<(), Invalid> {
 }
 
 /// `[broker]`
-fn validate_broker(broker: &BrokerConfig) -> Result<(), Invalid> {
+fn validate_broker(broker: &BrokerConfig, cluster: &str) -> Result<(), Invalid> {
+    if let Some(template) = &broker.rack {
+        let rack = render_host(template, &probe_values(cluster))
+            .map_err(|reason| invalid("broker.rack", reason))?;
+        // Kafka takes any string; keep it one printable token so the file stays one line.
+        if rack.is_empty() || rack.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid(
+                "broker.rack",
+                format!("{template:?} must render to one word without spaces (e.g. \"{{az_id}}\")"),
+            ));
+        }
+    }
     if let Some(id) = broker.id {
         if id < 0 {
             return Err(invalid("broker.id", format!("{id} is negative")));
@@ -517,15 +532,7 @@ fn validate_listener(listener: &ListenerConfig, cluster: &str) -> Result<(), Inv
     if listener.port == 0 {
         return Err(invalid("listener.port", "0 is not a port"));
     }
-    let probe = HostValues {
-        az_id: "use1-az1",
-        az: "us-east-1a",
-        region: "us-east-1",
-        broker_id: 1,
-        instance_id: "i-0123456789abcdef0",
-        cluster,
-    };
-    let host = render_host(&listener.advertised_host, &probe)
+    let host = render_host(&listener.advertised_host, &probe_values(cluster))
         .map_err(|reason| invalid("listener.advertised_host", reason))?;
     if !is_hostname(&host) {
         return Err(invalid(
@@ -537,6 +544,18 @@ fn validate_listener(listener: &ListenerConfig, cluster: &str) -> Result<(), Inv
         ));
     }
     Ok(())
+}
+
+/// Sample values to check that templates render.
+fn probe_values(cluster: &str) -> HostValues<'_> {
+    HostValues {
+        az_id: "use1-az1",
+        az: "us-east-1a",
+        region: "us-east-1",
+        broker_id: 1,
+        instance_id: "i-0123456789abcdef0",
+        cluster,
+    }
 }
 
 /// `[nlb]`, including `bootstrap_port` against `port_range`.

@@ -337,17 +337,20 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         };
         let path = &ctx.desired.properties_path;
         let text = properties::read(path)?;
-        let Some(new_text) = properties::apply_listener(&text, &ctx.desired.edit_for(port))
-            .map_err(|e| PropertiesError::from_edit(path, e))?
-        else {
+        let edit_error = |e| PropertiesError::from_edit(path, e);
+        let Some(new_text) = ctx.desired.edited_file(&text, port).map_err(edit_error)? else {
             return Ok(None);
         };
+        let file_rack = properties::Properties::parse(&text)
+            .map_err(edit_error)?
+            .get(properties::BROKER_RACK);
         properties::write_atomic(path, &new_text, Some(&properties::backup_path(path)))?;
         progress.properties_written = true;
         Ok(Some(Step::WriteProperties {
             path: path.display().to_string(),
             from: observed.file_endpoint.clone(),
             to: ctx.desired.endpoint(port),
+            rack: ctx.desired.rack_change(file_rack.as_deref()),
         }))
     }
 }

@@ -411,3 +411,33 @@ async fn decommission_removes_everything_of_this_broker_and_is_idempotent() {
     assert_eq!(props(&y), PROPS);
     assert!(y.decommission(&ctx, false).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn broker_rack_is_written_with_the_listener_and_a_different_one_is_reported() {
+    let b = Bench::new();
+    let mut a = b.host(3);
+    let path = a.config.broker.server_properties.clone();
+    std::fs::write(&path, format!("{PROPS}broker.rack=rack-from-cm\n")).unwrap();
+    // Unset: broker.rack is left alone.
+    let (_, executed, _) = plan_and_execute(&a).await;
+    assert!(props(&a).contains("broker.rack=rack-from-cm\n"));
+    assert!(executed
+        .iter()
+        .all(|s| !s.to_string().contains("broker.rack")));
+    // Set to the AZ ID: replaced, reported, in the same kind of write.
+    a.config.broker.rack = Some("{az_id}".into());
+    let (planned, executed, _) = plan_and_execute(&a).await;
+    assert_eq!(executed, planned);
+    assert_eq!(planned.len(), 1, "{planned:?}");
+    assert_eq!(
+        planned[0].to_string(),
+        format!(
+            "write {}: advertised kafka-use1-az6.orders.example.internal:10004 -> \
+             kafka-use1-az6.orders.example.internal:10004; broker.rack rack-from-cm -> use1-az6",
+            path.display()
+        )
+    );
+    assert!(props(&a).contains("broker.rack=use1-az6\n"));
+    let (again, _, _) = plan_and_execute(&a).await;
+    assert!(again.is_empty(), "{again:?}");
+}

@@ -40,6 +40,8 @@ pub struct Desired {
     pub properties_path: PathBuf,
     /// The managed listener as the file must say it; `advertised_port` is filled in per port.
     pub listener: ListenerEdit,
+    /// `broker.rack` as the file must say it (`None`: left alone).
+    pub rack: Option<String>,
 }
 
 impl Desired {
@@ -55,6 +57,35 @@ impl Desired {
     pub fn endpoint(&self, port: u16) -> String {
         format!("{}:{port}", self.listener.advertised_host)
     }
+
+    /// `text` as it must be for a claim on `port`: the listener, then `broker.rack`, in one
+    /// write. `None`: it already is.
+    pub fn edited_file(&self, text: &str, port: u16) -> Result<Option<String>, EditError> {
+        let listener = properties::apply_listener(text, &self.edit_for(port))?;
+        let Some(rack) = &self.rack else {
+            return Ok(listener);
+        };
+        Ok(properties::apply_rack(listener.as_deref().unwrap_or(text), rack)?.or(listener))
+    }
+
+    /// The `broker.rack` change a write makes to a file whose rack is `file_rack`, if any.
+    pub fn rack_change(&self, file_rack: Option<&str>) -> Option<RackChange> {
+        let to = self.rack.as_deref()?;
+        (file_rack != Some(to)).then(|| RackChange {
+            from: file_rack.map(str::to_string),
+            to: to.to_string(),
+        })
+    }
+}
+
+/// A `broker.rack` change (KIP-36 rack awareness; consumers fetch from the closest replica with
+/// `client.rack`, KIP-392).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RackChange {
+    /// The rack in the file before (`None`: unset).
+    pub from: Option<String>,
+    /// The rack written.
+    pub to: String,
 }
 
 /// Everything a pass looks at (read by `Agent::observe`).
@@ -68,6 +99,8 @@ pub struct Observed {
     pub bootstrap_targets: Vec<Target>,
     /// Advertised endpoint of the managed listener in `server.properties` now.
     pub file_endpoint: Option<String>,
+    /// `broker.rack` in `server.properties` now.
+    pub file_rack: Option<String>,
     /// `server.properties` as read by this observation.
     #[serde(skip)]
     pub properties_text: String,
@@ -244,6 +277,10 @@ pub enum Step {
         from: Option<String>,
         /// Advertised endpoint after the write.
         to: String,
+        /// The `broker.rack` change the same write makes, if `broker.rack` is configured and
+        /// differs (a different rack already in the file is replaced and reported here).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rack: Option<RackChange>,
     },
 }
 
@@ -293,11 +330,27 @@ impl std::fmt::Display for Step {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            Step::WriteProperties { path, from, to } => write!(
-                f,
-                "write {path}: advertised {} -> {to}",
-                from.as_deref().unwrap_or("(none)")
-            ),
+            Step::WriteProperties {
+                path,
+                from,
+                to,
+                rack,
+            } => {
+                write!(
+                    f,
+                    "write {path}: advertised {} -> {to}",
+                    from.as_deref().unwrap_or("(none)")
+                )?;
+                match rack {
+                    Some(r) => write!(
+                        f,
+                        "; broker.rack {} -> {}",
+                        r.from.as_deref().unwrap_or("(none)"),
+                        r.to
+                    ),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -324,12 +377,15 @@ pub fn plan(
         .map(|l| l.port)
         .or(first_candidate);
     if let Some(port) = port {
-        if properties::apply_listener(&observed.properties_text, &desired.edit_for(port))?.is_some()
+        if desired
+            .edited_file(&observed.properties_text, port)?
+            .is_some()
         {
             steps.push(Step::WriteProperties {
                 path: desired.properties_path.display().to_string(),
                 from: observed.file_endpoint.clone(),
                 to: desired.endpoint(port),
+                rack: desired.rack_change(observed.file_rack.as_deref()),
             });
         }
     }
@@ -409,6 +465,7 @@ mod tests {
                 advertised_port: 0,
                 security_protocol: "SSL".into(),
             },
+            rack: None,
         }
     }
     fn tg(name: &str) -> String {

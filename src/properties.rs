@@ -895,6 +895,23 @@ fn edit_protocol_map(
     Ok(())
 }
 
+/// Key of the broker's rack (Kafka's `broker.rack`).
+pub const BROKER_RACK: &str = "broker.rack";
+
+/// Sets `broker.rack` to `rack` (the existing entry's value in place, else a new line at the
+/// end), changing nothing else; `Ok(None)` when it already says so. Refuses a file where the key
+/// appears twice, as for the listener keys.
+pub fn apply_rack(text: &str, rack: &str) -> Result<Option<String>, EditError> {
+    let props = Properties::parse(text)?;
+    let mut edits = Edits::new(text, &props);
+    match props.unique(BROKER_RACK)? {
+        Some(entry) if entry.value == rack => return Ok(None),
+        Some(entry) => edits.set_value(entry, rack),
+        None => edits.append(BROKER_RACK, rack.to_string()),
+    }
+    edits.render()
+}
+
 /// Removes the managed listener (from listeners, advertised.listeners; and from listener.security.protocol.map
 /// only if no remaining listener uses it). Ok(None) if nothing to remove.
 ///
@@ -1191,6 +1208,23 @@ fn replace_file(dest: &Path, contents: &[u8], like: &fs::Metadata) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rack_is_set_in_place_or_appended_and_nothing_else_moves() {
+        let text = "# top\nbroker.rack = use1-az2\nlisteners=PLAINTEXT://:9092\n";
+        assert_eq!(
+            apply_rack(text, "use1-az6").unwrap().unwrap(),
+            "# top\nbroker.rack = use1-az6\nlisteners=PLAINTEXT://:9092\n"
+        );
+        assert_eq!(apply_rack(text, "use1-az2").unwrap(), None);
+        let bare = "listeners=PLAINTEXT://:9092";
+        assert_eq!(
+            apply_rack(bare, "use1-az1").unwrap().unwrap(),
+            "listeners=PLAINTEXT://:9092\nbroker.rack=use1-az1\n"
+        );
+        let twice = "broker.rack=a\nbroker.rack=b\n";
+        assert!(apply_rack(twice, "c").is_err());
+    }
     use proptest::prelude::*;
 
     const ADV: &str = "PRIVATELINK://kafka-use1-az1.orders.example.internal:10003";

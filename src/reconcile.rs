@@ -246,18 +246,23 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     /// Like [`Agent::context`] with an already discovered identity.
     pub async fn context_for(&self, identity: Identity) -> Result<Context, Error> {
         let (broker_id, source) = self.broker_id(&identity).await?;
-        let advertised_host = render_host(
-            &self.config.listener.advertised_host,
-            &HostValues {
-                az_id: &identity.az_id,
-                az: &identity.az,
-                region: &identity.region,
-                broker_id,
-                instance_id: &identity.instance_id,
-                cluster: &self.config.cluster,
-            },
-        )
-        .map_err(Error::AdvertisedHost)?;
+        let values = HostValues {
+            az_id: &identity.az_id,
+            az: &identity.az,
+            region: &identity.region,
+            broker_id,
+            instance_id: &identity.instance_id,
+            cluster: &self.config.cluster,
+        };
+        let advertised_host = render_host(&self.config.listener.advertised_host, &values)
+            .map_err(Error::AdvertisedHost)?;
+        let rack = match &self.config.broker.rack {
+            Some(template) => Some(
+                render_host(template, &values)
+                    .map_err(|e| Error::AdvertisedHost(format!("broker.rack: {e}")))?,
+            ),
+            None => None,
+        };
         let desired = Desired {
             broker_id,
             instance_id: identity.instance_id.clone(),
@@ -286,6 +291,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 advertised_port: 0,
                 security_protocol: self.config.listener.security_protocol.to_string(),
             },
+            rack,
         };
         Ok(Context {
             identity,
@@ -464,13 +470,14 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         let text = properties::read(path)?;
         let file_endpoint = properties::advertised_endpoint(&text, &self.config.listener.name)
             .map_err(|e| PropertiesError::from_edit(path, e))?;
+        let file_rack = properties::Properties::parse(&text)
+            .map_err(|e| PropertiesError::from_edit(path, e))?
+            .get(properties::BROKER_RACK);
         // Refuse before touching the NLB: a file that cannot be edited safely must not leave a
         // claimed port behind that no broker advertises.
-        properties::apply_listener(
-            &text,
-            &ctx.desired.edit_for(*ctx.desired.port_range.start()),
-        )
-        .map_err(|e| PropertiesError::from_edit(path, e))?;
+        ctx.desired
+            .edited_file(&text, *ctx.desired.port_range.start())
+            .map_err(|e| PropertiesError::from_edit(path, e))?;
         let keep_port = file_endpoint
             .as_deref()
             .and_then(|e| e.rsplit_once(':'))
@@ -498,6 +505,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             dedicated_targets,
             bootstrap_targets,
             file_endpoint,
+            file_rack,
             properties_text: text,
         })
     }
