@@ -4,6 +4,8 @@
 //! 2 changes pending, 1 error; `check-config` 0 or 78 (EX_CONFIG). Any command exits 78 when the
 //! config file is invalid and 64 (EX_USAGE) on a usage error.
 
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,11 +13,14 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Config};
-use crate::kafka::KafkaCluster;
+use crate::daemon::LastPass;
+use crate::kafka::{KafkaCluster, KafkaError, Liveness, RdKafka};
 use crate::metadata::{self, Imds};
 use crate::nlb::CallCounter;
 use crate::nlb::LoadBalancer;
-use crate::reconcile::{Agent, Error};
+use crate::node::NodeRole;
+use crate::reconcile::{Agent, Context, Error, Observed};
+use crate::restart::{CommandService, Decision, LockState, RestartError};
 
 /// Exit code for an invalid configuration (sysexits EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
@@ -106,79 +111,74 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let path = cli.config;
     match cli.command {
         Command::CheckConfig => {
             for w in warnings(&config) {
                 eprintln!("warning: {w}");
             }
-            println!("config OK: {}", cli.config.display());
+            println!("config OK: {}", path.display());
             ExitCode::SUCCESS
         }
         Command::Run {
-            once,
+            once: false,
+            metadata_timeout,
+            ..
+        } => exit_logged(
+            daemon(config, path, metadata_timeout).await,
+            "daemon stopped",
+        ),
+        Command::Run {
+            once: true,
             json,
             metadata_timeout,
-        } => {
-            if !once {
-                return match daemon(config, cli.config, metadata_timeout).await {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        tracing::error!(error = %e, "daemon stopped");
-                        eprintln!("error: {e}");
-                        ExitCode::FAILURE
-                    }
-                };
-            }
-            match run_once(config, cli.config, metadata_timeout, json).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %e, "pass failed");
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        } => exit_logged(
+            run_once(config, path, metadata_timeout, json).await,
+            "pass failed",
+        ),
         Command::Status {
             json,
             metadata_timeout,
-        } => match status(config, cli.config, metadata_timeout, json).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        } => exit(status(config, path, metadata_timeout, json).await),
+        Command::Decommission { yes: false, .. } => {
+            eprintln!(
+                "error: decommission deletes this broker's NLB listener and target group; rerun with --yes to confirm"
+            );
+            ExitCode::from(EXIT_USAGE)
+        }
         Command::Decommission {
-            yes,
+            yes: true,
             keep_config,
             metadata_timeout,
-        } => {
-            if !yes {
-                eprintln!(
-                    "error: decommission deletes this broker's NLB listener and target group; rerun with --yes to confirm"
-                );
-                return ExitCode::from(EXIT_USAGE);
-            }
-            match decommission(config, cli.config, metadata_timeout, keep_config).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        } => exit(decommission(config, path, metadata_timeout, keep_config).await),
         Command::Plan {
             json,
             metadata_timeout,
-        } => match plan(config, cli.config, metadata_timeout, json).await {
+        } => match plan(config, path, metadata_timeout, json).await {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(EXIT_CHANGES_PENDING),
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
+            Err(e) => exit(Err(e)),
         },
     }
+}
+
+/// 0, or 1 with the error on stderr.
+fn exit(result: Result<(), impl std::fmt::Display>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// [`exit`], logging the error as `what` first.
+fn exit_logged(result: Result<(), impl std::fmt::Display>, what: &str) -> ExitCode {
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "{what}");
+    }
+    exit(result)
 }
 
 /// Config warnings plus what `server.properties` says about the managed listener's TLS (when
@@ -213,17 +213,15 @@ fn controller_only(config: &Config) -> Result<Option<String>, Error> {
     }))
 }
 
+/// The agent over the real adapters.
+type RealAgent = Agent<Imds, crate::nlb::Elbv2, crate::ec2::Ec2Tags>;
+
+/// Discovers the instance and builds the AWS adapters, once per command.
 async fn agent(
     config: Config,
     config_path: PathBuf,
     metadata_timeout: Duration,
-) -> Result<
-    (
-        Agent<Imds, crate::nlb::Elbv2, crate::ec2::Ec2Tags>,
-        metadata::Identity,
-    ),
-    Error,
-> {
+) -> Result<(RealAgent, metadata::Identity), Error> {
     let md = Imds::new();
     let identity = metadata::discover(&md, metadata_timeout).await?;
     let calls = CallCounter::default();
@@ -241,6 +239,22 @@ async fn agent(
         },
         identity,
     ))
+}
+
+/// An admin client for `restart.bootstrap_servers` with the `restart.kafka` settings.
+fn kafka_client(config: &Config) -> Result<RdKafka, KafkaError> {
+    RdKafka::new(&config.restart.bootstrap_servers, &config.restart.kafka)
+}
+
+/// The real Kafka and service adapters for `config`: one admin client and the restart command.
+/// `run --once` builds them once; the daemon through this factory, again after a reload.
+fn kafka_adapters(config: &Config) -> Result<(RdKafka, CommandService), Error> {
+    let kafka = kafka_client(config).map_err(RestartError::from)?;
+    let service = CommandService {
+        command: config.restart.command.clone(),
+        timeout: config.restart.timeout,
+    };
+    Ok((kafka, service))
 }
 
 async fn run_once(
@@ -262,7 +276,12 @@ async fn run_once(
     let ctx = agent.context_for(identity).await?;
     let report = agent.pass(&ctx).await?;
     report.log();
-    let outcome = effect(&agent, &ctx, &report, &|_| {}).await;
+    let outcome = match kafka_adapters(&agent.config) {
+        Ok((kafka, service)) => {
+            crate::daemon::make_effective(&agent, &ctx, &report, &kafka, &service, &|_| {}).await
+        }
+        Err(e) => Err(e),
+    };
     if json {
         let mut doc = serde_json::to_value(&report).unwrap_or_default();
         doc["kafka"] = match &outcome {
@@ -286,57 +305,10 @@ async fn run_once(
             println!("  changed: {step}");
         }
         if let Ok(o) = &outcome {
-            println!("  kafka: {}", describe_outcome(o));
+            println!("  kafka: {o}");
         }
     }
     outcome.map(|_| ())
-}
-
-/// Makes the running broker use what the pass wrote, per `restart.mode`.
-pub async fn effect<M, L, T>(
-    agent: &Agent<M, L, T>,
-    ctx: &crate::reconcile::Context,
-    report: &crate::reconcile::PassReport,
-    on_lock: &(dyn Fn(bool) + Send + Sync),
-) -> Result<crate::restart::Outcome, Error>
-where
-    M: crate::metadata::InstanceMetadata,
-    L: crate::nlb::LoadBalancer,
-    T: crate::ec2::InstanceTags,
-{
-    let rc = &agent.config.restart;
-    let kafka = crate::kafka::RdKafka::new(&rc.bootstrap_servers, &rc.kafka)
-        .map_err(crate::restart::RestartError::from)?;
-    let service = crate::restart::CommandService {
-        command: rc.command.clone(),
-        timeout: rc.timeout,
-    };
-    let outcome = agent
-        .make_effective(ctx, report, &kafka, &service, on_lock)
-        .await?;
-    tracing::info!(outcome = ?outcome, "kafka listener state");
-    Ok(outcome)
-}
-
-/// One line about a restart outcome.
-pub fn describe_outcome(o: &crate::restart::Outcome) -> String {
-    use crate::restart::Outcome;
-    match o {
-        Outcome::NotRunning => {
-            "not running (nothing accepts connections on restart.bootstrap_servers); it reads the file when it starts".to_string()
-        }
-        Outcome::AlreadyEffective => "already advertises this endpoint".to_string(),
-        Outcome::DynamicallyUpdated => {
-            "advertised.listeners updated dynamically (no restart)".to_string()
-        }
-        Outcome::Restarted { took_ms } => {
-            format!("restarted under the cluster lock ({took_ms} ms)")
-        }
-        Outcome::Pending { current } => format!(
-            "restart pending (restart.mode = \"never\"); broker advertises {}",
-            current.as_deref().unwrap_or("something else")
-        ),
-    }
 }
 
 /// Prints the plan; `Ok(true)` when there is nothing to do.
@@ -429,11 +401,11 @@ async fn daemon(
             None
         }
     };
-    let reload_path = path.clone();
     crate::daemon::run(
         agent,
         ctx,
-        move || Config::load(&reload_path),
+        kafka_adapters,
+        move || Config::load(&path),
         shutdown_signal(),
     )
     .await?;
@@ -475,178 +447,260 @@ async fn status(
         return Ok(());
     }
     let (agent, identity) = agent(config, path, metadata_timeout).await?;
-    let ctx = agent.context_for(identity).await?;
-    let observed = agent.observe(&ctx).await?;
-    let steps = agent.plan(&ctx, &observed)?;
-    let claim = observed.assessment.claim.as_ref();
-    let desired_endpoint = claim.map(|l| format!("{}:{}", ctx.advertised_host, l.port));
-    let rc = &agent.config.restart;
-    let role = agent.node_role()?;
-    let liveness = match crate::kafka::RdKafka::new(&rc.bootstrap_servers, &rc.kafka) {
-        Ok(k) => {
-            let l = k.probe().await;
-            let adv = if l == crate::kafka::Liveness::Answering {
-                k.advertised_listeners(ctx.broker_id).await.ok().flatten()
-            } else {
-                None
-            };
-            (l, adv)
-        }
-        Err(e) => (
-            crate::kafka::Liveness::Unreachable {
-                bootstrap: rc.bootstrap_servers.clone(),
-                cause: e.to_string(),
-            },
-            None,
-        ),
-    };
-    let (liveness, in_broker) = liveness;
-    let running = liveness == crate::kafka::Liveness::Answering;
-    let unreachable = matches!(liveness, crate::kafka::Liveness::Unreachable { .. });
-    let claims = crate::restart::cluster_claims(&agent.lb, &agent.config).await?;
-    let (_, stale_claims) = crate::restart::split_claims(&claims);
-    let broker_endpoint = in_broker
-        .as_deref()
-        .and_then(|a| crate::restart::endpoint_of(a, &agent.config.listener.name));
-    let restart_pending = match &desired_endpoint {
-        Some(d) => {
+    let view = StatusView::gather(&agent, identity, last).await?;
+    if json {
+        let doc = view.json();
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        print!("{}", view.text());
+    }
+    Ok(())
+}
+
+/// Everything `status` shows.
+struct StatusView {
+    ctx: Context,
+    observed: Observed,
+    /// The plan's steps: pending changes (drift).
+    changes_pending: Vec<String>,
+    role: NodeRole,
+    /// `host:port` the broker should advertise (once it has a claim).
+    desired_endpoint: Option<String>,
+    liveness: Liveness,
+    /// What the running broker advertises for the managed listener.
+    broker_endpoint: Option<String>,
+    restart_pending: bool,
+    stale_claims: BTreeSet<i32>,
+    lock: Option<LockState>,
+    last: Option<LastPass>,
+}
+
+impl StatusView {
+    /// Asks AWS and Kafka.
+    async fn gather(
+        agent: &RealAgent,
+        identity: metadata::Identity,
+        last: Option<LastPass>,
+    ) -> Result<StatusView, Error> {
+        let ctx = agent.context_for(identity).await?;
+        let observed = agent.observe(&ctx).await?;
+        let steps = agent.plan(&ctx, &observed)?;
+        let desired_endpoint = observed
+            .assessment
+            .claim
+            .as_ref()
+            .map(|l| format!("{}:{}", ctx.advertised_host, l.port));
+        let role = agent.node_role()?;
+        let (liveness, in_broker) = kafka_state(&agent.config, ctx.broker_id).await;
+        let claims = crate::restart::cluster_claims(&agent.lb, &agent.config).await?;
+        let (_, stale_claims) = crate::restart::split_claims(&claims);
+        let listener = &agent.config.listener.name;
+        let broker_endpoint = in_broker
+            .as_deref()
+            .and_then(|a| crate::restart::endpoint_of(a, listener));
+        let restart_pending = desired_endpoint.as_deref().is_some_and(|desired| {
+            let unreachable = matches!(liveness, Liveness::Unreachable { .. });
+            let running = liveness == Liveness::Answering;
+            let dynamic = role.dynamic_advertised_listeners();
             unreachable
                 || matches!(
                     crate::restart::decide(
                         running,
                         in_broker.as_deref(),
-                        &agent.config.listener.name,
-                        d,
-                        role.dynamic_advertised_listeners(),
+                        listener,
+                        desired,
+                        dynamic
                     ),
-                    crate::restart::Decision::DynamicUpdate | crate::restart::Decision::Restart
+                    Decision::DynamicUpdate | Decision::Restart
                 )
+        });
+        let lock = match &observed.assessment.lock {
+            Some(l) => agent
+                .lb
+                .tags(&l.arn)
+                .await?
+                .map(|tags| LockState::from_tags(&l.arn, &tags)),
+            None => None,
+        };
+        Ok(StatusView {
+            changes_pending: steps.iter().map(ToString::to_string).collect(),
+            ctx,
+            observed,
+            role,
+            desired_endpoint,
+            liveness,
+            broker_endpoint,
+            restart_pending,
+            stale_claims,
+            lock,
+            last,
+        })
+    }
+
+    fn running(&self) -> bool {
+        self.liveness == Liveness::Answering
+    }
+
+    /// `status --json`.
+    fn json(&self) -> serde_json::Value {
+        let (ctx, observed) = (&self.ctx, &self.observed);
+        let claim = observed.assessment.claim.as_ref();
+        let lock = self.lock.as_ref();
+        serde_json::json!({
+            "identity": ctx.identity,
+            "broker_id": ctx.broker_id,
+            "broker_id_source": ctx.broker_id_source,
+            "claimed_port": claim.map(|l| l.port),
+            "listener_arn": claim.map(|l| l.arn.clone()),
+            "target_group_arn": claim.and_then(|l| l.target_group_arn.clone()),
+            "bootstrap_target_group_arn": observed.assessment.bootstrap.as_ref().and_then(|l| l.target_group_arn.clone()),
+            "dedicated_targets": observed.dedicated_targets,
+            "bootstrap_targets": observed.bootstrap_targets.iter().filter(|t| t.id == ctx.identity.instance_id).collect::<Vec<_>>(),
+            "advertised_in_file": observed.file_endpoint,
+            "advertised_desired": self.desired_endpoint,
+            "node_role": self.role,
+            "kafka_running": self.running(),
+            "kafka": self.liveness,
+            "stale_claims": self.stale_claims,
+            "advertised_in_broker": self.broker_endpoint,
+            "restart_pending": self.restart_pending,
+            "lock_holder": lock.map(|l| l.holder.clone()),
+            "lock_phase": lock.map(|l| l.phase.clone()),
+            "lock_expires_unix": lock.map(|l| l.expires),
+            "changes_pending": self.changes_pending,
+            "last_pass": self.last,
+        })
+    }
+
+    /// `status` for people: one `label  value` line per fact.
+    fn text(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = self
+            .write_identity(&mut out)
+            .and_then(|()| self.write_kafka(&mut out))
+            .and_then(|()| self.write_state(&mut out));
+        out
+    }
+
+    fn write_identity(&self, out: &mut String) -> std::fmt::Result {
+        let (ctx, observed) = (&self.ctx, &self.observed);
+        let id = &ctx.identity;
+        writeln!(
+            out,
+            "instance      {} ({} / {}, {}, {})",
+            id.instance_id, id.az, id.az_id, id.private_ip, id.vpc_id
+        )?;
+        writeln!(
+            out,
+            "broker id     {} (from {})",
+            ctx.broker_id, ctx.broker_id_source
+        )?;
+        writeln!(out, "node          {}", self.role)?;
+        match &observed.assessment.claim {
+            Some(l) => {
+                writeln!(out, "claimed port  {}", l.port)?;
+                writeln!(out, "listener      {}", l.arn)?;
+                let group = l.target_group_arn.as_deref().unwrap_or("?");
+                writeln!(out, "target group  {group}")?;
+            }
+            None => writeln!(out, "claimed port  none")?,
         }
-        None => false,
-    };
-    let lock = match &observed.assessment.lock {
-        Some(l) => agent
-            .lb
-            .tags(&l.arn)
-            .await?
-            .map(|tags| crate::restart::LockState::from_tags(&l.arn, &tags)),
-        None => None,
-    };
-    let doc = serde_json::json!({
-        "identity": ctx.identity,
-        "broker_id": ctx.broker_id,
-        "broker_id_source": ctx.broker_id_source,
-        "claimed_port": claim.map(|l| l.port),
-        "listener_arn": claim.map(|l| l.arn.clone()),
-        "target_group_arn": claim.and_then(|l| l.target_group_arn.clone()),
-        "bootstrap_target_group_arn": observed.assessment.bootstrap.as_ref().and_then(|l| l.target_group_arn.clone()),
-        "dedicated_targets": observed.dedicated_targets,
-        "bootstrap_targets": observed.bootstrap_targets.iter().filter(|t| t.id == ctx.identity.instance_id).collect::<Vec<_>>(),
-        "advertised_in_file": observed.file_endpoint,
-        "advertised_desired": desired_endpoint,
-        "node_role": role,
-        "kafka_running": running,
-        "kafka": liveness,
-        "stale_claims": stale_claims,
-        "advertised_in_broker": broker_endpoint,
-        "restart_pending": restart_pending,
-        "lock_holder": lock.as_ref().map(|l| l.holder.clone()),
-        "lock_phase": lock.as_ref().map(|l| l.phase.clone()),
-        "lock_expires_unix": lock.as_ref().map(|l| l.expires),
-        "changes_pending": steps.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "last_pass": last,
-    });
-    if json {
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-        return Ok(());
-    }
-    let id = &ctx.identity;
-    println!(
-        "instance      {} ({} / {}, {}, {})",
-        id.instance_id, id.az, id.az_id, id.private_ip, id.vpc_id
-    );
-    println!(
-        "broker id     {} (from {})",
-        ctx.broker_id, ctx.broker_id_source
-    );
-    println!("node          {role}");
-    match claim {
-        Some(l) => {
-            println!("claimed port  {}", l.port);
-            println!("listener      {}", l.arn);
-            println!(
-                "target group  {}",
-                l.target_group_arn.as_deref().unwrap_or("?")
-            );
+        for t in &observed.dedicated_targets {
+            let (id, port, health, state) = (&t.id, t.port, &t.health, &t.state);
+            writeln!(out, "target        {id}:{port} {health} ({state:?})")?;
         }
-        None => println!("claimed port  none"),
+        writeln!(
+            out,
+            "advertised    file: {}   desired: {}",
+            observed.file_endpoint.as_deref().unwrap_or("(none)"),
+            self.desired_endpoint.as_deref().unwrap_or("(no claim yet)")
+        )
     }
-    for t in &observed.dedicated_targets {
-        println!(
-            "target        {}:{} {} ({:?})",
-            t.id, t.port, t.health, t.state
-        );
-    }
-    println!(
-        "advertised    file: {}   desired: {}",
-        observed.file_endpoint.as_deref().unwrap_or("(none)"),
-        desired_endpoint.as_deref().unwrap_or("(no claim yet)")
-    );
-    println!(
-        "kafka         {}",
-        if running {
+
+    fn write_kafka(&self, out: &mut String) -> std::fmt::Result {
+        let kafka = if self.running() {
             format!(
                 "running, advertises {}{}",
-                broker_endpoint.as_deref().unwrap_or("(unknown)"),
-                if restart_pending {
+                self.broker_endpoint.as_deref().unwrap_or("(unknown)"),
+                if self.restart_pending {
                     " - restart pending"
                 } else {
                     ""
                 }
             )
         } else {
-            match &liveness {
-                crate::kafka::Liveness::Unreachable { bootstrap, cause } => format!(
+            match &self.liveness {
+                Liveness::Unreachable { bootstrap, cause } => format!(
                     "UNREACHABLE: {bootstrap} accepts connections but does not answer ({cause}) - restart pending"
                 ),
                 _ => "not running".to_string(),
             }
+        };
+        writeln!(out, "kafka         {kafka}")?;
+        if !self.stale_claims.is_empty() {
+            writeln!(
+                out,
+                "stale claims  brokers {} (a claim whose target group has no registered target: removed without `decommission`?); left out of the restart health gate",
+                self.stale_claims
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
         }
-    );
-    if !stale_claims.is_empty() {
-        println!(
-            "stale claims  brokers {} (a claim whose target group has no registered target: removed without `decommission`?); left out of the restart health gate",
-            stale_claims
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        Ok(())
     }
-    match &lock {
-        Some(l) => println!(
-            "restart lock  held by {} (phase {}, expires unix {})",
-            l.holder, l.phase, l.expires
-        ),
-        None => println!("restart lock  free"),
-    }
-    match &last {
-        Some(p) => println!(
-            "last pass     {} ({}, unix {})",
-            p.summary,
-            if p.ok { "ok" } else { "FAILED" },
-            p.finished_unix
-        ),
-        None => println!("last pass     none recorded (is the daemon running?)"),
-    }
-    if steps.is_empty() {
-        println!("drift         none");
-    } else {
-        for s in steps {
-            println!("drift         {s}");
+
+    fn write_state(&self, out: &mut String) -> std::fmt::Result {
+        match &self.lock {
+            Some(l) => writeln!(
+                out,
+                "restart lock  held by {} (phase {}, expires unix {})",
+                l.holder, l.phase, l.expires
+            )?,
+            None => writeln!(out, "restart lock  free")?,
         }
+        match &self.last {
+            Some(p) => writeln!(
+                out,
+                "last pass     {} ({}, unix {})",
+                p.summary,
+                if p.ok { "ok" } else { "FAILED" },
+                p.finished_unix
+            )?,
+            None => writeln!(out, "last pass     none recorded (is the daemon running?)")?,
+        }
+        if self.changes_pending.is_empty() {
+            writeln!(out, "drift         none")?;
+        }
+        for s in &self.changes_pending {
+            writeln!(out, "drift         {s}")?;
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// Whether Kafka answers and, if so, what this broker advertises.
+async fn kafka_state(config: &Config, broker_id: i32) -> (Liveness, Option<String>) {
+    match kafka_client(config) {
+        Ok(k) => {
+            let liveness = k.probe().await;
+            let advertised = if liveness == Liveness::Answering {
+                k.advertised_listeners(broker_id).await.ok().flatten()
+            } else {
+                None
+            };
+            (liveness, advertised)
+        }
+        Err(e) => (
+            Liveness::Unreachable {
+                bootstrap: config.restart.bootstrap_servers.clone(),
+                cause: e.to_string(),
+            },
+            None,
+        ),
+    }
 }
 
 async fn decommission(
@@ -666,8 +720,7 @@ async fn decommission(
     // listener after the next start (and Kafka refuses an advertised listener it does not have).
     if !keep_config && agent.node_role()?.dynamic_advertised_listeners() {
         let rc = &agent.config.restart;
-        let kafka = crate::kafka::RdKafka::new(&rc.bootstrap_servers, &rc.kafka)
-            .map_err(crate::restart::RestartError::from)?;
+        let kafka = kafka_client(&agent.config).map_err(RestartError::from)?;
         match kafka.probe().await {
             crate::kafka::Liveness::Answering => {
                 if kafka

@@ -8,6 +8,17 @@
 //! interrupted at an await point (an AWS call), never inside the synchronous atomic file write,
 //! and the next start completes whatever the interrupted pass began.
 //!
+//! The loop's memory between passes is a [`LoopState`] value; what a pass means for the next one
+//! (back-off, whether Kafka must be looked at, drift, the status line, when stale claims are due)
+//! is decided by the pure [`LoopState::after_pass`], and small functions here carry out its
+//! [`Effects`] (metrics, logs, the state file, sd_notify).
+//!
+//! The daemon depends on [`crate::reconcile`], [`crate::restart`], the [`KafkaCluster`] and
+//! [`ServiceManager`] traits and [`crate::metrics`]; the caller ([`crate::cli`]) builds the real
+//! adapters and hands them in. The Kafka and service adapters come from a factory argument: built
+//! when Kafka is first looked at, kept, and built again after a SIGHUP reload (which may change
+//! `restart.bootstrap_servers`, `restart.kafka` or `restart.command`) or after building failed.
+//!
 //! systemd integration: READY=1 after the first pass (before any Kafka restart it triggers),
 //! STATUS= after each pass, WATCHDOG=1 when
 //! `WATCHDOG_USEC` is set. The daemon exits non-zero only when its own machinery breaks (metrics
@@ -15,22 +26,24 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use notify::Watcher;
 use rand::Rng;
 use sd_notify::NotifyState;
 use serde::Serialize;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::ec2::InstanceTags;
+use crate::kafka::KafkaCluster;
 use crate::metadata::InstanceMetadata;
 use crate::metrics::Metrics;
 use crate::nlb::LoadBalancer;
 use crate::reconcile::{Agent, Context, Error, PassReport};
-use crate::restart::Outcome;
+use crate::restart::{Outcome, ServiceManager};
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -127,38 +140,470 @@ pub fn next_delay(interval: Duration, consecutive_failures: u32, rng: &mut impl 
     base.mul_f64(rng.gen_range(0.9..=1.1))
 }
 
-/// Runs passes until `shutdown` completes. `reload` re-reads the config file.
-pub async fn run<M, L, T>(
+/// Makes the running broker use what the pass wrote, per `restart.mode`, through the given Kafka
+/// and service adapters (used by the daemon and by `run --once`).
+pub async fn make_effective<M, L, T, K, S>(
+    agent: &Agent<M, L, T>,
+    ctx: &Context,
+    report: &PassReport,
+    kafka: &K,
+    service: &S,
+    on_lock: &(dyn Fn(bool) + Send + Sync),
+) -> Result<Outcome, Error>
+where
+    M: InstanceMetadata,
+    L: LoadBalancer,
+    T: InstanceTags,
+    K: KafkaCluster,
+    S: ServiceManager,
+{
+    let outcome = agent
+        .make_effective(ctx, report, kafka, service, on_lock)
+        .await?;
+    tracing::info!(outcome = ?outcome, "kafka listener state");
+    Ok(outcome)
+}
+
+/// The status line of a controller-only node.
+const IDLE_STATUS: &str = "controller-only node: idle (nothing to wire)";
+
+/// What the daemon remembers between passes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoopState {
+    /// Failed passes in a row (the back-off).
+    pub failures: u32,
+    /// A pass succeeded since the start: changes after that are drift repairs.
+    pub converged_once: bool,
+    /// Kafka was looked at since the start.
+    pub kafka_checked: bool,
+    /// The running broker does not use the written listener yet, or could not be asked.
+    pub restart_pending: bool,
+    /// The idle line was logged since the node last was a broker.
+    pub idle_logged: bool,
+    /// When stale claims were last counted.
+    pub stale_counted: Option<Instant>,
+}
+
+/// A pass as [`LoopState::after_pass`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum PassResult<'a> {
+    /// A KRaft controller-only node, left alone.
+    Idle,
+    /// The NLB and the file are done; `kafka` is the Kafka step when it ran.
+    Wired {
+        /// What the pass did.
+        pass: Wired,
+        /// The Kafka step's outcome, or its error.
+        kafka: Option<Result<&'a Outcome, &'a Error>>,
+    },
+    /// The pass failed before reaching Kafka.
+    Failed(&'a Error),
+}
+
+/// What [`LoopState::after_pass`] needs of a successful pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wired {
+    /// Broker id.
+    pub broker_id: i32,
+    /// The claimed port.
+    pub port: u16,
+    /// Changes the pass made.
+    pub changes: usize,
+}
+
+impl Wired {
+    /// The summary of a pass report.
+    pub fn of(report: &PassReport) -> Self {
+        Wired {
+            broker_id: report.broker_id,
+            port: report.port,
+            changes: report.changes.len(),
+        }
+    }
+}
+
+/// What the loop does after a pass, as decided by [`LoopState::after_pass`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// The pass counts as successful (metrics, state file).
+    pub ok: bool,
+    /// The claimed port, when the pass wired the broker.
+    pub port: Option<u16>,
+    /// Log the idle line (first idle pass after start or after being a broker).
+    pub log_idle: bool,
+    /// New value of `kplink_restart_pending`; `None` leaves it (an idle pass).
+    pub restart_pending: Option<bool>,
+    /// The Kafka step changed something worth a log line.
+    pub kafka_changed: bool,
+    /// The Kafka step restarted the broker.
+    pub restarted: bool,
+    /// Changes counted as drift repairs (none before the first convergence).
+    pub drift_repairs: u64,
+    /// Count stale claims now (first success, then every 10 minutes).
+    pub count_stale_claims: bool,
+    /// Forget the broker context: resolve identity and broker id again next pass.
+    pub reset_context: bool,
+    /// The STATUS= line, also the state file's summary.
+    pub status: String,
+}
+
+impl LoopState {
+    /// Whether the next pass must look at Kafka: nothing known yet (first pass, or every pass
+    /// so far failed before Kafka), or a change is pending (including Kafka errors).
+    pub fn check_kafka(&self) -> bool {
+        !self.kafka_checked || self.restart_pending
+    }
+
+    /// The transition after a pass, at `now`: updates the state and says what to do.
+    pub fn after_pass(&mut self, result: PassResult<'_>, now: Instant) -> Effects {
+        match result {
+            PassResult::Idle => self.idle(),
+            PassResult::Failed(error) => self.failed(error),
+            PassResult::Wired { pass, kafka } => {
+                self.idle_logged = false;
+                self.kafka_checked = true;
+                match kafka {
+                    None => self.wired(pass, None, now),
+                    Some(Ok(outcome)) => {
+                        self.restart_pending = matches!(outcome, Outcome::Pending { .. });
+                        self.wired(pass, Some(outcome), now)
+                    }
+                    Some(Err(error)) => {
+                        self.restart_pending = true;
+                        self.failed(error)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stale claims were counted at `at`.
+    pub fn stale_claims_counted(&mut self, at: Instant) {
+        self.stale_counted = Some(at);
+    }
+
+    fn idle(&mut self) -> Effects {
+        self.failures = 0;
+        Effects {
+            ok: true,
+            log_idle: !std::mem::replace(&mut self.idle_logged, true),
+            status: IDLE_STATUS.to_string(),
+            ..Effects::default()
+        }
+    }
+
+    fn failed(&mut self, error: &Error) -> Effects {
+        self.failures = self.failures.saturating_add(1);
+        Effects {
+            restart_pending: Some(self.restart_pending),
+            reset_context: true,
+            status: format!("last pass failed ({}x): {error}", self.failures),
+            ..Effects::default()
+        }
+    }
+
+    fn wired(&mut self, pass: Wired, kafka: Option<&Outcome>, now: Instant) -> Effects {
+        self.failures = 0;
+        let drift_repairs = if self.converged_once {
+            pass.changes as u64
+        } else {
+            0
+        };
+        self.converged_once = true;
+        Effects {
+            ok: true,
+            port: Some(pass.port),
+            restart_pending: Some(self.restart_pending),
+            kafka_changed: kafka
+                .is_some_and(|o| !matches!(o, Outcome::NotRunning | Outcome::AlreadyEffective)),
+            restarted: matches!(kafka, Some(Outcome::Restarted { .. })),
+            drift_repairs,
+            // Stale claims cost one read per claim: first pass, then every 10 minutes.
+            count_stale_claims: self.stale_counted.map_or(true, |t| {
+                now.saturating_duration_since(t) >= STALE_CHECK_EVERY
+            }),
+            status: format!(
+                "broker {} wired on port {} ({} change(s) last pass)",
+                pass.broker_id, pass.port, pass.changes
+            ),
+            ..Effects::default()
+        }
+    }
+}
+
+/// A pass and, when it ran, its Kafka step. `Ok(None)`: a controller-only node, left alone.
+type PassOutput = Result<Option<(PassReport, Option<Result<Outcome, Error>>)>, Error>;
+
+impl<'a> PassResult<'a> {
+    fn of(output: &'a PassOutput) -> Self {
+        match output {
+            Ok(None) => PassResult::Idle,
+            Ok(Some((report, kafka))) => PassResult::Wired {
+                pass: Wired::of(report),
+                kafka: kafka.as_ref().map(Result::as_ref),
+            },
+            Err(error) => PassResult::Failed(error),
+        }
+    }
+}
+
+/// The error that failed the pass, before or in the Kafka step.
+fn failure(output: &PassOutput) -> Option<&Error> {
+    match output {
+        Err(error) | Ok(Some((_, Some(Err(error))))) => Some(error),
+        Ok(_) => None,
+    }
+}
+
+/// READY=1, sent once: just before the first pass looks at Kafka, else after the first pass.
+#[derive(Debug, Default)]
+struct Readiness(bool);
+
+impl Readiness {
+    fn announce(&mut self, status: Option<&str>) {
+        if std::mem::replace(&mut self.0, true) {
+            return;
+        }
+        let mut states = vec![NotifyState::Ready];
+        if let Some(status) = status {
+            states.push(NotifyState::Status(status));
+        }
+        let _ = sd_notify::notify(&states);
+    }
+}
+
+/// `server.properties`: its watcher and what it held after the last pass.
+struct PropertiesFile {
+    path: PathBuf,
+    _watcher: notify::RecommendedWatcher,
+    /// A change event leaving the file like this is the agent's own write (or a touch).
+    last_written: Option<String>,
+}
+
+impl PropertiesFile {
+    fn watch(path: &Path, tx: &mpsc::Sender<Wake>) -> Result<Self, DaemonError> {
+        Ok(PropertiesFile {
+            path: path.to_path_buf(),
+            _watcher: watch(path, tx.clone())?,
+            last_written: None,
+        })
+    }
+
+    /// Watches `path` instead when a reloaded config names another file.
+    fn follow(&mut self, path: &Path, tx: &mpsc::Sender<Wake>) -> Result<(), DaemonError> {
+        if path != self.path {
+            self._watcher = watch(path, tx.clone())?;
+            self.path = path.to_path_buf();
+        }
+        Ok(())
+    }
+
+    fn remember(&mut self) {
+        self.last_written = std::fs::read_to_string(&self.path)
+            .ok()
+            .or(self.last_written.take());
+    }
+
+    fn unchanged(&self) -> bool {
+        let now = std::fs::read_to_string(&self.path).ok();
+        now.is_some() && now == self.last_written
+    }
+}
+
+/// Runs passes until `shutdown` completes. `adapters` builds the Kafka and service adapters for
+/// a configuration (when Kafka is first looked at, and again after a reload); `reload` re-reads
+/// the config file.
+pub async fn run<M, L, T, K, S>(
     mut agent: Agent<M, L, T>,
     mut ctx: Option<Context>,
-    reload: impl Fn() -> Result<Config, crate::config::ConfigError>,
+    adapters: impl Fn(&Config) -> Result<(K, S), Error>,
+    reload: impl Fn() -> Result<Config, ConfigError>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError>
 where
     M: InstanceMetadata,
     L: LoadBalancer,
     T: InstanceTags,
+    K: KafkaCluster,
+    S: ServiceManager,
 {
-    let metrics = Metrics::new(agent.config.daemon.interval);
-    let metrics_task = if agent.config.daemon.metrics_listen.is_none() {
-        None
-    } else {
-        let addr = agent
-            .config
-            .daemon
-            .metrics_listen
-            .map_or_else(String::new, |a| a.to_string());
-        let (listener, local) = crate::metrics::bind(&addr)
-            .await
-            .map_err(|source| DaemonError::MetricsListen { addr, source })?;
-        tracing::info!(address = %local, "serving /metrics and /healthz");
-        Some(tokio::spawn(crate::metrics::serve(
-            listener,
-            metrics.clone(),
-        )))
+    let mut m = Machinery::start(&agent.config).await?;
+    for w in agent.config.warnings() {
+        tracing::warn!("{w}");
+    }
+    tokio::pin!(shutdown);
+    let mut state = LoopState::default();
+    let mut kafka: Option<(K, S)> = None;
+    let lock_metrics = m.metrics.clone();
+    let on_lock = move |held: bool| lock_metrics.set_lock_held(held);
+    let mut wake = Wake::Timer;
+    loop {
+        if wake == Wake::Reload && m.reload(&mut agent, &reload)? {
+            ctx = None;
+            // Rebuilt from the new [restart] keys when Kafka is next looked at.
+            kafka = None;
+        }
+        let check_kafka = state.check_kafka();
+        let readiness = &mut m.readiness;
+        let output = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            // An interrupted restart is resumed on the next start: the lock says where it was.
+            output = one_pass(&agent, &mut ctx, check_kafka, &mut kafka, &adapters, &on_lock, readiness) => output,
+        };
+        let effects = state.after_pass(PassResult::of(&output), Instant::now());
+        m.finish_pass(&agent, &output, &effects, &mut state).await;
+        if effects.reset_context {
+            ctx = None;
+        }
+        let delay = next_delay(
+            agent.config.daemon.interval,
+            state.failures,
+            &mut rand::thread_rng(),
+        );
+        match m.next_wake(delay, shutdown.as_mut()).await {
+            None => break,
+            Some(w) => wake = w,
+        }
+        if wake == Wake::FileChanged {
+            ctx = None;
+        }
+    }
+    let _ = sd_notify::notify(&[NotifyState::Stopping]);
+    Ok(())
+}
+
+/// The daemon's own machinery: metrics, the `/metrics` endpoint, the watchdog, the file watch,
+/// SIGHUP, the state file and READY.
+struct Machinery {
+    metrics: Metrics,
+    _metrics_server: AbortOnDrop,
+    _watchdog: AbortOnDrop,
+    wake_tx: mpsc::Sender<Wake>,
+    wake_rx: mpsc::Receiver<Wake>,
+    file: PropertiesFile,
+    hangup: Signal,
+    state_dir: PathBuf,
+    readiness: Readiness,
+}
+
+impl Machinery {
+    async fn start(config: &Config) -> Result<Self, DaemonError> {
+        let metrics = Metrics::new(config.daemon.interval);
+        let metrics_server = serve_metrics(config, &metrics).await?;
+        let watchdog = watchdog();
+        let (wake_tx, wake_rx) = mpsc::channel::<Wake>(4);
+        let file = PropertiesFile::watch(&config.broker.server_properties, &wake_tx)?;
+        let hangup = signal(SignalKind::hangup()).map_err(|source| DaemonError::Signal {
+            signal: "SIGHUP",
+            source,
+        })?;
+        Ok(Machinery {
+            metrics,
+            _metrics_server: metrics_server,
+            _watchdog: watchdog,
+            wake_tx,
+            wake_rx,
+            file,
+            hangup,
+            state_dir: state_dir(config),
+            readiness: Readiness::default(),
+        })
+    }
+
+    /// SIGHUP: re-reads the config. `Ok(true)` when the new one was taken.
+    fn reload<M, L, T>(
+        &mut self,
+        agent: &mut Agent<M, L, T>,
+        reload: &impl Fn() -> Result<Config, ConfigError>,
+    ) -> Result<bool, DaemonError> {
+        match reload() {
+            Ok(new) => {
+                tracing::info!("configuration reloaded");
+                self.file
+                    .follow(&new.broker.server_properties, &self.wake_tx)?;
+                agent.config = new;
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "new configuration rejected; keeping the old one");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Carries out `effects`: logs, metrics, stale claims, the state file, sd_notify.
+    async fn finish_pass<M, L: LoadBalancer, T>(
+        &mut self,
+        agent: &Agent<M, L, T>,
+        output: &PassOutput,
+        effects: &Effects,
+        state: &mut LoopState,
+    ) {
+        let metrics = &self.metrics;
+        account(
+            output,
+            effects,
+            agent,
+            metrics,
+            state.failures,
+            &self.file.path,
+        );
+        if effects.count_stale_claims && count_stale_claims(agent, metrics).await {
+            state.stale_claims_counted(Instant::now());
+        }
+        if let (true, Ok(Some((report, _)))) = (effects.ok, output) {
+            report.log();
+        }
+        self.file.remember();
+        publish(effects, &self.state_dir, &mut self.readiness);
+    }
+
+    /// Waits for the next reason to run a pass: the timer, SIGHUP, or a change of the file that
+    /// is not the agent's own write. `None`: shut down.
+    async fn next_wake<F: Future<Output = ()>>(
+        &mut self,
+        delay: Duration,
+        mut shutdown: Pin<&mut F>,
+    ) -> Option<Wake> {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return None,
+                _ = self.hangup.recv() => return Some(Wake::Reload),
+                Some(w) = self.wake_rx.recv() => {
+                    // Our own write (or a touch without change) is not drift.
+                    if w == Wake::FileChanged && self.file.unchanged() {
+                        continue;
+                    }
+                    tracing::info!(file = %self.file.path.display(), "server.properties changed on disk");
+                    return Some(w);
+                }
+                () = &mut sleep => return Some(Wake::Timer),
+            }
+        }
+    }
+}
+
+/// Serves `/metrics` and `/healthz` when `daemon.metrics_listen` is set.
+async fn serve_metrics(config: &Config, metrics: &Metrics) -> Result<AbortOnDrop, DaemonError> {
+    let Some(addr) = config.daemon.metrics_listen else {
+        return Ok(AbortOnDrop(None));
     };
-    let _metrics_guard = AbortOnDrop(metrics_task);
-    let _watchdog_guard = AbortOnDrop(sd_notify::watchdog_enabled().map(|period| {
+    let addr = addr.to_string();
+    let (listener, local) = crate::metrics::bind(&addr)
+        .await
+        .map_err(|source| DaemonError::MetricsListen { addr, source })?;
+    tracing::info!(address = %local, "serving /metrics and /healthz");
+    let server = crate::metrics::serve(listener, metrics.clone());
+    Ok(AbortOnDrop(Some(tokio::spawn(server))))
+}
+
+/// WATCHDOG=1 at a third of systemd's `WATCHDOG_USEC`, when set.
+fn watchdog() -> AbortOnDrop {
+    AbortOnDrop(sd_notify::watchdog_enabled().map(|period| {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period / 3);
             loop {
@@ -166,239 +611,26 @@ where
                 let _ = sd_notify::notify(&[NotifyState::Watchdog]);
             }
         })
-    }));
-
-    let (wake_tx, mut wake_rx) = mpsc::channel::<Wake>(4);
-    let mut properties = agent.config.broker.server_properties.clone();
-    let mut watcher = watch(&properties, wake_tx.clone())?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(|source| DaemonError::Signal {
-        signal: "SIGHUP",
-        source,
-    })?;
-    let state = state_dir(&agent.config);
-
-    tokio::pin!(shutdown);
-    let mut failures = 0u32;
-    let mut converged_once = false;
-    let ready = std::sync::atomic::AtomicBool::new(false);
-    let mut last_written: Option<String> = None;
-    let mut kafka_checked = false;
-    let mut restart_pending = false;
-    let mut wake = Wake::Timer;
-    let mut idle_logged = false;
-    let mut stale_checked: Option<std::time::Instant> = None;
-    for w in agent.config.warnings() {
-        tracing::warn!("{w}");
-    }
-    loop {
-        if wake == Wake::Reload {
-            match reload() {
-                Ok(new) => {
-                    tracing::info!("configuration reloaded");
-                    if new.broker.server_properties != properties {
-                        properties = new.broker.server_properties.clone();
-                        watcher = watch(&properties, wake_tx.clone())?;
-                    }
-                    agent.config = new;
-                    ctx = None;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "new configuration rejected; keeping the old one")
-                }
-            }
-        }
-        let check_kafka = !kafka_checked || restart_pending;
-        let on_lock = |held: bool| metrics.set_lock_held(held);
-        // READY=1 as soon as the NLB and the file are done, before any Kafka restart: systemd
-        // holds kafka.service's start job behind ours (Before=kafka.service), so a restart
-        // issued before READY would leave Kafka stopped until the start finished.
-        let ready_now = |report: Option<&PassReport>| {
-            if !ready.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                let status = report.map(|r| {
-                    format!(
-                        "broker {} wired on port {}; checking Kafka",
-                        r.broker_id, r.port
-                    )
-                });
-                let mut states = vec![NotifyState::Ready];
-                if let Some(status) = &status {
-                    states.push(NotifyState::Status(status));
-                }
-                let _ = sd_notify::notify(&states);
-            }
-        };
-        let outcome = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            // An interrupted restart is resumed on the next start: the lock says where it was.
-            outcome = one_pass(&agent, &mut ctx, check_kafka, &on_lock, &ready_now) => outcome,
-        };
-        let outcome = match outcome {
-            Ok(None) => {
-                // Controller-only node: idle, but keep looking (the file may make it a broker).
-                let status = "controller-only node: idle (nothing to wire)";
-                if !idle_logged {
-                    tracing::info!(file = %properties.display(), "{status}");
-                    idle_logged = true;
-                }
-                failures = 0;
-                metrics.pass_idle();
-                ready_now(None);
-                let _ = sd_notify::notify(&[NotifyState::Status(status)]);
-                record_last_pass(
-                    &state,
-                    &LastPass {
-                        finished_unix: crate::restart::unix_now(),
-                        ok: true,
-                        summary: status.to_string(),
-                        port: None,
-                    },
-                );
-                last_written = std::fs::read_to_string(&properties).ok().or(last_written);
-                Err(None)
-            }
-            Ok(Some(pass)) => Ok(pass),
-            Err(e) => Err(Some(e)),
-        };
-        let outcome = match outcome {
-            Err(None) => None,
-            Ok(pass) => Some(Ok(pass)),
-            Err(Some(e)) => Some(Err(e)),
-        };
-        let outcome = match outcome {
-            None => None,
-            Some(Ok((report, effect))) => Some({
-                idle_logged = false;
-                kafka_checked = true;
-                match effect {
-                    None => Ok(report),
-                    Some(Ok(o)) => {
-                        restart_pending = matches!(o, Outcome::Pending { .. });
-                        if matches!(o, Outcome::Restarted { .. }) {
-                            metrics.restarted();
-                        }
-                        if !matches!(o, Outcome::NotRunning | Outcome::AlreadyEffective) {
-                            tracing::info!(kafka = %crate::cli::describe_outcome(&o), "listener change handled");
-                        }
-                        Ok(report)
-                    }
-                    Some(Err(e)) => {
-                        restart_pending = true;
-                        Err(e)
-                    }
-                }
-            }),
-            Some(Err(e)) => Some(Err(e)),
-        };
-        if let Some(outcome) = outcome {
-            metrics.set_restart_pending(restart_pending);
-            metrics.sync_aws_calls(&agent.calls.snapshot());
-            let status = match &outcome {
-                Ok(report) => {
-                    failures = 0;
-                    let repairs = if converged_once {
-                        report.changes.len() as u64
-                    } else {
-                        0
-                    };
-                    if repairs > 0 {
-                        tracing::warn!(changes = repairs, "drift repaired");
-                    }
-                    converged_once = true;
-                    metrics.pass_ok(report.port, repairs);
-                    // Stale claims cost one read per claim: first pass, then every 10 minutes.
-                    if stale_checked.map_or(true, |t| t.elapsed() >= STALE_CHECK_EVERY) {
-                        match crate::restart::cluster_claims(&agent.lb, &agent.config).await {
-                            Ok(claims) => {
-                                let (_, stale) = crate::restart::split_claims(&claims);
-                                if !stale.is_empty() {
-                                    tracing::warn!(stale = ?stale, "stale claims: target groups without a registered target (brokers removed without `decommission`?)");
-                                }
-                                metrics.set_stale_claims(stale.len());
-                                stale_checked = Some(std::time::Instant::now());
-                            }
-                            Err(e) => tracing::warn!(error = %e, "cannot count stale claims"),
-                        }
-                    }
-                    report.log();
-                    format!(
-                        "broker {} wired on port {} ({} change(s) last pass)",
-                        report.broker_id,
-                        report.port,
-                        report.changes.len()
-                    )
-                }
-                Err(e) => {
-                    failures += 1;
-                    metrics.pass_failed(e.kind(), &e.to_string());
-                    tracing::error!(error = %e, kind = e.kind(), consecutive_failures = failures, "pass failed");
-                    ctx = None;
-                    format!("last pass failed ({failures}x): {e}")
-                }
-            };
-            last_written = std::fs::read_to_string(&properties).ok().or(last_written);
-            record_last_pass(
-                &state,
-                &LastPass {
-                    finished_unix: crate::restart::unix_now(),
-                    ok: outcome.is_ok(),
-                    summary: status.clone(),
-                    port: outcome.as_ref().ok().map(|r| r.port),
-                },
-            );
-            ready_now(None);
-            let _ = sd_notify::notify(&[NotifyState::Status(&status)]);
-        }
-
-        let delay = next_delay(
-            agent.config.daemon.interval,
-            failures,
-            &mut rand::thread_rng(),
-        );
-        let sleep = tokio::time::sleep(delay);
-        tokio::pin!(sleep);
-        wake = loop {
-            tokio::select! {
-                biased;
-                () = &mut shutdown => {
-                    let _ = sd_notify::notify(&[NotifyState::Stopping]);
-                    drop(watcher);
-                    return Ok(());
-                }
-                _ = hangup.recv() => break Wake::Reload,
-                Some(w) = wake_rx.recv() => {
-                    // Our own write (or a touch without change) is not drift.
-                    let now = std::fs::read_to_string(&properties).ok();
-                    if w == Wake::FileChanged && now.is_some() && now == last_written {
-                        continue;
-                    }
-                    tracing::info!(file = %properties.display(), "server.properties changed on disk");
-                    ctx = None;
-                    break w;
-                }
-                () = &mut sleep => break Wake::Timer,
-            }
-        };
-    }
-    let _ = sd_notify::notify(&[NotifyState::Stopping]);
-    drop(watcher);
-    Ok(())
+    }))
 }
 
-/// A pass, then (when the file changed, a change is pending, or on the first pass) making Kafka
-/// use it. The second result is `None` when Kafka was not looked at. `Ok(None)`: a KRaft
-/// controller-only node, left alone.
-async fn one_pass<M, L, T>(
+/// A pass, then (when the file changed, a change is pending, or Kafka was never looked at)
+/// making Kafka use it, with the adapters `adapters` built for the current configuration.
+async fn one_pass<M, L, T, K, S>(
     agent: &Agent<M, L, T>,
     ctx: &mut Option<Context>,
     check_kafka: bool,
+    kafka: &mut Option<(K, S)>,
+    adapters: &impl Fn(&Config) -> Result<(K, S), Error>,
     on_lock: &(dyn Fn(bool) + Send + Sync),
-    before_kafka: &(dyn Fn(Option<&PassReport>) + Send + Sync),
-) -> Result<Option<(PassReport, Option<Result<Outcome, Error>>)>, Error>
+    readiness: &mut Readiness,
+) -> PassOutput
 where
     M: InstanceMetadata,
     L: LoadBalancer,
     T: InstanceTags,
+    K: KafkaCluster,
+    S: ServiceManager,
 {
     if agent.node_role()?.is_controller_only() {
         return Ok(None);
@@ -410,13 +642,106 @@ where
         unreachable!("context was just set")
     };
     let report = agent.pass(c).await?;
-    let effect = if check_kafka || report.properties_written {
-        before_kafka(Some(&report));
-        Some(crate::cli::effect(agent, c, &report, on_lock).await)
-    } else {
-        None
+    if !check_kafka && !report.properties_written {
+        return Ok(Some((report, None)));
+    }
+    // READY=1 as soon as the NLB and the file are done, before any Kafka restart: systemd
+    // holds kafka.service's start job behind ours (Before=kafka.service), so a restart
+    // issued before READY would leave Kafka stopped until the start finished.
+    readiness.announce(Some(&format!(
+        "broker {} wired on port {}; checking Kafka",
+        report.broker_id, report.port
+    )));
+    let built = match kafka.take() {
+        Some(built) => Ok(built),
+        None => adapters(&agent.config),
     };
-    Ok(Some((report, effect)))
+    let effect = match built {
+        Ok(built) => {
+            let (k, s) = kafka.insert(built);
+            make_effective(agent, c, &report, k, s, on_lock).await
+        }
+        Err(e) => Err(e),
+    };
+    Ok(Some((report, Some(effect))))
+}
+
+/// Logs the pass and brings the metrics up to date, as `effects` says.
+fn account<M, L, T>(
+    output: &PassOutput,
+    effects: &Effects,
+    agent: &Agent<M, L, T>,
+    metrics: &Metrics,
+    failures: u32,
+    properties: &Path,
+) {
+    match output {
+        Ok(None) => {
+            if effects.log_idle {
+                tracing::info!(file = %properties.display(), "{IDLE_STATUS}");
+            }
+            metrics.pass_idle();
+            return;
+        }
+        Ok(Some((_, Some(Ok(outcome))))) => {
+            if effects.restarted {
+                metrics.restarted();
+            }
+            if effects.kafka_changed {
+                tracing::info!(kafka = %outcome, "listener change handled");
+            }
+        }
+        _ => {}
+    }
+    if let Some(pending) = effects.restart_pending {
+        metrics.set_restart_pending(pending);
+    }
+    metrics.sync_aws_calls(&agent.calls.snapshot());
+    if let Some(e) = failure(output) {
+        metrics.pass_failed(e.kind(), &e.to_string());
+        tracing::error!(error = %e, kind = e.kind(), consecutive_failures = failures, "pass failed");
+    } else {
+        if effects.drift_repairs > 0 {
+            tracing::warn!(changes = effects.drift_repairs, "drift repaired");
+        }
+        metrics.pass_ok(effects.port.unwrap_or_default(), effects.drift_repairs);
+    }
+}
+
+/// Counts stale claims into `kplink_stale_claims`; whether that worked.
+async fn count_stale_claims<M, L: LoadBalancer, T>(
+    agent: &Agent<M, L, T>,
+    metrics: &Metrics,
+) -> bool {
+    match crate::restart::cluster_claims(&agent.lb, &agent.config).await {
+        Ok(claims) => {
+            let (_, stale) = crate::restart::split_claims(&claims);
+            if !stale.is_empty() {
+                tracing::warn!(stale = ?stale, "stale claims: target groups without a registered target (brokers removed without `decommission`?)");
+            }
+            metrics.set_stale_claims(stale.len());
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot count stale claims");
+            false
+        }
+    }
+}
+
+/// Records the pass for `status` and tells systemd (READY=1 once, then STATUS=).
+fn publish(effects: &Effects, state_dir: &Path, readiness: &mut Readiness) {
+    record_last_pass(
+        state_dir,
+        &LastPass {
+            finished_unix: crate::restart::unix_now(),
+            ok: effects.ok,
+            summary: effects.status.clone(),
+            port: effects.port,
+        },
+    );
+    readiness.announce(None);
+    let _ = sd_notify::notify(&[NotifyState::Status(&effects.status)]);
 }
 
 struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
@@ -497,5 +822,181 @@ mod tests {
         assert!(d4 >= Duration::from_millis(7200) && d4 <= Duration::from_millis(8800));
         let d20 = next_delay(interval, 20, &mut rng);
         assert!(d20 <= Duration::from_secs(66));
+    }
+
+    /// One pass of a table row.
+    #[derive(Debug, Clone)]
+    enum In {
+        Idle,
+        /// Wired with this many changes; the Kafka step's outcome when it ran.
+        Wired(usize, Option<Outcome>),
+        /// Wired, but the Kafka step failed (unreachable broker).
+        KafkaError,
+        /// Failed before Kafka.
+        Failed,
+    }
+
+    fn unreachable_kafka() -> Error {
+        Error::Restart(crate::restart::RestartError::Unreachable {
+            bootstrap: "127.0.0.1:9092".into(),
+            cause: "timed out".into(),
+        })
+    }
+
+    fn pass(state: &mut LoopState, input: &In, now: Instant) -> Effects {
+        let wired = |changes| Wired {
+            broker_id: 7,
+            port: 9001,
+            changes,
+        };
+        let kafka_error = unreachable_kafka();
+        let failed = Error::AdvertisedHost("no tag".into());
+        let result = match input {
+            In::Idle => PassResult::Idle,
+            In::Wired(changes, kafka) => PassResult::Wired {
+                pass: wired(*changes),
+                kafka: kafka.as_ref().map(Ok),
+            },
+            In::KafkaError => PassResult::Wired {
+                pass: wired(0),
+                kafka: Some(Err(&kafka_error)),
+            },
+            In::Failed => PassResult::Failed(&failed),
+        };
+        state.after_pass(result, now)
+    }
+
+    /// A row: passes from a fresh state, then the last pass's effects and the state after it.
+    struct Row {
+        name: &'static str,
+        passes: Vec<In>,
+        ok: bool,
+        failures: u32,
+        check_kafka: bool,
+        restart_pending: Option<bool>,
+        drift_repairs: u64,
+        log_idle: bool,
+        status: &'static str,
+    }
+
+    const WIRED: &str = "broker 7 wired on port 9001 (3 change(s) last pass)";
+    const UNCHANGED: &str = "broker 7 wired on port 9001 (0 change(s) last pass)";
+    const FAILED: &str = "last pass failed (2x): listener.advertised_host: no tag";
+    const KAFKA_FAILED: &str = "last pass failed (1x): Kafka at 127.0.0.1:9092 accepts connections but does not answer (timed out); the change stays pending and nothing is restarted until it answers (log recovery? GC pause? restart.kafka security settings?)";
+
+    #[rustfmt::skip]
+    fn rows() -> Vec<Row> {
+        use In::*;
+        use Outcome::*;
+        let pending = || Pending { current: None };
+        let row = |name, passes, (ok, failures, check_kafka), restart_pending, (drift_repairs, log_idle), status| Row {
+            name, passes, ok, failures, check_kafka, restart_pending, drift_repairs, log_idle, status,
+        };
+        // name, passes, (ok, failures, check Kafka next), restart_pending gauge, (drift, log idle), status
+        vec![
+            row("first success", vec![Wired(3, Some(AlreadyEffective))], (true, 0, false), Some(false), (0, false), WIRED),
+            row("failures count up", vec![Failed, Failed], (false, 2, true), Some(false), (0, false), FAILED),
+            row("success resets failures", vec![Failed, Wired(0, Some(NotRunning))], (true, 0, false), Some(false), (0, false), UNCHANGED),
+            row("restart pending: checked again", vec![Wired(0, Some(pending()))], (true, 0, true), Some(true), (0, false), UNCHANGED),
+            row("pending, then updated", vec![Wired(0, Some(pending())), Wired(0, Some(DynamicallyUpdated))], (true, 0, false), Some(false), (0, false), UNCHANGED),
+            row("unreachable Kafka: checked again", vec![KafkaError], (false, 1, true), Some(true), (0, false), KAFKA_FAILED),
+            row("unreachable Kafka: every pass", vec![Wired(0, Some(AlreadyEffective)), KafkaError, Failed], (false, 2, true), Some(true), (0, false), FAILED),
+            row("not running: not checked again", vec![Wired(0, Some(NotRunning)), Wired(0, None)], (true, 0, false), Some(false), (0, false), UNCHANGED),
+            row("not running, file written", vec![Wired(0, Some(NotRunning)), Wired(3, Some(NotRunning))], (true, 0, false), Some(false), (3, false), WIRED),
+            row("first passes fail before Kafka", vec![Failed, Failed, Wired(3, None)], (true, 0, false), Some(false), (0, false), WIRED),
+            row("idle", vec![Idle], (true, 0, true), None, (0, true), IDLE_STATUS),
+            row("idle logged once", vec![Idle, Idle], (true, 0, true), None, (0, false), IDLE_STATUS),
+            row("idle again after being a broker", vec![Idle, Wired(3, Some(AlreadyEffective)), Idle], (true, 0, false), None, (0, true), IDLE_STATUS),
+            row("idle resets failures", vec![Failed, Idle], (true, 0, true), None, (0, true), IDLE_STATUS),
+            row("no drift before convergence", vec![Failed, Wired(3, Some(AlreadyEffective))], (true, 0, false), Some(false), (0, false), WIRED),
+            row("drift after convergence", vec![Wired(1, Some(AlreadyEffective)), Wired(3, None)], (true, 0, false), Some(false), (3, false), WIRED),
+            row("drift after a failure", vec![Wired(0, Some(AlreadyEffective)), Failed, Wired(3, None)], (true, 0, false), Some(false), (3, false), WIRED),
+        ]
+    }
+
+    #[test]
+    fn after_pass_table() {
+        let now = Instant::now();
+        for row in rows() {
+            let mut state = LoopState::default();
+            let mut last = Effects::default();
+            for input in &row.passes {
+                last = pass(&mut state, input, now);
+            }
+            let name = row.name;
+            assert_eq!(last.ok, row.ok, "{name}: ok");
+            assert_eq!(state.failures, row.failures, "{name}: failures");
+            assert_eq!(state.check_kafka(), row.check_kafka, "{name}: check_kafka");
+            assert_eq!(
+                last.restart_pending, row.restart_pending,
+                "{name}: restart_pending"
+            );
+            assert_eq!(last.drift_repairs, row.drift_repairs, "{name}: drift");
+            assert_eq!(last.log_idle, row.log_idle, "{name}: log_idle");
+            assert_eq!(last.status, row.status, "{name}: status");
+            assert_eq!(last.reset_context, !row.ok, "{name}: reset_context");
+            assert_eq!(
+                last.port,
+                (row.ok && row.status != IDLE_STATUS).then_some(9001),
+                "{name}: port"
+            );
+        }
+    }
+
+    #[test]
+    fn after_pass_kafka_outcomes() {
+        let now = Instant::now();
+        let cases = [
+            (Outcome::NotRunning, false, false),
+            (Outcome::AlreadyEffective, false, false),
+            (Outcome::DynamicallyUpdated, true, false),
+            (Outcome::Restarted { took_ms: 5 }, true, true),
+            (Outcome::Pending { current: None }, true, false),
+        ];
+        for (outcome, changed, restarted) in cases {
+            let e = pass(
+                &mut LoopState::default(),
+                &In::Wired(0, Some(outcome.clone())),
+                now,
+            );
+            assert_eq!(
+                (e.kafka_changed, e.restarted),
+                (changed, restarted),
+                "{outcome:?}"
+            );
+        }
+        let e = pass(&mut LoopState::default(), &In::KafkaError, now);
+        assert_eq!((e.kafka_changed, e.restarted), (false, false));
+    }
+
+    #[test]
+    fn stale_claims_are_counted_first_then_every_ten_minutes() {
+        let t0 = Instant::now();
+        let mut state = LoopState::default();
+        let ok = In::Wired(0, None);
+        assert!(!pass(&mut state, &In::Failed, t0).count_stale_claims);
+        assert!(!pass(&mut state, &In::Idle, t0).count_stale_claims);
+        assert!(pass(&mut state, &ok, t0).count_stale_claims);
+        // Counting failed: due again at once.
+        assert!(pass(&mut state, &ok, t0).count_stale_claims);
+        state.stale_claims_counted(t0);
+        assert!(!pass(&mut state, &ok, t0 + Duration::from_secs(599)).count_stale_claims);
+        assert!(pass(&mut state, &ok, t0 + STALE_CHECK_EVERY).count_stale_claims);
+        assert!(!pass(&mut state, &In::KafkaError, t0 + STALE_CHECK_EVERY).count_stale_claims);
+    }
+
+    #[test]
+    fn outcomes_read_as_before() {
+        assert_eq!(
+            Outcome::Pending {
+                current: Some("h:1".into())
+            }
+            .to_string(),
+            "restart pending (restart.mode = \"never\"); broker advertises h:1"
+        );
+        assert_eq!(
+            Outcome::Restarted { took_ms: 12 }.to_string(),
+            "restarted under the cluster lock (12 ms)"
+        );
     }
 }

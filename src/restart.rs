@@ -158,6 +158,27 @@ pub enum Outcome {
     },
 }
 
+/// One line about the outcome (`run --once`, the daemon's log).
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::NotRunning => f.write_str("not running (nothing accepts connections on restart.bootstrap_servers); it reads the file when it starts"),
+            Outcome::AlreadyEffective => f.write_str("already advertises this endpoint"),
+            Outcome::DynamicallyUpdated => {
+                f.write_str("advertised.listeners updated dynamically (no restart)")
+            }
+            Outcome::Restarted { took_ms } => {
+                write!(f, "restarted under the cluster lock ({took_ms} ms)")
+            }
+            Outcome::Pending { current } => write!(
+                f,
+                "restart pending (restart.mode = \"never\"); broker advertises {}",
+                current.as_deref().unwrap_or("something else")
+            ),
+        }
+    }
+}
+
 /// The endpoint (`host:port`) the broker advertises for listener `name`. A value without any
 /// `NAME://` is a single-listener broker's metadata endpoint (see [`KafkaCluster::advertised_listeners`]).
 pub fn endpoint_of(advertised: &str, name: &str) -> Option<String> {
