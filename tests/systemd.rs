@@ -3,7 +3,10 @@
 //! `cargo deb --no-build`) and checks the unit and package life cycle against moto, the IMDS test
 //! server and a Kafka stand-in. The script prints one PASS/FAIL line per assertion.
 //!
-//! It needs root (containers, dpkg). Not root is a failure, never a silent skip: CI runs as root.
+//! Both tests need root (containers, dpkg, apt-get), so they are `#[ignore]`d and a plain
+//! `cargo test` passes for other users. `.ci/run` (as root) runs them explicitly:
+//! `cargo test --test systemd -- --include-ignored`. Run that way without root, they fail, never
+//! skip silently.
 
 use std::path::Path;
 use std::process::Command;
@@ -15,6 +18,7 @@ fn effective_uid() -> Option<u32> {
 }
 
 #[test]
+#[ignore = "needs root: installs packages and boots systemd in nspawn"]
 fn package_and_unit_in_a_real_systemd() {
     let uid = effective_uid();
     assert_eq!(
@@ -27,6 +31,7 @@ fn package_and_unit_in_a_real_systemd() {
 }
 
 #[test]
+#[ignore = "needs root: installs rpm (apt-get) and cargo-generate-rpm when missing"]
 fn rpm_contents_and_scripts() {
     run_script("rpm_check.sh");
 }
