@@ -2,7 +2,7 @@
 //!
 //! [`KafkaCluster`] is the seam between the restart logic and Kafka's admin protocol; [`RdKafka`] is
 //! the thin real adapter over librdkafka (the `rdkafka` crate). It answers four questions: is a
-//! broker answering on the bootstrap servers at all ([`KafkaCluster::is_running`], fast when nothing
+//! broker answering on the bootstrap servers at all ([`KafkaCluster::probe`], fast when nothing
 //! listens), what does the cluster look like ([`KafkaCluster::snapshot`]: brokers, controller,
 //! partitions with leader/replicas/ISR and the `min.insync.replicas` that gate a rolling restart),
 //! what does a broker advertise now, and can it be told to advertise something else without a
@@ -12,16 +12,16 @@
 //! about. Blocking librdkafka calls run on tokio's blocking pool.
 
 use std::collections::BTreeMap;
-use std::ffi::{c_char, CStr, CString};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, ConfigEntry, ConfigSource, ResourceSpecifier};
-use rdkafka::bindings as rd;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::metadata::Metadata;
 use rdkafka::ClientConfig;
+
+mod ffi;
 
 /// Kafka's default `min.insync.replicas`, used when the broker does not report its own.
 pub const KAFKA_DEFAULT_MIN_INSYNC_REPLICAS: i32 = 1;
@@ -29,9 +29,9 @@ pub const KAFKA_DEFAULT_MIN_INSYNC_REPLICAS: i32 = 1;
 /// How long [`RdKafka`] waits for one admin or metadata request unless told otherwise.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Time [`KafkaCluster::is_running`] gives the TCP connect to the bootstrap servers.
+/// Time [`KafkaCluster::probe`] gives the TCP connect to the bootstrap servers.
 const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
-/// Time [`KafkaCluster::is_running`] gives the Metadata request once TCP connected.
+/// Time [`KafkaCluster::probe`] gives the Metadata request once TCP connected.
 const PROBE_METADATA_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// A broker as the cluster metadata lists it.
@@ -291,11 +291,8 @@ impl RdKafka {
         let admin = Arc::clone(&self.admin);
         let joined = tokio::task::spawn_blocking(move || {
             let metadata = admin.inner().fetch_metadata(None, timeout)?;
-            // The Metadata answer that fetch_metadata just cached carries the controller id;
-            // the rdkafka crate exposes it only through librdkafka's C API.
-            // SAFETY: the native handle lives as long as `admin`, which this closure owns.
-            let controller = unsafe { rd::rd_kafka_controllerid(admin.inner().native_ptr(), 0) };
-            Ok::<_, rdkafka::error::KafkaError>((metadata, (controller >= 0).then_some(controller)))
+            let controller = ffi::cached_controller_id(&admin);
+            Ok::<_, rdkafka::error::KafkaError>((metadata, controller))
         })
         .await;
         match joined {
@@ -536,7 +533,7 @@ impl KafkaCluster for RdKafka {
             message,
         };
         tokio::task::spawn_blocking(move || {
-            incremental_alter_broker_config(
+            ffi::incremental_alter_broker_config(
                 &admin,
                 broker_id,
                 "advertised.listeners",
@@ -567,7 +564,7 @@ impl KafkaCluster for RdKafka {
             message: format!("removing the dynamic override: {message}"),
         };
         tokio::task::spawn_blocking(move || {
-            incremental_alter_broker_config(
+            ffi::incremental_alter_broker_config(
                 &admin,
                 broker_id,
                 "advertised.listeners",
@@ -579,161 +576,6 @@ impl KafkaCluster for RdKafka {
         .map_err(|e| err(format!("alter task failed: {e}")))?
         .map_err(err)?;
         Ok(true)
-    }
-}
-
-// IncrementalAlterConfigs through librdkafka's C API: the rdkafka crate (0.39) wraps only the
-// legacy AlterConfigs, which replaces *all* of a broker's per-broker dynamic configs with the
-// given set (dropping e.g. dynamically installed keystores) and which tansu does not implement.
-// IncrementalAlterConfigs SET touches one key, as `kafka-configs.sh --alter` does.
-
-/// Owns a librdkafka object and destroys it on drop.
-struct Owned<T> {
-    ptr: *mut T,
-    destroy: unsafe extern "C" fn(*mut T),
-}
-
-impl<T> Owned<T> {
-    fn new(ptr: *mut T, destroy: unsafe extern "C" fn(*mut T), what: &str) -> Result<Self, String> {
-        if ptr.is_null() {
-            Err(format!("librdkafka could not allocate {what}"))
-        } else {
-            Ok(Owned { ptr, destroy })
-        }
-    }
-}
-
-impl<T> Drop for Owned<T> {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` is non-null, came from the matching librdkafka constructor, and is
-        // destroyed exactly once.
-        unsafe { (self.destroy)(self.ptr) }
-    }
-}
-
-/// A C string from librdkafka, or `fallback` for NULL.
-///
-/// SAFETY: `ptr` is NULL or a NUL-terminated string valid for the duration of the call.
-unsafe fn c_text(ptr: *const c_char, fallback: &str) -> String {
-    if ptr.is_null() {
-        fallback.to_string()
-    } else {
-        CStr::from_ptr(ptr).to_string_lossy().into_owned()
-    }
-}
-
-/// IncrementalAlterConfigs of one broker key: SET to `value`, or DELETE (the dynamic override
-/// goes, the static value from the file applies again) when `value` is `None`.
-fn incremental_alter_broker_config(
-    admin: &AdminClient<DefaultClientContext>,
-    broker_id: i32,
-    key: &str,
-    value: Option<&str>,
-    timeout: Duration,
-) -> Result<(), String> {
-    let rk = admin.inner().native_ptr();
-    let name = CString::new(broker_id.to_string()).map_err(|e| e.to_string())?;
-    let c_key = CString::new(key).map_err(|_| format!("{key} contains a NUL byte"))?;
-    let c_value = value
-        .map(|v| CString::new(v).map_err(|_| format!("value {v:?} contains a NUL byte")))
-        .transpose()?;
-    let op = if value.is_some() {
-        rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET
-    } else {
-        rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_DELETE
-    };
-    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-
-    // SAFETY: every pointer passed below is either owned by an `Owned` guard that outlives the
-    // call, a CString kept alive in this scope, or the client handle kept alive by `admin`.
-    // librdkafka copies the resources and options it is given, so destroying them afterwards
-    // (the guards) is the caller's job.
-    unsafe {
-        let resource = Owned::new(
-            rd::rd_kafka_ConfigResource_new(
-                rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_BROKER,
-                name.as_ptr(),
-            ),
-            rd::rd_kafka_ConfigResource_destroy,
-            "a config resource",
-        )?;
-        let error = rd::rd_kafka_ConfigResource_add_incremental_config(
-            resource.ptr,
-            c_key.as_ptr(),
-            op,
-            c_value.as_ref().map_or(std::ptr::null(), |v| v.as_ptr()),
-        );
-        if !error.is_null() {
-            let message = c_text(rd::rd_kafka_error_string(error), "invalid config entry");
-            rd::rd_kafka_error_destroy(error);
-            return Err(message);
-        }
-
-        let options = Owned::new(
-            rd::rd_kafka_AdminOptions_new(
-                rk,
-                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
-            ),
-            rd::rd_kafka_AdminOptions_destroy,
-            "admin options",
-        )?;
-        let mut errbuf = [0 as c_char; 512];
-        let code = rd::rd_kafka_AdminOptions_set_request_timeout(
-            options.ptr,
-            timeout_ms,
-            errbuf.as_mut_ptr(),
-            errbuf.len(),
-        );
-        if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            return Err(c_text(errbuf.as_ptr(), "invalid request timeout"));
-        }
-
-        let queue = Owned::new(
-            rd::rd_kafka_queue_new(rk),
-            rd::rd_kafka_queue_destroy,
-            "a result queue",
-        )?;
-        let mut resources = [resource.ptr];
-        rd::rd_kafka_IncrementalAlterConfigs(
-            rk,
-            resources.as_mut_ptr(),
-            resources.len(),
-            options.ptr,
-            queue.ptr,
-        );
-        // librdkafka always posts a result event, at the latest when the request times out.
-        let event = Owned::new(
-            rd::rd_kafka_queue_poll(queue.ptr, timeout_ms.saturating_add(5000)),
-            rd::rd_kafka_event_destroy,
-            "a result event (timed out)",
-        )?;
-        let code = rd::rd_kafka_event_error(event.ptr);
-        if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            return Err(c_text(
-                rd::rd_kafka_event_error_string(event.ptr),
-                "request failed",
-            ));
-        }
-        let result = rd::rd_kafka_event_IncrementalAlterConfigs_result(event.ptr);
-        if result.is_null() {
-            return Err("librdkafka answered with an event of another type".to_string());
-        }
-        let mut count = 0usize;
-        let results = rd::rd_kafka_IncrementalAlterConfigs_result_resources(result, &mut count);
-        for i in 0..count {
-            let resource = *results.add(i);
-            let code = rd::rd_kafka_ConfigResource_error(resource);
-            if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                let name = c_text(rd::rd_kafka_err2name(code), "error");
-                let detail = c_text(rd::rd_kafka_ConfigResource_error_string(resource), "");
-                return Err(if detail.is_empty() {
-                    name
-                } else {
-                    format!("{name}: {detail}")
-                });
-            }
-        }
-        Ok(())
     }
 }
 
