@@ -15,6 +15,7 @@
 pub mod aws;
 pub mod broker_id;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod ec2;

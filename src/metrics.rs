@@ -17,7 +17,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -28,6 +28,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::clock::unix_now;
 
 type Labels = Vec<(String, String)>;
 
@@ -139,7 +141,7 @@ impl Metrics {
 
     /// A successful pass.
     pub fn pass_ok(&self, port: u16, drift_repairs: u64) {
-        let now = unix_now();
+        let now = unix_now() as i64;
         self.inner.passes.inc();
         self.inner.claimed_port.set(i64::from(port));
         self.inner.last_success.set(now);
@@ -152,7 +154,7 @@ impl Metrics {
 
     /// A pass of a controller-only node: nothing to wire, healthy, no claimed port.
     pub fn pass_idle(&self) {
-        let now = unix_now();
+        let now = unix_now() as i64;
         self.inner.passes.inc();
         self.inner.claimed_port.set(0);
         self.inner.last_success.set(now);
@@ -228,7 +230,7 @@ impl Metrics {
         if last == 0 {
             return Err(failure.unwrap_or_else(|| "no successful pass yet".to_string()));
         }
-        let age = unix_now() - last;
+        let age = unix_now() as i64 - last;
         if age > window {
             return Err(format!(
                 "last successful pass {age}s ago: {}",
@@ -237,13 +239,6 @@ impl Metrics {
         }
         Ok(())
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Serves `/metrics` and `/healthz` on a bound listener until the task is dropped.

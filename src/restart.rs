@@ -30,7 +30,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rand::Rng;
 use serde::Serialize;
@@ -485,13 +485,8 @@ impl ServiceManager for CommandService {
     }
 }
 
-/// Seconds since the Unix epoch (0 if the clock is before it).
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+/// Seconds since the Unix epoch; defined in [`crate::clock`], re-exported for existing callers.
+pub use crate::clock::unix_now;
 
 /// Carries one change into the running broker.
 pub struct Restarter<'a, L, K, S> {

@@ -597,11 +597,7 @@ fn five_agents_at_once_restart_one_at_a_time() {
 fn dead_holder_is_replaced_after_the_lease_and_the_controller_goes_last() {
     let (world, tg) = wired_world();
     // A holder that died mid-gating, its lease running out in 3-4 s (whole seconds).
-    let expires = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 4;
+    let expires = kplink_agent::clock::unix_now() + 4;
     create_lock(&world, &tg, "7/i-dead", &expires.to_string(), "gating");
     let config = lock_config(&world, "10s");
     let log = world.dir.path().join("windows.log");
