@@ -276,9 +276,10 @@ async fn run_once(
     let ctx = agent.context_for(identity).await?;
     let report = agent.pass(&ctx).await?;
     report.log();
+    let lock_held = tokio::sync::watch::Sender::new(false); // no metrics in `run --once`
     let outcome = match kafka_adapters(&agent.config) {
         Ok((kafka, service)) => {
-            crate::daemon::make_effective(&agent, &ctx, &report, &kafka, &service, &|_| {}).await
+            crate::daemon::make_effective(&agent, &ctx, &report, &kafka, &service, &lock_held).await
         }
         Err(e) => Err(e),
     };

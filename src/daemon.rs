@@ -148,7 +148,7 @@ pub async fn make_effective<M, L, T, K, S>(
     report: &PassReport,
     kafka: &K,
     service: &S,
-    on_lock: &(dyn Fn(bool) + Send + Sync),
+    lock_held: &tokio::sync::watch::Sender<bool>,
 ) -> Result<Outcome, Error>
 where
     M: InstanceMetadata,
@@ -158,7 +158,7 @@ where
     S: ServiceManager,
 {
     let outcome = agent
-        .make_effective(ctx, report, kafka, service, on_lock)
+        .make_effective(ctx, report, kafka, service, lock_held)
         .await?;
     tracing::info!(outcome = ?outcome, "kafka listener state");
     Ok(outcome)
@@ -434,8 +434,7 @@ where
     tokio::pin!(shutdown);
     let mut state = LoopState::default();
     let mut kafka: Option<(K, S)> = None;
-    let lock_metrics = m.metrics.clone();
-    let on_lock = move |held: bool| lock_metrics.set_lock_held(held);
+    let lock_held = m.metrics.lock_held_sender();
     let mut wake = Wake::Timer;
     loop {
         if wake == Wake::Reload && m.reload(&mut agent, &reload)? {
@@ -449,7 +448,7 @@ where
             biased;
             () = &mut shutdown => break,
             // An interrupted restart is resumed on the next start: the lock says where it was.
-            output = one_pass(&agent, &mut ctx, check_kafka, &mut kafka, &adapters, &on_lock, readiness) => output,
+            output = one_pass(&agent, &mut ctx, check_kafka, &mut kafka, &adapters, &lock_held, readiness) => output,
         };
         let effects = state.after_pass(PassResult::of(&output), Instant::now());
         m.finish_pass(&agent, &output, &effects, &mut state).await;
@@ -622,7 +621,7 @@ async fn one_pass<M, L, T, K, S>(
     check_kafka: bool,
     kafka: &mut Option<(K, S)>,
     adapters: &impl Fn(&Config) -> Result<(K, S), Error>,
-    on_lock: &(dyn Fn(bool) + Send + Sync),
+    lock_held: &tokio::sync::watch::Sender<bool>,
     readiness: &mut Readiness,
 ) -> PassOutput
 where
@@ -659,7 +658,7 @@ where
     let effect = match built {
         Ok(built) => {
             let (k, s) = kafka.insert(built);
-            make_effective(agent, c, &report, k, s, on_lock).await
+            make_effective(agent, c, &report, k, s, lock_held).await
         }
         Err(e) => Err(e),
     };

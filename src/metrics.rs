@@ -214,6 +214,20 @@ impl Metrics {
         self.inner.lock_held.set(i64::from(held));
     }
 
+    /// A lock-held channel for [`crate::restart::Restarter::lock_held`]: a task sets
+    /// `kplink_lock_held` to every value sent until the sender is dropped. Needs a tokio runtime.
+    pub fn lock_held_sender(&self) -> tokio::sync::watch::Sender<bool> {
+        let (sender, mut held) = tokio::sync::watch::channel(false);
+        let metrics = self.clone();
+        tokio::spawn(async move {
+            // `changed` reports a last value sent just before the sender went away, then fails.
+            while held.changed().await.is_ok() {
+                metrics.set_lock_held(*held.borrow_and_update());
+            }
+        });
+        sender
+    }
+
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -330,5 +344,32 @@ mod tests {
             assert!(text.contains(needle), "{needle} missing in\n{text}");
         }
         assert!(m.health().is_ok());
+    }
+
+    #[tokio::test]
+    async fn lock_held_follows_the_sender() {
+        let m = Metrics::new(Duration::from_secs(60));
+        let held = |m: &Metrics| {
+            m.render()
+                .lines()
+                .find_map(|l| l.strip_prefix("kplink_lock_held "))
+                .map(str::to_string)
+        };
+        let settle = || tokio::time::sleep(Duration::from_millis(50));
+        let lock_held = m.lock_held_sender();
+        lock_held.send_replace(true);
+        settle().await;
+        assert_eq!(held(&m).as_deref(), Some("1"));
+        // The last value before the sender goes away still arrives.
+        lock_held.send_replace(false);
+        drop(lock_held);
+        settle().await;
+        assert_eq!(held(&m).as_deref(), Some("0"));
+        // A new sender starts from the gauge as it is: only changes are forwarded.
+        m.set_lock_held(true);
+        let next = m.lock_held_sender();
+        settle().await;
+        assert_eq!(held(&m).as_deref(), Some("1"));
+        drop(next);
     }
 }

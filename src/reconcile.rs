@@ -684,7 +684,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         report: &PassReport,
         kafka: &K,
         service: &S,
-        on_lock: &(dyn Fn(bool) + Send + Sync),
+        lock_held: &tokio::sync::watch::Sender<bool>,
     ) -> Result<Outcome, Error> {
         let path = &self.config.broker.server_properties;
         let file = properties::Properties::parse(&properties::read(path)?)
@@ -700,7 +700,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             holder: format!("{}/{}", ctx.broker_id, ctx.identity.instance_id),
             bootstrap_tg: report.bootstrap_target_group_arn.clone(),
             known_lock: report.lock_listener_arn.clone(),
-            on_lock,
+            lock_held,
         };
         Ok(restarter
             .make_effective(&report.advertised, &file_value)

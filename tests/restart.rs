@@ -537,7 +537,8 @@ async fn change_listener(
         },
         restarted,
     };
-    let on_lock = |_: bool| {};
+    let lock_held = tokio::sync::watch::Sender::new(false);
+    let mut lock_seen = lock_held.subscribe();
     let r = Restarter {
         lb: &lb,
         kafka: &kafka,
@@ -548,7 +549,7 @@ async fn change_listener(
         holder: format!("{id}/i-{id}"),
         bootstrap_tg: bootstrap_tg.to_string(),
         known_lock: None,
-        on_lock: &on_lock,
+        lock_held: &lock_held,
     };
     let result = r
         .make_effective(
@@ -558,6 +559,12 @@ async fn change_listener(
         .await;
     if let Ok(Outcome::Restarted { .. }) = &result {
         events.lock().unwrap().push("restarted".into());
+        // Taken and released: the caller's channel saw it, and shows it free again.
+        assert!(lock_seen.has_changed().unwrap(), "lock_held never changed");
+        assert!(
+            !*lock_seen.borrow_and_update(),
+            "lock_held still set after the release"
+        );
     }
     result
 }

@@ -1,0 +1,479 @@
+//! Making Kafka use the written listener without costing availability.
+//!
+//! Decision, in order: nothing accepts a TCP connection on `restart.bootstrap_servers` → nothing
+//! (Kafka reads the file when it starts); something accepts but does not answer → an error, the
+//! change stays pending and is checked again (a broker in log recovery or a GC pause is running,
+//! and would otherwise keep its old endpoint for good); it already advertises the desired endpoint
+//! → nothing; a ZooKeeper-mode broker whose managed listener exists with another endpoint → a
+//! per-broker dynamic `advertised.listeners` update, verified by comparing the whole value through
+//! DescribeConfigs; otherwise (always under KRaft, which cannot change `advertised.listeners`
+//! dynamically: see [`crate::node`]) → a rolling restart, one broker at a time cluster-wide.
+//! Before a ZooKeeper-mode restart, a dynamic `advertised.listeners` override is removed so it
+//! cannot shadow the file once the broker is back.
+//!
+//! **The cluster restart lock** is a listener on `restart.lock_port` of the same NLB, forwarding
+//! to the bootstrap group (clients never use that port). Creating it is atomic by the same
+//! `DuplicateListener` rule as port claims; its tags say who holds it (`kplink:lock-holder`), until
+//! when (`kplink:lock-expires`, renewed while held) and in which phase (`kplink:lock-phase`).
+//! Because ELBv2 answers a CreateListener with identical settings by returning the existing
+//! listener, a creator confirms it holds the lock by reading the holder tag back. An expired lock
+//! is broken by deleting *that* listener by ARN (compare-and-delete: a second breaker's delete finds
+//! nothing and its create loses), except in phase `failed`, which never expires: a broker that did
+//! not come back keeps every other broker from restarting until it recovers or a person steps in.
+//! A phase value this agent does not know (see [`LockPhase::Unknown`]) expires like any phase but
+//! `failed`.
+//! Waiting agents add a `kplink:waiting-<broker id>` tag to the lock (at most one each, at most
+//! [`MAX_WAITING_TAGS`] in all so the lock stays within ELBv2's 50 tags per resource, removed when
+//! they stop waiting) so that a ZooKeeper-mode active controller that holds it can yield and
+//! restart last; waiters poll less often as their number grows. Under KRaft the Metadata
+//! controller id is a random broker (KIP-590), so nothing yields: with dedicated controllers
+//! there is nothing to order, and combined-mode (`broker,controller`) restarts are not ordered
+//! by quorum leadership (the agent does not send DescribeQuorum).
+//!
+//! Layout: [`decide()`] and the listener comparisons in `decide.rs`, the health gates
+//! ([`gate()`], [`split_claims`], [`cluster_claims`]) in `gate.rs`, the lock protocol
+//! ([`LockState`], [`LockPhase`], [`lock_action`], acquire/renew/release) in `lock.rs`, the
+//! restart command ([`ServiceManager`], [`CommandService`]) in `command.rs`; this file holds the
+//! orchestration, [`Restarter::make_effective`].
+
+mod command;
+mod decide;
+mod gate;
+mod lock;
+
+use std::time::Duration;
+
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::{Config, RestartMode};
+use crate::kafka::{KafkaCluster, KafkaError, Liveness};
+use crate::nlb::{LoadBalancer, NlbError};
+use crate::node::NodeRole;
+
+/// Seconds since the Unix epoch; defined in [`crate::clock`], re-exported for existing callers.
+pub use crate::clock::unix_now;
+pub use command::{CommandService, ServiceManager};
+pub use decide::{decide, endpoint_of, same_listeners, Decision};
+pub use gate::{cluster_claims, gate, split_claims, GateReport};
+pub use lock::{
+    lock_action, should_yield, wait_delay, LockAction, LockPhase, LockState, MAX_WAITING_TAGS,
+    TAG_LOCK_EXPIRES, TAG_LOCK_HOLDER, TAG_LOCK_PHASE, TAG_WAITING_PREFIX,
+};
+
+/// Why making the listener effective failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestartError {
+    /// A Kafka admin call failed.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// Something accepts connections on the bootstrap servers but does not answer Kafka's
+    /// Metadata request: the broker runs (or hangs) and cannot be checked; nothing is restarted.
+    #[error("Kafka at {bootstrap} accepts connections but does not answer ({cause}); the change stays pending and nothing is restarted until it answers (log recovery? GC pause? restart.kafka security settings?)")]
+    Unreachable {
+        /// Bootstrap servers.
+        bootstrap: String,
+        /// Why the Metadata request failed.
+        cause: String,
+    },
+    /// An ELBv2 call of the lock failed.
+    #[error(transparent)]
+    Nlb(#[from] NlbError),
+    /// The health gates did not pass within `restart.timeout`; nothing was restarted.
+    #[error("not restarting broker {broker_id}: cluster not healthy for {checks} consecutive checks within {timeout:?}: {blockers}")]
+    GatesNotMet {
+        /// This broker.
+        broker_id: i32,
+        /// Required consecutive healthy checks.
+        checks: u32,
+        /// The timeout.
+        timeout: Duration,
+        /// Why, from the last observation.
+        blockers: String,
+    },
+    /// The lock stayed with another broker for `restart.timeout`.
+    #[error("not restarting broker {broker_id}: the cluster restart lock stayed with {holder} (phase {phase}) for {timeout:?}")]
+    LockBusy {
+        /// This broker.
+        broker_id: i32,
+        /// The holder.
+        holder: String,
+        /// Its phase.
+        phase: LockPhase,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The lock was taken away while held (it expired and another agent broke it).
+    #[error("lost the cluster restart lock on port {port} while {doing}")]
+    LockLost {
+        /// The lock port.
+        port: u16,
+        /// What the holder was doing.
+        doing: &'static str,
+    },
+    /// The listener on `restart.lock_port` is not this cluster's lock.
+    #[error("the listener on restart.lock_port {port} belongs to {owner}, not to cluster {cluster}; give this cluster its own lock_port (nothing restarted)")]
+    LockPortForeign {
+        /// The lock port.
+        port: u16,
+        /// Who owns the listener there.
+        owner: String,
+        /// This cluster.
+        cluster: String,
+    },
+    /// The restart command failed.
+    #[error("restart command {command:?} failed: {reason}")]
+    Command {
+        /// The command.
+        command: Vec<String>,
+        /// Exit status or spawn error.
+        reason: String,
+    },
+    /// The broker did not come back healthy with the new endpoint in time; the lock is kept.
+    #[error("broker {broker_id} did not come back within {timeout:?} after its restart ({why}); keeping the cluster restart lock so no other broker restarts")]
+    NotRecovered {
+        /// This broker.
+        broker_id: i32,
+        /// The timeout.
+        timeout: Duration,
+        /// What was still missing.
+        why: String,
+    },
+}
+
+/// What happened to a changed listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Nothing answers on the bootstrap servers; Kafka reads the file when it starts.
+    NotRunning,
+    /// The broker already advertises the desired endpoint.
+    AlreadyEffective,
+    /// Applied as a per-broker dynamic config and verified.
+    DynamicallyUpdated,
+    /// Restarted under the cluster lock and verified.
+    Restarted {
+        /// Lock acquired to lock released.
+        took_ms: u128,
+    },
+    /// `restart.mode = "never"`: the running broker still advertises something else.
+    Pending {
+        /// What the broker advertises now.
+        current: Option<String>,
+    },
+}
+
+/// One line about the outcome (`run --once`, the daemon's log).
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::NotRunning => f.write_str("not running (nothing accepts connections on restart.bootstrap_servers); it reads the file when it starts"),
+            Outcome::AlreadyEffective => f.write_str("already advertises this endpoint"),
+            Outcome::DynamicallyUpdated => {
+                f.write_str("advertised.listeners updated dynamically (no restart)")
+            }
+            Outcome::Restarted { took_ms } => {
+                write!(f, "restarted under the cluster lock ({took_ms} ms)")
+            }
+            Outcome::Pending { current } => write!(
+                f,
+                "restart pending (restart.mode = \"never\"); broker advertises {}",
+                current.as_deref().unwrap_or("something else")
+            ),
+        }
+    }
+}
+
+/// Carries one change into the running broker.
+pub struct Restarter<'a, L, K, S> {
+    /// The NLB (lock and broker registry).
+    pub lb: &'a L,
+    /// The cluster.
+    pub kafka: &'a K,
+    /// The Kafka service.
+    pub service: &'a S,
+    /// Configuration.
+    pub config: &'a Config,
+    /// This broker.
+    pub broker_id: i32,
+    /// What kind of Kafka node it is (decides dynamic updates and controller ordering).
+    pub role: NodeRole,
+    /// `<broker id>/<instance id>`.
+    pub holder: String,
+    /// Target group the lock listener forwards to (the bootstrap group).
+    pub bootstrap_tg: String,
+    /// The lock listener as the reconcile pass just saw it; `None` spares a lookup when no agent
+    /// holds the lock.
+    pub known_lock: Option<String>,
+    /// Whether this agent holds the cluster restart lock: set to `true` when it takes (or
+    /// resumes) the lock, `false` when it releases or loses it. A lock kept after a failed
+    /// restart stays `true`. The caller owns the channel and reads it (the daemon feeds the
+    /// `kplink_lock_held` metric from it, see [`crate::metrics::Metrics::lock_held_sender`]).
+    pub lock_held: &'a watch::Sender<bool>,
+}
+
+impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S> {
+    /// Makes the broker advertise `desired` (`host:port`) for the managed listener; `file_value`
+    /// is `advertised.listeners` as written to `server.properties` (the dynamic value, if used).
+    pub async fn make_effective(
+        &self,
+        desired: &str,
+        file_value: &str,
+    ) -> Result<Outcome, RestartError> {
+        let name = &self.config.listener.name;
+        // A lock of ours from before a crash means we were mid-restart: finish that first.
+        let resumable = match &self.known_lock {
+            Some(arn) => self
+                .lb
+                .tags(arn)
+                .await?
+                .map(|tags| LockState::from_tags(arn, &tags)),
+            None => None,
+        };
+        if let Some(lock) = resumable {
+            // Past gating (restarting, verifying, failed, or a phase this agent does not know):
+            // Kafka may have been restarted, so verify it and release; nothing restarts again.
+            if lock.holder == self.holder && lock.phase != LockPhase::Gating {
+                tracing::warn!(phase = %lock.phase, "resuming an interrupted restart");
+                self.lock_held.send_replace(true);
+                return self
+                    .verify_and_release(&lock, desired, Instant::now())
+                    .await;
+            }
+        }
+        let running = match self.kafka.probe().await {
+            Liveness::NotListening => false,
+            Liveness::Answering => true,
+            Liveness::Unreachable { bootstrap, cause } => {
+                return Err(RestartError::Unreachable { bootstrap, cause })
+            }
+        };
+        let current = if running {
+            self.kafka.advertised_listeners(self.broker_id).await?
+        } else {
+            None
+        };
+        let dynamic_allowed = self.role.dynamic_advertised_listeners();
+        match decide(running, current.as_deref(), name, desired, dynamic_allowed) {
+            Decision::NotRunning => return Ok(Outcome::NotRunning),
+            Decision::Effective => {
+                // Release a lock we may still hold from a gating phase cut short.
+                if self.known_lock.is_some() {
+                    self.release_if_mine().await?;
+                }
+                return Ok(Outcome::AlreadyEffective);
+            }
+            _ if self.config.restart.mode == RestartMode::Never => {
+                return Ok(Outcome::Pending {
+                    current: current.as_deref().and_then(|a| endpoint_of(a, name)),
+                })
+            }
+            Decision::DynamicUpdate => {
+                match self
+                    .kafka
+                    .set_advertised_listeners(self.broker_id, file_value)
+                    .await
+                {
+                    Ok(()) => {
+                        // The update replaces every listener's address: check the whole value.
+                        let now = self.kafka.advertised_listeners(self.broker_id).await?;
+                        if now
+                            .as_deref()
+                            .is_some_and(|v| same_listeners(v, file_value))
+                        {
+                            tracing::info!(
+                                broker_id = self.broker_id,
+                                advertised = desired,
+                                "applied advertised.listeners dynamically"
+                            );
+                            return Ok(Outcome::DynamicallyUpdated);
+                        }
+                        tracing::warn!("broker accepted the dynamic update but does not advertise it; restarting instead");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dynamic update rejected; restarting instead")
+                    }
+                }
+            }
+            Decision::Restart => {}
+        }
+        self.rolling_restart(desired).await
+    }
+
+    async fn rolling_restart(&self, desired: &str) -> Result<Outcome, RestartError> {
+        let rc = &self.config.restart;
+        let started = Instant::now();
+        let deadline = started + rc.timeout;
+        let expected = self.expected_brokers().await?;
+        'acquire: loop {
+            let lock = self.acquire(deadline).await?;
+            let mut healthy = 0;
+            let mut last = GateReport::default();
+            while healthy < rc.healthy_checks {
+                if Instant::now() >= deadline {
+                    self.release(&lock).await?;
+                    return Err(RestartError::GatesNotMet {
+                        broker_id: self.broker_id,
+                        checks: rc.healthy_checks,
+                        timeout: rc.timeout,
+                        blockers: last.blockers.join("; "),
+                    });
+                }
+                let snapshot = self.kafka.snapshot().await?;
+                last = gate(&snapshot, self.broker_id, &expected);
+                for note in &last.notes {
+                    tracing::warn!(note = %note, "partition cannot stay available during the restart");
+                }
+                if self.role.metadata_names_controller()
+                    && snapshot.controller_id == Some(self.broker_id)
+                {
+                    let current = self.read_lock().await?;
+                    let others_waiting = current.as_ref().is_some_and(|l| {
+                        should_yield(
+                            self.role,
+                            snapshot.controller_id,
+                            self.broker_id,
+                            &l.waiting,
+                            unix_now(),
+                            rc.lease,
+                        )
+                    });
+                    if others_waiting {
+                        tracing::info!("this broker is the active controller and others wait: yielding the lock");
+                        self.release(&lock).await?;
+                        let pause = rc
+                            .check_interval
+                            .mul_f64(rand::thread_rng().gen_range(2.0..3.0));
+                        tokio::time::sleep(pause).await;
+                        continue 'acquire;
+                    }
+                }
+                if last.blockers.is_empty() {
+                    healthy += 1;
+                } else {
+                    healthy = 0;
+                    tracing::info!(blockers = %last.blockers.join("; "), "waiting for the cluster to be healthy");
+                }
+                self.renew(&lock, LockPhase::Gating, "waiting for health")
+                    .await?;
+                if healthy < rc.healthy_checks {
+                    tokio::time::sleep(rc.check_interval).await;
+                }
+            }
+            // ZooKeeper mode: a dynamic override (from an earlier dynamic update) is stored in
+            // ZooKeeper and would win over the file once the broker is back.
+            if self.role.dynamic_advertised_listeners() {
+                match self
+                    .kafka
+                    .clear_dynamic_advertised_listeners(self.broker_id)
+                    .await
+                {
+                    Ok(true) => tracing::info!(
+                        broker_id = self.broker_id,
+                        "removed the dynamic advertised.listeners override before the restart"
+                    ),
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.release(&lock).await?;
+                        return Err(e.into());
+                    }
+                }
+            }
+            self.renew(&lock, LockPhase::Restarting, "starting the restart")
+                .await?;
+            tracing::warn!(broker_id = self.broker_id, command = ?rc.command, "restarting Kafka");
+            // Keep renewing while the command runs: a slow controlled shutdown may outlast the lease.
+            let restart = self.service.restart();
+            tokio::pin!(restart);
+            let command_result = loop {
+                tokio::select! {
+                    result = &mut restart => break result,
+                    () = tokio::time::sleep(rc.lease / 3) => {
+                        self.renew(&lock, LockPhase::Restarting, "restarting Kafka").await?;
+                    }
+                }
+            };
+            // A failed command may still have restarted Kafka: what counts is whether the broker
+            // comes back. If it does not, the lock stays (phase failed) and no other broker restarts.
+            if let Err(e) = &command_result {
+                tracing::error!(error = %e, "restart command failed; verifying the broker anyway");
+            }
+            let verified = self.verify_and_release(&lock, desired, started).await;
+            return match (verified, command_result) {
+                (Ok(outcome), _) => Ok(outcome),
+                (Err(e), Ok(())) => Err(e),
+                (Err(_), Err(command)) => Err(command),
+            };
+        }
+    }
+
+    /// After a restart: registered again, advertising `desired`, no under-replicated partition.
+    async fn verify_and_release(
+        &self,
+        lock: &LockState,
+        desired: &str,
+        started: Instant,
+    ) -> Result<Outcome, RestartError> {
+        let rc = &self.config.restart;
+        self.renew(lock, LockPhase::Verifying, "verifying the restart")
+            .await?;
+        let deadline = Instant::now() + rc.timeout;
+        let name = &self.config.listener.name;
+        let mut why;
+        loop {
+            why = match self.kafka.snapshot().await {
+                Err(e) => e.to_string(),
+                Ok(s) if s.broker(self.broker_id).is_none() => "not registered yet".to_string(),
+                Ok(s) => {
+                    let urp = s
+                        .topics
+                        .iter()
+                        .flat_map(|t| &t.partitions)
+                        .filter(|p| p.isr.len() < p.replicas.len() || p.leader < 0)
+                        .count();
+                    let advertised = self
+                        .kafka
+                        .advertised_listeners(self.broker_id)
+                        .await
+                        .ok()
+                        .flatten();
+                    let endpoint = advertised.as_deref().and_then(|a| endpoint_of(a, name));
+                    if endpoint.as_deref() != Some(desired) {
+                        format!(
+                            "advertises {} instead of {desired}",
+                            endpoint.as_deref().unwrap_or("nothing")
+                        )
+                    } else if urp > 0 {
+                        format!("{urp} partition(s) not in sync")
+                    } else {
+                        self.release(lock).await?;
+                        tracing::info!(
+                            broker_id = self.broker_id,
+                            advertised = desired,
+                            "broker is back with the new endpoint"
+                        );
+                        return Ok(Outcome::Restarted {
+                            took_ms: started.elapsed().as_millis(),
+                        });
+                    }
+                }
+            };
+            if Instant::now() >= deadline {
+                // Never cascade: keep the lock, marked failed, so no other broker restarts.
+                let _ = self
+                    .renew(lock, LockPhase::Failed, "giving up on the restart")
+                    .await;
+                return Err(RestartError::NotRecovered {
+                    broker_id: self.broker_id,
+                    timeout: rc.timeout,
+                    why,
+                });
+            }
+            tokio::time::sleep(rc.check_interval.min(Duration::from_secs(2))).await;
+            self.renew(lock, LockPhase::Verifying, "verifying the restart")
+                .await?;
+        }
+    }
+}
