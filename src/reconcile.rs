@@ -697,6 +697,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             config: &self.config,
             broker_id: ctx.broker_id,
             role: self.node_role()?,
+            rack: ctx.desired.rack.as_deref(),
             holder: format!("{}/{}", ctx.broker_id, ctx.identity.instance_id),
             bootstrap_tg: report.bootstrap_target_group_arn.clone(),
             known_lock: report.lock_listener_arn.clone(),

@@ -203,6 +203,17 @@ pub trait KafkaCluster: Send + Sync {
         value: &str,
     ) -> impl Future<Output = Result<(), KafkaError>> + Send;
 
+    /// The broker's `broker.rack` as it runs with it (DescribeConfigs), `None` when it reports
+    /// none. The default answers `None`: a cluster view that cannot tell (tansu reports no broker
+    /// configs) never triggers a rack restart.
+    fn broker_rack(
+        &self,
+        broker_id: i32,
+    ) -> impl Future<Output = Result<Option<String>, KafkaError>> + Send {
+        let _ = broker_id;
+        async { Ok(None) }
+    }
+
     /// Removes a per-broker dynamic `advertised.listeners` override (IncrementalAlterConfigs
     /// DELETE), so that the value in `server.properties` is the one the broker uses after its next
     /// start: a dynamic override (stored by ZooKeeper-mode clusters) would otherwise shadow the
@@ -544,6 +555,14 @@ impl KafkaCluster for RdKafka {
         .await
         .map_err(|e| err(format!("alter task failed: {e}")))?
         .map_err(err)
+    }
+
+    async fn broker_rack(&self, broker_id: i32) -> Result<Option<String>, KafkaError> {
+        let configs = self.describe_broker(broker_id, &["broker.rack"]).await?;
+        Ok(configs
+            .get("broker.rack")
+            .and_then(|e| e.value.clone())
+            .filter(|v| !v.trim().is_empty()))
     }
 
     async fn clear_dynamic_advertised_listeners(&self, broker_id: i32) -> Result<bool, KafkaError> {

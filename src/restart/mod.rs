@@ -41,6 +41,7 @@ mod decide;
 mod gate;
 mod lock;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use rand::Rng;
@@ -200,6 +201,9 @@ pub struct Restarter<'a, L, K, S> {
     pub broker_id: i32,
     /// What kind of Kafka node it is (decides dynamic updates and controller ordering).
     pub role: NodeRole,
+    /// The `broker.rack` the file now says, if `broker.rack` is configured: a running broker
+    /// reporting another rack is restarted like a changed listener.
+    pub rack: Option<&'a str>,
     /// `<broker id>/<instance id>`.
     pub holder: String,
     /// Target group the lock listener forwards to (the bootstrap group).
@@ -214,6 +218,14 @@ pub struct Restarter<'a, L, K, S> {
     pub lock_held: &'a watch::Sender<bool>,
 }
 
+/// How gating ended while holding the lock.
+enum Gated {
+    /// Healthy: restart now.
+    Healthy,
+    /// The lock was given to a waiter: acquire again.
+    Yielded,
+}
+
 impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S> {
     /// Makes the broker advertise `desired` (`host:port`) for the managed listener; `file_value`
     /// is `advertised.listeners` as written to `server.properties` (the dynamic value, if used).
@@ -222,27 +234,10 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
         desired: &str,
         file_value: &str,
     ) -> Result<Outcome, RestartError> {
-        let name = &self.config.listener.name;
-        // A lock of ours from before a crash means we were mid-restart: finish that first.
-        let resumable = match &self.known_lock {
-            Some(arn) => self
-                .lb
-                .tags(arn)
-                .await?
-                .map(|tags| LockState::from_tags(arn, &tags)),
-            None => None,
-        };
-        if let Some(lock) = resumable {
-            // Past gating (restarting, verifying, failed, or a phase this agent does not know):
-            // Kafka may have been restarted, so verify it and release; nothing restarts again.
-            if lock.holder == self.holder && lock.phase != LockPhase::Gating {
-                tracing::warn!(phase = %lock.phase, "resuming an interrupted restart");
-                self.lock_held.send_replace(true);
-                return self
-                    .verify_and_release(&lock, desired, Instant::now())
-                    .await;
-            }
+        if let Some(outcome) = self.resume_interrupted(desired).await? {
+            return Ok(outcome);
         }
+        let name = &self.config.listener.name;
         let running = match self.kafka.probe().await {
             Liveness::NotListening => false,
             Liveness::Answering => true,
@@ -250,13 +245,21 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
                 return Err(RestartError::Unreachable { bootstrap, cause })
             }
         };
-        let current = if running {
-            self.kafka.advertised_listeners(self.broker_id).await?
+        let (current, rack_differs) = if running {
+            (
+                self.kafka.advertised_listeners(self.broker_id).await?,
+                self.rack_differs().await?,
+            )
         } else {
-            None
+            (None, false)
         };
-        let dynamic_allowed = self.role.dynamic_advertised_listeners();
-        match decide(running, current.as_deref(), name, desired, dynamic_allowed) {
+        let dynamic_allowed = self.role.dynamic_advertised_listeners() && !rack_differs;
+        let decision = match decide(running, current.as_deref(), name, desired, dynamic_allowed) {
+            // `broker.rack` is a static broker config (read-only in both modes): a restart.
+            Decision::Effective if rack_differs => Decision::Restart,
+            d => d,
+        };
+        match decision {
             Decision::NotRunning => return Ok(Outcome::NotRunning),
             Decision::Effective => {
                 // Release a lock we may still hold from a gating phase cut short.
@@ -271,30 +274,8 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
                 })
             }
             Decision::DynamicUpdate => {
-                match self
-                    .kafka
-                    .set_advertised_listeners(self.broker_id, file_value)
-                    .await
-                {
-                    Ok(()) => {
-                        // The update replaces every listener's address: check the whole value.
-                        let now = self.kafka.advertised_listeners(self.broker_id).await?;
-                        if now
-                            .as_deref()
-                            .is_some_and(|v| same_listeners(v, file_value))
-                        {
-                            tracing::info!(
-                                broker_id = self.broker_id,
-                                advertised = desired,
-                                "applied advertised.listeners dynamically"
-                            );
-                            return Ok(Outcome::DynamicallyUpdated);
-                        }
-                        tracing::warn!("broker accepted the dynamic update but does not advertise it; restarting instead");
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "dynamic update rejected; restarting instead")
-                    }
+                if self.dynamic_update(desired, file_value).await? {
+                    return Ok(Outcome::DynamicallyUpdated);
                 }
             }
             Decision::Restart => {}
@@ -302,110 +283,208 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
         self.rolling_restart(desired).await
     }
 
+    /// A lock of ours from before a crash, past gating (restarting, verifying, failed, or a
+    /// phase this agent does not know), means Kafka may have been restarted: verify it and
+    /// release; nothing restarts again.
+    async fn resume_interrupted(&self, desired: &str) -> Result<Option<Outcome>, RestartError> {
+        let Some(arn) = &self.known_lock else {
+            return Ok(None);
+        };
+        let Some(lock) = self
+            .lb
+            .tags(arn)
+            .await?
+            .map(|tags| LockState::from_tags(arn, &tags))
+        else {
+            return Ok(None);
+        };
+        if lock.holder != self.holder || lock.phase == LockPhase::Gating {
+            return Ok(None);
+        }
+        tracing::warn!(phase = %lock.phase, "resuming an interrupted restart");
+        self.lock_held.send_replace(true);
+        Ok(Some(
+            self.verify_and_release(&lock, desired, Instant::now())
+                .await?,
+        ))
+    }
+
+    /// Whether the running broker's `broker.rack` differs from the configured one (`false` when
+    /// no rack is configured or the broker does not report one).
+    async fn rack_differs(&self) -> Result<bool, RestartError> {
+        let Some(want) = self.rack else {
+            return Ok(false);
+        };
+        Ok(self
+            .kafka
+            .broker_rack(self.broker_id)
+            .await?
+            .is_some_and(|have| have != want))
+    }
+
+    /// ZooKeeper mode: the per-broker dynamic update, verified on the whole value (it replaces
+    /// every listener's address). `false`: not taken; restart instead.
+    async fn dynamic_update(&self, desired: &str, file_value: &str) -> Result<bool, RestartError> {
+        if let Err(e) = self
+            .kafka
+            .set_advertised_listeners(self.broker_id, file_value)
+            .await
+        {
+            tracing::warn!(error = %e, "dynamic update rejected; restarting instead");
+            return Ok(false);
+        }
+        let now = self.kafka.advertised_listeners(self.broker_id).await?;
+        if now
+            .as_deref()
+            .is_some_and(|v| same_listeners(v, file_value))
+        {
+            tracing::info!(
+                broker_id = self.broker_id,
+                advertised = desired,
+                "applied advertised.listeners dynamically"
+            );
+            return Ok(true);
+        }
+        tracing::warn!(
+            "broker accepted the dynamic update but does not advertise it; restarting instead"
+        );
+        Ok(false)
+    }
+
     async fn rolling_restart(&self, desired: &str) -> Result<Outcome, RestartError> {
-        let rc = &self.config.restart;
         let started = Instant::now();
-        let deadline = started + rc.timeout;
+        let deadline = started + self.config.restart.timeout;
         let expected = self.expected_brokers().await?;
-        'acquire: loop {
+        let lock = loop {
             let lock = self.acquire(deadline).await?;
-            let mut healthy = 0;
-            let mut last = GateReport::default();
-            while healthy < rc.healthy_checks {
-                if Instant::now() >= deadline {
+            match self.gate_until_healthy(&lock, &expected, deadline).await? {
+                Gated::Healthy => break lock,
+                Gated::Yielded => continue,
+            }
+        };
+        // ZooKeeper mode: a dynamic override (from an earlier dynamic update) is stored in
+        // ZooKeeper and would win over the file once the broker is back.
+        if self.role.dynamic_advertised_listeners() {
+            match self
+                .kafka
+                .clear_dynamic_advertised_listeners(self.broker_id)
+                .await
+            {
+                Ok(true) => tracing::info!(
+                    broker_id = self.broker_id,
+                    "removed the dynamic advertised.listeners override before the restart"
+                ),
+                Ok(false) => {}
+                Err(e) => {
                     self.release(&lock).await?;
-                    return Err(RestartError::GatesNotMet {
-                        broker_id: self.broker_id,
-                        checks: rc.healthy_checks,
-                        timeout: rc.timeout,
-                        blockers: last.blockers.join("; "),
-                    });
-                }
-                let snapshot = self.kafka.snapshot().await?;
-                last = gate(&snapshot, self.broker_id, &expected);
-                for note in &last.notes {
-                    tracing::warn!(note = %note, "partition cannot stay available during the restart");
-                }
-                if self.role.metadata_names_controller()
-                    && snapshot.controller_id == Some(self.broker_id)
-                {
-                    let current = self.read_lock().await?;
-                    let others_waiting = current.as_ref().is_some_and(|l| {
-                        should_yield(
-                            self.role,
-                            snapshot.controller_id,
-                            self.broker_id,
-                            &l.waiting,
-                            unix_now(),
-                            rc.lease,
-                        )
-                    });
-                    if others_waiting {
-                        tracing::info!("this broker is the active controller and others wait: yielding the lock");
-                        self.release(&lock).await?;
-                        let pause = rc
-                            .check_interval
-                            .mul_f64(rand::thread_rng().gen_range(2.0..3.0));
-                        tokio::time::sleep(pause).await;
-                        continue 'acquire;
-                    }
-                }
-                if last.blockers.is_empty() {
-                    healthy += 1;
-                } else {
-                    healthy = 0;
-                    tracing::info!(blockers = %last.blockers.join("; "), "waiting for the cluster to be healthy");
-                }
-                self.renew(&lock, LockPhase::Gating, "waiting for health")
-                    .await?;
-                if healthy < rc.healthy_checks {
-                    tokio::time::sleep(rc.check_interval).await;
+                    return Err(e.into());
                 }
             }
-            // ZooKeeper mode: a dynamic override (from an earlier dynamic update) is stored in
-            // ZooKeeper and would win over the file once the broker is back.
-            if self.role.dynamic_advertised_listeners() {
-                match self
-                    .kafka
-                    .clear_dynamic_advertised_listeners(self.broker_id)
-                    .await
-                {
-                    Ok(true) => tracing::info!(
-                        broker_id = self.broker_id,
-                        "removed the dynamic advertised.listeners override before the restart"
-                    ),
-                    Ok(false) => {}
-                    Err(e) => {
-                        self.release(&lock).await?;
-                        return Err(e.into());
-                    }
-                }
+        }
+        let command_result = self.run_restart_command(&lock).await?;
+        // A failed command may still have restarted Kafka: what counts is whether the broker
+        // comes back. If it does not, the lock stays (phase failed) and no other broker restarts.
+        if let Err(e) = &command_result {
+            tracing::error!(error = %e, "restart command failed; verifying the broker anyway");
+        }
+        let verified = self.verify_and_release(&lock, desired, started).await;
+        match (verified, command_result) {
+            (Ok(outcome), _) => Ok(outcome),
+            (Err(e), Ok(())) => Err(e),
+            (Err(_), Err(command)) => Err(command),
+        }
+    }
+
+    /// Holding the lock: waits for `healthy_checks` consecutive healthy observations, or yields
+    /// the lock (ZooKeeper-mode active controller with others waiting), or gives up at the
+    /// deadline (lock released, nothing restarted).
+    async fn gate_until_healthy(
+        &self,
+        lock: &LockState,
+        expected: &BTreeSet<i32>,
+        deadline: Instant,
+    ) -> Result<Gated, RestartError> {
+        let rc = &self.config.restart;
+        let mut healthy = 0;
+        let mut last = GateReport::default();
+        while healthy < rc.healthy_checks {
+            if Instant::now() >= deadline {
+                self.release(lock).await?;
+                return Err(RestartError::GatesNotMet {
+                    broker_id: self.broker_id,
+                    checks: rc.healthy_checks,
+                    timeout: rc.timeout,
+                    blockers: last.blockers.join("; "),
+                });
             }
-            self.renew(&lock, LockPhase::Restarting, "starting the restart")
+            let snapshot = self.kafka.snapshot().await?;
+            last = gate(&snapshot, self.broker_id, expected);
+            for note in &last.notes {
+                tracing::warn!(note = %note, "partition cannot stay available during the restart");
+            }
+            if self.yields_to_waiters(snapshot.controller_id).await? {
+                tracing::info!(
+                    "this broker is the active controller and others wait: yielding the lock"
+                );
+                self.release(lock).await?;
+                let pause = rc
+                    .check_interval
+                    .mul_f64(rand::thread_rng().gen_range(2.0..3.0));
+                tokio::time::sleep(pause).await;
+                return Ok(Gated::Yielded);
+            }
+            if last.blockers.is_empty() {
+                healthy += 1;
+            } else {
+                healthy = 0;
+                tracing::info!(blockers = %last.blockers.join("; "), "waiting for the cluster to be healthy");
+            }
+            self.renew(lock, LockPhase::Gating, "waiting for health")
                 .await?;
-            tracing::warn!(broker_id = self.broker_id, command = ?rc.command, "restarting Kafka");
-            // Keep renewing while the command runs: a slow controlled shutdown may outlast the lease.
-            let restart = self.service.restart();
-            tokio::pin!(restart);
-            let command_result = loop {
-                tokio::select! {
-                    result = &mut restart => break result,
-                    () = tokio::time::sleep(rc.lease / 3) => {
-                        self.renew(&lock, LockPhase::Restarting, "restarting Kafka").await?;
-                    }
-                }
-            };
-            // A failed command may still have restarted Kafka: what counts is whether the broker
-            // comes back. If it does not, the lock stays (phase failed) and no other broker restarts.
-            if let Err(e) = &command_result {
-                tracing::error!(error = %e, "restart command failed; verifying the broker anyway");
+            if healthy < rc.healthy_checks {
+                tokio::time::sleep(rc.check_interval).await;
             }
-            let verified = self.verify_and_release(&lock, desired, started).await;
-            return match (verified, command_result) {
-                (Ok(outcome), _) => Ok(outcome),
-                (Err(e), Ok(())) => Err(e),
-                (Err(_), Err(command)) => Err(command),
-            };
+        }
+        Ok(Gated::Healthy)
+    }
+
+    /// Whether this broker, as the ZooKeeper-mode active controller, gives the lock to waiters.
+    async fn yields_to_waiters(&self, controller_id: Option<i32>) -> Result<bool, RestartError> {
+        if !self.role.metadata_names_controller() || controller_id != Some(self.broker_id) {
+            return Ok(false);
+        }
+        let current = self.read_lock().await?;
+        Ok(current.as_ref().is_some_and(|l| {
+            should_yield(
+                self.role,
+                controller_id,
+                self.broker_id,
+                &l.waiting,
+                unix_now(),
+                self.config.restart.lease,
+            )
+        }))
+    }
+
+    /// Runs the restart command, renewing the lease while it runs (a slow controlled shutdown
+    /// may outlast the lease). The outer error: the lock was lost; the inner: the command failed.
+    async fn run_restart_command(
+        &self,
+        lock: &LockState,
+    ) -> Result<Result<(), RestartError>, RestartError> {
+        let rc = &self.config.restart;
+        self.renew(lock, LockPhase::Restarting, "starting the restart")
+            .await?;
+        tracing::warn!(broker_id = self.broker_id, command = ?rc.command, "restarting Kafka");
+        let restart = self.service.restart();
+        tokio::pin!(restart);
+        loop {
+            tokio::select! {
+                result = &mut restart => return Ok(result),
+                () = tokio::time::sleep(rc.lease / 3) => {
+                    self.renew(lock, LockPhase::Restarting, "restarting Kafka").await?;
+                }
+            }
         }
     }
 
