@@ -19,7 +19,7 @@ use crate::metadata::{self, Imds};
 use crate::nlb::CallCounter;
 use crate::nlb::LoadBalancer;
 use crate::node::NodeRole;
-use crate::reconcile::{Agent, Context, Error, Observed};
+use crate::reconcile::{Agent, Context, Error, Observed, PassReport};
 use crate::restart::{CommandService, Decision, LockState, RestartError};
 
 /// Exit code for an invalid configuration (sysexits EX_CONFIG).
@@ -276,6 +276,10 @@ async fn run_once(
     let ctx = agent.context_for(identity).await?;
     let report = agent.pass(&ctx).await?;
     report.log();
+    if report.lifecycle.is_leaving() {
+        print_drained(&report, json);
+        return Ok(());
+    }
     let lock_held = tokio::sync::watch::Sender::new(false); // no metrics in `run --once`
     let outcome = match kafka_adapters(&agent.config) {
         Ok((kafka, service)) => {
@@ -312,6 +316,45 @@ async fn run_once(
     outcome.map(|_| ())
 }
 
+/// `run --once` on a leaving instance: what the drain did and what it kept. Kafka is left alone.
+fn print_drained(report: &PassReport, json: bool) {
+    let why = report
+        .lifecycle
+        .leaving()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    if json {
+        let mut doc = serde_json::to_value(report).unwrap_or_default();
+        doc["kafka"] =
+            serde_json::json!({ "outcome": "skipped", "why": format!("instance leaving: {why}") });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return;
+    }
+    println!(
+        "broker {} ({} in {}) drained: instance leaving ({why}) ({} change(s), {} AWS call(s), {} ms)",
+        report.broker_id,
+        report.instance_id,
+        report.az_id,
+        report.changes.len(),
+        report.aws_calls.values().sum::<u64>(),
+        report.elapsed_ms
+    );
+    for step in &report.changes {
+        println!("  changed: {step}");
+    }
+    if report.changes.is_empty() {
+        println!("  already out of the bootstrap target group");
+    }
+    match report.port {
+        0 => println!("  kept: no port was claimed"),
+        port => println!(
+            "  kept: port {port} (listener and target group, for a replacement with broker id {})",
+            report.broker_id
+        ),
+    }
+    println!("  server.properties unchanged; Kafka not restarted");
+}
+
 /// Prints the plan; `Ok(true)` when there is nothing to do.
 async fn plan(
     config: Config,
@@ -346,6 +389,7 @@ async fn plan(
             "changes_pending": !steps.is_empty(),
             "steps": steps,
             "restart_lock_listener": observed.assessment.lock.as_ref().map(|l| l.arn.clone()),
+            "lifecycle": observed.lifecycle,
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else if steps.is_empty() {
@@ -369,6 +413,11 @@ async fn plan(
         for step in &steps {
             println!("  + {step}");
         }
+    }
+    if let (false, Some(why)) = (json, observed.lifecycle.leaving()) {
+        println!(
+            "  note: this instance is leaving ({why}): a pass only takes it out of the bootstrap target group; its port, target group and server.properties stay"
+        );
     }
     if !json && observed.assessment.lock.is_some() {
         println!(
@@ -569,6 +618,8 @@ impl StatusView {
             "lock_phase": lock.map(|l| l.phase.clone()),
             "lock_expires_unix": lock.map(|l| l.expires),
             "changes_pending": self.changes_pending,
+            "lifecycle": observed.lifecycle,
+            "draining": observed.lifecycle.is_leaving(),
             "last_pass": self.last,
         })
     }
@@ -654,6 +705,24 @@ impl StatusView {
     }
 
     fn write_state(&self, out: &mut String) -> std::fmt::Result {
+        let observed = &self.observed;
+        if let Some(why) = observed.lifecycle.leaving() {
+            let me = &self.ctx.identity.instance_id;
+            let registered = observed
+                .bootstrap_targets
+                .iter()
+                .any(|t| t.id == *me && t.state == crate::nlb::TargetState::Registered);
+            let drained = match registered {
+                true => "not yet out of the bootstrap target group (the next pass drains it)",
+                false => "DRAINED: out of the bootstrap target group; port and target group kept for a replacement",
+            };
+            writeln!(out, "lifecycle     LEAVING ({why}): {drained}")?;
+        } else {
+            writeln!(
+                out,
+                "lifecycle     staying (no scale-in or Spot interruption pending)"
+            )?;
+        }
         match &self.lock {
             Some(l) => writeln!(
                 out,

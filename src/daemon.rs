@@ -9,9 +9,10 @@
 //! and the next start completes whatever the interrupted pass began.
 //!
 //! The loop's memory between passes is a [`LoopState`] value; what a pass means for the next one
-//! (back-off, whether Kafka must be looked at, drift, the status line, when stale claims are due)
-//! is decided by the pure [`LoopState::after_pass`], and small functions here carry out its
-//! [`Effects`] (metrics, logs, the state file, sd_notify).
+//! (back-off, whether Kafka must be looked at, drift, the status line, when stale claims are due,
+//! whether the instance was seen leaving and stays drained) is decided by the pure
+//! [`LoopState::after_pass`], and small functions here carry out its [`Effects`] (metrics, logs,
+//! the state file, sd_notify).
 //!
 //! The daemon depends on [`crate::reconcile`], [`crate::restart`], the [`KafkaCluster`] and
 //! [`ServiceManager`] traits and [`crate::metrics`]; the caller ([`crate::cli`]) builds the real
@@ -39,6 +40,7 @@ use tokio::sync::mpsc;
 use crate::config::{Config, ConfigError};
 use crate::ec2::InstanceTags;
 use crate::kafka::KafkaCluster;
+use crate::lifecycle::Lifecycle;
 use crate::metadata::InstanceMetadata;
 use crate::metrics::Metrics;
 use crate::nlb::LoadBalancer;
@@ -182,6 +184,8 @@ pub struct LoopState {
     pub idle_logged: bool,
     /// When stale claims were last counted.
     pub stale_counted: Option<Instant>,
+    /// Leaving as soon as a pass saw it, and from then on: the instance stays drained.
+    pub lifecycle: Lifecycle,
 }
 
 /// A pass as [`LoopState::after_pass`] sees it.
@@ -193,6 +197,8 @@ pub enum PassResult<'a> {
     Wired {
         /// What the pass did.
         pass: Wired,
+        /// Whether the instance is leaving (then the pass drained it and Kafka was left alone).
+        lifecycle: &'a Lifecycle,
         /// The Kafka step's outcome, or its error.
         kafka: Option<Result<&'a Outcome, &'a Error>>,
     },
@@ -241,6 +247,10 @@ pub struct Effects {
     pub drift_repairs: u64,
     /// Count stale claims now (first success, then every 10 minutes).
     pub count_stale_claims: bool,
+    /// New value of `kplink_draining`; `None` leaves it.
+    pub draining: Option<bool>,
+    /// This pass is the first to see the instance leaving: count and log the drain.
+    pub drain_started: bool,
     /// Forget the broker context: resolve identity and broker id again next pass.
     pub reset_context: bool,
     /// The STATUS= line, also the state file's summary.
@@ -259,9 +269,18 @@ impl LoopState {
         match result {
             PassResult::Idle => self.idle(),
             PassResult::Failed(error) => self.failed(error),
-            PassResult::Wired { pass, kafka } => {
+            PassResult::Wired {
+                pass,
+                lifecycle,
+                kafka,
+            } => {
                 self.idle_logged = false;
                 self.kafka_checked = true;
+                let drain_started = lifecycle.is_leaving() && !self.lifecycle.is_leaving();
+                self.lifecycle = lifecycle.clone().after(&self.lifecycle);
+                if self.lifecycle.is_leaving() {
+                    return self.drained(pass, drain_started, now);
+                }
                 match kafka {
                     None => self.wired(pass, None, now),
                     Some(Ok(outcome)) => {
@@ -322,11 +341,40 @@ impl LoopState {
             count_stale_claims: self.stale_counted.map_or(true, |t| {
                 now.saturating_duration_since(t) >= STALE_CHECK_EVERY
             }),
+            draining: Some(false),
             status: format!(
                 "broker {} wired on port {} ({} change(s) last pass)",
                 pass.broker_id, pass.port, pass.changes
             ),
             ..Effects::default()
+        }
+    }
+
+    /// A pass of a leaving instance: it drained it (out of the bootstrap group; claim, file and
+    /// Kafka left alone). The drain itself is no drift repair; undoing someone's re-registration
+    /// later is.
+    fn drained(&mut self, pass: Wired, drain_started: bool, now: Instant) -> Effects {
+        let mut effects = self.wired(pass, None, now);
+        if drain_started {
+            effects.drift_repairs = 0;
+        }
+        let kept = match pass.port {
+            0 => "no port claimed".to_string(),
+            port => format!("port {port} kept for a replacement"),
+        };
+        let why = self
+            .lifecycle
+            .leaving()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        Effects {
+            draining: Some(true),
+            drain_started,
+            status: format!(
+                "broker {} draining (instance leaving: {why}): out of the bootstrap target group, {kept} ({} change(s) last pass)",
+                pass.broker_id, pass.changes
+            ),
+            ..effects
         }
     }
 }
@@ -340,6 +388,7 @@ impl<'a> PassResult<'a> {
             Ok(None) => PassResult::Idle,
             Ok(Some((report, kafka))) => PassResult::Wired {
                 pass: Wired::of(report),
+                lifecycle: &report.lifecycle,
                 kafka: kafka.as_ref().map(Result::as_ref),
             },
             Err(error) => PassResult::Failed(error),
@@ -442,13 +491,12 @@ where
             // Rebuilt from the new [restart] keys when Kafka is next looked at.
             kafka = None;
         }
-        let check_kafka = state.check_kafka();
         let readiness = &mut m.readiness;
         let output = tokio::select! {
             biased;
             () = &mut shutdown => break,
             // An interrupted restart is resumed on the next start: the lock says where it was.
-            output = one_pass(&agent, &mut ctx, check_kafka, &mut kafka, &adapters, &lock_held, readiness) => output,
+            output = one_pass(&agent, &mut ctx, &state, &mut kafka, &adapters, &lock_held, readiness) => output,
         };
         let effects = state.after_pass(PassResult::of(&output), Instant::now());
         m.finish_pass(&agent, &output, &effects, &mut state).await;
@@ -615,10 +663,11 @@ fn watchdog() -> AbortOnDrop {
 
 /// A pass, then (when the file changed, a change is pending, or Kafka was never looked at)
 /// making Kafka use it, with the adapters `adapters` built for the current configuration.
+/// A leaving instance (now or in an earlier pass, per `state`) is drained and Kafka left alone.
 async fn one_pass<M, L, T, K, S>(
     agent: &Agent<M, L, T>,
     ctx: &mut Option<Context>,
-    check_kafka: bool,
+    state: &LoopState,
     kafka: &mut Option<(K, S)>,
     adapters: &impl Fn(&Config) -> Result<(K, S), Error>,
     lock_held: &tokio::sync::watch::Sender<bool>,
@@ -640,8 +689,8 @@ where
     let Some(c) = ctx.as_ref() else {
         unreachable!("context was just set")
     };
-    let report = agent.pass(c).await?;
-    if !check_kafka && !report.properties_written {
+    let report = agent.pass_after(c, &state.lifecycle).await?;
+    if report.lifecycle.is_leaving() || (!state.check_kafka() && !report.properties_written) {
         return Ok(Some((report, None)));
     }
     // READY=1 as soon as the NLB and the file are done, before any Kafka restart: systemd
@@ -694,6 +743,13 @@ fn account<M, L, T>(
     }
     if let Some(pending) = effects.restart_pending {
         metrics.set_restart_pending(pending);
+    }
+    if let Some(draining) = effects.draining {
+        metrics.set_draining(draining);
+    }
+    if effects.drain_started {
+        metrics.drain_started();
+        tracing::warn!(status = %effects.status, "instance leaving: drained from the bootstrap target group; the port and target group stay for a replacement, server.properties and Kafka are left alone");
     }
     metrics.sync_aws_calls(&agent.calls.snapshot());
     if let Some(e) = failure(output) {
@@ -833,6 +889,8 @@ mod tests {
         KafkaError,
         /// Failed before Kafka.
         Failed,
+        /// Wired with this many changes, metadata saying the instance is leaving (or not).
+        Lifecycle(usize, bool),
     }
 
     fn unreachable_kafka() -> Error {
@@ -850,17 +908,26 @@ mod tests {
         };
         let kafka_error = unreachable_kafka();
         let failed = Error::AdvertisedHost("no tag".into());
+        let staying = Lifecycle::Staying;
+        let leaving = crate::lifecycle::decide(Some("Terminated"), None);
         let result = match input {
             In::Idle => PassResult::Idle,
             In::Wired(changes, kafka) => PassResult::Wired {
                 pass: wired(*changes),
+                lifecycle: &staying,
                 kafka: kafka.as_ref().map(Ok),
             },
             In::KafkaError => PassResult::Wired {
                 pass: wired(0),
+                lifecycle: &staying,
                 kafka: Some(Err(&kafka_error)),
             },
             In::Failed => PassResult::Failed(&failed),
+            In::Lifecycle(changes, is_leaving) => PassResult::Wired {
+                pass: wired(*changes),
+                lifecycle: if *is_leaving { &leaving } else { &staying },
+                kafka: None,
+            },
         };
         state.after_pass(result, now)
     }
@@ -940,6 +1007,55 @@ mod tests {
                 "{name}: port"
             );
         }
+    }
+
+    #[test]
+    fn a_drain_is_counted_once_and_stays() {
+        let now = Instant::now();
+        let mut state = LoopState::default();
+        const DRAINING: &str = "broker 7 draining (instance leaving: Auto Scaling target lifecycle state Terminated): out of the bootstrap target group, port 9001 kept for a replacement";
+        let e = pass(
+            &mut state,
+            &In::Wired(3, Some(Outcome::AlreadyEffective)),
+            now,
+        );
+        assert_eq!((e.draining, e.drain_started), (Some(false), false));
+        // The first pass that sees it leaving starts the drain; that is no drift repair.
+        let e = pass(&mut state, &In::Lifecycle(1, true), now);
+        assert_eq!((e.draining, e.drain_started), (Some(true), true));
+        assert_eq!(e.status, format!("{DRAINING} (1 change(s) last pass)"));
+        assert_eq!(e.drift_repairs, 0);
+        assert!(e.ok && state.lifecycle.is_leaving());
+        // Later passes: still draining, not counted again; undoing a re-registration is a repair.
+        let e = pass(&mut state, &In::Lifecycle(1, true), now);
+        assert_eq!(
+            (e.draining, e.drain_started, e.drift_repairs),
+            (Some(true), false, 1)
+        );
+        // Metadata now says staying: the instance stays drained.
+        let e = pass(&mut state, &In::Lifecycle(0, false), now);
+        assert_eq!((e.draining, e.drain_started), (Some(true), false));
+        assert_eq!(e.status, format!("{DRAINING} (0 change(s) last pass)"));
+        // A failed pass leaves the gauge and the memory alone.
+        let e = pass(&mut state, &In::Failed, now);
+        assert_eq!(e.draining, None);
+        assert!(state.lifecycle.is_leaving());
+        // Leaving before any claim.
+        let mut fresh = LoopState::default();
+        let e = fresh.after_pass(
+            PassResult::Wired {
+                pass: Wired {
+                    broker_id: 7,
+                    port: 0,
+                    changes: 0,
+                },
+                lifecycle: &crate::lifecycle::decide(None, Some("{}")),
+                kafka: None,
+            },
+            now,
+        );
+        assert!(e.status.contains("no port claimed"), "{}", e.status);
+        assert!(e.drain_started);
     }
 
     #[test]

@@ -92,9 +92,11 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 done.push(executed);
             }
         }
-        if !done
-            .iter()
-            .any(|s| matches!(s, Step::WriteProperties { .. }))
+        // A leaving instance changes no file (see [`crate::plan::drain_steps`]).
+        if !observed.lifecycle.is_leaving()
+            && !done
+                .iter()
+                .any(|s| matches!(s, Step::WriteProperties { .. }))
         {
             if let Some(executed) = self.write_properties(ctx, observed, progress).await? {
                 progress
@@ -122,6 +124,10 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             Step::Register { group, .. } => self.register(ctx, group, progress).await?,
             Step::Deregister { group, targets } => {
                 let tg = self.group_arn(group, progress)?;
+                self.lb.deregister(&tg, targets).await?;
+            }
+            Step::LeaveBootstrap { targets, .. } => {
+                let tg = self.group_arn("bootstrap", progress)?;
                 self.lb.deregister(&tg, targets).await?;
             }
             Step::WriteProperties { .. } => {

@@ -577,6 +577,17 @@ impl FakeImds {
     }
 }
 
+impl FakeImds {
+    /// Sets `path` to `value`, or makes it answer 404 (`None`).
+    pub fn set(&self, path: &str, value: Option<&str>) {
+        let mut values = self.values.lock().unwrap();
+        match value {
+            Some(v) => values.insert(path.to_string(), v.to_string()),
+            None => values.remove(path),
+        };
+    }
+}
+
 impl InstanceMetadata for FakeImds {
     async fn get(&self, path: &str) -> Result<Option<String>, MetadataError> {
         Ok(self.values.lock().unwrap().get(path).cloned())

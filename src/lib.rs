@@ -9,7 +9,7 @@
 //! ([`metadata::InstanceMetadata`], [`nlb::LoadBalancer`], [`ec2::InstanceTags`],
 //! [`kafka::KafkaCluster`], [`restart::ServiceManager`]); [`daemon`] loops over passes with the
 //! adapters it is handed and never depends on [`cli`]; the decisions live in pure modules
-//! ([`plan`], [`registry`], [`broker_id`], [`properties`], and the daemon's
+//! ([`plan`], [`registry`], [`broker_id`], [`properties`], [`lifecycle`], and the daemon's
 //! [`daemon::LoopState::after_pass`]).
 
 pub mod aws;
@@ -22,6 +22,7 @@ pub mod ec2;
 pub mod execute;
 pub mod fakes;
 pub mod kafka;
+pub mod lifecycle;
 pub mod metadata;
 pub mod metrics;
 pub mod nlb;

@@ -11,6 +11,9 @@
 //! | `kplink_last_success_timestamp_seconds` | gauge | Unix time of the last successful pass |
 //! | `kplink_restart_pending` | gauge | 1 while the running broker does not yet use the written listener |
 //! | `kplink_lock_held` | gauge | 1 while this agent holds the cluster restart lock |
+//! | `kplink_stale_claims` | gauge | claims of this cluster whose target group has no registered target |
+//! | `kplink_draining` | gauge | 1 while this instance is leaving and drained from the bootstrap group |
+//! | `kplink_drains_total` | counter | drains started (instance seen leaving: scale-in, Spot interruption) |
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -51,6 +54,8 @@ struct Inner {
     restart_pending: Gauge,
     lock_held: Gauge,
     stale_claims: Gauge,
+    draining: Gauge,
+    drains: Counter,
     aws_seen: Mutex<BTreeMap<&'static str, u64>>,
     last_ok_unix: AtomicI64,
     last_failure: Mutex<Option<String>>,
@@ -78,6 +83,8 @@ impl Metrics {
             restart_pending: Gauge::default(),
             lock_held: Gauge::default(),
             stale_claims: Gauge::default(),
+            draining: Gauge::default(),
+            drains: Counter::default(),
             aws_seen: Mutex::new(BTreeMap::new()),
             last_ok_unix: AtomicI64::new(0),
             last_failure: Mutex::new(None),
@@ -133,6 +140,16 @@ impl Metrics {
             "kplink_stale_claims",
             "Claims of this cluster whose target group has no registered target (brokers removed without decommission)",
             inner.stale_claims.clone(),
+        );
+        registry.register(
+            "kplink_draining",
+            "1 while this instance is leaving (scale-in, Spot interruption) and drained from the bootstrap target group",
+            inner.draining.clone(),
+        );
+        registry.register(
+            "kplink_drains",
+            "Drains started: this instance was seen leaving and taken out of the bootstrap target group",
+            inner.drains.clone(),
         );
         Metrics {
             inner: Arc::new(Inner { registry, ..inner }),
@@ -207,6 +224,16 @@ impl Metrics {
         self.inner
             .stale_claims
             .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Whether this instance is drained because it is leaving.
+    pub fn set_draining(&self, draining: bool) {
+        self.inner.draining.set(i64::from(draining));
+    }
+
+    /// A drain started.
+    pub fn drain_started(&self) {
+        self.inner.drains.inc();
     }
 
     /// Whether the restart lock is held.
@@ -328,6 +355,8 @@ mod tests {
         m.pass_failed("aws", "throttled");
         m.pass_ok(10004, 2);
         m.set_lock_held(true);
+        m.set_draining(true);
+        m.drain_started();
         let text = m.render();
         for needle in [
             "kplink_passes_total 2",
@@ -340,6 +369,8 @@ mod tests {
             "kplink_last_success_timestamp_seconds ",
             "kplink_restart_pending 0",
             "kplink_lock_held 1",
+            "kplink_draining 1",
+            "kplink_drains_total 1",
         ] {
             assert!(text.contains(needle), "{needle} missing in\n{text}");
         }

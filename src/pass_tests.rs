@@ -1,6 +1,7 @@
 //! Whole passes on the in-process fakes ([`crate::fakes`]): the executor runs exactly the planned
-//! steps, drift is repaired, races between hosts interleaved step by step resolve, and
-//! decommission cleans up — in milliseconds, next to the moto/IMDS/tansu end-to-end tests.
+//! steps, drift is repaired, races between hosts interleaved step by step resolve, a leaving
+//! instance is drained, and decommission cleans up — in milliseconds, next to the moto/IMDS/tansu
+//! end-to-end tests.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::execute::Progress;
 use crate::fakes::{FakeImds, FakeNlb, FakeTags};
+use crate::lifecycle::{Lifecycle, SPOT_ACTION_PATH, TARGET_STATE_PATH};
 use crate::plan::Step;
 use crate::reconcile::{Agent, Context, Error};
 use crate::registry;
@@ -440,4 +442,156 @@ async fn broker_rack_is_written_with_the_listener_and_a_different_one_is_reporte
     assert!(props(&a).contains("broker.rack=use1-az6\n"));
     let (again, _, _) = plan_and_execute(&a).await;
     assert!(again.is_empty(), "{again:?}");
+}
+
+/// Targets of the bootstrap group.
+fn bootstrap_targets(b: &Bench) -> Vec<(String, u16)> {
+    let name = registry::bootstrap_group_name("orders", &b.lb_arn);
+    b.nlb
+        .with(|s| s.groups[&s.group_arn(&name).unwrap()].targets.clone())
+}
+
+/// Broker `id`'s claim as the NLB holds it: (listener ARN, port, group ARN, group targets).
+fn claim_of(b: &Bench, id: i32) -> (String, u16, String, Vec<(String, u16)>) {
+    b.nlb.with(|s| {
+        let tg = s.group_arn(&group(id, b)).unwrap();
+        let (arn, l) = s.listeners.iter().find(|(_, l)| l.tg == tg).unwrap();
+        (
+            arn.clone(),
+            l.port,
+            tg.clone(),
+            s.groups[&tg].targets.clone(),
+        )
+    })
+}
+
+#[tokio::test]
+async fn a_leaving_instance_is_drained_and_keeps_its_claim_and_its_file() {
+    let b = Bench::new();
+    let (x, a) = (b.host(1), b.host(3));
+    for h in [&x, &a] {
+        h.pass(&h.context().await.unwrap()).await.unwrap();
+    }
+    let me = a.context().await.unwrap().identity.instance_id;
+    let other = x.context().await.unwrap().identity.instance_id;
+    let claim = claim_of(&b, 3);
+    let path = a.config.broker.server_properties.clone();
+    let (bytes, mtime) = (
+        std::fs::read(&path).unwrap(),
+        path.metadata().unwrap().modified().unwrap(),
+    );
+    a.metadata.set(
+        SPOT_ACTION_PATH,
+        Some(r#"{"action": "terminate", "time": "2024-05-01T12:00:00Z"}"#),
+    );
+
+    // `plan` shows the drain, the pass does exactly that.
+    let before = a.calls.total();
+    let (planned, executed, _) = plan_and_execute(&a).await;
+    assert_eq!(
+        planned,
+        vec![Step::LeaveBootstrap {
+            targets: vec![(me.clone(), 9094)],
+            reason: "Spot interruption: terminate at 2024-05-01T12:00:00Z".into(),
+        }]
+    );
+    assert_eq!(executed, planned);
+    assert_eq!(bootstrap_targets(&b), vec![(other.clone(), 9094)]);
+    assert_eq!(
+        claim_of(&b, 3),
+        claim,
+        "listener, group and registration kept"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "file unchanged");
+    assert_eq!(
+        path.metadata().unwrap().modified().unwrap(),
+        mtime,
+        "not rewritten"
+    );
+    // Three reads and the deregistration (plan_and_execute reads once more for its context).
+    let calls = a.calls.snapshot();
+    assert_eq!(calls.get("DeregisterTargets"), Some(&1), "{calls:?}");
+    assert_eq!(
+        calls.get("DescribeLoadBalancers"),
+        Some(&1),
+        "only the first pass's check"
+    );
+    assert_eq!(a.calls.total() - before, 4);
+
+    // Later passes keep it drained and still leave the file alone, even after it drifted.
+    std::fs::write(&path, PROPS).unwrap();
+    let ctx = a.context().await.unwrap();
+    let report = a.pass(&ctx).await.unwrap();
+    assert!(report.changes.is_empty(), "{:?}", report.changes);
+    assert!(report.lifecycle.is_leaving() && !report.properties_written);
+    assert_eq!((report.port, &report.listener_arn), (claim.1, &claim.0));
+    assert_eq!(props(&a), PROPS);
+    assert_eq!(bootstrap_targets(&b), vec![(other.clone(), 9094)]);
+
+    // Registered again behind its back: taken out again.
+    let boot = report.bootstrap_target_group_arn.clone();
+    b.nlb.with(|s| {
+        s.groups
+            .get_mut(&boot)
+            .unwrap()
+            .targets
+            .push((me.clone(), 9094))
+    });
+    let report = a.pass(&ctx).await.unwrap();
+    assert!(matches!(report.changes[..], [Step::LeaveBootstrap { .. }]));
+    assert_eq!(bootstrap_targets(&b), vec![(other.clone(), 9094)]);
+
+    // Metadata no longer says so: a pass of the same process stays drained.
+    a.metadata.set(SPOT_ACTION_PATH, None);
+    let report = a.pass_after(&ctx, &report.lifecycle).await.unwrap();
+    assert!(report.changes.is_empty() && report.lifecycle.is_leaving());
+    assert_eq!(bootstrap_targets(&b), vec![(other, 9094)]);
+    assert_eq!(claim_of(&b, 3), claim);
+    // Without that memory (a new process on a staying instance) it would be wired again.
+    let observed = a.observe(&ctx).await.unwrap();
+    assert_eq!(observed.lifecycle, Lifecycle::Staying);
+    assert!(!a.plan(&ctx, &observed).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_replacement_gets_the_drained_brokers_port_back() {
+    let b = Bench::new();
+    let old = b.host(3);
+    old.pass(&old.context().await.unwrap()).await.unwrap();
+    let (_, port, _, _) = claim_of(&b, 3);
+    // Scale-in: Auto Scaling moves the instance to Terminated.
+    old.metadata.set(TARGET_STATE_PATH, Some("Terminated"));
+    let drained = old.pass(&old.context().await.unwrap()).await.unwrap();
+    assert_eq!(drained.changes.len(), 1);
+    assert!(bootstrap_targets(&b).is_empty());
+    // ELB deregisters a terminated instance; its replacement (same broker id) comes up.
+    let new = b.host_with(3, "i-0000000000000beef", "10001-10010", "");
+    let report = new.pass(&new.context().await.unwrap()).await.unwrap();
+    assert_eq!(report.port, port, "same port");
+    assert_eq!(
+        bootstrap_targets(&b),
+        vec![("i-0000000000000beef".to_string(), 9094)]
+    );
+    assert_eq!(
+        claim_of(&b, 3).3,
+        vec![("i-0000000000000beef".to_string(), 9094)]
+    );
+    assert!(props(&new).contains(&format!(":{port}\n")));
+}
+
+#[tokio::test]
+async fn an_instance_leaving_before_its_first_pass_claims_nothing() {
+    let b = Bench::new();
+    let a = b.host(3);
+    a.metadata.set(TARGET_STATE_PATH, Some("Warmed:Stopped"));
+    let ctx = a.context().await.unwrap();
+    let observed = a.observe(&ctx).await.unwrap();
+    assert!(a.plan(&ctx, &observed).unwrap().is_empty());
+    let report = a.pass(&ctx).await.unwrap();
+    assert!(report.changes.is_empty() && report.lifecycle.is_leaving());
+    assert_eq!(report.port, 0);
+    assert!(b
+        .nlb
+        .with(|s| s.groups.is_empty() && s.listeners.is_empty()));
+    assert_eq!(props(&a), PROPS);
 }

@@ -5,6 +5,10 @@
 //! executor ([`crate::execute`]) runs exactly these steps and the `plan` command prints them, so
 //! what is shown is what a pass does, by construction; the only differences are races with other
 //! hosts, which the executor resolves inside a step and reports.
+//!
+//! An instance that is leaving ([`crate::lifecycle`]) is *drained*: its plan has at most one step,
+//! [`Step::LeaveBootstrap`]. It registers nothing, creates nothing, keeps its claim (a replacement
+//! with the same broker id gets the port back) and never writes the file.
 
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
@@ -12,6 +16,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::lifecycle::{LeaveReason, Lifecycle};
 use crate::nlb::{target_group_name, Listener, Target, TargetState};
 use crate::properties::{self, EditError, ListenerEdit};
 
@@ -104,6 +109,8 @@ pub struct Observed {
     /// `server.properties` as read by this observation.
     #[serde(skip)]
     pub properties_text: String,
+    /// Whether this instance is leaving (scale-in, Spot interruption): then it is drained.
+    pub lifecycle: Lifecycle,
 }
 
 impl Observed {
@@ -269,6 +276,14 @@ pub enum Step {
         /// The targets.
         targets: Vec<(String, u16)>,
     },
+    /// Drain: take this instance out of the bootstrap target group because it is leaving. Its
+    /// claim, dedicated group and file stay.
+    LeaveBootstrap {
+        /// Its registrations in the bootstrap group: `(instance id, port)`.
+        targets: Vec<(String, u16)>,
+        /// Why it is leaving.
+        reason: String,
+    },
     /// Rewrite `server.properties`.
     WriteProperties {
         /// The file.
@@ -330,6 +345,15 @@ impl std::fmt::Display for Step {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            Step::LeaveBootstrap { targets, reason } => write!(
+                f,
+                "leave the bootstrap target group: deregister {} (instance leaving: {reason})",
+                targets
+                    .iter()
+                    .map(|(id, port)| format!("{id}:{port}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Step::WriteProperties {
                 path,
                 from,
@@ -358,11 +382,15 @@ impl std::fmt::Display for Step {
 /// The steps of a pass, in execution order: the NLB steps, then the file write when the file does
 /// not yet advertise the claim (the observed claim's port, else the first port a new claim tries).
 /// `first_candidate` comes from [`crate::registry::candidates`] (`None`: the range is full).
+/// A leaving instance gets [`drain_steps`] instead.
 pub fn plan(
     desired: &Desired,
     observed: &Observed,
     first_candidate: Option<u16>,
 ) -> Result<Vec<Step>, EditError> {
+    if let Some(reason) = observed.lifecycle.leaving() {
+        return Ok(drain_steps(desired, &observed.bootstrap_targets, reason));
+    }
     let mut steps = nlb_steps(
         desired,
         &observed.assessment,
@@ -390,6 +418,23 @@ pub fn plan(
         }
     }
     Ok(steps)
+}
+
+/// The steps of a leaving instance: out of the bootstrap group (every registration of this
+/// instance, whatever its port), nothing else. Empty once drained.
+pub fn drain_steps(desired: &Desired, bootstrap: &[Target], reason: &LeaveReason) -> Vec<Step> {
+    let targets: Vec<(String, u16)> = bootstrap
+        .iter()
+        .filter(|t| t.state == TargetState::Registered && t.id == desired.instance_id)
+        .map(|t| (t.id.clone(), t.port))
+        .collect();
+    if targets.is_empty() {
+        return Vec::new();
+    }
+    vec![Step::LeaveBootstrap {
+        targets,
+        reason: reason.to_string(),
+    }]
 }
 
 /// Turns an assessment and observed targets into NLB steps. `first_candidate` is the port a new
@@ -576,6 +621,65 @@ mod tests {
         old.state = TargetState::Draining;
         let (ded, _) = plan_targets(&d, &[draining, old], &[target("i-new", 9094)]);
         assert!(ded.register_self && ded.deregister.is_empty());
+    }
+
+    #[test]
+    fn a_leaving_instance_only_leaves_the_bootstrap_group() {
+        let d = desired();
+        let reason = crate::lifecycle::LeaveReason::AutoScaling {
+            target_state: "Terminated".into(),
+        };
+        let mut draining = target("i-new", 9094);
+        draining.state = TargetState::Draining;
+        // (bootstrap targets, deregistered)
+        type Targets = Vec<(String, u16)>;
+        let rows: Vec<(Vec<Target>, Targets)> = vec![
+            (vec![], vec![]),
+            (vec![target("i-b1", 9094)], vec![]),
+            (vec![draining], vec![]),
+            (
+                vec![target("i-b1", 9094), target("i-new", 9094)],
+                vec![("i-new".into(), 9094)],
+            ),
+            // Every registration of this instance, on any port.
+            (
+                vec![target("i-new", 9092), target("i-new", 9094)],
+                vec![("i-new".into(), 9092), ("i-new".into(), 9094)],
+            ),
+        ];
+        for (bootstrap, deregistered) in rows {
+            let steps = drain_steps(&d, &bootstrap, &reason);
+            let expected: Vec<Step> = if deregistered.is_empty() {
+                vec![]
+            } else {
+                vec![Step::LeaveBootstrap {
+                    targets: deregistered,
+                    reason: "Auto Scaling target lifecycle state Terminated".into(),
+                }]
+            };
+            assert_eq!(steps, expected, "{bootstrap:?}");
+        }
+        // Whole plan: an empty NLB, no claim, a file to write: a leaving instance does none of it.
+        let observed = Observed {
+            assessment: assess(&d, &[], None),
+            dedicated_targets: vec![],
+            bootstrap_targets: vec![],
+            file_endpoint: None,
+            file_rack: None,
+            properties_text: "listeners=PLAINTEXT://:9092\n".into(),
+            lifecycle: crate::lifecycle::Lifecycle::Leaving { reason },
+        };
+        assert_eq!(plan(&d, &observed, Some(10004)).unwrap(), vec![]);
+        let step = &drain_steps(
+            &d,
+            &[target("i-new", 9094)],
+            observed.lifecycle.leaving().unwrap(),
+        )[0];
+        assert_eq!(
+            step.to_string(),
+            "leave the bootstrap target group: deregister i-new:9094 (instance leaving: Auto Scaling target lifecycle state Terminated)"
+        );
+        assert!(step.touches_nlb());
     }
 
     #[test]

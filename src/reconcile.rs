@@ -18,6 +18,7 @@ use crate::config::{render_host, Config, HostValues};
 use crate::ec2::{Ec2Error, InstanceTags};
 use crate::execute::{claim_candidates, Progress};
 use crate::kafka::KafkaCluster;
+use crate::lifecycle::{self, Lifecycle};
 use crate::metadata::{self, Identity, InstanceMetadata, MetadataError, TagLookup};
 use crate::nlb::{CallCounter, LoadBalancer, NlbError, TRAFFIC_PORT};
 use crate::node::NodeRole;
@@ -171,6 +172,9 @@ pub struct PassReport {
     pub bootstrap_target_group_arn: String,
     /// The cluster restart lock listener as the pass saw it (`None`: nobody held the lock).
     pub lock_listener_arn: Option<String>,
+    /// Whether this instance is leaving; if so the pass drained it (out of the bootstrap group,
+    /// claim and file kept) and Kafka is left alone.
+    pub lifecycle: Lifecycle,
     /// Changes made, in order: the planned steps as executed.
     pub changes: Vec<Step>,
     /// How races with other hosts were resolved during the pass (see [`crate::execute`]).
@@ -195,6 +199,7 @@ impl PassReport {
             target_group_arn = %self.target_group_arn,
             changes = self.changes.len(),
             aws_calls = self.aws_calls.values().sum::<u64>(),
+            draining = self.lifecycle.is_leaving(),
             "pass complete"
         );
     }
@@ -463,10 +468,18 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         Ok(())
     }
 
-    /// Reads the NLB and the file; changes nothing.
+    /// Whether this instance is leaving, from instance metadata (see [`crate::lifecycle`]).
+    pub async fn lifecycle(&self) -> Result<Lifecycle, Error> {
+        Ok(lifecycle::read(&self.metadata).await?)
+    }
+
+    /// Reads the instance's lifecycle, the NLB and the file; changes nothing.
     pub async fn observe(&self, ctx: &Context) -> Result<Observed, Error> {
         let lb_arn = &self.config.nlb.load_balancer_arn;
         let path = &self.config.broker.server_properties;
+        // First: a pass that cannot tell whether the instance is leaving stops here, before any
+        // AWS call.
+        let lifecycle = self.lifecycle().await?;
         let text = properties::read(path)?;
         let file_endpoint = properties::advertised_endpoint(&text, &self.config.listener.name)
             .map_err(|e| PropertiesError::from_edit(path, e))?;
@@ -507,6 +520,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             file_endpoint,
             file_rack,
             properties_text: text,
+            lifecycle,
         })
     }
 
@@ -522,24 +536,47 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     }
 
     /// One full reconcile pass: observe, plan, check (when the plan changes the NLB), execute.
+    /// A leaving instance is drained instead (see [`crate::plan::drain_steps`]).
     pub async fn pass(&self, ctx: &Context) -> Result<PassReport, Error> {
+        self.pass_after(ctx, &Lifecycle::Staying).await
+    }
+
+    /// [`Agent::pass`] in a process whose earlier passes saw `earlier`: an instance once seen
+    /// leaving stays drained even if metadata now says otherwise ([`Lifecycle::after`]).
+    pub async fn pass_after(
+        &self,
+        ctx: &Context,
+        earlier: &Lifecycle,
+    ) -> Result<PassReport, Error> {
         let started = Instant::now();
         let calls_before = self.calls.snapshot();
-        let observed = self.observe(ctx).await?;
+        let mut observed = self.observe(ctx).await?;
+        observed.lifecycle = std::mem::take(&mut observed.lifecycle).after(earlier);
+        let leaving = observed.lifecycle.is_leaving();
         let steps = self.plan(ctx, &observed)?;
-        if steps.iter().any(Step::touches_nlb) {
+        // A drain only takes this instance out of a group it is in: no check can make that wrong.
+        if !leaving && steps.iter().any(Step::touches_nlb) {
             self.preflight(ctx, &observed).await?;
         }
         let mut progress = Progress::from_observed(&observed);
         let changes = self.execute(ctx, &observed, &steps, &mut progress).await?;
-        let claim = progress.claim.clone().ok_or_else(|| {
-            Error::Nlb(NlbError {
-                operation: "CreateListener",
-                resource: self.config.nlb.load_balancer_arn.clone(),
-                code: "NoClaim".into(),
-                message: "the pass ended without a claim".into(),
-            })
-        })?;
+        let claim = match progress.claim.clone() {
+            Some(claim) => claim,
+            // Leaving before it ever claimed a port: nothing to keep.
+            None if leaving => crate::execute::Claim {
+                port: 0,
+                listener_arn: String::new(),
+                target_group_arn: String::new(),
+            },
+            None => {
+                return Err(Error::Nlb(NlbError {
+                    operation: "CreateListener",
+                    resource: self.config.nlb.load_balancer_arn.clone(),
+                    code: "NoClaim".into(),
+                    message: "the pass ended without a claim".into(),
+                }))
+            }
+        };
         let after = self.calls.snapshot();
         let aws_calls = after
             .into_iter()
@@ -558,6 +595,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             target_group_arn: claim.target_group_arn,
             bootstrap_target_group_arn: progress.bootstrap_tg.unwrap_or_default(),
             lock_listener_arn: observed.assessment.lock.as_ref().map(|l| l.arn.clone()),
+            lifecycle: observed.lifecycle,
             changes,
             races: progress.races,
             claim_collisions: progress.collisions,

@@ -34,12 +34,21 @@ The metadata protocol (per host)
     /latest/dynamic/instance-identity/document           (JSON)
     /latest/meta-data/tags/instance                      (newline-separated keys)
     /latest/meta-data/tags/instance/<key>                (URL-decoded; may contain ':')
+    /latest/meta-data/autoscaling/target-lifecycle-state (when set)
+    /latest/meta-data/spot/instance-action               (when set; JSON)
     /latest/meta-data/                                   (listing)
 
   If a host's ``tags_in_metadata`` is false, every ``tags/instance...`` path
   answers 404. That is what EC2 does when instance tags are not enabled in
   the instance metadata. An unknown path or tag key also answers 404. Any
   method other than GET/PUT gets 405.
+* Instance lifecycle: ``autoscaling/target-lifecycle-state`` answers the
+  host's ``target_lifecycle_state`` (e.g. ``InService``, ``Terminated``,
+  ``Warmed:Stopped``) and ``spot/instance-action`` its
+  ``spot_instance_action``: an object is served as JSON (EC2's form,
+  ``{"action": "terminate", "time": "2024-05-01T12:00:00Z"}``), a string as
+  is (to serve a malformed notice). Both default to null, which answers 404
+  as EC2 does outside an Auto Scaling group and before any Spot interruption.
 * Per-host fault modes (``mode``):
 
   ``ok``            normal behaviour (default)
@@ -71,14 +80,15 @@ Control API (JSON, on its own port; its URL is printed first)
     "http://127.0.0.1:PORT"}`` (201). Posting a name that already exists
     updates that host's identity and keeps its port (200). Optional fields:
     ``account_id``, ``instance_type``, ``image_id``, ``mode``, ``slow_ms``,
-    ``slow_phase``.
+    ``slow_phase``, ``target_lifecycle_state``, ``spot_instance_action``.
 ``GET /hosts``
     All hosts.
 ``GET /hosts/<name>``
     The host's state (identity, mode, endpoint).
 ``PATCH /hosts/<name>``
     Any subset of the fields above, for example ``{"mode": "slow",
-    "slow_ms": 2000}``.
+    "slow_ms": 2000}`` or ``{"target_lifecycle_state": "Terminated"}``
+    (null makes the item answer 404 again).
 ``GET /hosts/<name>/requests``
     ``{"count": n, "by_path": {"/latest/api/token": 1, ...}}``
 ``DELETE /hosts/<name>/requests``
@@ -161,6 +171,8 @@ class Host:
         }
         self.tags: dict[str, str] = {}
         self.tags_in_metadata = True
+        self.target_lifecycle_state: str | None = None
+        self.spot_instance_action: str | None = None  # the body as served
         self.mode = "ok"
         self.slow_ms = 2000
         self.slow_phase = "body"
@@ -182,6 +194,15 @@ class Host:
                 self.tags = {str(k): str(v) for k, v in (fields["tags"] or {}).items()}
             if "tags_in_metadata" in fields:
                 self.tags_in_metadata = bool(fields["tags_in_metadata"])
+            if "target_lifecycle_state" in fields:
+                state = fields["target_lifecycle_state"]
+                self.target_lifecycle_state = None if state is None else str(state)
+            if "spot_instance_action" in fields:
+                action = fields["spot_instance_action"]
+                if action is None or isinstance(action, str):
+                    self.spot_instance_action = action
+                else:
+                    self.spot_instance_action = json.dumps(action)
             if "slow_ms" in fields:
                 self.slow_ms = int(fields["slow_ms"])
             if "slow_phase" in fields:
@@ -225,6 +246,8 @@ class Host:
                 "running": self.server is not None,
                 "tags": dict(self.tags),
                 "tags_in_metadata": self.tags_in_metadata,
+                "target_lifecycle_state": self.target_lifecycle_state,
+                "spot_instance_action": self.spot_instance_action,
                 **self.identity,
             }
 
@@ -235,6 +258,8 @@ class Host:
             ident = dict(self.identity)
             tags = dict(self.tags)
             tags_enabled = self.tags_in_metadata
+            target_state = self.target_lifecycle_state
+            spot_action = self.spot_instance_action
             mode = self.mode
         mac = ident["mac"]
         md = "/latest/meta-data/"
@@ -262,11 +287,26 @@ class Host:
         }
         if path in simple:
             return 200, simple[path].encode()
+        lifecycle = {
+            md + "autoscaling/target-lifecycle-state": target_state,
+            md + "spot/instance-action": spot_action,
+        }
+        if path in lifecycle:
+            value = lifecycle[path]
+            return (404, b"") if value is None else (200, value.encode())
+        if path in (md + "autoscaling/", md + "autoscaling"):
+            return (404, b"") if target_state is None else (200, b"target-lifecycle-state")
+        if path in (md + "spot/", md + "spot"):
+            return (404, b"") if spot_action is None else (200, b"instance-action")
         if path in (md, md.rstrip("/")):
             entries = ["ami-id", "instance-id", "instance-type", "local-ipv4", "mac", "network/", "placement/"]
+            if target_state is not None:
+                entries.append("autoscaling/")
+            if spot_action is not None:
+                entries.append("spot/")
             if tags_enabled:
                 entries.append("tags/")
-            return 200, "\n".join(entries).encode()
+            return 200, "\n".join(sorted(entries)).encode()
         if path == "/latest/dynamic/instance-identity/document":
             doc = {
                 "accountId": ident["account_id"],
@@ -463,6 +503,10 @@ class ImdsRegistry:
             raise ValueError("slow_phase must be 'body' or 'headers'")
         if "tags" in fields and not isinstance(fields["tags"] or {}, dict):
             raise ValueError("tags must be an object")
+        if "target_lifecycle_state" in fields and not isinstance(fields["target_lifecycle_state"], (str, type(None))):
+            raise ValueError("target_lifecycle_state must be a string or null")
+        if "spot_instance_action" in fields and not isinstance(fields["spot_instance_action"], (str, dict, type(None))):
+            raise ValueError("spot_instance_action must be an object, a string or null")
         for key in IDENTITY_FIELDS:
             if key in fields and fields[key] is not None and not isinstance(fields[key], (str, int)):
                 raise ValueError(f"{key} must be a string")
