@@ -68,6 +68,70 @@ impl Default for Metrics {
     }
 }
 
+/// Registers every metric of `inner` under its public name (the names are a contract).
+fn register_all(registry: &mut Registry, inner: &Inner) {
+    registry.register(
+        "kplink_passes",
+        "Reconcile passes finished",
+        inner.passes.clone(),
+    );
+    registry.register(
+        "kplink_pass_failures",
+        "Failed passes by kind",
+        inner.failures.clone(),
+    );
+    registry.register(
+        "kplink_aws_calls",
+        "AWS API calls by operation",
+        inner.aws_calls.clone(),
+    );
+    registry.register(
+        "kplink_drift_repairs",
+        "Changes made after the broker had converged",
+        inner.drift_repairs.clone(),
+    );
+    registry.register(
+        "kplink_restarts",
+        "Kafka restarts triggered",
+        inner.restarts.clone(),
+    );
+    registry.register(
+        "kplink_claimed_port",
+        "NLB port held by this broker",
+        inner.claimed_port.clone(),
+    );
+    registry.register(
+        "kplink_last_success_timestamp_seconds",
+        "Unix time of the last successful pass",
+        inner.last_success.clone(),
+    );
+    registry.register(
+        "kplink_restart_pending",
+        "1 while the running broker does not use the written listener yet",
+        inner.restart_pending.clone(),
+    );
+    registry.register(
+        "kplink_lock_held",
+        "1 while this agent holds the cluster restart lock",
+        inner.lock_held.clone(),
+    );
+    registry.register(
+        "kplink_stale_claims",
+        "Claims of this cluster whose target group has no registered target (brokers removed without decommission)",
+        inner.stale_claims.clone(),
+    );
+    registry.register(
+        "kplink_draining",
+        "1 while this instance is leaving (scale-in, Spot interruption) and drained from the bootstrap target group",
+        inner.draining.clone(),
+    );
+    registry.register(
+        "kplink_drains",
+        "Drains started: this instance was seen leaving and taken out of the bootstrap target group",
+        inner.drains.clone(),
+    );
+}
+
 impl Metrics {
     /// Registers every metric; `/healthz` fails once no pass succeeded for three intervals.
     pub fn new(interval: Duration) -> Self {
@@ -91,66 +155,7 @@ impl Metrics {
             health_window_secs: AtomicU64::new(interval.as_secs().max(1) * 3 + 60),
             registry: Registry::default(),
         };
-        registry.register(
-            "kplink_passes",
-            "Reconcile passes finished",
-            inner.passes.clone(),
-        );
-        registry.register(
-            "kplink_pass_failures",
-            "Failed passes by kind",
-            inner.failures.clone(),
-        );
-        registry.register(
-            "kplink_aws_calls",
-            "AWS API calls by operation",
-            inner.aws_calls.clone(),
-        );
-        registry.register(
-            "kplink_drift_repairs",
-            "Changes made after the broker had converged",
-            inner.drift_repairs.clone(),
-        );
-        registry.register(
-            "kplink_restarts",
-            "Kafka restarts triggered",
-            inner.restarts.clone(),
-        );
-        registry.register(
-            "kplink_claimed_port",
-            "NLB port held by this broker",
-            inner.claimed_port.clone(),
-        );
-        registry.register(
-            "kplink_last_success_timestamp_seconds",
-            "Unix time of the last successful pass",
-            inner.last_success.clone(),
-        );
-        registry.register(
-            "kplink_restart_pending",
-            "1 while the running broker does not use the written listener yet",
-            inner.restart_pending.clone(),
-        );
-        registry.register(
-            "kplink_lock_held",
-            "1 while this agent holds the cluster restart lock",
-            inner.lock_held.clone(),
-        );
-        registry.register(
-            "kplink_stale_claims",
-            "Claims of this cluster whose target group has no registered target (brokers removed without decommission)",
-            inner.stale_claims.clone(),
-        );
-        registry.register(
-            "kplink_draining",
-            "1 while this instance is leaving (scale-in, Spot interruption) and drained from the bootstrap target group",
-            inner.draining.clone(),
-        );
-        registry.register(
-            "kplink_drains",
-            "Drains started: this instance was seen leaving and taken out of the bootstrap target group",
-            inner.drains.clone(),
-        );
+        register_all(&mut registry, &inner);
         Metrics {
             inner: Arc::new(Inner { registry, ..inner }),
         }

@@ -91,45 +91,8 @@ pub(super) fn incremental_alter_broker_config(
     // librdkafka copies the resources and options it is given, so destroying them afterwards
     // (the guards) is the caller's job.
     unsafe {
-        let resource = Owned::new(
-            rd::rd_kafka_ConfigResource_new(
-                rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_BROKER,
-                name.as_ptr(),
-            ),
-            rd::rd_kafka_ConfigResource_destroy,
-            "a config resource",
-        )?;
-        let error = rd::rd_kafka_ConfigResource_add_incremental_config(
-            resource.ptr,
-            c_key.as_ptr(),
-            op,
-            c_value.as_ref().map_or(std::ptr::null(), |v| v.as_ptr()),
-        );
-        if !error.is_null() {
-            let message = c_text(rd::rd_kafka_error_string(error), "invalid config entry");
-            rd::rd_kafka_error_destroy(error);
-            return Err(message);
-        }
-
-        let options = Owned::new(
-            rd::rd_kafka_AdminOptions_new(
-                rk,
-                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
-            ),
-            rd::rd_kafka_AdminOptions_destroy,
-            "admin options",
-        )?;
-        let mut errbuf = [0 as c_char; 512];
-        let code = rd::rd_kafka_AdminOptions_set_request_timeout(
-            options.ptr,
-            timeout_ms,
-            errbuf.as_mut_ptr(),
-            errbuf.len(),
-        );
-        if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            return Err(c_text(errbuf.as_ptr(), "invalid request timeout"));
-        }
-
+        let resource = config_resource(&name, &c_key, op, c_value.as_deref())?;
+        let options = admin_options(rk, timeout_ms)?;
         let queue = Owned::new(
             rd::rd_kafka_queue_new(rk),
             rd::rd_kafka_queue_destroy,
@@ -149,32 +112,99 @@ pub(super) fn incremental_alter_broker_config(
             rd::rd_kafka_event_destroy,
             "a result event (timed out)",
         )?;
-        let code = rd::rd_kafka_event_error(event.ptr);
-        if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            return Err(c_text(
-                rd::rd_kafka_event_error_string(event.ptr),
-                "request failed",
-            ));
-        }
-        let result = rd::rd_kafka_event_IncrementalAlterConfigs_result(event.ptr);
-        if result.is_null() {
-            return Err("librdkafka answered with an event of another type".to_string());
-        }
-        let mut count = 0usize;
-        let results = rd::rd_kafka_IncrementalAlterConfigs_result_resources(result, &mut count);
-        for i in 0..count {
-            let resource = *results.add(i);
-            let code = rd::rd_kafka_ConfigResource_error(resource);
-            if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                let name = c_text(rd::rd_kafka_err2name(code), "error");
-                let detail = c_text(rd::rd_kafka_ConfigResource_error_string(resource), "");
-                return Err(if detail.is_empty() {
-                    name
-                } else {
-                    format!("{name}: {detail}")
-                });
-            }
-        }
-        Ok(())
+        alter_result(&event)
     }
+}
+
+/// A BROKER config resource named `name` with one incremental entry.
+///
+/// SAFETY: the CStrings outlive the call; librdkafka copies them.
+unsafe fn config_resource(
+    name: &CStr,
+    key: &CStr,
+    op: rd::rd_kafka_AlterConfigOpType_t,
+    value: Option<&CStr>,
+) -> Result<Owned<rd::rd_kafka_ConfigResource_t>, String> {
+    let resource = Owned::new(
+        rd::rd_kafka_ConfigResource_new(
+            rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_BROKER,
+            name.as_ptr(),
+        ),
+        rd::rd_kafka_ConfigResource_destroy,
+        "a config resource",
+    )?;
+    let error = rd::rd_kafka_ConfigResource_add_incremental_config(
+        resource.ptr,
+        key.as_ptr(),
+        op,
+        value.map_or(std::ptr::null(), CStr::as_ptr),
+    );
+    if !error.is_null() {
+        let message = c_text(rd::rd_kafka_error_string(error), "invalid config entry");
+        rd::rd_kafka_error_destroy(error);
+        return Err(message);
+    }
+    Ok(resource)
+}
+
+/// IncrementalAlterConfigs options with a request timeout.
+///
+/// SAFETY: `rk` is a live client handle.
+unsafe fn admin_options(
+    rk: *mut rd::rd_kafka_t,
+    timeout_ms: i32,
+) -> Result<Owned<rd::rd_kafka_AdminOptions_t>, String> {
+    let options = Owned::new(
+        rd::rd_kafka_AdminOptions_new(
+            rk,
+            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
+        ),
+        rd::rd_kafka_AdminOptions_destroy,
+        "admin options",
+    )?;
+    let mut errbuf = [0 as c_char; 512];
+    let code = rd::rd_kafka_AdminOptions_set_request_timeout(
+        options.ptr,
+        timeout_ms,
+        errbuf.as_mut_ptr(),
+        errbuf.len(),
+    );
+    if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return Err(c_text(errbuf.as_ptr(), "invalid request timeout"));
+    }
+    Ok(options)
+}
+
+/// The outcome carried by an IncrementalAlterConfigs result event: the request's error, else
+/// the first resource's error.
+///
+/// SAFETY: `event` is a live event from the request's queue.
+unsafe fn alter_result(event: &Owned<rd::rd_kafka_event_t>) -> Result<(), String> {
+    let code = rd::rd_kafka_event_error(event.ptr);
+    if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return Err(c_text(
+            rd::rd_kafka_event_error_string(event.ptr),
+            "request failed",
+        ));
+    }
+    let result = rd::rd_kafka_event_IncrementalAlterConfigs_result(event.ptr);
+    if result.is_null() {
+        return Err("librdkafka answered with an event of another type".to_string());
+    }
+    let mut count = 0usize;
+    let results = rd::rd_kafka_IncrementalAlterConfigs_result_resources(result, &mut count);
+    for i in 0..count {
+        let resource = *results.add(i);
+        let code = rd::rd_kafka_ConfigResource_error(resource);
+        if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            let name = c_text(rd::rd_kafka_err2name(code), "error");
+            let detail = c_text(rd::rd_kafka_ConfigResource_error_string(resource), "");
+            return Err(if detail.is_empty() {
+                name
+            } else {
+                format!("{name}: {detail}")
+            });
+        }
+    }
+    Ok(())
 }

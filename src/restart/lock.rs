@@ -295,13 +295,58 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
         result
     }
 
+    /// Creates the lock listener; `Some` when this call holds it now. An identical CreateListener
+    /// returns the existing listener: only the holder tag says whether this call created it.
+    async fn try_create(&self) -> Result<Option<LockState>, RestartError> {
+        let rc = &self.config.restart;
+        let tags = self.lease_tags(&LockPhase::Gating);
+        let ListenerClaim::Claimed(arn) = self
+            .lb
+            .create_listener(
+                &self.config.nlb.load_balancer_arn,
+                rc.lock_port,
+                &self.bootstrap_tg,
+                &tags,
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        match self.lb.tags(&arn).await? {
+            Some(tags) if tags.get(TAG_LOCK_HOLDER) == Some(&self.holder) => {
+                tracing::info!(port = rc.lock_port, "acquired the cluster restart lock");
+                self.lock_held.send_replace(true);
+                Ok(Some(LockState::from_tags(&arn, &tags)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Puts (or refreshes) this broker's one waiting tag on someone else's lock, unless
+    /// [`MAX_WAITING_TAGS`] others already wait (ELBv2 allows 50 tags per resource). Tags are per
+    /// key, so waiters never overwrite each other.
+    async fn tag_waiting(&self, lock: &LockState, tagged: &mut Option<String>) {
+        let mine = lock.waiting.contains_key(&self.broker_id);
+        if !mine && lock.waiting.len() >= MAX_WAITING_TAGS {
+            return;
+        }
+        let key = format!("{TAG_WAITING_PREFIX}{}", self.broker_id);
+        if self
+            .lb
+            .add_tags(&lock.arn, &[(key, unix_now().to_string())])
+            .await
+            .is_ok()
+        {
+            *tagged = Some(lock.arn.clone());
+        }
+    }
+
     async fn acquire_inner(
         &self,
         deadline: Instant,
         tagged: &mut Option<String>,
     ) -> Result<LockState, RestartError> {
         let rc = &self.config.restart;
-        let lb_arn = &self.config.nlb.load_balancer_arn;
         let mut last_seen = None;
         loop {
             let mut waiters = 0;
@@ -327,24 +372,8 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
                     }
                 }
                 LockAction::Acquire => {
-                    let tags = self.lease_tags(&LockPhase::Gating);
-                    if let ListenerClaim::Claimed(arn) = self
-                        .lb
-                        .create_listener(lb_arn, rc.lock_port, &self.bootstrap_tg, &tags)
-                        .await?
-                    {
-                        // An identical CreateListener returns the existing listener: only the
-                        // holder tag says whether this call created it.
-                        if let Some(tags) = self.lb.tags(&arn).await? {
-                            if tags.get(TAG_LOCK_HOLDER) == Some(&self.holder) {
-                                tracing::info!(
-                                    port = rc.lock_port,
-                                    "acquired the cluster restart lock"
-                                );
-                                self.lock_held.send_replace(true);
-                                return Ok(LockState::from_tags(&arn, &tags));
-                            }
-                        }
+                    if let Some(lock) = self.try_create().await? {
+                        return Ok(lock);
                     }
                     // Lost the race: look again after a short, jittered pause.
                     tokio::time::sleep(
@@ -364,20 +393,7 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
                 LockAction::Wait => {
                     if let Some(lock) = &lock {
                         waiters = lock.waiting.len();
-                        let mine = lock.waiting.contains_key(&self.broker_id);
-                        // Tags are per key, so waiters never overwrite each other; one key per
-                        // broker, and none past the cap (ELBv2's 50 tags per resource).
-                        if mine || lock.waiting.len() < MAX_WAITING_TAGS {
-                            let key = format!("{TAG_WAITING_PREFIX}{}", self.broker_id);
-                            if self
-                                .lb
-                                .add_tags(&lock.arn, &[(key, unix_now().to_string())])
-                                .await
-                                .is_ok()
-                            {
-                                *tagged = Some(lock.arn.clone());
-                            }
-                        }
+                        self.tag_waiting(lock, tagged).await;
                         last_seen = Some((lock.holder.clone(), lock.phase.clone()));
                     }
                 }
