@@ -11,26 +11,54 @@
 //! adapters it is handed and never depends on [`cli`]; the decisions live in pure modules
 //! ([`plan`], [`registry`], [`broker_id`], [`properties`], [`lifecycle`], and the daemon's
 //! [`daemon::LoopState::after_pass`]).
+//!
+//! ## Module map, in pipeline order
+//!
+//! | stage | modules |
+//! |---|---|
+//! | configure | [`config`] (typed `agent.toml`), [`cli`] (commands, adapters built once) |
+//! | discover | [`metadata`] (IMDSv2 identity), [`lifecycle`] (staying or leaving), [`broker_id`], [`ec2`] (tag fallback), [`node`] (ZooKeeper/KRaft/controller-only) |
+//! | claim | [`registry`] (group names, port candidates), [`nlb`] (the `LoadBalancer` seam and its ELBv2 adapter) |
+//! | plan | [`plan`] (pure: observed → steps), [`reconcile`] (observe, checks, `pass`, `decommission`) |
+//! | wire and edit the file | [`execute`] (one small executor per step), [`properties`] (byte-preserving editor) |
+//! | make effective | [`kafka`] (admin client; FFI in `kafka/ffi.rs`), [`restart`] (decide, gates, lock, command) |
+//! | keep it so | [`daemon`] (the loop), [`metrics`] (Prometheus), [`clock`] |
+//! | test seams | [`fakes`] (in-process NLB/IMDS/tags with AWS's rules), [`aws`] (real SDK clients) |
 
-pub mod aws;
-pub mod broker_id;
+// configure
 pub mod cli;
-pub mod clock;
 pub mod config;
-pub mod daemon;
+
+// discover
+pub mod broker_id;
 pub mod ec2;
-pub mod execute;
-pub mod fakes;
-pub mod kafka;
 pub mod lifecycle;
 pub mod metadata;
-pub mod metrics;
-pub mod nlb;
 pub mod node;
+
+// claim
+pub mod nlb;
+pub mod registry;
+
+// plan
+pub mod plan;
+pub mod reconcile;
+
+// wire and edit the file
+pub mod execute;
+pub mod properties;
+
+// make effective
+pub mod kafka;
+pub mod restart;
+
+// keep it so
+pub mod clock;
+pub mod daemon;
+pub mod metrics;
+
+// seams: real AWS clients and in-process fakes
+pub mod aws;
+pub mod fakes;
 #[cfg(test)]
 mod pass_tests;
-pub mod plan;
-pub mod properties;
-pub mod reconcile;
-pub mod registry;
-pub mod restart;
