@@ -3,48 +3,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
-}
-
-fn metric(port: u16, name: &str) -> Option<f64> {
-    let (_, body) = http_get(port, "/metrics")?;
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return start.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
-}
 
 struct Daemon {
     child: Child,
@@ -59,9 +21,14 @@ impl Drop for Daemon {
 }
 
 fn start_daemon(world: &World, host: &Host, interval: &str) -> Daemon {
+    start_daemon_with(world, host, interval, "")
+}
+
+/// A daemon with `extra` config sections (before `[daemon]`), after its first pass.
+fn start_daemon_with(world: &World, host: &Host, interval: &str, extra: &str) -> Daemon {
     let metrics = free_port();
     let config = format!(
-        "{}\n[daemon]\ninterval = \"{interval}\"\nmetrics_listen = \"127.0.0.1:{metrics}\"\nstate_dir = \"{}\"\n",
+        "{}\n{extra}\n[daemon]\ninterval = \"{interval}\"\nmetrics_listen = \"127.0.0.1:{metrics}\"\nstate_dir = \"{}\"\n",
         world.config_text(host, "10001-10049", ""),
         host.dir.join("state").display()
     );
@@ -291,10 +258,7 @@ fn a_controller_only_node_idles_and_becomes_a_broker_when_its_file_says_so() {
         ..Options::default()
     });
     let host = &world.hosts[0];
-    let controller = SERVER_PROPERTIES.replace(
-        "process.roles=broker,controller",
-        "process.roles=controller",
-    );
+    let controller = controller_only_properties();
     std::fs::write(host.properties(), &controller).unwrap();
     let d = start_daemon(&world, host, "1s");
     // Idle passes: healthy, nothing on the NLB, the file untouched.
@@ -337,29 +301,9 @@ fn the_daemon_keeps_checking_an_unreachable_broker() {
         ..Options::default()
     });
     let host = &world.hosts[0];
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = silent.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in silent.incoming().flatten() {
-            held.push(conn);
-        }
-    });
-    let metrics = free_port();
-    let config = format!(
-        "{}\n[restart]\nbootstrap_servers = \"{address}\"\n\n[daemon]\ninterval = \"1s\"\nmetrics_listen = \"127.0.0.1:{metrics}\"\nstate_dir = \"{}\"\n",
-        world.config_text(host, "10001-10049", ""),
-        host.dir.join("state").display()
-    );
-    std::fs::write(host.config(), config).unwrap();
-    let child = world
-        .agent(host)
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let d = Daemon { child, metrics };
+    let address = silent_listener();
+    let restart = format!("[restart]\nbootstrap_servers = \"{address}\"\n");
+    let d = start_daemon_with(&world, host, "1s", &restart);
     let failures = "kplink_pass_failures_total{kind=\"kafka\"}";
     wait_until(
         "three failed looks at Kafka",

@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 
 use aws_sdk_elasticloadbalancingv2 as elbv2;
 use common::*;
@@ -338,11 +337,7 @@ fn a_controller_only_node_is_left_alone() {
         ..Options::default()
     });
     let host = &world.hosts[0];
-    let props = SERVER_PROPERTIES.replace(
-        "process.roles=broker,controller",
-        "process.roles=controller",
-    );
-    assert_ne!(props, SERVER_PROPERTIES);
+    let props = controller_only_properties();
     std::fs::write(host.properties(), &props).unwrap();
     for args in [&["run", "--once"][..], &["plan"], &["status"]] {
         let out = world.run(host, args);
@@ -372,14 +367,7 @@ fn a_broker_that_accepts_but_does_not_answer_is_an_error_not_stopped() {
         ..Options::default()
     });
     let host = &world.hosts[0];
-    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = silent.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in silent.incoming().flatten() {
-            held.push(conn);
-        }
-    });
+    let address = silent_listener();
     write_config(
         host,
         &format!(
