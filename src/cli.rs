@@ -10,9 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
-
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::daemon::LastPass;
 use crate::kafka::{KafkaCluster, KafkaError, Liveness, RdKafka};
 use crate::metadata::{self, Imds};
@@ -22,85 +20,26 @@ use crate::node::NodeRole;
 use crate::reconcile::{Agent, Context, Error, Observed, PassReport};
 use crate::restart::{CommandService, Decision, LockState, RestartError};
 
+// The clap definition lives in its own file: build.rs includes it to generate the man pages and
+// shell completions.
+mod args;
+pub use args::{Cli, Command, LogFormat};
+
+/// `--version`: the package version and the git commit it was built from (build.rs sets
+/// `KPLINK_GIT_COMMIT`: `git rev-parse --short HEAD`, or "unknown" outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("KPLINK_GIT_COMMIT"),
+    ")"
+);
+
 /// Exit code for an invalid configuration (sysexits EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
 /// Exit code for a usage error (sysexits EX_USAGE).
 pub const EXIT_USAGE: u8 = 64;
 /// `plan`: changes are pending.
 pub const EXIT_CHANGES_PENDING: u8 = 2;
-
-/// Wires this Kafka broker into the cluster's AWS PrivateLink NLB.
-#[derive(Debug, Parser)]
-#[command(name = "kplink-agent", version, about)]
-pub struct Cli {
-    /// Configuration file.
-    #[arg(short, long, global = true, default_value = config::DEFAULT_PATH, env = "KPLINK_CONFIG")]
-    pub config: PathBuf,
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Reconcile: with --once a single pass.
-    Run {
-        /// Run one pass and exit: 0 when the broker is fully wired, 1 otherwise.
-        #[arg(long)]
-        once: bool,
-        /// Print the pass report as JSON on stdout.
-        #[arg(long)]
-        json: bool,
-        /// How long to wait for instance metadata before giving up.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        metadata_timeout: Duration,
-    },
-    /// Show what a pass would change, changing nothing: exit 0 nothing to do, 2 changes pending, 1 error.
-    Plan {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-        /// How long to wait for instance metadata before giving up.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        metadata_timeout: Duration,
-    },
-    /// Validate the configuration file without touching AWS: exit 0 or 78.
-    CheckConfig,
-    /// Show identity, claim, target health, the advertised listener and the last pass.
-    Status {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-        /// How long to wait for instance metadata before giving up.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        metadata_timeout: Duration,
-    },
-    /// Remove this broker from the NLB and its listener from server.properties.
-    Decommission {
-        /// Required: confirms that clients will lose this broker's port.
-        #[arg(long)]
-        yes: bool,
-        /// Leave server.properties as it is.
-        #[arg(long)]
-        keep_config: bool,
-        /// How long to wait for instance metadata before giving up.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        metadata_timeout: Duration,
-    },
-}
 
 /// Runs a parsed command line; returns the process exit code. Errors are printed as one line.
 pub async fn run(cli: Cli) -> ExitCode {
@@ -822,4 +761,31 @@ async fn decommission(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn default_config_path_is_the_config_modules() {
+        assert_eq!(
+            super::args::DEFAULT_CONFIG_PATH,
+            crate::config::DEFAULT_PATH
+        );
+    }
+
+    #[test]
+    fn version_names_the_commit() {
+        let version = super::Cli::command().render_version();
+        assert!(
+            version.starts_with(&format!("kplink-agent {} (", env!("CARGO_PKG_VERSION"))),
+            "{version}"
+        );
+    }
 }

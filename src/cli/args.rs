@@ -1,0 +1,90 @@
+// The command line's clap definition, and nothing else: this file depends only on std, clap and
+// humantime, because build.rs includes it too (`#[path = "src/cli/args.rs"] mod args;`) to
+// generate the man pages and the bash/zsh/fish completions from it at build time. The includer
+// provides `VERSION` (`use super::VERSION` below): src/cli.rs the version with the git commit;
+// build.rs sets the same string on the command it renders.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum, ValueHint};
+
+use super::VERSION;
+
+/// Default configuration file (the same as `config::DEFAULT_PATH`; a unit test in src/cli.rs
+/// keeps them equal).
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/kplink/agent.toml";
+
+/// Wires this Kafka broker into the cluster's AWS PrivateLink NLB.
+#[derive(Debug, Parser)]
+#[command(name = "kplink-agent", version = VERSION, about)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(short, long, global = true, default_value = DEFAULT_CONFIG_PATH, env = "KPLINK_CONFIG",
+          value_hint = ValueHint::FilePath)]
+    pub config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Reconcile: with --once a single pass.
+    Run {
+        /// Run one pass and exit: 0 when the broker is fully wired, 1 otherwise.
+        #[arg(long)]
+        once: bool,
+        /// Print the pass report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for instance metadata before giving up.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        metadata_timeout: Duration,
+    },
+    /// Show what a pass would change, changing nothing: exit 0 nothing to do, 2 changes pending, 1 error.
+    Plan {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for instance metadata before giving up.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        metadata_timeout: Duration,
+    },
+    /// Validate the configuration file without touching AWS: exit 0 or 78.
+    CheckConfig,
+    /// Show identity, claim, target health, the advertised listener and the last pass.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for instance metadata before giving up.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        metadata_timeout: Duration,
+    },
+    /// Remove this broker from the NLB and its listener from server.properties.
+    Decommission {
+        /// Required: confirms that clients will lose this broker's port.
+        #[arg(long)]
+        yes: bool,
+        /// Leave server.properties as it is.
+        #[arg(long)]
+        keep_config: bool,
+        /// How long to wait for instance metadata before giving up.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        metadata_timeout: Duration,
+    },
+}
