@@ -1,6 +1,7 @@
-# kplink-agent %postun ($1: 0 = erase, 1 = upgrade). Upgrade: restart a running agent on the new
-# binary. Erase: rpm keeps a modified /etc/kplink/agent.toml as agent.toml.rpmsave (rpm has no
-# purge); the agent's state in /var/lib/kplink is removed.
+# kplink-agent %postun ($1: 0 = erase, 1 = upgrade). Upgrade, as %systemd_postun_with_restart:
+# try-restart, so a running agent restarts on the new binary and a stopped one stays stopped.
+# Erase: rpm keeps a modified /etc/kplink/agent.toml as agent.toml.rpmsave (rpm has no purge); the
+# agent's state in /var/lib/kplink is removed.
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :
 fi
