@@ -1120,6 +1120,29 @@ pub fn backup_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Removes temp files of `file_name` left by runs killed mid-write (kill -9 runs no destructor):
+/// `.<file>.kplink-tmp.<pid>` whose process no longer exists. A live writer's file is left alone.
+/// Best effort: a file that cannot be listed or removed is left for the next write.
+fn remove_dead_temp_files(dir: &Path, file_name: &std::ffi::OsStr) {
+    let prefix = format!(".{}.kplink-tmp.", file_name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Removes the temp file when dropped unless it was renamed into place.
 struct TempFile {
     path: PathBuf,
@@ -1162,6 +1185,7 @@ fn replace_file(dest: &Path, contents: &[u8], like: &fs::Metadata) -> Result<(),
     tmp_name.push(format!(".kplink-tmp.{}", std::process::id()));
     let tmp_path = dir.join(tmp_name);
     let shown = tmp_path.display();
+    remove_dead_temp_files(dir, file_name);
 
     // A temp file left by a crashed run that had the same pid would block create_new.
     match fs::remove_file(&tmp_path) {
@@ -1208,6 +1232,30 @@ fn replace_file(dest: &Path, contents: &[u8], like: &fs::Metadata) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temp_files_of_killed_writers_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.properties");
+        std::fs::write(&path, "a=1\n").unwrap();
+        // pid 0 never names a user process; our parent is alive.
+        let dead = dir.path().join(".server.properties.kplink-tmp.0");
+        let live = dir.path().join(format!(
+            ".server.properties.kplink-tmp.{}",
+            std::os::unix::process::parent_id()
+        ));
+        let other = dir.path().join(".other.kplink-tmp.0");
+        for f in [&dead, &live, &other] {
+            std::fs::write(f, "x").unwrap();
+        }
+        write_atomic(&path, "a=2\n", None).unwrap();
+        assert!(!dead.exists(), "a killed writer's temp file is removed");
+        assert!(
+            live.exists() && other.exists(),
+            "a live writer's and another file's stay"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a=2\n");
+    }
 
     #[test]
     fn rack_is_set_in_place_or_appended_and_nothing_else_moves() {
