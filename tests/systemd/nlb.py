@@ -6,6 +6,8 @@
     broker ``--broker-id``'s group (default host 1's; named as the agent names it, see
     ``world.group_name``) and host 1's instance is registered there (port 9094).
     Otherwise exit 1 with what was found.
+``nlb.py bootstrap-members WORLD [--bootstrap-port 10000]``
+    Prints the instance ids registered in the group the bootstrap listener forwards to, one a line.
 ``nlb.py delete-listener WORLD --range FIRST-LAST``
     Deletes every listener in the range (the agent's claim); prints the deleted ports.
 """
@@ -27,15 +29,25 @@ def in_range(port: int, spec: str) -> bool:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("command", choices=["check", "delete-listener"])
+    ap.add_argument("command", choices=["check", "delete-listener", "bootstrap-members"])
     ap.add_argument("world")
-    ap.add_argument("--range", required=True)
+    ap.add_argument("--range")
+    ap.add_argument("--bootstrap-port", type=int, default=10000)
     ap.add_argument("--target-port", type=int, default=9094)
     ap.add_argument("--broker-id", type=int, help="default: host 1's kafka:broker-id tag in the world")
     args = ap.parse_args()
     world = w.load_world(args.world)
     host = world["hosts"][0]
     wiring = w.describe_wiring(world)
+    if args.command == "bootstrap-members":
+        for lst in wiring["listeners"]:
+            if lst["port"] == args.bootstrap_port:
+                for tg in lst["target_groups"]:
+                    for t in tg["targets"]:
+                        print(t["id"])
+        return 0
+    if not args.range:
+        ap.error("--range is required")
     mine = [lst for lst in wiring["listeners"] if in_range(lst["port"], args.range)]
     if args.command == "delete-listener":
         _, elbv2 = w.clients(world["moto"], world["region"])

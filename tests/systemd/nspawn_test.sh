@@ -503,6 +503,27 @@ check_expr "first pass restarted Kafka once, onto the new endpoint (starts $n_be
   '[ "$(starts)" = $((n_before + 1)) ] && [ "$(last_advertised)" = "$ADV3" ]'
 
 # ---------------------------------------------------------------------------------------------
+log "spot interruption notice: the agent drains (leaves the bootstrap group, keeps its port)"
+INSTANCE=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["hosts"][0]["instance_id"])' "$WORK/world.json")
+in_bootstrap() { python3 "$REPO/tests/systemd/nlb.py" bootstrap-members "$WORK/world.json" | grep -qx "$INSTANCE"; }
+check "before the notice $INSTANCE is in the bootstrap group" in_bootstrap
+props_before=$(sha256sum <"$ROOT/etc/kafka/server.properties")
+python3 - "$IMDS" <<'PY' || die "IMDS: set a spot interruption notice"
+import json, sys, urllib.request
+notice = {"action": "terminate", "time": "2026-11-27T18:00:00Z"}
+req = urllib.request.Request(sys.argv[1] + "/hosts/host-1", method="PATCH",
+                             data=json.dumps({"spot_instance_action": notice}).encode(),
+                             headers={"Content-Type": "application/json"})
+urllib.request.urlopen(req, timeout=10).read()
+PY
+not_in_bootstrap() { ! in_bootstrap; }
+check "drained within a few passes (interval 2s): $INSTANCE left the bootstrap group" wait_for 15 not_in_bootstrap
+check "drained: the claim on :$P3 and its registration stay for a replacement" \
+  python3 "$REPO/tests/systemd/nlb.py" check "$WORK/world.json" --broker-id $BROKER_ID --range "$RANGE3"
+check "drained: server.properties unchanged" [ "$(sha256sum <"$ROOT/etc/kafka/server.properties")" = "$props_before" ]
+check "drained: agent still active" active $AGENT
+
+# ---------------------------------------------------------------------------------------------
 log "stop, remove, purge"
 t0=$(date +%s%N)
 C systemctl stop $AGENT
