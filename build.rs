@@ -209,8 +209,12 @@ fn extra_sections() -> Roff {
         "1",
         "An error, or run --once left the broker not fully wired.",
     );
-    item(&mut roff, "2", "plan: changes are pending. Also a command line clap rejects (unknown option, invalid value).");
-    item(&mut roff, "64", "decommission without --yes (EX_USAGE).");
+    item(&mut roff, "2", "plan: changes are pending.");
+    item(
+        &mut roff,
+        "64",
+        "A usage error: an unknown option, an invalid value, decommission without --yes (EX_USAGE).",
+    );
     item(
         &mut roff,
         "78",

@@ -175,3 +175,27 @@ fn bash_completion_completes_commands_and_their_options() {
     let formats = bash_complete(&["kplink-agent", "--log-format", ""]);
     assert_eq!(formats, ["text", "json"]);
 }
+
+/// A usage error exits 64 (EX_USAGE), never 2, which `plan` reserves for "changes pending".
+#[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    let bin = env!("CARGO_BIN_EXE_kplink-agent");
+    let run = |args: &[&str]| std::process::Command::new(bin).args(args).output().unwrap();
+    for args in [
+        &["--no-such-option"][..],
+        &["plan", "--metadata-timeout", "soon"],
+        &["frobnicate"],
+    ] {
+        let out = run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stderr.is_empty(), "{args:?}: says why");
+    }
+    for args in [&["--help"][..], &["plan", "--help"]] {
+        assert_eq!(run(args).status.code(), Some(0), "{args:?}");
+    }
+}

@@ -10,7 +10,19 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 64 (EX_USAGE) as documented, not clap's 2, which is `plan`'s
+    // "changes pending"; --help and --version still print and exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(cli::EXIT_USAGE);
+        }
+    };
     let filter = EnvFilter::try_from_env("KPLINK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Under systemd, log to journald natively so fields (BROKER_ID, PORT, ARNs) stay structured.
     let journald = std::env::var_os("JOURNAL_STREAM")
