@@ -789,7 +789,7 @@ fn publish(effects: &Effects, state_dir: &Path, readiness: &mut Readiness) {
     record_last_pass(
         state_dir,
         &LastPass {
-            finished_unix: crate::restart::unix_now(),
+            finished_unix: crate::clock::unix_now(),
             ok: effects.ok,
             summary: effects.status.clone(),
             port: effects.port,

@@ -118,7 +118,9 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     ) -> Result<Option<Step>, Error> {
         match step {
             Step::CreateBootstrap { .. } => self.create_bootstrap(ctx, progress).await?,
-            Step::CreateDedicatedGroup { .. } => self.create_dedicated_group(ctx, progress).await?,
+            Step::CreateDedicatedGroup { .. } => {
+                self.create_dedicated_group(ctx, progress).await?;
+            }
             Step::ClaimPort { .. } => self.claim_port(ctx, observed, progress).await?,
             Step::DeleteDuplicateListener { arn, .. } => self.lb.delete_listener(arn).await?,
             Step::Register { group, .. } => self.register(ctx, group, progress).await?,
@@ -227,15 +229,15 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         &self,
         ctx: &Context,
         progress: &mut Progress,
-    ) -> Result<(), Error> {
+    ) -> Result<String, Error> {
         let tags = self.cluster_tags("broker", Some(ctx.broker_id));
         let tg = self
             .lb
             .ensure_target_group(&self.spec(ctx, &ctx.desired.dedicated_group, &tags))
             .await?;
         progress.ensured.push(tg.clone());
-        progress.pending_group = Some(tg);
-        Ok(())
+        progress.pending_group = Some(tg.clone());
+        Ok(tg)
     }
 
     /// Claims a port for the pending group: the candidates in the plan's order, moving on when
@@ -248,10 +250,10 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     ) -> Result<(), Error> {
         let lb_arn = &self.config.nlb.load_balancer_arn;
         let d = &ctx.desired;
-        let Some(tg) = progress.pending_group.clone() else {
-            // The plan puts CreateDedicatedGroup first; a caller running ClaimPort alone made one.
-            self.create_dedicated_group(ctx, progress).await?;
-            return Box::pin(self.claim_port(ctx, observed, progress)).await;
+        // The plan puts CreateDedicatedGroup first; a caller running ClaimPort alone gets one.
+        let tg = match progress.pending_group.clone() {
+            Some(tg) => tg,
+            None => self.create_dedicated_group(ctx, progress).await?,
         };
         let tags = self.cluster_tags("broker", Some(ctx.broker_id));
         let candidates = claim_candidates(ctx, observed);

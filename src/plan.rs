@@ -116,11 +116,15 @@ pub struct Observed {
 impl Observed {
     /// The port `server.properties` advertises for the managed listener, if any.
     pub fn file_port(&self) -> Option<u16> {
-        self.file_endpoint
-            .as_deref()
-            .and_then(|e| e.rsplit_once(':'))
-            .and_then(|(_, p)| p.parse().ok())
+        endpoint_port(self.file_endpoint.as_deref())
     }
+}
+
+/// The port of a `host:port` endpoint.
+pub fn endpoint_port(endpoint: Option<&str>) -> Option<u16> {
+    endpoint
+        .and_then(|e| e.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse().ok())
 }
 
 /// What the listeners say about this broker and the cluster.

@@ -430,19 +430,16 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         }
         let tags = self.lb.tags(tg).await?.unwrap_or_default();
         let cluster = &self.config.cluster;
-        match tags.get(registry::TAG_CLUSTER) {
-            Some(c) if c == cluster => {
+        match registry::foreign_owner(&tags, cluster) {
+            None => {
                 self.checked.mark(key);
                 Ok(())
             }
-            other => Err(Error::BootstrapForeign {
+            Some(owner) => Err(Error::BootstrapForeign {
                 port: self.config.nlb.bootstrap_port,
                 lb_arn: self.config.nlb.load_balancer_arn.clone(),
                 group: crate::nlb::target_group_name(tg).unwrap_or(tg).to_string(),
-                owner: match other {
-                    Some(c) => format!("cluster {c}"),
-                    None => format!("no cluster (no {} tag)", registry::TAG_CLUSTER),
-                },
+                owner,
                 cluster: cluster.clone(),
             }),
         }
@@ -491,10 +488,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         ctx.desired
             .edited_file(&text, *ctx.desired.port_range.start())
             .map_err(|e| PropertiesError::from_edit(path, e))?;
-        let keep_port = file_endpoint
-            .as_deref()
-            .and_then(|e| e.rsplit_once(':'))
-            .and_then(|(_, p)| p.parse().ok());
+        let keep_port = plan::endpoint_port(file_endpoint.as_deref());
         let listeners = self.lb.listeners(lb_arn).await?;
         let assessment = plan::assess(&ctx.desired, &listeners, keep_port);
         let dedicated_targets = match assessment

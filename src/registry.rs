@@ -32,6 +32,20 @@ pub const TAG_BROKER_ID: &str = "kplink:broker-id";
 /// Tag key naming the role (`broker` or `bootstrap`).
 pub const TAG_ROLE: &str = "kplink:role";
 
+/// Who owns a resource by its tags, when it is not `cluster`: `cluster X`, or a note that it has
+/// no cluster tag. `None`: it is this cluster's. The one rule for listeners and groups the agent
+/// finds on ports it uses (bootstrap, restart lock).
+pub fn foreign_owner(
+    tags: &std::collections::BTreeMap<String, String>,
+    cluster: &str,
+) -> Option<String> {
+    match tags.get(TAG_CLUSTER) {
+        Some(c) if c == cluster => None,
+        Some(c) => Some(format!("cluster {c}")),
+        None => Some(format!("no cluster (no {TAG_CLUSTER} tag)")),
+    }
+}
+
 /// The cluster part of target group names: the cluster itself when it is already a clean name
 /// that fits, else a truncated form plus a stable hash of the full name so that clusters sharing
 /// a long prefix never share names.

@@ -207,14 +207,11 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
         // A listener on our lock port belongs to this cluster only if it says so: another
         // cluster sharing the NLB with the same lock_port would otherwise stop (or be stopped
         // by) every restart of this one.
-        match tags.get(registry::TAG_CLUSTER) {
-            Some(c) if *c == self.config.cluster => Ok(Some(LockState::from_tags(&l.arn, &tags))),
-            other => Err(RestartError::LockPortForeign {
+        match registry::foreign_owner(&tags, &self.config.cluster) {
+            None => Ok(Some(LockState::from_tags(&l.arn, &tags))),
+            Some(owner) => Err(RestartError::LockPortForeign {
                 port,
-                owner: other.map_or_else(
-                    || format!("no cluster (no {} tag)", registry::TAG_CLUSTER),
-                    |c| format!("cluster {c}"),
-                ),
+                owner,
                 cluster: self.config.cluster.clone(),
             }),
         }

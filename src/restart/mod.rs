@@ -55,7 +55,7 @@ use crate::nlb::{LoadBalancer, NlbError};
 use crate::node::NodeRole;
 
 /// Seconds since the Unix epoch; defined in [`crate::clock`], re-exported for existing callers.
-pub use crate::clock::unix_now;
+use crate::clock::unix_now;
 pub use command::{CommandService, ServiceManager};
 pub use decide::{decide, endpoint_of, same_listeners, Decision};
 pub use gate::{cluster_claims, gate, split_claims, GateReport};
