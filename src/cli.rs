@@ -324,6 +324,9 @@ async fn plan(
             "instance_id": ctx.identity.instance_id,
             "az_id": ctx.identity.az_id,
             "claimed_port": observed.assessment.claim.as_ref().map(|l| l.port),
+            "shard": observed.shard,
+            "load_balancer_arn": ctx.shard(observed.shard).lb_arn,
+            "full_load_balancers": observed.full.iter().map(|(i, why)| serde_json::json!({"shard": i, "load_balancer_arn": ctx.shard(*i).lb_arn, "why": why})).collect::<Vec<_>>(),
             "advertised_in_file": observed.file_endpoint,
             "changes_pending": !steps.is_empty(),
             "steps": steps,
@@ -333,21 +336,23 @@ async fn plan(
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else if steps.is_empty() {
         println!(
-            "broker {} ({}): nothing to do; port {}",
+            "broker {} ({}): nothing to do; port {}{}",
             ctx.broker_id,
             ctx.identity.instance_id,
             observed
                 .assessment
                 .claim
                 .as_ref()
-                .map_or("?".to_string(), |l| l.port.to_string())
+                .map_or("?".to_string(), |l| l.port.to_string()),
+            shard_note(&ctx, &observed)
         );
     } else {
         println!(
-            "broker {} ({}): {} change(s) pending",
+            "broker {} ({}): {} change(s) pending{}",
             ctx.broker_id,
             ctx.identity.instance_id,
-            steps.len()
+            steps.len(),
+            shard_note(&ctx, &observed)
         );
         for step in &steps {
             println!("  + {step}");
@@ -365,6 +370,19 @@ async fn plan(
         );
     }
     Ok(steps.is_empty())
+}
+
+/// ` on shard K (NLB ARN)` when several NLBs are configured, and which were full; `""` with one.
+fn shard_note(ctx: &Context, observed: &Observed) -> String {
+    if ctx.shards.len() == 1 {
+        return String::new();
+    }
+    let d = ctx.shard(observed.shard);
+    let mut note = format!(" on shard {} ({})", d.shard, d.lb_arn);
+    for (i, why) in &observed.full {
+        note.push_str(&format!("; shard {i} has no room: {why}"));
+    }
+    note
 }
 
 /// Errors of the daemon command: setup or the daemon's own machinery.
@@ -478,7 +496,7 @@ impl StatusView {
             .assessment
             .claim
             .as_ref()
-            .map(|l| format!("{}:{}", ctx.advertised_host, l.port));
+            .map(|l| ctx.shard(observed.shard).endpoint(l.port));
         let role = agent.node_role()?;
         let (liveness, in_broker) = kafka_state(&agent.config, ctx.broker_id).await;
         let claims = crate::restart::cluster_claims(&agent.lb, &agent.config).await?;
@@ -540,6 +558,8 @@ impl StatusView {
             "broker_id": ctx.broker_id,
             "broker_id_source": ctx.broker_id_source,
             "claimed_port": claim.map(|l| l.port),
+            "shard": observed.shard,
+            "load_balancer_arn": ctx.shard(observed.shard).lb_arn,
             "listener_arn": claim.map(|l| l.arn.clone()),
             "target_group_arn": claim.and_then(|l| l.target_group_arn.clone()),
             "bootstrap_target_group_arn": observed.assessment.bootstrap.as_ref().and_then(|l| l.target_group_arn.clone()),
@@ -588,6 +608,20 @@ impl StatusView {
             ctx.broker_id, ctx.broker_id_source
         )?;
         writeln!(out, "node          {}", self.role)?;
+        let d = ctx.shard(observed.shard);
+        let shards = ctx.shards.len();
+        match &observed.assessment.claim {
+            Some(_) => writeln!(
+                out,
+                "nlb           shard {} of {shards}: {}",
+                d.shard, d.lb_arn
+            )?,
+            None => writeln!(
+                out,
+                "nlb           shard {} of {shards} (a new claim goes here): {}",
+                d.shard, d.lb_arn
+            )?,
+        }
         match &observed.assessment.claim {
             Some(l) => {
                 writeln!(out, "claimed port  {}", l.port)?;

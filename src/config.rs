@@ -25,7 +25,13 @@ pub const PLACEHOLDERS: &[&str] = &[
     "broker_id",
     "instance_id",
     "cluster",
+    "shard",
 ];
+
+/// Most NLBs in `nlb.load_balancer_arns`: DescribeLoadBalancers takes at most 20 ARNs per call
+/// (ELBv2 API reference, DescribeLoadBalancers: "LoadBalancerArns ... Maximum of 20"), and 20
+/// NLBs of 49 brokers each is far beyond any Kafka cluster.
+pub const MAX_LOAD_BALANCERS: usize = 20;
 
 /// Why a configuration file was rejected. Each message is one line naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -164,14 +170,57 @@ fn default_listener_port() -> u16 {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NlbConfig {
-    /// ARN of the Network Load Balancer behind the endpoint service.
-    pub load_balancer_arn: String,
+    /// ARN of the Network Load Balancer behind the endpoint service (one NLB). Exactly one of
+    /// this and `load_balancer_arns` is set; use [`NlbConfig::load_balancers`].
+    #[serde(default)]
+    pub load_balancer_arn: Option<String>,
+    /// ARNs of the NLBs (shards) in fill order: a new broker claims on the first with room.
+    #[serde(default)]
+    pub load_balancer_arns: Option<Vec<String>>,
     /// Ports from which per-broker listeners are claimed, `"FIRST-LAST"`.
     #[serde(default = "default_port_range")]
     pub port_range: PortRange,
     /// Port of the shared bootstrap listener.
     #[serde(default = "default_bootstrap_port")]
     pub bootstrap_port: u16,
+}
+
+/// One NLB of the cluster: its 0-based index in the configured list (`{shard}`) and its ARN.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Shard {
+    /// Index in `nlb.load_balancer_arns` (0 with `nlb.load_balancer_arn`).
+    pub index: usize,
+    /// The NLB.
+    pub load_balancer_arn: String,
+}
+
+impl NlbConfig {
+    /// The first configured NLB (the only one with `load_balancer_arn`).
+    pub fn first_load_balancer(&self) -> String {
+        self.load_balancers()
+            .into_iter()
+            .next()
+            .map(|s| s.load_balancer_arn)
+            .unwrap_or_default()
+    }
+
+    /// The configured NLBs in fill order (one with `load_balancer_arn`); validation makes sure
+    /// there is at least one.
+    pub fn load_balancers(&self) -> Vec<Shard> {
+        let arns: Vec<&String> = match (&self.load_balancer_arn, &self.load_balancer_arns) {
+            (Some(one), None) => vec![one],
+            (None, Some(many)) => many.iter().collect(),
+            (Some(one), Some(_)) => vec![one],
+            (None, None) => Vec::new(),
+        };
+        arns.into_iter()
+            .enumerate()
+            .map(|(index, arn)| Shard {
+                index,
+                load_balancer_arn: arn.clone(),
+            })
+            .collect()
+    }
 }
 
 fn default_port_range() -> PortRange {
@@ -419,7 +468,7 @@ impl Config {
         validate_cluster(&self.cluster)
             .and_then(|()| validate_broker(&self.broker, &self.cluster))
             .and_then(|()| validate_listener(&self.listener, &self.cluster))
-            .and_then(|()| validate_nlb(&self.nlb))
+            .and_then(|()| validate_nlb(&self.nlb, &self.listener))
             .and_then(|()| validate_restart(&self.restart, &self.nlb))
             .and_then(|()| validate_daemon(&self.daemon))
             .map_err(|Invalid { key, reason }| ConfigError::Invalid {
@@ -555,17 +604,56 @@ fn probe_values(cluster: &str) -> HostValues<'_> {
         broker_id: 1,
         instance_id: "i-0123456789abcdef0",
         cluster,
+        shard: 0,
     }
 }
 
-/// `[nlb]`, including `bootstrap_port` against `port_range`.
-fn validate_nlb(nlb: &NlbConfig) -> Result<(), Invalid> {
-    if !nlb.load_balancer_arn.starts_with("arn:")
-        || !nlb.load_balancer_arn.contains(":loadbalancer/")
-    {
+/// `[nlb]`, including `bootstrap_port` against `port_range`, and `listener.advertised_host`
+/// against the number of NLBs (each NLB has its own endpoint service, so its own names).
+fn validate_nlb(nlb: &NlbConfig, listener: &ListenerConfig) -> Result<(), Invalid> {
+    let (key, arns): (&'static str, Vec<&String>) =
+        match (&nlb.load_balancer_arn, &nlb.load_balancer_arns) {
+            (Some(one), None) => ("nlb.load_balancer_arn", vec![one]),
+            (None, Some(many)) => ("nlb.load_balancer_arns", many.iter().collect()),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "nlb.load_balancer_arns",
+                    "set either nlb.load_balancer_arn (one NLB) or nlb.load_balancer_arns (several), not both",
+                ))
+            }
+            // Worded as serde words a missing key: it is the one most files have.
+            (None, None) => {
+                return Err(invalid(
+                    "nlb",
+                    "missing field `load_balancer_arn` (or `load_balancer_arns` for several NLBs)",
+                ))
+            }
+        };
+    if arns.is_empty() {
+        return Err(invalid(key, "is empty: list at least one NLB ARN"));
+    }
+    if arns.len() > MAX_LOAD_BALANCERS {
         return Err(invalid(
-            "nlb.load_balancer_arn",
-            format!("{:?} is not a load balancer ARN", nlb.load_balancer_arn),
+            key,
+            format!("{} NLBs; at most {MAX_LOAD_BALANCERS}", arns.len()),
+        ));
+    }
+    for (i, arn) in arns.iter().enumerate() {
+        if !arn.starts_with("arn:") || !arn.contains(":loadbalancer/") {
+            return Err(invalid(key, format!("{arn:?} is not a load balancer ARN")));
+        }
+        if arns[..i].contains(arn) {
+            return Err(invalid(key, format!("{arn:?} is listed twice")));
+        }
+    }
+    if arns.len() > 1 && !listener.advertised_host.contains("{shard}") {
+        return Err(invalid(
+            "listener.advertised_host",
+            format!(
+                "{:?} has no {{shard}} placeholder, but nlb.load_balancer_arns lists {} NLBs: each NLB has its own endpoint service and so its own names (e.g. \"kafka-{{az_id}}-s{{shard}}.orders.example.internal\")",
+                listener.advertised_host,
+                arns.len()
+            ),
         ));
     }
     if nlb.bootstrap_port == 0 {
@@ -678,6 +766,8 @@ pub struct HostValues<'a> {
     pub instance_id: &'a str,
     /// `{cluster}`.
     pub cluster: &'a str,
+    /// `{shard}`: index of the NLB holding the broker's claim in `nlb.load_balancer_arns`.
+    pub shard: usize,
 }
 
 /// Substitutes `{placeholder}`s; an unknown or unterminated placeholder is an error.
@@ -701,6 +791,7 @@ pub fn render_host(template: &str, values: &HostValues<'_>) -> Result<String, St
             "broker_id" => out.push_str(&values.broker_id.to_string()),
             "instance_id" => out.push_str(values.instance_id),
             "cluster" => out.push_str(values.cluster),
+            "shard" => out.push_str(&values.shard.to_string()),
             other => {
                 return Err(format!(
                     "unknown placeholder {{{other}}} in {template:?} (known: {})",
@@ -1036,10 +1127,11 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
         assert!(parse_failure(&inline).1.starts_with("daemon.interval: "));
         // A missing key names its table; an unknown top-level key is named by serde itself.
         let missing = MINIMAL.replace("load_balancer_arn", "#");
-        let (line, message) = parse_failure(&missing);
-        assert_eq!(line, 5);
+        let message = parse(&missing).unwrap_err().to_string();
         assert!(
-            message.starts_with("nlb: missing field `load_balancer_arn`"),
+            message.ends_with(
+                "nlb: missing field `load_balancer_arn` (or `load_balancer_arns` for several NLBs)"
+            ),
             "{message}"
         );
         let (_, message) = parse_failure("bogus = 1\n");
@@ -1109,6 +1201,65 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
     }
 
     #[test]
+    fn one_or_several_load_balancers() {
+        const A: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/a/1";
+        const B: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/b/2";
+        let one = parse(MINIMAL).unwrap();
+        assert_eq!(one.nlb.load_balancers().len(), 1);
+        assert_eq!(one.nlb.load_balancers()[0].index, 0);
+        let sharded = |host: &str, arns: &str| {
+            MINIMAL.replace("kafka-{az_id}.orders", host).replace(
+                &format!(
+                    "load_balancer_arn = {:?}",
+                    one.nlb.load_balancer_arn.clone().unwrap()
+                ),
+                &format!("load_balancer_arns = {arns}"),
+            )
+        };
+        let c = parse(&sharded(
+            "kafka-{az_id}-s{shard}.orders",
+            &format!("[{A:?}, {B:?}]"),
+        ))
+        .unwrap();
+        let shards = c.nlb.load_balancers();
+        assert_eq!(
+            shards
+                .iter()
+                .map(|s| (s.index, s.load_balancer_arn.as_str()))
+                .collect::<Vec<_>>(),
+            [(0, A), (1, B)]
+        );
+        // A one-element list needs no {shard}; {shard} with one NLB renders 0.
+        assert!(parse(&sharded("kafka-{az_id}.orders", &format!("[{A:?}]"))).is_ok());
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        for (text, expected) in [
+            (
+                sharded("kafka-{az_id}.orders", &format!("[{A:?}, {B:?}]")),
+                "listener.advertised_host: \"kafka-{az_id}.orders.example.internal\" has no {shard} placeholder, but nlb.load_balancer_arns lists 2 NLBs",
+            ),
+            (
+                sharded("kafka-{az_id}-s{shard}.orders", "[]"),
+                "nlb.load_balancer_arns: is empty",
+            ),
+            (
+                sharded("kafka-{az_id}-s{shard}.orders", &format!("[{A:?}, {A:?}]")),
+                "is listed twice",
+            ),
+            (
+                sharded("kafka-{az_id}-s{shard}.orders", "[\"kafka\"]"),
+                "nlb.load_balancer_arns: \"kafka\" is not a load balancer ARN",
+            ),
+            (
+                MINIMAL.replace("[nlb]", &format!("[nlb]\nload_balancer_arns = [{B:?}]")),
+                "set either nlb.load_balancer_arn (one NLB) or nlb.load_balancer_arns",
+            ),
+        ] {
+            let message = err(&text);
+            assert!(message.contains(expected), "{message}");
+        }
+    }
+
+    #[test]
     fn renders_every_placeholder() {
         let values = HostValues {
             az_id: "use1-az1",
@@ -1117,14 +1268,15 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
             broker_id: 7,
             instance_id: "i-1",
             cluster: "orders",
+            shard: 2,
         };
         assert_eq!(
             render_host(
-                "{cluster}-{broker_id}.{az_id}.{az}.{region}.{instance_id}",
+                "{cluster}-{broker_id}.{az_id}.{az}.{region}.{instance_id}.s{shard}",
                 &values
             )
             .unwrap(),
-            "orders-7.use1-az1.us-east-1b.us-east-1.i-1"
+            "orders-7.use1-az1.us-east-1b.us-east-1.i-1.s2"
         );
         assert!(render_host("a}b", &values).is_err());
     }

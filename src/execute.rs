@@ -19,7 +19,7 @@ use crate::metadata::InstanceMetadata;
 use crate::nlb::{
     ListenerClaim, LoadBalancer, NlbError, Target, TargetGroupSpec, MAX_LISTENERS_PER_NLB,
 };
-use crate::plan::{Observed, Step};
+use crate::plan::{Assessment, Desired, Observed, Step};
 use crate::properties::{self, PropertiesError};
 use crate::reconcile::{Agent, Context, Error};
 use crate::registry;
@@ -54,6 +54,8 @@ pub struct Progress {
     pub races: Vec<String>,
     /// Whether `server.properties` was rewritten.
     pub properties_written: bool,
+    /// The steps executed so far, as executed.
+    pub done: Vec<Step>,
 }
 
 impl Progress {
@@ -86,15 +88,15 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         steps: &[Step],
         progress: &mut Progress,
     ) -> Result<Vec<Step>, Error> {
-        let mut done = Vec::with_capacity(steps.len());
         for step in steps {
             if let Some(executed) = self.execute_step(ctx, observed, step, progress).await? {
-                done.push(executed);
+                progress.done.push(executed);
             }
         }
         // A leaving instance changes no file (see [`crate::plan::drain_steps`]).
         if !observed.lifecycle.is_leaving()
-            && !done
+            && !progress
+                .done
                 .iter()
                 .any(|s| matches!(s, Step::WriteProperties { .. }))
         {
@@ -102,10 +104,10 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 progress
                     .races
                     .push("the claimed port differs from the plan's; rewrote the file".into());
-                done.push(executed);
+                progress.done.push(executed);
             }
         }
-        Ok(done)
+        Ok(std::mem::take(&mut progress.done))
     }
 
     /// Runs one step; `None` when a race made it unnecessary (reported in `progress.races`).
@@ -116,14 +118,15 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         step: &Step,
         progress: &mut Progress,
     ) -> Result<Option<Step>, Error> {
+        let d = ctx.shard(observed.shard);
         match step {
-            Step::CreateBootstrap { .. } => self.create_bootstrap(ctx, progress).await?,
+            Step::CreateBootstrap { .. } => self.create_bootstrap(ctx, d, progress).await?,
             Step::CreateDedicatedGroup { .. } => {
-                self.create_dedicated_group(ctx, progress).await?;
+                self.create_dedicated_group(ctx, d, progress).await?;
             }
             Step::ClaimPort { .. } => self.claim_port(ctx, observed, progress).await?,
             Step::DeleteDuplicateListener { arn, .. } => self.lb.delete_listener(arn).await?,
-            Step::Register { group, .. } => self.register(ctx, group, progress).await?,
+            Step::Register { group, .. } => self.register(d, group, progress).await?,
             Step::Deregister { group, targets } => {
                 let tg = self.group_arn(group, progress)?;
                 self.lb.deregister(&tg, targets).await?;
@@ -157,24 +160,34 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         tags
     }
 
-    fn spec(&self, ctx: &Context, name: &str, tags: &[(String, String)]) -> TargetGroupSpec {
+    fn spec(
+        &self,
+        ctx: &Context,
+        d: &Desired,
+        name: &str,
+        tags: &[(String, String)],
+    ) -> TargetGroupSpec {
         TargetGroupSpec {
             name: name.to_string(),
             vpc_id: ctx.identity.vpc_id.clone(),
-            port: ctx.desired.target_port,
+            port: d.target_port,
             tags: tags.to_vec(),
-            load_balancer_arn: self.config.nlb.load_balancer_arn.clone(),
+            load_balancer_arn: d.lb_arn.clone(),
         }
     }
 
     /// Creates the bootstrap group and listener; joins another host's if it came first.
-    async fn create_bootstrap(&self, ctx: &Context, progress: &mut Progress) -> Result<(), Error> {
-        let lb_arn = &self.config.nlb.load_balancer_arn;
-        let d = &ctx.desired;
+    async fn create_bootstrap(
+        &self,
+        ctx: &Context,
+        d: &Desired,
+        progress: &mut Progress,
+    ) -> Result<(), Error> {
+        let lb_arn = &d.lb_arn;
         let tags = self.cluster_tags("bootstrap", None);
         let tg = self
             .lb
-            .ensure_target_group(&self.spec(ctx, &d.bootstrap_group, &tags))
+            .ensure_target_group(&self.spec(ctx, d, &d.bootstrap_group, &tags))
             .await?;
         progress.ensured.push(tg.clone());
         match self
@@ -212,7 +225,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                     arn: l.arn.clone(),
                     port: l.port,
                 })?;
-                self.check_bootstrap_owner(&theirs).await?;
+                self.check_bootstrap_owner(d, &theirs).await?;
                 progress.bootstrap_targets = self.lb.targets(&theirs).await?;
                 progress.races.push(format!(
                     "another host created the bootstrap listener on port {} first; joined it",
@@ -228,12 +241,13 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     async fn create_dedicated_group(
         &self,
         ctx: &Context,
+        d: &Desired,
         progress: &mut Progress,
     ) -> Result<String, Error> {
         let tags = self.cluster_tags("broker", Some(ctx.broker_id));
         let tg = self
             .lb
-            .ensure_target_group(&self.spec(ctx, &ctx.desired.dedicated_group, &tags))
+            .ensure_target_group(&self.spec(ctx, d, &d.dedicated_group, &tags))
             .await?;
         progress.ensured.push(tg.clone());
         progress.pending_group = Some(tg.clone());
@@ -241,22 +255,24 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     }
 
     /// Claims a port for the pending group: the candidates in the plan's order, moving on when
-    /// another host took one first. No port (or the listener quota): the group is deleted again.
+    /// another host took one first. No port (or the listener quota): the group is deleted again;
+    /// with several NLBs the pass then looks for the next NLB with room ([`Error::ShardFilled`]).
     async fn claim_port(
         &self,
         ctx: &Context,
         observed: &Observed,
         progress: &mut Progress,
     ) -> Result<(), Error> {
-        let lb_arn = &self.config.nlb.load_balancer_arn;
-        let d = &ctx.desired;
+        let d = ctx.shard(observed.shard);
+        let lb_arn = &d.lb_arn;
         // The plan puts CreateDedicatedGroup first; a caller running ClaimPort alone gets one.
         let tg = match progress.pending_group.clone() {
             Some(tg) => tg,
-            None => self.create_dedicated_group(ctx, progress).await?,
+            None => self.create_dedicated_group(ctx, d, progress).await?,
         };
         let tags = self.cluster_tags("broker", Some(ctx.broker_id));
         let candidates = claim_candidates(ctx, observed);
+        let mut quota_at = None;
         for port in &candidates {
             match self.lb.create_listener(lb_arn, *port, &tg, &tags).await? {
                 ListenerClaim::Claimed(arn) => {
@@ -279,23 +295,39 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                     tracing::info!(port, "port taken by another host; trying another");
                 }
                 ListenerClaim::QuotaReached => {
-                    // Leave nothing behind: the group exists only to be forwarded to.
-                    self.lb.delete_target_group(&tg).await?;
-                    return Err(Error::ListenerQuota {
-                        lb_arn: lb_arn.clone(),
-                        port: *port,
-                        group: d.dedicated_group.clone(),
-                        max: MAX_LISTENERS_PER_NLB,
-                    });
+                    quota_at = Some(*port);
+                    break;
                 }
             }
         }
+        // Leave nothing behind: the group exists only to be forwarded to.
         self.lb.delete_target_group(&tg).await?;
-        Err(Error::RangeExhausted {
-            range: self.config.nlb.port_range.to_string(),
-            lb_arn: lb_arn.clone(),
-            tried: candidates.len(),
-            group: d.dedicated_group.clone(),
+        progress.pending_group = None;
+        if ctx.shards.len() > 1 {
+            return Err(Error::ShardFilled {
+                shard: d.shard,
+                lb_arn: lb_arn.clone(),
+                why: match quota_at {
+                    Some(port) => format!(
+                        "TooManyListeners on port {port}: {MAX_LISTENERS_PER_NLB} listeners"
+                    ),
+                    None => format!("{} candidate port(s) taken", candidates.len()),
+                },
+            });
+        }
+        Err(match quota_at {
+            Some(port) => Error::ListenerQuota {
+                lb_arn: lb_arn.clone(),
+                port,
+                group: d.dedicated_group.clone(),
+                max: MAX_LISTENERS_PER_NLB,
+            },
+            None => Error::RangeExhausted {
+                range: self.config.nlb.port_range.to_string(),
+                lb_arn: lb_arn.clone(),
+                tried: candidates.len(),
+                group: d.dedicated_group.clone(),
+            },
         })
     }
 
@@ -316,8 +348,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
 
     /// Registers this instance; first points a group this release did not create at the traffic
     /// port for health checks.
-    async fn register(&self, ctx: &Context, group: &str, progress: &Progress) -> Result<(), Error> {
-        let d = &ctx.desired;
+    async fn register(&self, d: &Desired, group: &str, progress: &Progress) -> Result<(), Error> {
         let tg = self.group_arn(group, progress)?;
         // Groups under this release's names were created with `traffic-port`; only 0.1's (and
         // adopted ones) may probe a fixed port.
@@ -343,10 +374,11 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         let Some(port) = progress.claim.as_ref().map(|c| c.port) else {
             return Ok(None);
         };
-        let path = &ctx.desired.properties_path;
+        let d = ctx.shard(observed.shard);
+        let path = &d.properties_path;
         let text = properties::read(path)?;
         let edit_error = |e| PropertiesError::from_edit(path, e);
-        let Some(new_text) = ctx.desired.edited_file(&text, port).map_err(edit_error)? else {
+        let Some(new_text) = d.edited_file(&text, port).map_err(edit_error)? else {
             return Ok(None);
         };
         let file_rack = properties::Properties::parse(&text)
@@ -357,19 +389,34 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         Ok(Some(Step::WriteProperties {
             path: path.display().to_string(),
             from: observed.file_endpoint.clone(),
-            to: ctx.desired.endpoint(port),
-            rack: ctx.desired.rack_change(file_rack.as_deref()),
+            to: d.endpoint(port),
+            rack: d.rack_change(file_rack.as_deref()),
         }))
     }
 }
 
 /// The ports a new claim tries, in order; the same for `plan` and `run` (seeded by the instance).
 pub fn claim_candidates(ctx: &Context, observed: &Observed) -> Vec<u16> {
+    // The file's port is kept only on the NLB the file names (any, with one NLB).
+    let keep = (ctx.shards.len() == 1
+        || ctx.shard_of_endpoint(observed.file_endpoint.as_deref()) == Some(observed.shard))
+    .then(|| observed.file_port())
+    .flatten();
+    claim_candidates_for(ctx, observed.shard, &observed.assessment, keep)
+}
+
+/// [`claim_candidates`] on NLB `shard` as `assessment` describes it, keeping `keep` if free.
+pub fn claim_candidates_for(
+    ctx: &Context,
+    shard: usize,
+    assessment: &Assessment,
+    keep: Option<u16>,
+) -> Vec<u16> {
     registry::candidates(
-        &ctx.desired.port_range,
-        &observed.assessment.occupied,
+        &ctx.shard(shard).port_range,
+        &assessment.occupied,
         ctx.broker_id,
-        observed.file_port(),
+        keep,
         &mut StdRng::seed_from_u64(registry::host_seed(&ctx.identity.instance_id)),
     )
 }

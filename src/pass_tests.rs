@@ -361,7 +361,7 @@ async fn the_listener_quota_and_a_missing_zone_leave_nothing_behind() {
         .with(|s| s.add_load_balancer("two", &["us-east-1b", "us-east-1c"]));
     let a = b.host(3);
     let mut a2 = b.host(3);
-    a2.config.nlb.load_balancer_arn = two.clone();
+    a2.config.nlb.load_balancer_arn = Some(two.clone());
     let err = a2.pass(&a2.context().await.unwrap()).await.unwrap_err();
     assert!(matches!(err, Error::AzNotEnabled { .. }), "{err}");
     assert!(err.to_string().contains("use1-az6") && err.to_string().contains("us-east-1a"));

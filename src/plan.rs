@@ -17,12 +17,16 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::lifecycle::{LeaveReason, Lifecycle};
-use crate::nlb::{target_group_name, Listener, Target, TargetState};
+use crate::nlb::{target_group_name, Listener, Target, TargetState, MAX_LISTENERS_PER_NLB};
 use crate::properties::{self, EditError, ListenerEdit};
 
 /// What this broker should look like on the NLB.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Desired {
+    /// Index of this NLB in the configured list (`{shard}`).
+    pub shard: usize,
+    /// The NLB this shape is on.
+    pub lb_arn: String,
     /// Broker id.
     pub broker_id: i32,
     /// This instance.
@@ -96,6 +100,13 @@ pub struct RackChange {
 /// Everything a pass looks at (read by `Agent::observe`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Observed {
+    /// The NLB (index into [`crate::reconcile::Context::shards`]) the claim is on, or the one a
+    /// new claim goes to: the first in order with a free port and room under the listener quota.
+    pub shard: usize,
+    /// Listeners on that NLB, all ports (the quota counts them all).
+    pub listener_count: usize,
+    /// NLBs read by this observation that had no room for a new claim (index, why).
+    pub full: Vec<(usize, String)>,
     /// Listener-derived claims.
     pub assessment: Assessment,
     /// Targets of the dedicated group (empty if it has no claim yet).
@@ -179,6 +190,28 @@ pub fn assess(desired: &Desired, listeners: &[Listener], keep_port: Option<u16>)
     a.claim = claims.next();
     a.duplicate_claims = claims.collect();
     a
+}
+
+/// Why a new claim cannot go on the NLB `assessment` describes (`None`: it can): no free port in
+/// the range (`first_candidate` is `None`), or no room under the listener quota for the claim and,
+/// where there is none yet, the bootstrap listener. Pure.
+pub fn no_room(
+    desired: &Desired,
+    assessment: &Assessment,
+    listener_count: usize,
+    first_candidate: Option<u16>,
+) -> Option<String> {
+    if first_candidate.is_none() {
+        return Some(format!(
+            "no free port in nlb.port_range {}-{}",
+            desired.port_range.start(),
+            desired.port_range.end()
+        ));
+    }
+    let needed = 1 + usize::from(assessment.bootstrap.is_none());
+    (listener_count + needed > MAX_LISTENERS_PER_NLB).then(|| {
+        format!("{listener_count} of {MAX_LISTENERS_PER_NLB} listeners used, {needed} needed")
+    })
 }
 
 /// Target registrations to change in one group.
@@ -497,6 +530,9 @@ mod tests {
 
     fn desired() -> Desired {
         Desired {
+            shard: 0,
+            lb_arn: "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/kafka/1"
+                .into(),
             broker_id: 3,
             instance_id: "i-new".into(),
             target_port: 9094,
@@ -665,6 +701,9 @@ mod tests {
         }
         // Whole plan: an empty NLB, no claim, a file to write: a leaving instance does none of it.
         let observed = Observed {
+            shard: 0,
+            listener_count: 0,
+            full: Vec::new(),
             assessment: assess(&d, &[], None),
             dedicated_targets: vec![],
             bootstrap_targets: vec![],

@@ -16,11 +16,11 @@ use serde::Serialize;
 use crate::broker_id::{self, BrokerIdError, Found, Source};
 use crate::config::{render_host, Config, HostValues};
 use crate::ec2::{Ec2Error, InstanceTags};
-use crate::execute::{claim_candidates, Progress};
+use crate::execute::{claim_candidates, claim_candidates_for, Progress};
 use crate::kafka::KafkaCluster;
 use crate::lifecycle::{self, Lifecycle};
 use crate::metadata::{self, Identity, InstanceMetadata, MetadataError, TagLookup};
-use crate::nlb::{CallCounter, LoadBalancer, NlbError, TRAFFIC_PORT};
+use crate::nlb::{CallCounter, LoadBalancer, NlbError, MAX_LISTENERS_PER_NLB, TRAFFIC_PORT};
 use crate::node::NodeRole;
 pub use crate::plan::Observed;
 use crate::plan::{self, Desired, Step};
@@ -100,6 +100,27 @@ pub enum Error {
         /// The zones the NLB is enabled in.
         enabled: String,
     },
+    /// Every configured NLB is full (several NLBs; with one, the range or quota error says it).
+    #[error("all {count} NLBs in nlb.load_balancer_arns are full: {details}. Each NLB holds at most {max} listeners, AWS's quota per Network Load Balancer (not adjustable), one of them the bootstrap; add an NLB to nlb.load_balancer_arns (nothing was created, server.properties unchanged)")]
+    AllFull {
+        /// Number of NLBs.
+        count: usize,
+        /// The quota.
+        max: usize,
+        /// Per NLB: why it has no room.
+        details: String,
+    },
+    /// Another broker took this NLB's last port or listener slot during this pass (several NLBs
+    /// only): the pass looks again and claims on the next NLB with room. Never leaves a pass.
+    #[error("shard {shard} ({lb_arn}) filled up during this pass: {why}")]
+    ShardFilled {
+        /// The NLB's index.
+        shard: usize,
+        /// The NLB.
+        lb_arn: String,
+        /// What the claim ran into.
+        why: String,
+    },
     /// CreateListener answered `TooManyListeners`.
     #[error("{lb_arn} already has {max} listeners, AWS's quota per Network Load Balancer (not adjustable): cannot create the listener on port {port}; removed target group {group} again (nothing left behind)")]
     ListenerQuota {
@@ -126,7 +147,10 @@ impl Error {
             | Error::BootstrapForeign { .. }
             | Error::AzNotEnabled { .. } => "aws",
             Error::Properties(_) => "properties",
-            Error::RangeExhausted { .. } | Error::ListenerQuota { .. } => "port_range",
+            Error::RangeExhausted { .. }
+            | Error::ListenerQuota { .. }
+            | Error::AllFull { .. }
+            | Error::ShardFilled { .. } => "port_range",
             Error::Restart(
                 crate::restart::RestartError::Kafka(_)
                 | crate::restart::RestartError::Unreachable { .. },
@@ -145,10 +169,25 @@ pub struct Context {
     pub broker_id: i32,
     /// Where the broker id came from.
     pub broker_id_source: String,
-    /// Rendered advertised host.
-    pub advertised_host: String,
-    /// Desired NLB shape.
-    pub desired: Desired,
+    /// Desired shape on each configured NLB, in fill order: `shards[i].shard == i` (one entry
+    /// with `nlb.load_balancer_arn`). The advertised host and group names differ per NLB.
+    pub shards: Vec<Desired>,
+}
+
+impl Context {
+    /// The desired shape on NLB `index` (clamped: the list is never empty).
+    pub fn shard(&self, index: usize) -> &Desired {
+        &self.shards[index.min(self.shards.len().saturating_sub(1))]
+    }
+
+    /// The NLB whose advertised host `endpoint` (`host:port`, from `server.properties`) names:
+    /// where this broker's claim most likely is, so the steady state reads one NLB only.
+    pub fn shard_of_endpoint(&self, endpoint: Option<&str>) -> Option<usize> {
+        let host = endpoint?.rsplit_once(':')?.0;
+        self.shards
+            .iter()
+            .position(|d| d.listener.advertised_host == host)
+    }
 }
 
 /// What a pass did.
@@ -162,6 +201,10 @@ pub struct PassReport {
     pub az_id: String,
     /// The claimed port.
     pub port: u16,
+    /// Index of the NLB holding the claim in the configured list (`{shard}`).
+    pub shard: usize,
+    /// The NLB holding the claim.
+    pub load_balancer_arn: String,
     /// Advertised endpoint, `host:port`.
     pub advertised: String,
     /// The claiming listener.
@@ -195,6 +238,8 @@ impl PassReport {
         tracing::info!(
             broker_id = self.broker_id,
             port = self.port,
+            shard = self.shard,
+            load_balancer_arn = %self.load_balancer_arn,
             listener_arn = %self.listener_arn,
             target_group_arn = %self.target_group_arn,
             changes = self.changes.len(),
@@ -251,60 +296,72 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     /// Like [`Agent::context`] with an already discovered identity.
     pub async fn context_for(&self, identity: Identity) -> Result<Context, Error> {
         let (broker_id, source) = self.broker_id(&identity).await?;
-        let values = HostValues {
-            az_id: &identity.az_id,
-            az: &identity.az,
-            region: &identity.region,
+        let render = |template: &str, shard: usize| {
+            let values = HostValues {
+                az_id: &identity.az_id,
+                az: &identity.az,
+                region: &identity.region,
+                broker_id,
+                instance_id: &identity.instance_id,
+                cluster: &self.config.cluster,
+                shard,
+            };
+            render_host(template, &values)
+        };
+        let mut shards = Vec::new();
+        for shard in self.config.nlb.load_balancers() {
+            let advertised_host = render(&self.config.listener.advertised_host, shard.index)
+                .map_err(Error::AdvertisedHost)?;
+            let rack = match &self.config.broker.rack {
+                Some(template) => Some(
+                    render(template, shard.index)
+                        .map_err(|e| Error::AdvertisedHost(format!("broker.rack: {e}")))?,
+                ),
+                None => None,
+            };
+            shards.push(self.desired(&identity, broker_id, shard, advertised_host, rack));
+        }
+        Ok(Context {
+            identity,
             broker_id,
-            instance_id: &identity.instance_id,
-            cluster: &self.config.cluster,
-        };
-        let advertised_host = render_host(&self.config.listener.advertised_host, &values)
-            .map_err(Error::AdvertisedHost)?;
-        let rack = match &self.config.broker.rack {
-            Some(template) => Some(
-                render_host(template, &values)
-                    .map_err(|e| Error::AdvertisedHost(format!("broker.rack: {e}")))?,
-            ),
-            None => None,
-        };
-        let desired = Desired {
+            broker_id_source: source.to_string(),
+            shards,
+        })
+    }
+
+    /// The desired shape on one NLB.
+    fn desired(
+        &self,
+        identity: &Identity,
+        broker_id: i32,
+        shard: crate::config::Shard,
+        advertised_host: String,
+        rack: Option<String>,
+    ) -> Desired {
+        let cluster = &self.config.cluster;
+        let lb_arn = shard.load_balancer_arn;
+        Desired {
+            shard: shard.index,
             broker_id,
             instance_id: identity.instance_id.clone(),
             target_port: self.config.listener.port,
             port_range: self.config.port_range(),
             bootstrap_port: self.config.nlb.bootstrap_port,
             lock_port: self.config.restart.lock_port,
-            dedicated_group: registry::dedicated_group_name(
-                &self.config.cluster,
-                &self.config.nlb.load_balancer_arn,
-                broker_id,
-            ),
-            legacy_dedicated_group: registry::legacy_dedicated_group_name(
-                &self.config.cluster,
-                broker_id,
-            ),
-            bootstrap_group: registry::bootstrap_group_name(
-                &self.config.cluster,
-                &self.config.nlb.load_balancer_arn,
-            ),
+            dedicated_group: registry::dedicated_group_name(cluster, &lb_arn, broker_id),
+            legacy_dedicated_group: registry::legacy_dedicated_group_name(cluster, broker_id),
+            bootstrap_group: registry::bootstrap_group_name(cluster, &lb_arn),
             properties_path: self.config.broker.server_properties.clone(),
             listener: ListenerEdit {
                 name: self.config.listener.name.clone(),
                 bind_port: self.config.listener.port,
-                advertised_host: advertised_host.clone(),
+                advertised_host,
                 advertised_port: 0,
                 security_protocol: self.config.listener.security_protocol.to_string(),
             },
             rack,
-        };
-        Ok(Context {
-            identity,
-            broker_id,
-            broker_id_source: source.to_string(),
-            advertised_host,
-            desired,
-        })
+            lb_arn,
+        }
     }
 
     async fn broker_id(&self, identity: &Identity) -> Result<(i32, Source), Error> {
@@ -394,7 +451,8 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     /// is enabled in this instance's AZ (else its targets here never receive traffic), and the
     /// bootstrap listener, if there is one, belongs to this cluster.
     async fn preflight(&self, ctx: &Context, observed: &Observed) -> Result<(), Error> {
-        let lb_arn = &self.config.nlb.load_balancer_arn;
+        let d = ctx.shard(observed.shard);
+        let lb_arn = &d.lb_arn;
         let az = &ctx.identity.az;
         let key = format!("az {lb_arn} {az}");
         if !self.checked.has(&key) {
@@ -416,16 +474,23 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             .as_ref()
             .and_then(|l| l.target_group_arn.as_deref())
         {
-            self.check_bootstrap_owner(tg).await?;
+            self.check_bootstrap_owner(d, tg).await?;
         }
         Ok(())
     }
 
     /// The bootstrap listener belongs to this cluster only if its group carries this cluster's
-    /// tag (the agent tags every group it creates).
-    pub(crate) async fn check_bootstrap_owner(&self, tg: &str) -> Result<(), Error> {
+    /// tag (the agent tags every group it creates). A group under this cluster's own bootstrap
+    /// name for this NLB needs no look at its tags: target group names are unique per account
+    /// and Region (ELBv2 API reference, CreateTargetGroup: "This name must be unique per region
+    /// per account"), the name hashes the cluster and the NLB (see [`crate::registry`]), and
+    /// `ensure_target_group` adopts a group of that name on the same grounds. That saves a
+    /// joining broker one call.
+    pub(crate) async fn check_bootstrap_owner(&self, d: &Desired, tg: &str) -> Result<(), Error> {
         let key = format!("owner {tg}");
-        if self.checked.has(&key) {
+        if self.checked.has(&key)
+            || crate::nlb::target_group_name(tg) == Some(d.bootstrap_group.as_str())
+        {
             return Ok(());
         }
         let tags = self.lb.tags(tg).await?.unwrap_or_default();
@@ -437,7 +502,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             }
             Some(owner) => Err(Error::BootstrapForeign {
                 port: self.config.nlb.bootstrap_port,
-                lb_arn: self.config.nlb.load_balancer_arn.clone(),
+                lb_arn: d.lb_arn.clone(),
                 group: crate::nlb::target_group_name(tg).unwrap_or(tg).to_string(),
                 owner,
                 cluster: cluster.clone(),
@@ -470,9 +535,24 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         Ok(lifecycle::read(&self.metadata).await?)
     }
 
-    /// Reads the instance's lifecycle, the NLB and the file; changes nothing.
+    /// Reads the instance's lifecycle, the NLB(s) and the file; changes nothing.
     pub async fn observe(&self, ctx: &Context) -> Result<Observed, Error> {
-        let lb_arn = &self.config.nlb.load_balancer_arn;
+        self.observe_excluding(ctx, &[]).await
+    }
+
+    /// [`Agent::observe`], with NLBs that filled up earlier in this pass (`full`) not chosen for
+    /// a new claim.
+    ///
+    /// Which NLB: the claim's, wherever it is (a claim is stable: found on any configured NLB, it
+    /// stays there). The NLB the file names is read first, so a broker with a claim reads one
+    /// NLB; without a claim there, every NLB is read (a replacement of a broker claimed elsewhere
+    /// must find its port again), and a new claim goes to the first NLB in order with a free port
+    /// and room under the listener quota.
+    pub async fn observe_excluding(
+        &self,
+        ctx: &Context,
+        full: &[usize],
+    ) -> Result<Observed, Error> {
         let path = &self.config.broker.server_properties;
         // First: a pass that cannot tell whether the instance is leaving stops here, before any
         // AWS call.
@@ -485,12 +565,38 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             .get(properties::BROKER_RACK);
         // Refuse before touching the NLB: a file that cannot be edited safely must not leave a
         // claimed port behind that no broker advertises.
-        ctx.desired
-            .edited_file(&text, *ctx.desired.port_range.start())
-            .map_err(|e| PropertiesError::from_edit(path, e))?;
+        for d in &ctx.shards {
+            d.edited_file(&text, *d.port_range.start())
+                .map_err(|e| PropertiesError::from_edit(path, e))?;
+        }
+        let hint = ctx.shard_of_endpoint(file_endpoint.as_deref());
         let keep_port = plan::endpoint_port(file_endpoint.as_deref());
-        let listeners = self.lb.listeners(lb_arn).await?;
-        let assessment = plan::assess(&ctx.desired, &listeners, keep_port);
+        let mut looked = Vec::new();
+        let order = hint
+            .into_iter()
+            .chain((0..ctx.shards.len()).filter(|i| Some(*i) != hint));
+        let mut found = None;
+        for index in order {
+            let d = ctx.shard(index);
+            let listeners = self.lb.listeners(&d.lb_arn).await?;
+            // The file's port decides which of several claims survives, on the NLB it names.
+            let keep = (hint.is_none() || hint == Some(index))
+                .then_some(keep_port)
+                .flatten();
+            let assessment = plan::assess(d, &listeners, keep);
+            if assessment.claim.is_some() {
+                found = Some((index, assessment, listeners.len()));
+                break;
+            }
+            looked.push((index, assessment, listeners.len()));
+        }
+        let mut no_room = Vec::new();
+        let (shard, assessment, listener_count) = match found {
+            Some(claimed) => claimed,
+            None => {
+                self.choose_shard(ctx, looked, full, hint, keep_port, &mut no_room, &lifecycle)?
+            }
+        };
         let dedicated_targets = match assessment
             .claim
             .as_ref()
@@ -499,15 +605,23 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             Some(tg) => self.lb.targets(tg).await?,
             None => Vec::new(),
         };
-        let bootstrap_targets = match assessment
+        // Without a claim this instance has no reason to be in the bootstrap group (it joins it
+        // after claiming), so a new broker does not read it: registering is idempotent anyway.
+        // A leaving instance reads it to leave it.
+        let bootstrap_tg = assessment
             .bootstrap
             .as_ref()
-            .and_then(|l| l.target_group_arn.as_deref())
-        {
-            Some(tg) => self.lb.targets(tg).await?,
-            None => Vec::new(),
+            .and_then(|l| l.target_group_arn.as_deref());
+        let bootstrap_targets = match bootstrap_tg {
+            Some(tg) if assessment.claim.is_some() || lifecycle.is_leaving() => {
+                self.lb.targets(tg).await?
+            }
+            _ => Vec::new(),
         };
         Ok(Observed {
+            shard,
+            listener_count,
+            full: no_room,
             assessment,
             dedicated_targets,
             bootstrap_targets,
@@ -518,10 +632,56 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         })
     }
 
+    /// Where a new claim goes: the first NLB in order with a free port and room under the
+    /// listener quota. With one NLB it is that one whatever its state (the claim then fails
+    /// naming the range or the quota, as before shards existed); with several and none left, the
+    /// pass fails before creating anything. A leaving instance claims nothing: any NLB will do.
+    #[allow(clippy::too_many_arguments)]
+    fn choose_shard(
+        &self,
+        ctx: &Context,
+        mut looked: Vec<(usize, plan::Assessment, usize)>,
+        full: &[usize],
+        hint: Option<usize>,
+        keep_port: Option<u16>,
+        no_room: &mut Vec<(usize, String)>,
+        lifecycle: &Lifecycle,
+    ) -> Result<(usize, plan::Assessment, usize), Error> {
+        looked.sort_by_key(|(index, _, _)| *index);
+        if ctx.shards.len() == 1 || lifecycle.is_leaving() {
+            let pick = hint.unwrap_or(0);
+            let at = looked.iter().position(|(i, _, _)| *i == pick).unwrap_or(0);
+            return Ok(looked.swap_remove(at));
+        }
+        for (index, assessment, count) in looked {
+            if full.contains(&index) {
+                no_room.push((index, "filled up by other brokers during this pass".into()));
+                continue;
+            }
+            let keep = (hint == Some(index)).then_some(keep_port).flatten();
+            let first = claim_candidates_for(ctx, index, &assessment, keep)
+                .first()
+                .copied();
+            match plan::no_room(ctx.shard(index), &assessment, count, first) {
+                Some(why) => no_room.push((index, why)),
+                None => return Ok((index, assessment, count)),
+            }
+        }
+        Err(Error::AllFull {
+            count: ctx.shards.len(),
+            max: MAX_LISTENERS_PER_NLB,
+            details: no_room
+                .iter()
+                .map(|(i, why)| format!("shard {i} ({}): {why}", ctx.shard(*i).lb_arn))
+                .collect::<Vec<_>>()
+                .join("; "),
+        })
+    }
+
     /// The steps a pass would take now (for `plan`; `pass` runs exactly these).
     pub fn plan(&self, ctx: &Context, observed: &Observed) -> Result<Vec<Step>, Error> {
         let first = claim_candidates(ctx, observed).first().copied();
-        plan::plan(&ctx.desired, observed, first).map_err(|e| {
+        plan::plan(ctx.shard(observed.shard), observed, first).map_err(|e| {
             Error::Properties(PropertiesError::from_edit(
                 &self.config.broker.server_properties,
                 e,
@@ -544,16 +704,48 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     ) -> Result<PassReport, Error> {
         let started = Instant::now();
         let calls_before = self.calls.snapshot();
-        let mut observed = self.observe(ctx).await?;
-        observed.lifecycle = std::mem::take(&mut observed.lifecycle).after(earlier);
+        let mut filled = Vec::new();
+        let mut changes = Vec::new();
+        let mut races = Vec::new();
+        // One attempt per NLB at most: an attempt fails with `ShardFilled` only when other
+        // brokers took the chosen NLB's last port or listener slot meanwhile; the next attempt
+        // observes again without it.
+        let (observed, progress) = loop {
+            let mut observed = self.observe_excluding(ctx, &filled).await?;
+            observed.lifecycle = std::mem::take(&mut observed.lifecycle).after(earlier);
+            let steps = self.plan(ctx, &observed)?;
+            // A drain only takes this instance out of a group it is in: no check can make that
+            // wrong.
+            if !observed.lifecycle.is_leaving() && steps.iter().any(Step::touches_nlb) {
+                self.preflight(ctx, &observed).await?;
+            }
+            let mut progress = Progress::from_observed(&observed);
+            match self.execute(ctx, &observed, &steps, &mut progress).await {
+                Ok(done) => {
+                    changes.extend(done);
+                    races.append(&mut progress.races);
+                    progress.races = std::mem::take(&mut races);
+                    break (observed, progress);
+                }
+                Err(Error::ShardFilled { shard, lb_arn, why }) => {
+                    // What the attempt did before the claim stays done (a bootstrap listener
+                    // it created belongs on that NLB anyway); its dedicated group was removed.
+                    changes.extend(
+                        std::mem::take(&mut progress.done)
+                            .into_iter()
+                            .filter(|s| !matches!(s, Step::CreateDedicatedGroup { .. })),
+                    );
+                    races.append(&mut progress.races);
+                    races.push(format!(
+                        "shard {shard} ({lb_arn}) filled up during this pass ({why}); looked again"
+                    ));
+                    filled.push(shard);
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let leaving = observed.lifecycle.is_leaving();
-        let steps = self.plan(ctx, &observed)?;
-        // A drain only takes this instance out of a group it is in: no check can make that wrong.
-        if !leaving && steps.iter().any(Step::touches_nlb) {
-            self.preflight(ctx, &observed).await?;
-        }
-        let mut progress = Progress::from_observed(&observed);
-        let changes = self.execute(ctx, &observed, &steps, &mut progress).await?;
+        let d = ctx.shard(observed.shard);
         let claim = match progress.claim.clone() {
             Some(claim) => claim,
             // Leaving before it ever claimed a port: nothing to keep.
@@ -565,7 +757,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             None => {
                 return Err(Error::Nlb(NlbError {
                     operation: "CreateListener",
-                    resource: self.config.nlb.load_balancer_arn.clone(),
+                    resource: d.lb_arn.clone(),
                     code: "NoClaim".into(),
                     message: "the pass ended without a claim".into(),
                 }))
@@ -584,7 +776,9 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             instance_id: ctx.identity.instance_id.clone(),
             az_id: ctx.identity.az_id.clone(),
             port: claim.port,
-            advertised: ctx.desired.endpoint(claim.port),
+            shard: d.shard,
+            load_balancer_arn: d.lb_arn.clone(),
+            advertised: d.endpoint(claim.port),
             listener_arn: claim.listener_arn,
             target_group_arn: claim.target_group_arn,
             bootstrap_target_group_arn: progress.bootstrap_tg.unwrap_or_default(),
@@ -599,42 +793,18 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         })
     }
 
-    /// Removes this broker from the NLB (bootstrap membership, its listener(s), its dedicated
-    /// group) and, unless `keep_config`, its listener from `server.properties`. Idempotent:
-    /// a second run finds nothing to do. Returns what was done.
+    /// Removes this broker from the NLB that holds its claim, whichever it is (bootstrap
+    /// membership, its listener(s), its dedicated group) and, unless `keep_config`, its listener
+    /// from `server.properties`. Idempotent: a second run finds nothing to do. Returns what was
+    /// done.
     pub async fn decommission(
         &self,
         ctx: &Context,
         keep_config: bool,
     ) -> Result<Vec<String>, Error> {
-        let lb_arn = &self.config.nlb.load_balancer_arn;
-        let d = &ctx.desired;
         let mut done = Vec::new();
-        let listeners = self.lb.listeners(lb_arn).await?;
-        let a = plan::assess(d, &listeners, None);
-        let dedicated_tg = match a.claim.as_ref().and_then(|l| l.target_group_arn.clone()) {
-            Some(arn) => Some(arn),
-            None => self.unclaimed_dedicated_group(d).await?,
-        };
-        // Clients stop being routed here first: leave the bootstrap group.
-        if let Some(boot) = a
-            .bootstrap
-            .as_ref()
-            .and_then(|l| l.target_group_arn.as_deref())
-        {
-            done.extend(
-                self.leave_bootstrap(d, boot, dedicated_tg.as_deref())
-                    .await?,
-            );
-        }
-        for l in a.claim.iter().chain(a.duplicate_claims.iter()) {
-            self.lb.delete_listener(&l.arn).await?;
-            done.push(format!("deleted listener on port {} ({})", l.port, l.arn));
-        }
-        if let Some(tg) = dedicated_tg {
-            self.lb.delete_target_group(&tg).await?;
-            let name = crate::nlb::target_group_name(&tg).unwrap_or(&d.dedicated_group);
-            done.push(format!("deleted target group {name} ({tg})"));
+        for d in &ctx.shards {
+            done.extend(self.decommission_on(d).await?);
         }
         if !keep_config {
             let path = &self.config.broker.server_properties;
@@ -653,13 +823,52 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         Ok(done)
     }
 
+    /// [`Agent::decommission`] on one NLB.
+    async fn decommission_on(&self, d: &Desired) -> Result<Vec<String>, Error> {
+        let mut done = Vec::new();
+        let listeners = self.lb.listeners(&d.lb_arn).await?;
+        let a = plan::assess(d, &listeners, None);
+        let dedicated_tg = match a.claim.as_ref().and_then(|l| l.target_group_arn.clone()) {
+            Some(arn) => Some(arn),
+            None => self.unclaimed_dedicated_group(d).await?,
+        };
+        let Some(dedicated_tg) = dedicated_tg else {
+            // Nothing of this broker on this NLB (it may be a member of another NLB's
+            // bootstrap group only through its own claim there).
+            return Ok(done);
+        };
+        // Clients stop being routed here first: leave the bootstrap group.
+        if let Some(boot) = a
+            .bootstrap
+            .as_ref()
+            .and_then(|l| l.target_group_arn.as_deref())
+        {
+            done.extend(self.leave_bootstrap(d, boot, Some(&dedicated_tg)).await?);
+        }
+        for l in a.claim.iter().chain(a.duplicate_claims.iter()) {
+            self.lb.delete_listener(&l.arn).await?;
+            done.push(format!(
+                "deleted listener on port {} of shard {} ({})",
+                l.port, d.shard, l.arn
+            ));
+        }
+        self.lb.delete_target_group(&dedicated_tg).await?;
+        let name = crate::nlb::target_group_name(&dedicated_tg).unwrap_or(&d.dedicated_group);
+        done.push(format!("deleted target group {name} ({dedicated_tg})"));
+        Ok(done)
+    }
+
     /// This broker's dedicated group when no listener forwards to it (a pass killed before its
     /// claim): by this release's name, else by 0.1's name if no other load balancer uses it.
     async fn unclaimed_dedicated_group(&self, d: &Desired) -> Result<Option<String>, Error> {
         if let Some(arn) = self.lb.find_target_group(&d.dedicated_group).await? {
             return Ok(Some(arn));
         }
-        let lb_arn = &self.config.nlb.load_balancer_arn;
+        // 0.1 knew one NLB only: its name is looked for on the first.
+        if d.shard != 0 {
+            return Ok(None);
+        }
+        let lb_arn = &d.lb_arn;
         let Some(arn) = self.lb.find_target_group(&d.legacy_dedicated_group).await? else {
             return Ok(None);
         };
@@ -729,7 +938,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             config: &self.config,
             broker_id: ctx.broker_id,
             role: self.node_role()?,
-            rack: ctx.desired.rack.as_deref(),
+            rack: ctx.shard(report.shard).rack.as_deref(),
             holder: format!("{}/{}", ctx.broker_id, ctx.identity.instance_id),
             bootstrap_tg: report.bootstrap_target_group_arn.clone(),
             known_lock: report.lock_listener_arn.clone(),

@@ -83,30 +83,74 @@ pub fn gate(snapshot: &ClusterSnapshot, me: i32, expected: &BTreeSet<i32>) -> Ga
     r
 }
 
-/// Every claim of this cluster on its NLB (broker id → targets of its dedicated group): one
-/// DescribeListeners plus one DescribeTargetHealth per claim, so only for restarts and `status`.
+/// Every claim of this cluster on its NLBs (broker id → targets of its dedicated group): one
+/// DescribeListeners per NLB plus one DescribeTargetHealth per claim, so only for restarts and
+/// `status`.
 pub async fn cluster_claims<L: LoadBalancer>(
     lb: &L,
     config: &Config,
 ) -> Result<BTreeMap<i32, Vec<Target>>, NlbError> {
-    let lb_arn = &config.nlb.load_balancer_arn;
+    Ok(cluster_listing(lb, config)
+        .await?
+        .into_iter()
+        .map(|c| (c.broker_id, c.targets))
+        .collect())
+}
+
+/// One claim of the cluster as the NLBs show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterClaim {
+    /// The broker.
+    pub broker_id: i32,
+    /// Index of its NLB in the configured list.
+    pub shard: usize,
+    /// Its NLB.
+    pub load_balancer_arn: String,
+    /// Its NLB port.
+    pub port: u16,
+    /// Targets of its dedicated group.
+    pub targets: Vec<Target>,
+}
+
+/// Every claim of this cluster on its NLBs, by broker id (a broker claimed twice, on two NLBs,
+/// appears once: the first NLB's claim).
+pub async fn cluster_listing<L: LoadBalancer>(
+    lb: &L,
+    config: &Config,
+) -> Result<Vec<ClusterClaim>, NlbError> {
     let range = config.port_range();
-    let mut claims = BTreeMap::new();
-    for l in lb.listeners(lb_arn).await? {
-        if !range.contains(&l.port) {
-            continue;
+    let mut claims: BTreeMap<i32, ClusterClaim> = BTreeMap::new();
+    for shard in config.nlb.load_balancers() {
+        let lb_arn = &shard.load_balancer_arn;
+        for l in lb.listeners(lb_arn).await? {
+            if !range.contains(&l.port) {
+                continue;
+            }
+            let Some(tg) = l.target_group_arn.as_deref() else {
+                continue;
+            };
+            let Some(id) = crate::nlb::target_group_name(tg)
+                .and_then(|name| registry::broker_id_from_group(&config.cluster, lb_arn, name))
+            else {
+                continue;
+            };
+            if claims.contains_key(&id) {
+                continue;
+            }
+            let targets = lb.targets(tg).await?;
+            claims.insert(
+                id,
+                ClusterClaim {
+                    broker_id: id,
+                    shard: shard.index,
+                    load_balancer_arn: lb_arn.clone(),
+                    port: l.port,
+                    targets,
+                },
+            );
         }
-        let Some(tg) = l.target_group_arn.as_deref() else {
-            continue;
-        };
-        let Some(id) = crate::nlb::target_group_name(tg)
-            .and_then(|name| registry::broker_id_from_group(&config.cluster, lb_arn, name))
-        else {
-            continue;
-        };
-        claims.insert(id, lb.targets(tg).await?);
     }
-    Ok(claims)
+    Ok(claims.into_values().collect())
 }
 
 impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S> {

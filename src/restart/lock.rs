@@ -190,7 +190,7 @@ pub fn wait_delay(check_interval: Duration, waiters: usize, jitter: f64) -> Dura
 
 impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S> {
     pub(super) async fn read_lock(&self) -> Result<Option<LockState>, RestartError> {
-        let lb_arn = &self.config.nlb.load_balancer_arn;
+        let lb_arn = &self.config.nlb.first_load_balancer();
         let port = self.config.restart.lock_port;
         let Some(l) = self
             .lb
@@ -300,7 +300,7 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
         let ListenerClaim::Claimed(arn) = self
             .lb
             .create_listener(
-                &self.config.nlb.load_balancer_arn,
+                &self.config.nlb.first_load_balancer(),
                 rc.lock_port,
                 &self.bootstrap_tg,
                 &tags,

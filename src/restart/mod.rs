@@ -58,7 +58,7 @@ use crate::node::NodeRole;
 use crate::clock::unix_now;
 pub use command::{CommandService, ServiceManager};
 pub use decide::{decide, endpoint_of, same_listeners, Decision};
-pub use gate::{cluster_claims, gate, split_claims, GateReport};
+pub use gate::{cluster_claims, cluster_listing, gate, split_claims, ClusterClaim, GateReport};
 pub use lock::{
     lock_action, should_yield, wait_delay, LockAction, LockPhase, LockState, MAX_WAITING_TAGS,
     TAG_LOCK_EXPIRES, TAG_LOCK_HOLDER, TAG_LOCK_PHASE, TAG_WAITING_PREFIX,
