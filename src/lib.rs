@@ -62,3 +62,5 @@ pub mod aws;
 pub mod fakes;
 #[cfg(test)]
 mod pass_tests;
+#[cfg(test)]
+mod shard_tests;
