@@ -213,6 +213,8 @@ pub struct Wired {
     pub broker_id: i32,
     /// The claimed port.
     pub port: u16,
+    /// Index of the NLB holding the claim.
+    pub shard: usize,
     /// Changes the pass made.
     pub changes: usize,
 }
@@ -223,6 +225,7 @@ impl Wired {
         Wired {
             broker_id: report.broker_id,
             port: report.port,
+            shard: report.shard,
             changes: report.changes.len(),
         }
     }
@@ -235,6 +238,8 @@ pub struct Effects {
     pub ok: bool,
     /// The claimed port, when the pass wired the broker.
     pub port: Option<u16>,
+    /// Index of the NLB holding the claim, when the pass wired the broker.
+    pub shard: Option<usize>,
     /// Log the idle line (first idle pass after start or after being a broker).
     pub log_idle: bool,
     /// New value of `kplink_restart_pending`; `None` leaves it (an idle pass).
@@ -332,6 +337,7 @@ impl LoopState {
         Effects {
             ok: true,
             port: Some(pass.port),
+            shard: Some(pass.shard),
             restart_pending: Some(self.restart_pending),
             kafka_changed: kafka
                 .is_some_and(|o| !matches!(o, Outcome::NotRunning | Outcome::AlreadyEffective)),
@@ -760,6 +766,12 @@ fn account<M, L, T>(
             tracing::warn!(changes = effects.drift_repairs, "drift repaired");
         }
         metrics.pass_ok(effects.port.unwrap_or_default(), effects.drift_repairs);
+        if let Some(shard) = effects.shard {
+            let nlbs = agent.config.nlb.load_balancers();
+            if let Some(nlb) = nlbs.get(shard) {
+                metrics.set_claim(shard, &nlb.load_balancer_arn);
+            }
+        }
     }
 }
 
@@ -904,6 +916,7 @@ mod tests {
         let wired = |changes| Wired {
             broker_id: 7,
             port: 9001,
+            shard: 0,
             changes,
         };
         let kafka_error = unreachable_kafka();
@@ -1047,6 +1060,7 @@ mod tests {
                 pass: Wired {
                     broker_id: 7,
                     port: 0,
+                    shard: 0,
                     changes: 0,
                 },
                 lifecycle: &crate::lifecycle::decide(None, Some("{}")),

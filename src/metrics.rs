@@ -8,6 +8,7 @@
 //! | `kplink_drift_repairs_total` | counter | changes made after the broker had converged once |
 //! | `kplink_restarts_total` | counter | Kafka restarts triggered |
 //! | `kplink_claimed_port` | gauge | the NLB port this broker holds (0 before the first claim) |
+//! | `kplink_claim_info{shard,load_balancer_arn}` | gauge | 1 for the NLB holding this broker's claim (`shard`: its index in `nlb.load_balancer_arns`, 0 with one NLB) |
 //! | `kplink_last_success_timestamp_seconds` | gauge | Unix time of the last successful pass |
 //! | `kplink_restart_pending` | gauge | 1 while the running broker does not yet use the written listener |
 //! | `kplink_lock_held` | gauge | 1 while this agent holds the cluster restart lock |
@@ -50,6 +51,7 @@ struct Inner {
     drift_repairs: Counter,
     restarts: Counter,
     claimed_port: Gauge,
+    claim_info: Family<Labels, Gauge>,
     last_success: Gauge,
     restart_pending: Gauge,
     lock_held: Gauge,
@@ -101,6 +103,11 @@ fn register_all(registry: &mut Registry, inner: &Inner) {
         inner.claimed_port.clone(),
     );
     registry.register(
+        "kplink_claim_info",
+        "1 for the NLB holding this broker's claim (shard: its index in nlb.load_balancer_arns)",
+        inner.claim_info.clone(),
+    );
+    registry.register(
         "kplink_last_success_timestamp_seconds",
         "Unix time of the last successful pass",
         inner.last_success.clone(),
@@ -143,6 +150,7 @@ impl Metrics {
             drift_repairs: Counter::default(),
             restarts: Counter::default(),
             claimed_port: Gauge::default(),
+            claim_info: Family::default(),
             last_success: Gauge::default(),
             restart_pending: Gauge::default(),
             lock_held: Gauge::default(),
@@ -172,6 +180,18 @@ impl Metrics {
         if let Ok(mut f) = self.inner.last_failure.lock() {
             *f = None;
         }
+    }
+
+    /// The NLB holding the claim: one `kplink_claim_info` series, replacing any earlier one.
+    pub fn set_claim(&self, shard: usize, load_balancer_arn: &str) {
+        let labels = vec![
+            ("shard".to_string(), shard.to_string()),
+            ("load_balancer_arn".to_string(), load_balancer_arn.to_string()),
+        ];
+        if self.inner.claim_info.get(&labels).is_none() {
+            self.inner.claim_info.clear();
+        }
+        self.inner.claim_info.get_or_create(&labels).set(1);
     }
 
     /// A pass of a controller-only node: nothing to wire, healthy, no claimed port.
@@ -359,6 +379,8 @@ mod tests {
         ]));
         m.pass_failed("aws", "throttled");
         m.pass_ok(10004, 2);
+        m.set_claim(0, "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/net/a/1");
+        m.set_claim(1, "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/net/b/2");
         m.set_lock_held(true);
         m.set_draining(true);
         m.drain_started();
@@ -371,6 +393,7 @@ mod tests {
             "kplink_drift_repairs_total 2",
             "kplink_restarts_total 0",
             "kplink_claimed_port 10004",
+            "kplink_claim_info{shard=\"1\",load_balancer_arn=\"arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/net/b/2\"} 1",
             "kplink_last_success_timestamp_seconds ",
             "kplink_restart_pending 0",
             "kplink_lock_held 1",
@@ -379,6 +402,7 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing in\n{text}");
         }
+        assert!(!text.contains("net/a/1"), "the old claim's series is gone:\n{text}");
         assert!(m.health().is_ok());
     }
 
