@@ -478,6 +478,8 @@ struct StatusView {
     broker_endpoint: Option<String>,
     restart_pending: bool,
     stale_claims: BTreeSet<i32>,
+    /// The cluster as clients reach it.
+    clients: crate::connection::ClusterView,
     lock: Option<LockState>,
     last: Option<LastPass>,
 }
@@ -499,8 +501,13 @@ impl StatusView {
             .map(|l| ctx.shard(observed.shard).endpoint(l.port));
         let role = agent.node_role()?;
         let (liveness, in_broker) = kafka_state(&agent.config, ctx.broker_id).await;
-        let claims = crate::restart::cluster_claims(&agent.lb, &agent.config).await?;
+        let listing = crate::restart::cluster_listing(&agent.lb, &agent.config).await?;
+        let claims = listing
+            .iter()
+            .map(|c| (c.broker_id, c.targets.clone()))
+            .collect();
         let (_, stale_claims) = crate::restart::split_claims(&claims);
+        let clients = client_view(agent, &ctx.identity.region, &listing).await;
         let listener = &agent.config.listener.name;
         let broker_endpoint = in_broker
             .as_deref()
@@ -539,6 +546,7 @@ impl StatusView {
             broker_endpoint,
             restart_pending,
             stale_claims,
+            clients,
             lock,
             last,
         })
@@ -571,6 +579,7 @@ impl StatusView {
             "kafka_running": self.running(),
             "kafka": self.liveness,
             "stale_claims": self.stale_claims,
+            "clients": self.clients,
             "advertised_in_broker": self.broker_endpoint,
             "restart_pending": self.restart_pending,
             "lock_holder": lock.map(|l| l.holder.clone()),
@@ -591,6 +600,7 @@ impl StatusView {
             .write_identity(&mut out)
             .and_then(|()| self.write_kafka(&mut out))
             .and_then(|()| self.write_state(&mut out));
+        out.push_str(&self.clients.text());
         out
     }
 
@@ -721,6 +731,42 @@ impl StatusView {
             writeln!(out, "drift         {s}")?;
         }
         Ok(())
+    }
+}
+
+/// The cluster as clients reach it (see [`crate::connection`]). What EC2 does not tell (no
+/// permission, say) leaves AZ and name unknown with a note; `status` never fails for it.
+async fn client_view(
+    agent: &RealAgent,
+    region: &str,
+    listing: &[crate::restart::ClusterClaim],
+) -> crate::connection::ClusterView {
+    let mut notes = Vec::new();
+    let instances: Vec<String> = listing
+        .iter()
+        .flat_map(|c| c.targets.iter().map(|t| t.id.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let zones = agent
+        .tags
+        .instance_zones(&instances)
+        .await
+        .unwrap_or_else(|e| {
+            notes.push(format!("AZ and name unknown: {e}"));
+            Default::default()
+        });
+    let zone_ids = match zones.is_empty() {
+        true => Default::default(),
+        false => agent.tags.zone_ids().await.unwrap_or_else(|e| {
+            notes.push(format!("AZ IDs unknown: {e}"));
+            Default::default()
+        }),
+    };
+    crate::connection::ClusterView {
+        bootstrap_port: agent.config.nlb.bootstrap_port,
+        brokers: crate::connection::rows(&agent.config, region, listing, &zones, &zone_ids),
+        notes,
     }
 }
 

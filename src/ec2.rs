@@ -81,3 +81,64 @@ impl InstanceTags for Ec2Tags {
             .and_then(|t| t.value().map(str::to_string)))
     }
 }
+
+impl Ec2Tags {
+    /// AZ name of each instance (EC2 DescribeInstances; `status` only). The error is one line
+    /// naming the call and AWS's code.
+    pub async fn instance_zones(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<std::collections::BTreeMap<String, String>, String> {
+        let mut out = std::collections::BTreeMap::new();
+        if instance_ids.is_empty() {
+            return Ok(out);
+        }
+        self.calls.record("DescribeInstances");
+        let mut pages = self
+            .client
+            .describe_instances()
+            .set_instance_ids(Some(instance_ids.to_vec()))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                format!(
+                    "DescribeInstances failed: {}: {}",
+                    e.code().unwrap_or("Unknown"),
+                    e.message().unwrap_or_default()
+                )
+            })?;
+            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                if let (Some(id), Some(az)) = (
+                    instance.instance_id(),
+                    instance.placement().and_then(|p| p.availability_zone()),
+                ) {
+                    out.insert(id.to_string(), az.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// This account's AZ name → AZ ID map (EC2 DescribeAvailabilityZones; `status` only).
+    pub async fn zone_ids(&self) -> Result<std::collections::BTreeMap<String, String>, String> {
+        self.calls.record("DescribeAvailabilityZones");
+        let out = self
+            .client
+            .describe_availability_zones()
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "DescribeAvailabilityZones failed: {}: {}",
+                    e.code().unwrap_or("Unknown"),
+                    e.message().unwrap_or_default()
+                )
+            })?;
+        Ok(out
+            .availability_zones()
+            .iter()
+            .filter_map(|z| Some((z.zone_name()?.to_string(), z.zone_id()?.to_string())))
+            .collect())
+    }
+}

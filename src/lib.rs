@@ -54,6 +54,7 @@ pub mod restart;
 
 // keep it so
 pub mod clock;
+pub mod connection;
 pub mod daemon;
 pub mod metrics;
 

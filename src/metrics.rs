@@ -186,7 +186,10 @@ impl Metrics {
     pub fn set_claim(&self, shard: usize, load_balancer_arn: &str) {
         let labels = vec![
             ("shard".to_string(), shard.to_string()),
-            ("load_balancer_arn".to_string(), load_balancer_arn.to_string()),
+            (
+                "load_balancer_arn".to_string(),
+                load_balancer_arn.to_string(),
+            ),
         ];
         if self.inner.claim_info.get(&labels).is_none() {
             self.inner.claim_info.clear();
@@ -379,8 +382,14 @@ mod tests {
         ]));
         m.pass_failed("aws", "throttled");
         m.pass_ok(10004, 2);
-        m.set_claim(0, "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/net/a/1");
-        m.set_claim(1, "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/net/b/2");
+        m.set_claim(
+            0,
+            "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/net/a/1",
+        );
+        m.set_claim(
+            1,
+            "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/net/b/2",
+        );
         m.set_lock_held(true);
         m.set_draining(true);
         m.drain_started();
@@ -402,7 +411,10 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing in\n{text}");
         }
-        assert!(!text.contains("net/a/1"), "the old claim's series is gone:\n{text}");
+        assert!(
+            !text.contains("net/a/1"),
+            "the old claim's series is gone:\n{text}"
+        );
         assert!(m.health().is_ok());
     }
 

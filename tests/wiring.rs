@@ -241,3 +241,44 @@ fn crashed_pass_leftovers_are_adopted_not_duplicated() {
     let port = assert_wired(&world, host);
     assert!(host.read_properties().contains(&format!(":{port}\n")));
 }
+
+/// `status` shows the cluster as clients reach it: per broker its AZ ID, the name it advertises,
+/// its NLB port and target health, as the NLB and EC2 say (not read from any broker's file).
+#[test]
+fn status_shows_every_brokers_client_endpoint() {
+    let world = World::start(Options::default());
+    for host in &world.hosts {
+        assert_ok(&world.run(host, &["run", "--once"]));
+    }
+    let w = world.wiring();
+    let out = world.run(&world.hosts[0], &["status", "--json"]);
+    assert_ok(&out);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let clients = &doc["clients"];
+    assert_eq!(clients["bootstrap_port"], 10000);
+    let brokers = clients["brokers"].as_array().unwrap();
+    assert_eq!(brokers.len(), world.hosts.len(), "{clients}");
+    for (host, b) in world.hosts.iter().zip(brokers) {
+        let port = w.port_of(&world.group(host.broker_id)).unwrap();
+        assert_eq!(b["broker_id"], host.broker_id);
+        assert_eq!(b["az_id"], host.az_id.as_str());
+        assert_eq!(b["port"], port);
+        assert_eq!(b["instance_id"], host.instance_id.as_str());
+        assert_eq!(b["health"], "healthy");
+        // What the broker itself advertises, byte for byte.
+        let advertised = b["advertised"].as_str().unwrap();
+        assert!(
+            host.read_properties()
+                .contains(&format!("PRIVATELINK://{advertised}\n")),
+            "{advertised} not in {}",
+            host.read_properties()
+        );
+    }
+    let text = stdout(&world.run(&world.hosts[0], &["status"]));
+    assert!(
+        text.contains("clients       bootstrap port 10000"),
+        "{text}"
+    );
+    let first = brokers[0]["advertised"].as_str().unwrap();
+    assert!(text.contains(first), "{text}");
+}
