@@ -160,6 +160,94 @@ impl Error {
     }
 }
 
+/// One NLB as a pass read it.
+#[derive(Debug)]
+struct ShardView {
+    /// Its index.
+    index: usize,
+    /// Its listeners, read for this broker.
+    assessment: plan::Assessment,
+    /// How many listeners it has (the quota counts them all).
+    listener_count: usize,
+}
+
+/// The NLBs read while looking for this broker's claim.
+#[derive(Debug)]
+struct Scan {
+    /// The NLB holding the claim, if any.
+    found: Option<ShardView>,
+    /// The NLBs read without finding it, in reading order.
+    looked: Vec<ShardView>,
+    /// The NLB the file names.
+    hint: Option<usize>,
+    /// The port the file names.
+    keep_port: Option<u16>,
+}
+
+impl Scan {
+    /// The file's port decides which of several claims survives, on the NLB the file names (on
+    /// any NLB when the file names none).
+    fn keep_on(&self, index: usize) -> Option<u16> {
+        (self.hint.is_none() || self.hint == Some(index))
+            .then_some(self.keep_port)
+            .flatten()
+    }
+}
+
+/// Where a new claim goes (pure): the first NLB in order with a free port and room under the
+/// listener quota, with the NLBs passed over and why. With one NLB it is that one whatever its
+/// state (the claim then fails naming the range or the quota, as before shards existed); with
+/// several and none left, the pass fails before creating anything. A leaving instance claims
+/// nothing: the NLB its file names will do.
+fn choose_shard(
+    ctx: &Context,
+    scan: Scan,
+    full: &[usize],
+    leaving: bool,
+) -> Result<(ShardView, Vec<(usize, String)>), Error> {
+    let mut looked = scan.looked;
+    looked.sort_by_key(|v| v.index);
+    if ctx.shards.len() == 1 || leaving {
+        let pick = scan.hint.unwrap_or(0);
+        let at = looked.iter().position(|v| v.index == pick).unwrap_or(0);
+        return Ok((looked.swap_remove(at), Vec::new()));
+    }
+    let mut no_room = Vec::new();
+    for view in looked {
+        if full.contains(&view.index) {
+            no_room.push((
+                view.index,
+                "filled up by other brokers during this pass".into(),
+            ));
+            continue;
+        }
+        let keep = (scan.hint == Some(view.index))
+            .then_some(scan.keep_port)
+            .flatten();
+        let first = claim_candidates_for(ctx, view.index, &view.assessment, keep)
+            .first()
+            .copied();
+        match plan::no_room(
+            ctx.shard(view.index),
+            &view.assessment,
+            view.listener_count,
+            first,
+        ) {
+            Some(why) => no_room.push((view.index, why)),
+            None => return Ok((view, no_room)),
+        }
+    }
+    Err(Error::AllFull {
+        count: ctx.shards.len(),
+        max: MAX_LISTENERS_PER_NLB,
+        details: no_room
+            .iter()
+            .map(|(i, why)| format!("shard {i} ({}): {why}", ctx.shard(*i).lb_arn))
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
+}
+
 /// Who this host is, resolved once per pass.
 #[derive(Debug, Clone, Serialize)]
 pub struct Context {
@@ -569,34 +657,12 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             d.edited_file(&text, *d.port_range.start())
                 .map_err(|e| PropertiesError::from_edit(path, e))?;
         }
-        let hint = ctx.shard_of_endpoint(file_endpoint.as_deref());
-        let keep_port = plan::endpoint_port(file_endpoint.as_deref());
-        let mut looked = Vec::new();
-        let order = hint
-            .into_iter()
-            .chain((0..ctx.shards.len()).filter(|i| Some(*i) != hint));
-        let mut found = None;
-        for index in order {
-            let d = ctx.shard(index);
-            let listeners = self.lb.listeners(&d.lb_arn).await?;
-            // The file's port decides which of several claims survives, on the NLB it names.
-            let keep = (hint.is_none() || hint == Some(index))
-                .then_some(keep_port)
-                .flatten();
-            let assessment = plan::assess(d, &listeners, keep);
-            if assessment.claim.is_some() {
-                found = Some((index, assessment, listeners.len()));
-                break;
-            }
-            looked.push((index, assessment, listeners.len()));
-        }
-        let mut no_room = Vec::new();
-        let (shard, assessment, listener_count) = match found {
-            Some(claimed) => claimed,
-            None => {
-                self.choose_shard(ctx, looked, full, hint, keep_port, &mut no_room, &lifecycle)?
-            }
+        let scan = self.scan(ctx, file_endpoint.as_deref()).await?;
+        let (view, no_room) = match scan.found {
+            Some(claimed) => (claimed, Vec::new()),
+            None => choose_shard(ctx, scan, full, lifecycle.is_leaving())?,
         };
+        let assessment = view.assessment;
         let dedicated_targets = match assessment
             .claim
             .as_ref()
@@ -619,8 +685,8 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             _ => Vec::new(),
         };
         Ok(Observed {
-            shard,
-            listener_count,
+            shard: view.index,
+            listener_count: view.listener_count,
             full: no_room,
             assessment,
             dedicated_targets,
@@ -632,50 +698,35 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         })
     }
 
-    /// Where a new claim goes: the first NLB in order with a free port and room under the
-    /// listener quota. With one NLB it is that one whatever its state (the claim then fails
-    /// naming the range or the quota, as before shards existed); with several and none left, the
-    /// pass fails before creating anything. A leaving instance claims nothing: any NLB will do.
-    #[allow(clippy::too_many_arguments)]
-    fn choose_shard(
-        &self,
-        ctx: &Context,
-        mut looked: Vec<(usize, plan::Assessment, usize)>,
-        full: &[usize],
-        hint: Option<usize>,
-        keep_port: Option<u16>,
-        no_room: &mut Vec<(usize, String)>,
-        lifecycle: &Lifecycle,
-    ) -> Result<(usize, plan::Assessment, usize), Error> {
-        looked.sort_by_key(|(index, _, _)| *index);
-        if ctx.shards.len() == 1 || lifecycle.is_leaving() {
-            let pick = hint.unwrap_or(0);
-            let at = looked.iter().position(|(i, _, _)| *i == pick).unwrap_or(0);
-            return Ok(looked.swap_remove(at));
-        }
-        for (index, assessment, count) in looked {
-            if full.contains(&index) {
-                no_room.push((index, "filled up by other brokers during this pass".into()));
-                continue;
+    /// Reads the NLBs until one holds this broker's claim: first the one the file's endpoint
+    /// names, then the others in order.
+    async fn scan(&self, ctx: &Context, file_endpoint: Option<&str>) -> Result<Scan, Error> {
+        let hint = ctx.shard_of_endpoint(file_endpoint);
+        let keep_port = plan::endpoint_port(file_endpoint);
+        let mut scan = Scan {
+            found: None,
+            looked: Vec::new(),
+            hint,
+            keep_port,
+        };
+        let order = hint
+            .into_iter()
+            .chain((0..ctx.shards.len()).filter(|i| Some(*i) != hint));
+        for index in order {
+            let d = ctx.shard(index);
+            let listeners = self.lb.listeners(&d.lb_arn).await?;
+            let view = ShardView {
+                index,
+                assessment: plan::assess(d, &listeners, scan.keep_on(index)),
+                listener_count: listeners.len(),
+            };
+            if view.assessment.claim.is_some() {
+                scan.found = Some(view);
+                break;
             }
-            let keep = (hint == Some(index)).then_some(keep_port).flatten();
-            let first = claim_candidates_for(ctx, index, &assessment, keep)
-                .first()
-                .copied();
-            match plan::no_room(ctx.shard(index), &assessment, count, first) {
-                Some(why) => no_room.push((index, why)),
-                None => return Ok((index, assessment, count)),
-            }
+            scan.looked.push(view);
         }
-        Err(Error::AllFull {
-            count: ctx.shards.len(),
-            max: MAX_LISTENERS_PER_NLB,
-            details: no_room
-                .iter()
-                .map(|(i, why)| format!("shard {i} ({}): {why}", ctx.shard(*i).lb_arn))
-                .collect::<Vec<_>>()
-                .join("; "),
-        })
+        Ok(scan)
     }
 
     /// The steps a pass would take now (for `plan`; `pass` runs exactly these).
@@ -704,46 +755,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     ) -> Result<PassReport, Error> {
         let started = Instant::now();
         let calls_before = self.calls.snapshot();
-        let mut filled = Vec::new();
-        let mut changes = Vec::new();
-        let mut races = Vec::new();
-        // One attempt per NLB at most: an attempt fails with `ShardFilled` only when other
-        // brokers took the chosen NLB's last port or listener slot meanwhile; the next attempt
-        // observes again without it.
-        let (observed, progress) = loop {
-            let mut observed = self.observe_excluding(ctx, &filled).await?;
-            observed.lifecycle = std::mem::take(&mut observed.lifecycle).after(earlier);
-            let steps = self.plan(ctx, &observed)?;
-            // A drain only takes this instance out of a group it is in: no check can make that
-            // wrong.
-            if !observed.lifecycle.is_leaving() && steps.iter().any(Step::touches_nlb) {
-                self.preflight(ctx, &observed).await?;
-            }
-            let mut progress = Progress::from_observed(&observed);
-            match self.execute(ctx, &observed, &steps, &mut progress).await {
-                Ok(done) => {
-                    changes.extend(done);
-                    races.append(&mut progress.races);
-                    progress.races = std::mem::take(&mut races);
-                    break (observed, progress);
-                }
-                Err(Error::ShardFilled { shard, lb_arn, why }) => {
-                    // What the attempt did before the claim stays done (a bootstrap listener
-                    // it created belongs on that NLB anyway); its dedicated group was removed.
-                    changes.extend(
-                        std::mem::take(&mut progress.done)
-                            .into_iter()
-                            .filter(|s| !matches!(s, Step::CreateDedicatedGroup { .. })),
-                    );
-                    races.append(&mut progress.races);
-                    races.push(format!(
-                        "shard {shard} ({lb_arn}) filled up during this pass ({why}); looked again"
-                    ));
-                    filled.push(shard);
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let (observed, progress, changes) = self.attempts(ctx, earlier).await?;
         let leaving = observed.lifecycle.is_leaving();
         let d = ctx.shard(observed.shard);
         let claim = match progress.claim.clone() {
@@ -791,6 +803,54 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             aws_calls,
             elapsed_ms: started.elapsed().as_millis(),
         })
+    }
+
+    /// Observe, plan, check, execute; once more per NLB that other brokers fill up meanwhile
+    /// (an attempt fails with `ShardFilled` only when another host took the chosen NLB's last
+    /// port or listener slot; the next attempt observes again without that NLB). Returns the
+    /// final observation and progress, and every change made, in order.
+    async fn attempts(
+        &self,
+        ctx: &Context,
+        earlier: &Lifecycle,
+    ) -> Result<(Observed, Progress, Vec<Step>), Error> {
+        let mut filled = Vec::new();
+        let mut changes = Vec::new();
+        let mut races = Vec::new();
+        loop {
+            let mut observed = self.observe_excluding(ctx, &filled).await?;
+            observed.lifecycle = std::mem::take(&mut observed.lifecycle).after(earlier);
+            let steps = self.plan(ctx, &observed)?;
+            // A drain only takes this instance out of a group it is in: no check can make that
+            // wrong.
+            if !observed.lifecycle.is_leaving() && steps.iter().any(Step::touches_nlb) {
+                self.preflight(ctx, &observed).await?;
+            }
+            let mut progress = Progress::from_observed(&observed);
+            match self.execute(ctx, &observed, &steps, &mut progress).await {
+                Ok(done) => {
+                    changes.extend(done);
+                    races.append(&mut progress.races);
+                    progress.races = races;
+                    return Ok((observed, progress, changes));
+                }
+                Err(Error::ShardFilled { shard, lb_arn, why }) => {
+                    // What the attempt did before the claim stays done (a bootstrap listener
+                    // it created belongs on that NLB anyway); its dedicated group was removed.
+                    changes.extend(
+                        std::mem::take(&mut progress.done)
+                            .into_iter()
+                            .filter(|s| !matches!(s, Step::CreateDedicatedGroup { .. })),
+                    );
+                    races.append(&mut progress.races);
+                    races.push(format!(
+                        "shard {shard} ({lb_arn}) filled up during this pass ({why}); looked again"
+                    ));
+                    filled.push(shard);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Removes this broker from the NLB that holds its claim, whichever it is (bootstrap
