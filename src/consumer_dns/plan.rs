@@ -116,6 +116,14 @@ pub enum PlanError {
         /// Its type.
         kind: String,
     },
+    /// An endpoint on its way out (or never accepted): nothing to point names at.
+    #[error("endpoint {endpoint} is {state}: its DNS names lead nowhere; create (or get accepted) an interface endpoint first")]
+    Unusable {
+        /// The endpoint.
+        endpoint: String,
+        /// `deleting`, `deleted`, `rejected`, `failed` or `expired`.
+        state: String,
+    },
     /// No Regional DNS entry.
     #[error("endpoint {endpoint} ({state}) has no Regional DNS entry of the form {endpoint}-<suffix>.<service>.<region>.vpce.amazonaws.com (DnsEntries: {entries})")]
     NoRegionalEntry {
@@ -218,15 +226,23 @@ pub fn host_for(template: &str, az_id: &str) -> String {
     normalize(&template.replace(AZ_ID, az_id))
 }
 
-/// An endpoint must be an interface endpoint.
+/// An endpoint must be an interface endpoint that is not deleted, rejected, failed or expired
+/// (`pending`, `pendingAcceptance` and `partial` only draw a warning: see [`warnings`]).
 pub fn check_endpoint(endpoint: &Endpoint) -> Result<(), PlanError> {
-    if endpoint.kind.eq_ignore_ascii_case("Interface") {
-        return Ok(());
+    if !endpoint.kind.eq_ignore_ascii_case("Interface") {
+        return Err(PlanError::NotInterface {
+            endpoint: endpoint.id.clone(),
+            kind: endpoint.kind.clone(),
+        });
     }
-    Err(PlanError::NotInterface {
-        endpoint: endpoint.id.clone(),
-        kind: endpoint.kind.clone(),
-    })
+    const GONE: [&str; 5] = ["deleting", "deleted", "rejected", "failed", "expired"];
+    if GONE.iter().any(|s| endpoint.state.eq_ignore_ascii_case(s)) {
+        return Err(PlanError::Unusable {
+            endpoint: endpoint.id.clone(),
+            state: endpoint.state.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// The zone must be private and associated with the endpoint's VPC in its Region.

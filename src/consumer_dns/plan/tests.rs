@@ -349,6 +349,32 @@ fn endpoint_zone_and_names_are_checked() {
     };
     let text = check_endpoint(&gw).unwrap_err().to_string();
     assert!(text.contains("vpce-0abc is a Gateway endpoint"), "{text}");
+    for (state, ok) in [
+        ("available", true),
+        ("pendingAcceptance", true),
+        ("pending", true),
+        ("deleted", false),
+        ("rejected", false),
+        ("Failed", false),
+        ("expired", false),
+        ("deleting", false),
+    ] {
+        let e = Endpoint {
+            state: state.into(),
+            ..e.clone()
+        };
+        match check_endpoint(&e) {
+            Ok(()) => assert!(ok, "{state}"),
+            Err(err) => {
+                assert!(!ok, "{state}: {err}");
+                assert!(
+                    err.to_string()
+                        .starts_with(&format!("endpoint vpce-0abc is {state}:")),
+                    "{err}"
+                );
+            }
+        }
+    }
 
     check_zone(
         &zone(true, &[("vpc-9", "us-east-1"), ("vpc-1", "us-east-1")]),
