@@ -96,28 +96,26 @@ impl Consumer {
 
     /// Every record of `zone` as (name, type, TTL, values), as Route 53 returns them.
     fn records(&self, zone: &str) -> Vec<(String, String, Option<i64>, Vec<String>)> {
-        let out = block_on(
-            self.route53()
-                .list_resource_record_sets()
-                .hosted_zone_id(zone)
-                .send(),
-        )
-        .unwrap();
-        assert!(!out.is_truncated());
-        out.resource_record_sets()
-            .iter()
-            .map(|r| {
-                (
-                    r.name().to_string(),
-                    r.r#type().as_str().to_string(),
-                    r.ttl(),
-                    r.resource_records()
-                        .iter()
-                        .map(|v| v.value().to_string())
-                        .collect(),
-                )
-            })
-            .collect()
+        let client = self.route53();
+        let mut records = Vec::new();
+        let mut next: Option<(String, route53::types::RrType)> = None;
+        loop {
+            let mut call = client.list_resource_record_sets().hosted_zone_id(zone);
+            if let Some((name, kind)) = next.take() {
+                call = call.start_record_name(name).start_record_type(kind);
+            }
+            let out = block_on(call.send()).unwrap();
+            records.extend(out.resource_record_sets().iter().map(|r| {
+                let values = r.resource_records().iter().map(|v| v.value().to_string());
+                let kind = r.r#type().as_str().to_string();
+                (r.name().to_string(), kind, r.ttl(), values.collect())
+            }));
+            if !out.is_truncated() {
+                return records;
+            }
+            let name = out.next_record_name().unwrap().to_string();
+            next = Some((name, out.next_record_type().unwrap().clone()));
+        }
     }
 
     fn cnames(&self, zone: &str) -> Vec<(String, String, Option<i64>, Vec<String>)> {
@@ -167,20 +165,27 @@ impl Consumer {
 
 /// UPSERTs one record behind the agent's back; returns the change (id, status).
 fn put_record(c: &Consumer, name: &str, kind: &str, ttl: i64, value: &str) -> (String, String) {
+    put_records(c, &[(name.to_string(), kind, ttl, value.to_string())])
+}
+
+/// UPSERTs records (name, type, TTL, value) in one batch; returns the change (id, status).
+fn put_records(c: &Consumer, records: &[(String, &str, i64, String)]) -> (String, String) {
     use route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet};
-    let set = ResourceRecordSet::builder()
-        .name(name)
-        .r#type(kind.into())
-        .ttl(ttl)
-        .resource_records(ResourceRecord::builder().value(value).build().unwrap())
-        .build()
-        .unwrap();
-    let change = Change::builder()
-        .action(ChangeAction::Upsert)
-        .resource_record_set(set)
-        .build()
-        .unwrap();
-    let batch = ChangeBatch::builder().changes(change).build().unwrap();
+    let mut batch = ChangeBatch::builder();
+    for (name, kind, ttl, value) in records {
+        let set = ResourceRecordSet::builder()
+            .name(name)
+            .r#type((*kind).into())
+            .ttl(*ttl)
+            .resource_records(ResourceRecord::builder().value(value).build().unwrap())
+            .build()
+            .unwrap();
+        let change = Change::builder()
+            .action(ChangeAction::Upsert)
+            .resource_record_set(set);
+        batch = batch.changes(change.build().unwrap());
+    }
+    let batch = batch.build().unwrap();
     let call = c.route53().change_resource_record_sets();
     let out = block_on(
         call.hosted_zone_id(c.get("zone_id"))
@@ -316,7 +321,27 @@ fn plans_applies_and_then_has_nothing_to_do() {
 #[test]
 fn a_record_changed_behind_its_back_is_planned_as_an_update_and_repaired() {
     let c = Consumer::start("eu-west-1", "eu-west-1a,eu-west-1b");
+    // 320 records listed before ours (Route 53 lists by reversed name: "…orders.fill-…" sorts
+    // before "…orders.kafka-…"), so ours are on the second page of ListResourceRecordSets.
+    let fill: Vec<_> = (0..320)
+        .map(|i| {
+            (
+                format!("fill-{i:03}.orders.example.internal"),
+                "TXT",
+                60,
+                format!("\"{i}\""),
+            )
+        })
+        .collect();
+    put_records(&c, &fill);
     assert_ok(&c.run_ours(&["--bootstrap-host", BOOTSTRAP, "--apply"]));
+    let rerun = c.run_ours(&["--bootstrap-host", BOOTSTRAP]);
+    assert_ok(&rerun);
+    assert!(
+        stdout(&rerun).contains(": nothing to do\n"),
+        "pages read: {}",
+        stdout(&rerun)
+    );
     let name = "kafka-euw1-az3.orders.example.internal.";
     put_record(&c, name, "CNAME", 300, "elsewhere.example.com");
     let drift = c.run_ours(&["--bootstrap-host", BOOTSTRAP, "--json"]);

@@ -283,3 +283,45 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
         .unwrap()
         .block_on(f)
 }
+
+#[tokio::test(start_paused = true)]
+async fn shards_are_one_invocation_per_endpoint_and_leave_each_other_alone() {
+    let mut aws = world(0);
+    let shard2 = interface_endpoint("vpce-0def", VPC, "us-east-1", &["us-east-1c"]);
+    aws.endpoints.insert(shard2.id.clone(), shard2);
+    let shard = |n: u8, endpoint: &str| Request {
+        endpoint: endpoint.into(),
+        host_template: format!("kafka-{{az_id}}.shard{n}.orders.example.internal"),
+        bootstrap_host: Some(format!("kafka.shard{n}.orders.example.internal")),
+        ..request(true)
+    };
+    execute(&aws, "us-east-1", &shard(1, E)).await.unwrap();
+    let one = cnames(&aws);
+    let report = execute(&aws, "us-east-1", &shard(2, "vpce-0def"))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.bootstrap_servers,
+        "kafka.shard2.orders.example.internal:10000"
+    );
+    let all = cnames(&aws);
+    assert_eq!(all.len(), 8);
+    assert!(
+        one.iter().all(|r| all.contains(r)),
+        "shard 1's records kept"
+    );
+    let shard2: Vec<_> = all.iter().filter(|(n, _)| n.contains(".shard2.")).collect();
+    assert_eq!(shard2.len(), 4);
+    assert!(
+        shard2.iter().all(|(_, v)| v.starts_with("vpce-0def-")),
+        "{shard2:?}"
+    );
+    for (n, e) in [(1, E), (2, "vpce-0def")] {
+        let plan = Request {
+            apply: false,
+            ..shard(n, e)
+        };
+        let again = execute(&aws, "us-east-1", &plan).await.unwrap();
+        assert!(!again.changes_pending, "shard {n}");
+    }
+}
