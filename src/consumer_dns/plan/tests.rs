@@ -340,7 +340,7 @@ fn names_are_checked_before_any_call() {
 }
 
 #[test]
-fn endpoint_zone_and_names_are_checked() {
+fn endpoints_must_be_usable_interface_endpoints() {
     let e = endpoint(&[REGIONAL]);
     check_endpoint(&e).unwrap();
     let gw = Endpoint {
@@ -375,7 +375,11 @@ fn endpoint_zone_and_names_are_checked() {
             }
         }
     }
+}
 
+#[test]
+fn zones_must_be_private_and_associated_with_the_endpoint_s_vpc() {
+    let e = endpoint(&[REGIONAL]);
     check_zone(
         &zone(true, &[("vpc-9", "us-east-1"), ("vpc-1", "us-east-1")]),
         &e,
@@ -398,7 +402,10 @@ fn endpoint_zone_and_names_are_checked() {
         let text = check_zone(&z, &e, "us-east-1").unwrap_err().to_string();
         assert!(text.contains(want) && text.contains("Z1"), "{want}: {text}");
     }
+}
 
+#[test]
+fn names_must_be_in_the_zone_once() {
     let entries = entries(&endpoint(&[REGIONAL]), &azs()).unwrap();
     let z = zone(true, &[("vpc-1", "us-east-1")]);
     check_in_zone(
