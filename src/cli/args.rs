@@ -95,7 +95,7 @@ pub enum Command {
     /// its Regional name when the endpoint has no subnet there (a warning: that needs cross-zone
     /// load balancing on the provider's NLB); --bootstrap-host -> the Regional name. Sharded
     /// clusters (one NLB and endpoint service per shard): one invocation per endpoint, with the
-    /// shard written into the template (kafka-{az_id}.shard1.orders.example.internal). Prints the
+    /// shard written into the template (kafka-{az_id}-s1.orders.example.internal). Prints the
     /// plan (or, with --apply, writes it and waits for Route 53 to report INSYNC) and the
     /// clients' bootstrap.servers.
     ConsumerDns(ConsumerDnsArgs),

@@ -187,7 +187,7 @@ pub fn normalize(name: &str) -> String {
 fn check_host(what: &str, host: &str) -> Result<(), PlanError> {
     let bad = |why: &str| Err(PlanError::Usage(format!("{what} {host:?}: {why}")));
     if host.contains('{') || host.contains('}') {
-        return bad("only {az_id} is a placeholder; put the shard (or anything else) in literally, one invocation per endpoint");
+        return bad("only {az_id} is a placeholder; write the shard's index in ({shard} = 1: kafka-{az_id}-s1.…), one invocation per endpoint");
     }
     if host.len() > 253 || !host.contains('.') {
         return bad("not a fully qualified DNS name");

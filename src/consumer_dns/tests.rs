@@ -174,7 +174,7 @@ async fn refusals_are_one_line_and_change_nothing() {
         ("public zone", Box::new(|r| r.zone_id = "ZPUB".into()), "hosted zone ZPUB (orders.example.com.) is public", 1),
         ("another VPC's zone", Box::new(|r| r.zone_id = "ZOTHER".into()), "hosted zone ZOTHER (orders.example.internal.) is not associated with vpc-1 (us-east-1), the VPC of endpoint vpce-0abc", 1),
         ("a name outside the zone", Box::new(|r| r.bootstrap_host = Some("kafka.example.com".into())), "kafka.example.com is not in hosted zone Z1", 1),
-        ("a placeholder left", Box::new(|r| r.host_template = "kafka-{az_id}.{shard}.orders.example.internal".into()), "put the shard", 64),
+        ("a placeholder left", Box::new(|r| r.host_template = "kafka-{az_id}.{shard}.orders.example.internal".into()), "write the shard's index", 64),
     ];
     for (what, edit, want, code) in cases {
         let aws = world(0);
@@ -291,8 +291,8 @@ async fn shards_are_one_invocation_per_endpoint_and_leave_each_other_alone() {
     aws.endpoints.insert(shard2.id.clone(), shard2);
     let shard = |n: u8, endpoint: &str| Request {
         endpoint: endpoint.into(),
-        host_template: format!("kafka-{{az_id}}.shard{n}.orders.example.internal"),
-        bootstrap_host: Some(format!("kafka.shard{n}.orders.example.internal")),
+        host_template: format!("kafka-{{az_id}}-s{n}.orders.example.internal"),
+        bootstrap_host: Some(format!("kafka-s{n}.orders.example.internal")),
         ..request(true)
     };
     execute(&aws, "us-east-1", &shard(1, E)).await.unwrap();
@@ -302,7 +302,7 @@ async fn shards_are_one_invocation_per_endpoint_and_leave_each_other_alone() {
         .unwrap();
     assert_eq!(
         report.bootstrap_servers,
-        "kafka.shard2.orders.example.internal:10000"
+        "kafka-s2.orders.example.internal:10000"
     );
     let all = cnames(&aws);
     assert_eq!(all.len(), 8);
@@ -310,7 +310,7 @@ async fn shards_are_one_invocation_per_endpoint_and_leave_each_other_alone() {
         one.iter().all(|r| all.contains(r)),
         "shard 1's records kept"
     );
-    let shard2: Vec<_> = all.iter().filter(|(n, _)| n.contains(".shard2.")).collect();
+    let shard2: Vec<_> = all.iter().filter(|(n, _)| n.contains("-s2.")).collect();
     assert_eq!(shard2.len(), 4);
     assert!(
         shard2.iter().all(|(_, v)| v.starts_with("vpce-0def-")),

@@ -294,8 +294,8 @@ fn names_are_checked_before_any_call() {
     let ok = [
         (T, None),
         (
-            "kafka-{az_id}.shard1.orders.example.internal",
-            Some("kafka.shard1.orders.example.internal"),
+            "kafka-{az_id}-s1.orders.example.internal",
+            Some("kafka-s1.orders.example.internal"),
         ),
         (
             "{az_id}.orders.example.internal.",
@@ -319,7 +319,7 @@ fn names_are_checked_before_any_call() {
         (
             "kafka-{az_id}.{shard}.orders.example.internal",
             None,
-            "put the shard",
+            "write the shard's index",
         ),
         ("kafka-{az}.orders.example.internal", None, "exactly once"),
         ("kafka-{az_id}", None, "fully qualified"),
@@ -328,7 +328,7 @@ fn names_are_checked_before_any_call() {
         (
             T,
             Some("kafka-{az_id}.orders.example.internal"),
-            "put the shard",
+            "write the shard's index",
         ),
         (T, Some("localhost"), "fully qualified"),
     ];
