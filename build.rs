@@ -203,13 +203,17 @@ fn extra_sections() -> Roff {
             .text([roman(text)]);
     };
     roff.control("SH", ["EXIT STATUS"]);
-    item(&mut roff, "0", "Success: run --once wired the broker fully; plan has nothing to do; check-config found the file valid.");
+    item(&mut roff, "0", "Success: run --once wired the broker fully; plan has nothing to do; check-config found the file valid; consumer-dns has nothing to do or applied its changes.");
     item(
         &mut roff,
         "1",
         "An error, or run --once left the broker not fully wired.",
     );
-    item(&mut roff, "2", "plan: changes are pending.");
+    item(
+        &mut roff,
+        "2",
+        "plan, consumer-dns without --apply: changes are pending.",
+    );
     item(
         &mut roff,
         "64",
@@ -243,10 +247,17 @@ fn extra_sections() -> Roff {
         "/usr/share/doc/kplink-agent/",
         "README.md (configuration, operations, metrics) and iam-policy.json.",
     );
-    let pages: Vec<String> = ["run", "plan", "check-config", "status", "decommission"]
-        .iter()
-        .map(|s| format!("{BIN}-{s}(1)"))
-        .collect();
+    let pages: Vec<String> = [
+        "run",
+        "plan",
+        "check-config",
+        "status",
+        "decommission",
+        "consumer-dns",
+    ]
+    .iter()
+    .map(|s| format!("{BIN}-{s}(1)"))
+    .collect();
     let mut refs: Vec<&str> = pages.iter().map(String::as_str).collect();
     refs.push("systemctl(1)");
     see_also(&mut roff, &refs);

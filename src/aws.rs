@@ -19,8 +19,23 @@ use crate::nlb::{CallCounter, Elbv2};
 /// standard retries (exponential back-off with full jitter, throttling and 5xx are retryable,
 /// bounded by a client-side retry quota so a struggling API is not stormed).
 pub async fn sdk_config(identity: &Identity) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    with_policy(aws_config::defaults(BehaviorVersion::latest()))
         .region(Region::new(identity.region.clone()))
+        .load()
+        .await
+}
+
+/// SDK configuration with the Region from the standard chain (`AWS_REGION`, the profile, …),
+/// with the same policy: for `consumer-dns`, which runs anywhere with the consumer's credentials.
+pub async fn sdk_config_from_chain() -> aws_config::SdkConfig {
+    with_policy(aws_config::defaults(BehaviorVersion::latest()))
+        .load()
+        .await
+}
+
+/// The agent's retry and timeout policy (see [`sdk_config`]).
+fn with_policy(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
+    loader
         .retry_config(
             RetryConfig::standard()
                 .with_max_attempts(5)
@@ -34,8 +49,6 @@ pub async fn sdk_config(identity: &Identity) -> aws_config::SdkConfig {
                 .operation_timeout(Duration::from_secs(60))
                 .build(),
         )
-        .load()
-        .await
 }
 
 /// The ELBv2 and EC2 adapters sharing one call counter.

@@ -1,8 +1,9 @@
 //! Command line (public contract): `kplink-agent [-c|--config PATH] <command>`.
 //!
 //! Exit codes: `run --once` 0 when the broker is fully wired, 1 otherwise; `plan` 0 nothing to do,
-//! 2 changes pending, 1 error; `check-config` 0 or 78 (EX_CONFIG). Any command exits 78 when the
-//! config file is invalid and 64 (EX_USAGE) on a usage error.
+//! 2 changes pending, 1 error; `check-config` 0 or 78 (EX_CONFIG); `consumer-dns` (no config
+//! file: [`crate::consumer_dns`]) as `plan`. Any other command exits 78 when the config file is
+//! invalid; every command 64 (EX_USAGE) on a usage error.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -23,7 +24,7 @@ use crate::restart::{CommandService, Decision, LockState, RestartError};
 // The clap definition lives in its own file: build.rs includes it to generate the man pages and
 // shell completions.
 mod args;
-pub use args::{Cli, Command, LogFormat};
+pub use args::{Cli, Command, ConsumerDnsArgs, LogFormat};
 
 /// `--version`: the package version and the git commit it was built from (build.rs sets
 /// `KPLINK_GIT_COMMIT`: `git rev-parse --short HEAD`, or "unknown" outside a git checkout).
@@ -43,6 +44,10 @@ pub const EXIT_CHANGES_PENDING: u8 = 2;
 
 /// Runs a parsed command line; returns the process exit code. Errors are printed as one line.
 pub async fn run(cli: Cli) -> ExitCode {
+    // consumer-dns runs in the consumer's account: no agent.toml, no instance metadata.
+    if let Command::ConsumerDns(args) = &cli.command {
+        return crate::consumer_dns::main(args).await;
+    }
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -98,6 +103,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(false) => ExitCode::from(EXIT_CHANGES_PENDING),
             Err(e) => exit(Err(e)),
         },
+        Command::ConsumerDns(ref args) => crate::consumer_dns::main(args).await,
     }
 }
 

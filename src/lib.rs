@@ -23,6 +23,7 @@
 //! | wire and edit the file | [`execute`] (one small executor per step), [`properties`] (byte-preserving editor) |
 //! | make effective | [`kafka`] (admin client; FFI in `kafka/ffi.rs`), [`restart`] (decide, gates, lock, command) |
 //! | keep it so | [`daemon`] (the loop), [`metrics`] (Prometheus), [`clock`] |
+//! | consumer side | [`consumer_dns`] (`consumer-dns`: CNAMEs for an interface endpoint in the consumer's private zone; pure planner in `consumer_dns::plan`) |
 //! | test seams | [`fakes`] (in-process NLB/IMDS/tags with AWS's rules), [`aws`] (real SDK clients) |
 
 // configure
@@ -57,6 +58,9 @@ pub mod clock;
 pub mod connection;
 pub mod daemon;
 pub mod metrics;
+
+// consumer side (another account): the private DNS for an interface endpoint
+pub mod consumer_dns;
 
 // seams: real AWS clients and in-process fakes
 pub mod aws;

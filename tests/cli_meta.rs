@@ -7,7 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kplink-agent");
-const SUBCOMMANDS: [&str; 5] = ["run", "plan", "check-config", "status", "decommission"];
+const SUBCOMMANDS: [&str; 6] = [
+    "run",
+    "plan",
+    "check-config",
+    "status",
+    "decommission",
+    "consumer-dns",
+];
 
 fn assets() -> PathBuf {
     Path::new(BIN)
@@ -99,6 +106,22 @@ fn man_pages_are_generated_for_the_command_and_each_subcommand() {
         let sub_page = gunzip(&man.join(format!("{name}.1.gz")));
         assert!(sub_page.contains(&format!(".TH {name} 1 ")), "{sub_page}");
     }
+    let dns = gunzip(&man.join("kplink-agent-consumer-dns.1.gz"));
+    for option in [
+        "\\-\\-endpoint",
+        "\\-\\-zone\\-id",
+        "\\-\\-host\\-template",
+        "\\-\\-bootstrap\\-host",
+        "\\-\\-bootstrap\\-port",
+        "\\-\\-apply",
+        "\\-\\-insync\\-timeout",
+        "one invocation per endpoint",
+    ] {
+        assert!(
+            dns.contains(option),
+            "kplink-agent-consumer-dns(1) lacks {option}: {dns}"
+        );
+    }
     let run = gunzip(&man.join("kplink-agent-run.1.gz"));
     for option in [
         "\\-\\-once",
@@ -170,6 +193,13 @@ fn bash_completion_completes_commands_and_their_options() {
             "{option} not offered: {run:?}"
         );
     }
+    let dns = bash_complete(&["kplink-agent", "consumer-dns", "--"]);
+    for option in ["--endpoint", "--zone-id", "--host-template", "--apply"] {
+        assert!(
+            dns.iter().any(|w| w == option),
+            "{option} not offered: {dns:?}"
+        );
+    }
     let check = bash_complete(&["kplink-agent", "check-config", "--"]);
     assert!(check.iter().any(|w| w == "--config"), "{check:?}");
     let formats = bash_complete(&["kplink-agent", "--log-format", ""]);
@@ -185,6 +215,16 @@ fn usage_errors_exit_64_and_help_exits_0() {
         &["--no-such-option"][..],
         &["plan", "--metadata-timeout", "soon"],
         &["frobnicate"],
+        &["consumer-dns", "--endpoint", "vpce-1", "--zone-id", "Z1"],
+        &[
+            "consumer-dns",
+            "--endpoint",
+            "vpce-1",
+            "--zone-id",
+            "Z1",
+            "--host-template",
+            "kafka.example.internal",
+        ],
     ] {
         let out = run(args);
         assert_eq!(
@@ -195,7 +235,11 @@ fn usage_errors_exit_64_and_help_exits_0() {
         );
         assert!(!out.stderr.is_empty(), "{args:?}: says why");
     }
-    for args in [&["--help"][..], &["plan", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["plan", "--help"],
+        &["consumer-dns", "--help"],
+    ] {
         assert_eq!(run(args).status.code(), Some(0), "{args:?}");
     }
 }

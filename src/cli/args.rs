@@ -87,4 +87,45 @@ pub enum Command {
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         metadata_timeout: Duration,
     },
+    /// Consumer account: CNAMEs for its interface endpoint in a private zone: exit 0 nothing to do, 2 changes pending, 1 error.
+    ///
+    /// Run once per consumer VPC and endpoint, with the consumer account's credentials and
+    /// Region (standard AWS chain; no agent.toml). One CNAME per AZ ID of the Region,
+    /// --host-template with {az_id} -> the endpoint's zonal DNS name in the AZ with that ID, or
+    /// its Regional name when the endpoint has no subnet there (a warning: that needs cross-zone
+    /// load balancing on the provider's NLB); --bootstrap-host -> the Regional name. Sharded
+    /// clusters (one NLB and endpoint service per shard): one invocation per endpoint, with the
+    /// shard written into the template (kafka-{az_id}-s1.orders.example.internal). Prints the
+    /// plan (or, with --apply, writes it and waits for Route 53 to report INSYNC) and the
+    /// clients' bootstrap.servers.
+    ConsumerDns(ConsumerDnsArgs),
+}
+
+/// Options of `consumer-dns`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConsumerDnsArgs {
+    /// The interface VPC endpoint to the cluster's endpoint service (vpce-...).
+    #[arg(long, value_name = "VPCE_ID")]
+    pub endpoint: String,
+    /// The private hosted zone associated with the endpoint's VPC (Z...).
+    #[arg(long, value_name = "ZONE_ID")]
+    pub zone_id: String,
+    /// The brokers' advertised name with {az_id}, e.g. kafka-{az_id}.orders.example.internal.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub host_template: String,
+    /// A bootstrap name for clients, pointed at the endpoint's Regional name.
+    #[arg(long, value_name = "HOST")]
+    pub bootstrap_host: Option<String>,
+    /// The NLB's bootstrap listener port (nlb.bootstrap_port), for the printed bootstrap.servers.
+    #[arg(long, value_name = "PORT", default_value_t = 10000)]
+    pub bootstrap_port: u16,
+    /// Write the changes (UPSERT) and wait until Route 53 reports them INSYNC.
+    #[arg(long)]
+    pub apply: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// How long --apply waits for INSYNC before giving up (exit 1; the records stay written).
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub insync_timeout: Duration,
 }

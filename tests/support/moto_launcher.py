@@ -127,13 +127,20 @@ on 127.0.0.1 and makes four changes to it:
    ``.../loadbalancer/app/<name>/<id>`` ARN (AWS: ``/net/``), and so its
    listeners ``.../listener/app/...``.
 
+   The consumer side of PrivateLink (``tests/support/moto_privatelink.py``,
+   installed by ``patch_moto()`` too): interface endpoints list AWS's DNS
+   entries (the Regional one, then one zonal ``vpce-…-<az-name>.vpce-svc-…``
+   per subnet AZ), and Route 53 changes start ``PENDING`` and turn ``INSYNC``
+   (``GetChange``), each with its own change id.
+
 2. A call counter on the server side (WSGI middleware). Every SigV4-signed
    request is counted once as (service, action), before any fault is injected:
    a request that gets a fault still counts.
    The service comes from the credential scope of the Authorization header
    (``Credential=AKID/20240101/us-east-1/elasticloadbalancing/aws4_request``).
    The action comes from the ``Action`` query or form parameter; for JSON
-   protocols it comes from the ``X-Amz-Target`` header instead. Each request is
+   protocols it comes from the ``X-Amz-Target`` header instead; for Route 53
+   (REST) from the method and path (``moto_privatelink.route53_action``). Each request is
    also counted under its access key id. The agent cannot add headers, so tests
    give each simulated host its own dummy access key id; the server can then
    count calls per host.
@@ -221,6 +228,9 @@ import time
 import uuid
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from moto_privatelink import patch_moto_privatelink, route53_action  # noqa: E402
 
 FAULT_KINDS = ("throttle", "500", "503", "drop", "latency")
 ELB_NS = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"
@@ -431,6 +441,7 @@ def patch_moto() -> None:
     from moto.elbv2.exceptions import DuplicateListenerError, DuplicateTargetGroupName, ELBClientError
 
     max_listeners()  # a malformed KPLINK_MOTO_MAX_LISTENERS fails at start, not per request
+    patch_moto_privatelink()  # interface endpoint DNS entries, Route 53 change status
     backend_cls = elbv2_models.ELBv2Backend
     orig = {
         name: getattr(backend_cls, name)
@@ -822,6 +833,8 @@ class KplinkMiddleware:
             target = environ.get("HTTP_X_AMZ_TARGET", "")
             if target:
                 action = target.rsplit(".", 1)[-1]
+        if action is None and service == "route53":  # REST: the action is in method and path
+            action = route53_action(environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""))
         if action is None and body:
             ctype = environ.get("CONTENT_TYPE", "")
             if "x-www-form-urlencoded" in ctype or body[:7] == b"Action=" or b"&Action=" in body:
