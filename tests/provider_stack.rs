@@ -246,6 +246,21 @@ fn assert_role_policy(facts: &Value, cluster: &str) {
         );
     }
     assert_eq!(actual, expected);
+    // IAM counts an inline policy's characters without white space; a role's inline policies
+    // may hold 10,240 in all ("IAM and AWS STS quotas",
+    // https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html). moto does not
+    // check it; six shards must still fit.
+    let size = serde_json::to_string(&policies["kplink-agent"])
+        .unwrap()
+        .len();
+    assert!(
+        size <= 10_240,
+        "the role's inline policy has {size} characters, IAM allows 10,240"
+    );
+    eprintln!(
+        "{} NLB(s): inline policy {size} characters",
+        nlb_arns(facts).len()
+    );
     let trust = &facts["role_trust"]["Statement"][0];
     assert_eq!(trust["Principal"]["Service"], "ec2.amazonaws.com");
     assert_eq!(trust["Action"], "sts:AssumeRole");
@@ -302,7 +317,12 @@ fn assert_endpoint_services(facts: &Value, acceptance: bool, principals: &[&str]
 }
 
 /// NLBs, security groups, instance profile and launch template as the stack made them.
-fn assert_network_and_launch_template(facts: &Value, cross_zone: &str, shards: usize) {
+fn assert_network_and_launch_template(
+    facts: &Value,
+    cross_zone: &str,
+    shards: usize,
+    more_sgs: &[&str],
+) {
     let arns = nlb_arns(facts);
     assert_eq!(arns.len(), shards, "NLBs: {}", facts["nlbs"]);
     assert_eq!(output(facts, "LoadBalancerArn"), arns[0]);
@@ -350,7 +370,13 @@ fn assert_network_and_launch_template(facts: &Value, cross_zone: &str, shards: u
         s(&facts["resources"]["BrokerLaunchTemplate"])
     );
     assert_eq!(lt["IamInstanceProfile"]["Arn"], profile["arn"]);
-    assert_eq!(lt["SecurityGroupIds"], json!([broker_sg]));
+    let mut lt_sgs = vec![broker_sg];
+    lt_sgs.extend(more_sgs);
+    assert_eq!(
+        lt["SecurityGroupIds"],
+        json!(lt_sgs),
+        "AdditionalSecurityGroupIds after it"
+    );
     assert_eq!(
         lt["MetadataOptions"]["HttpTokens"], "required",
         "IMDSv2 only"
@@ -371,7 +397,7 @@ fn assert_network_and_launch_template(facts: &Value, cross_zone: &str, shards: u
     for inst in facts["instances"].as_array().unwrap() {
         assert_eq!(
             inst["security_groups"],
-            json!([broker_sg]),
+            json!(lt_sgs),
             "launched from the template"
         );
     }
@@ -443,7 +469,7 @@ fn one_shard_stack_wires_agents_on_its_nlb() {
         ],
     );
     let deployed_in = started.elapsed();
-    assert_network_and_launch_template(&facts, "false", 1);
+    assert_network_and_launch_template(&facts, "false", 1, &[]);
     assert_endpoint_services(&facts, true, &["arn:aws:iam::111122223333:root"]);
     assert_role_policy(&facts, "orders");
 
@@ -540,8 +566,12 @@ fn one_shard_stack_wires_agents_on_its_nlb() {
 #[test]
 fn sharded_stacks_render_every_nlb_in_shard_order() {
     let (moto, imds) = start_servers();
-    for (shards, cross_zone) in [(3usize, "true"), (6, "false")] {
+    for (shards, cross_zone, more_sgs) in [
+        (3usize, "true", vec!["sg-0kafka", "sg-0ssh"]),
+        (6, "false", vec![]),
+    ] {
         let n = shards.to_string();
+        let more = more_sgs.join(",");
         let (_dir, facts) = deploy(
             &moto,
             &imds,
@@ -552,6 +582,7 @@ fn sharded_stacks_render_every_nlb_in_shard_order() {
                 ("ShardCount", &n),
                 ("CrossZoneLoadBalancing", cross_zone),
                 ("AcceptanceRequired", "false"),
+                ("AdditionalSecurityGroupIds", &more),
                 (
                     "AdvertisedHost",
                     "kafka-{az_id}-s{shard}.orders.example.internal",
@@ -559,7 +590,7 @@ fn sharded_stacks_render_every_nlb_in_shard_order() {
                 ("PackageUrl", PACKAGE_URL),
             ],
         );
-        assert_network_and_launch_template(&facts, cross_zone, shards);
+        assert_network_and_launch_template(&facts, cross_zone, shards, &more_sgs);
         assert_endpoint_services(&facts, false, &[]);
         assert_role_policy(&facts, "orders");
         let parsed: toml::Value = toml::from_str(output(&facts, "AgentToml")).unwrap();
