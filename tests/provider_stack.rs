@@ -75,13 +75,6 @@ fn cfn_lint_finds_nothing() {
 
 // ---- deploying into moto ----
 
-struct Deployed {
-    moto: Server,
-    imds: Server,
-    dir: tempfile::TempDir,
-    facts: Value,
-}
-
 fn start_servers() -> (Server, Server) {
     (
         start_server("moto_cfn_launcher.py", &["--port", "0"]),
@@ -414,13 +407,9 @@ fn host_config(toml: &str, host: &Host) -> String {
     )
 }
 
-fn world_from(deployed: Deployed) -> (World, Value) {
-    let Deployed {
-        moto,
-        imds,
-        dir,
-        facts,
-    } = deployed;
+/// The test harness's [`World`] over the deployed stack: its servers, the hosts
+/// `provider_stack.py` launched from the launch template, and the stack's first NLB.
+fn world_from(moto: Server, imds: Server, dir: tempfile::TempDir, facts: &Value) -> World {
     let world_file = PathBuf::from(s(&facts["world"]));
     let json: Value = serde_json::from_str(&std::fs::read_to_string(&world_file).unwrap()).unwrap();
     let mut hosts = Vec::new();
@@ -439,7 +428,7 @@ fn world_from(deployed: Deployed) -> (World, Value) {
             dir: host_dir,
         });
     }
-    let world = World {
+    World {
         elbv2: elbv2_client(&moto.url),
         lb_arn: s(&json["load_balancer_arn"]).to_string(),
         moto,
@@ -447,8 +436,7 @@ fn world_from(deployed: Deployed) -> (World, Value) {
         dir,
         world_file,
         hosts,
-    };
-    (world, facts)
+    }
 }
 
 #[test]
@@ -483,12 +471,7 @@ fn one_shard_stack_wires_agents_on_its_nlb() {
     assert!(parsed["nlb"].get("load_balancer_arns").is_none());
     assert_eq!(parsed["listener"]["port"].as_integer(), Some(9094));
     assert_eq!(parsed["nlb"]["port_range"].as_str(), Some("10001-10048"));
-    let (world, facts) = world_from(Deployed {
-        moto,
-        imds,
-        dir,
-        facts,
-    });
+    let world = world_from(moto, imds, dir, &facts);
     assert_eq!(world.lb_arn, output(&facts, "LoadBalancerArn"));
     let path = world.dir.path().join("agent.toml");
     std::fs::write(&path, &toml_text).unwrap();
