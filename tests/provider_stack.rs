@@ -639,7 +639,8 @@ fn write_exe(path: &Path, text: &str) {
 
 /// Runs the launch template's user data as cloud-init would (bash, as root), with
 /// `/etc/kplink` redirected into a temporary directory and stubs on PATH: `curl` (writes
-/// [`FAKE_PACKAGE`]), `apt-get`, `chown` and `systemctl` (log their arguments), `kplink-agent`
+/// [`FAKE_PACKAGE`]), `apt-get` (empty package lists), `chown` and `systemctl` (log their
+/// arguments), `kplink-agent`
 /// (the real binary, reading the redirected config). Then once more with a wrong SHA-256.
 fn run_user_data(facts: &Value, toml_text: &str) {
     let user_data = s(&facts["launch_template"]["UserData"]);
@@ -657,7 +658,16 @@ fn run_user_data(facts: &Value, toml_text: &str) {
             FAKE_PACKAGE.replace('\n', "\\n")
         ),
     );
-    write_exe(&bin.join("apt-get"), &logger("apt-get"));
+    // apt-get: like a host whose package lists are empty: `install` fails until `update` ran.
+    let updated = tmp.path().join("apt-updated");
+    write_exe(
+        &bin.join("apt-get"),
+        &format!(
+            "{0}if [ \"$1\" = update ]; then touch '{1}'; exit 0; fi\n[ -e '{1}' ]\n",
+            logger("apt-get"),
+            updated.display()
+        ),
+    );
     write_exe(&bin.join("chown"), &logger("chown"));
     write_exe(&bin.join("systemctl"), &logger("systemctl"));
     write_exe(
@@ -725,11 +735,14 @@ fn run_user_data(facts: &Value, toml_text: &str) {
         calls[1..],
         [
             format!("apt-get install -y {pkg}"),
+            "apt-get update".to_string(),
+            format!("apt-get install -y {pkg}"),
             "chown root:root TMP/etc/kplink/agent.toml.new".to_string(),
             "kplink-agent check-config".to_string(),
             "systemctl enable --now kplink-agent".to_string(),
         ],
-        "install, write the config, check it, start the agent"
+        "install (refreshing the package lists when needed), write the config, check it, start \
+         the agent"
     );
     let written = etc.join("agent.toml");
     assert_eq!(
