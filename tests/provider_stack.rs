@@ -114,6 +114,28 @@ fn deploy(
     (dir, facts)
 }
 
+/// `provider_stack.py update`: UpdateStack of the stack deployed into `dir` with changed
+/// parameters (and the endpoint-service stand-ins that follow from them).
+fn update(moto: &Server, dir: &Path, params: &[(&str, &str)]) -> Value {
+    let mut cmd = Command::new("python3");
+    cmd.arg(support("provider_stack.py"))
+        .args(["update", "--moto", &moto.url])
+        .arg("--template")
+        .arg(repo().join(TEMPLATE))
+        .arg("--out")
+        .arg(dir);
+    for (k, v) in params {
+        cmd.args(["--param", &format!("{k}={v}")]);
+    }
+    let out = cmd.output().expect("run provider_stack.py");
+    assert!(
+        out.status.success(),
+        "provider_stack.py update: {}",
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).expect("provider_stack.py JSON")
+}
+
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
 }
@@ -597,6 +619,77 @@ fn sharded_stacks_render_every_nlb_in_shard_order() {
             Some("kafka-{az_id}-s{shard}.orders.example.internal")
         );
     }
+}
+
+/// Raising `ShardCount` is a stack update that adds an NLB and its endpoint service and leaves
+/// the first NLB, its endpoint service and the agents' wiring on it alone; the agent.toml it
+/// renders switches to `load_balancer_arns` with the same first NLB. (AWS updates only the
+/// resources whose definitions change, "Update behaviors of stack resources",
+/// https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-updating-stacks-update-behaviors.html;
+/// moto's UpdateStack keeps unchanged resources too. Lowering `ShardCount` is not tested: moto
+/// keeps a resource whose Condition turned false, where AWS deletes it.)
+#[test]
+fn adding_a_shard_keeps_the_first_nlb_and_its_wiring() {
+    let (moto, imds) = start_servers();
+    let (dir, before) = deploy(
+        &moto,
+        &imds,
+        "kplink-orders",
+        1,
+        &[
+            ("ClusterName", "orders"),
+            ("AdvertisedHost", "kafka-{az_id}.orders.example.internal"),
+            ("PackageUrl", PACKAGE_URL),
+        ],
+    );
+    let toml_text = output(&before, "AgentToml").to_string();
+    let world = world_from(moto, imds, dir, &before);
+    let host = &world.hosts[0];
+    std::fs::write(host.properties(), SERVER_PROPERTIES).unwrap();
+    std::fs::write(host.config(), host_config(&toml_text, host)).unwrap();
+    assert_ok(&world.run(host, &["run", "--once"]));
+    let wired = world.wiring();
+    assert_eq!(wired.listeners.len(), 2, "bootstrap + broker 1: {wired:?}");
+
+    let after = update(
+        &world.moto,
+        world.dir.path(),
+        &[
+            ("ShardCount", "2"),
+            (
+                "AdvertisedHost",
+                "kafka-{az_id}-s{shard}.orders.example.internal",
+            ),
+        ],
+    );
+    let arns = nlb_arns(&after);
+    assert_eq!(arns.len(), 2);
+    assert_eq!(arns[0], world.lb_arn, "the first NLB is kept");
+    assert_eq!(
+        after["endpoint_services"][0]["service_id"], before["endpoint_services"][0]["service_id"],
+        "and its endpoint service"
+    );
+    assert_eq!(output(&after, "LoadBalancerArns"), arns.join(","));
+    assert_endpoint_services(&after, true, &[]);
+    // Not re-checked here: the role's policy and the launch template. moto's UpdateStack only
+    // updates a resource whose text changed or that Refs a changed parameter (not one that
+    // depends on it through a Condition or Fn::Sub), and its role update ignores policies; AWS
+    // re-evaluates every resource. The stacks created with 3 and 6 shards show what they
+    // render to.
+    let parsed: toml::Value = toml::from_str(output(&after, "AgentToml")).unwrap();
+    assert_eq!(
+        parsed["nlb"]["load_balancer_arns"],
+        toml::Value::try_from(&arns).unwrap()
+    );
+    let rewired = world.wiring();
+    assert_eq!(
+        rewired.listeners, wired.listeners,
+        "the agents' listeners on the first NLB"
+    );
+    assert_eq!(
+        rewired.groups[&world.boot_group()].targets,
+        wired.groups[&world.boot_group()].targets
+    );
 }
 
 /// Needs the agent side of issue 9 (`[nlb] load_balancer_arns`, `{shard}`); un-ignore when it

@@ -23,7 +23,14 @@
    round-robin, tagged ``kafka:broker-id=<1..N>``) and registers each with the IMDS test server,
    like ``world.py``.
 
-Writes ``DIR/world.json`` (``world.py``'s format; ``load_balancer_arn`` is the stack's first NLB)
+``provider_stack.py update --moto URL --template PATH --out DIR [--param Key=Value ...]``
+
+UpdateStack of the stack deployed into ``DIR`` with its parameters plus the given ones (for
+example a higher ``ShardCount``), then step 4 again: stand-ins whose Condition now holds are
+created, those whose Condition no longer holds are deleted, the others are kept as they are.
+No hosts are launched.
+
+Both commands write ``DIR/world.json`` (``world.py``'s format; ``load_balancer_arn`` is the stack's first NLB)
 and prints, and writes to ``DIR/stack.json``, what the test asserts on: parameters, outputs,
 removed resources and outputs, the stand-ins made, every NLB (attributes, tags, security
 groups, zones), the security groups, the role's inline policies, the instance profile, the
@@ -154,12 +161,32 @@ class Evaluator:
         raise RuntimeError(f"no evaluator for condition {op}")
 
 
-def create_stand_ins(ec2: Any, template: dict[str, Any], removed: dict[str, Any], ev: Evaluator) -> list[dict[str, Any]]:
+def reconcile_stand_ins(
+    ec2: Any, removed: dict[str, Any], ev: Evaluator, previous: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Create the removed resources whose Condition holds and that do not exist yet, delete the
+    ones made earlier whose Condition no longer holds (a stack update). Returns what exists."""
+    kept = {m["logical_id"]: m for m in previous}
+    for m in previous:
+        ev.physical.setdefault(m["logical_id"], m["service_id"])
     made: list[dict[str, Any]] = []
-    # Endpoint services first: permissions refer to them.
+    # Endpoint services first: permissions refer to them (and go first on deletion).
     order = sorted(removed, key=lambda k: (removed[k]["Type"] != "AWS::EC2::VPCEndpointService", k))
+    for logical in reversed(order):
+        res = removed[logical]
+        if logical in kept and "Condition" in res and not ev.condition(res["Condition"]):
+            old = kept.pop(logical)
+            if res["Type"] == "AWS::EC2::VPCEndpointService":
+                ec2.delete_vpc_endpoint_service_configurations(ServiceIds=[old["service_id"]])
+            elif res["Type"] == "AWS::EC2::VPCEndpointServicePermissions":
+                ec2.modify_vpc_endpoint_service_permissions(
+                    ServiceId=old["service_id"], RemoveAllowedPrincipals=old["principals"]
+                )
     for logical in order:
         res = removed[logical]
+        if logical in kept:
+            made.append(kept[logical])
+            continue
         if "Condition" in res and not ev.condition(res["Condition"]):
             continue
         props = res.get("Properties", {})
@@ -178,7 +205,7 @@ def create_stand_ins(ec2: Any, template: dict[str, Any], removed: dict[str, Any]
             service_id = ev.value(props["ServiceId"])
             principals = ev.value(props["AllowedPrincipals"])
             ec2.modify_vpc_endpoint_service_permissions(ServiceId=service_id, AddAllowedPrincipals=principals)
-            made.append({"logical_id": logical, "type": res["Type"], "service_id": service_id})
+            made.append({"logical_id": logical, "type": res["Type"], "service_id": service_id, "principals": principals})
         else:
             raise RuntimeError(f"{logical}: moto cannot deploy {res['Type']} and this script has no stand-in for it")
     return made
@@ -281,7 +308,8 @@ def facts(moto: str, stack: str, physical: dict[str, str], types: dict[str, str]
     out["role_trust"] = json.loads(trust) if isinstance(trust, str) else trust
     profile = iam.get_instance_profile(InstanceProfileName=physical["AgentInstanceProfile"])["InstanceProfile"]
     out["instance_profile"] = {"arn": profile["Arn"], "roles": [r["RoleName"] for r in profile["Roles"]]}
-    lt = ec2.describe_launch_template_versions(LaunchTemplateId=physical["BrokerLaunchTemplate"])["LaunchTemplateVersions"][-1]
+    versions = ec2.describe_launch_template_versions(LaunchTemplateId=physical["BrokerLaunchTemplate"])["LaunchTemplateVersions"]
+    lt = max(versions, key=lambda v: v["VersionNumber"])
     data = lt["LaunchTemplateData"]
     if "UserData" in data:
         data["UserData"] = base64.b64decode(data["UserData"]).decode()
@@ -303,30 +331,23 @@ def facts(moto: str, stack: str, physical: dict[str, str], types: dict[str, str]
     return out
 
 
-def deploy(args: argparse.Namespace) -> dict[str, Any]:
+def apply(args: argparse.Namespace, params: dict[str, str], previous: list[dict[str, Any]], create: bool) -> dict[str, Any]:
+    """CreateStack or UpdateStack with the moto variant, then the stand-ins (see the docstring)."""
     ec2, cfn = client(args.moto, "ec2"), client(args.moto, "cloudformation")
-    os.makedirs(args.out, exist_ok=True)
-    base = seed_vpc(ec2)
-    params = {
-        "VpcId": base["vpc_id"],
-        "SubnetIds": ",".join(s["subnet_id"] for s in base["subnets"].values()),
-        "ImageId": base["image_id"],
-    }
-    for p in args.param:
-        key, _, value = p.partition("=")
-        params[key] = value
     template = load_template(args.template)
     for name, decl in template["Parameters"].items():
         params.setdefault(name, str(decl["Default"]) if "Default" in decl else "")
     variant, removed, removed_outputs = moto_variant(template)
-    cfn.create_stack(
+    call = cfn.create_stack if create else cfn.update_stack
+    call(
         StackName=args.stack,
         TemplateBody=json.dumps(variant),
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
         Capabilities=["CAPABILITY_IAM"],
     )
     stack = cfn.describe_stacks(StackName=args.stack)["Stacks"][0]
-    if stack["StackStatus"] != "CREATE_COMPLETE":
+    want = "CREATE_COMPLETE" if create else "UPDATE_COMPLETE"
+    if stack["StackStatus"] != want:
         raise RuntimeError(f"stack {args.stack}: {stack['StackStatus']} {stack.get('StackStatusReason')}")
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     # moto lists resources whose Condition is false as entries with empty ids: skipped.
@@ -336,7 +357,7 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
     physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources}
     types = {r["LogicalResourceId"]: r["ResourceType"] for r in resources}
     ev = Evaluator(template, params, dict(physical))
-    stand_ins = create_stand_ins(ec2, template, removed, ev)
+    stand_ins = reconcile_stand_ins(ec2, removed, ev, previous)
     services = []
     for made in stand_ins:
         if made["type"] != "AWS::EC2::VPCEndpointService":
@@ -354,21 +375,7 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
                 "tags": {t["Key"]: t["Value"] for t in cfg.get("Tags", [])},
             }
         )
-    world: dict[str, Any] = {
-        "moto": args.moto,
-        "region": REGION,
-        "cluster": params.get("ClusterName", ""),
-        "imds": args.imds,
-        "vpc_id": base["vpc_id"],
-        "image_id": base["image_id"],
-        "subnets": base["subnets"],
-        "load_balancer_arn": outputs.get("LoadBalancerArn"),
-        "load_balancer_name": None,
-        "hosts": [],
-    }
-    launch_hosts(ec2, world, physical["BrokerLaunchTemplate"], args.hosts)
-    worldlib.save_world(world, os.path.join(args.out, "world.json"))
-    result = {
+    return {
         "stack_name": args.stack,
         "parameters": params,
         "outputs": outputs,
@@ -378,12 +385,60 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
         "removed_outputs": removed_outputs,
         "stand_ins": stand_ins,
         "endpoint_services": services,
-        "world": os.path.join(args.out, "world.json"),
-        **facts(args.moto, args.stack, physical, types, [h["instance_id"] for h in world["hosts"]]),
     }
+
+
+def finish(args: argparse.Namespace, result: dict[str, Any], world: dict[str, Any]) -> dict[str, Any]:
+    world_file = os.path.join(args.out, "world.json")
+    worldlib.save_world(world, world_file)
+    result["world"] = world_file
+    instance_ids = [h["instance_id"] for h in world["hosts"]]
+    result.update(facts(args.moto, args.stack, result["resources"], result["resource_types"], instance_ids))
     with open(os.path.join(args.out, "stack.json"), "w") as fh:
         json.dump(result, fh, indent=2, default=str)
     return result
+
+
+def overrides(args: argparse.Namespace) -> dict[str, str]:
+    return dict(p.partition("=")[::2] for p in args.param)
+
+
+def deploy(args: argparse.Namespace) -> dict[str, Any]:
+    ec2 = client(args.moto, "ec2")
+    os.makedirs(args.out, exist_ok=True)
+    base = seed_vpc(ec2)
+    params = {
+        "VpcId": base["vpc_id"],
+        "SubnetIds": ",".join(s["subnet_id"] for s in base["subnets"].values()),
+        "ImageId": base["image_id"],
+        **overrides(args),
+    }
+    result = apply(args, params, [], create=True)
+    world: dict[str, Any] = {
+        "moto": args.moto,
+        "region": REGION,
+        "cluster": params.get("ClusterName", ""),
+        "imds": args.imds,
+        "vpc_id": base["vpc_id"],
+        "image_id": base["image_id"],
+        "subnets": base["subnets"],
+        "load_balancer_arn": result["outputs"].get("LoadBalancerArn"),
+        "load_balancer_name": None,
+        "hosts": [],
+    }
+    launch_hosts(ec2, world, result["resources"]["BrokerLaunchTemplate"], args.hosts)
+    return finish(args, result, world)
+
+
+def update(args: argparse.Namespace) -> dict[str, Any]:
+    with open(os.path.join(args.out, "stack.json")) as fh:
+        previous = json.load(fh)
+    args.stack = previous["stack_name"]
+    params = {**previous["parameters"], **overrides(args)}
+    result = apply(args, params, previous["stand_ins"], create=False)
+    world = worldlib.load_world(os.path.join(args.out, "world.json"))
+    world["load_balancer_arn"] = result["outputs"].get("LoadBalancerArn")
+    return finish(args, result, world)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -397,9 +452,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stack", default="kplink-orders")
     p.add_argument("--hosts", type=int, default=0)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p = sub.add_parser("update", help="UpdateStack of a stack deployed into --out, with changed parameters")
+    p.add_argument("--moto", required=True)
+    p.add_argument("--template", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     try:
-        result = deploy(args)
+        result = deploy(args) if args.cmd == "deploy" else update(args)
     except Exception as exc:  # noqa: BLE001 - one line for the Rust test's assertion message
         print(f"provider_stack.py: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
