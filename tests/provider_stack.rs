@@ -283,7 +283,10 @@ fn assert_role_policy(facts: &Value, cluster: &str) {
 
 /// The endpoint services the test made for the template's removed resources: one per NLB, in
 /// shard order, each for exactly its NLB; the name is what the EndpointServiceName(s) outputs
-/// compute, `com.amazonaws.vpce.<region>.<service id>`.
+/// compute, `com.amazonaws.vpce.<region>.<service id>` (AWS PrivateLink guide, "Create a
+/// service powered by AWS PrivateLink",
+/// https://docs.aws.amazon.com/vpc/latest/privatelink/create-endpoint-service.html; moto names
+/// services the same way).
 fn assert_endpoint_services(facts: &Value, acceptance: bool, principals: &[&str]) {
     let arns = nlb_arns(facts);
     let removed: BTreeSet<&str> = facts["removed_resources"]

@@ -4,7 +4,8 @@
 Same command line, same READY line and control API as ``moto_launcher.py`` (whose AWS rules
 all apply). On top, moto 5.2.5's CloudFormation model of
 ``AWS::ElasticLoadBalancingV2::LoadBalancer`` is made to honour what the template sets and
-AWS's CloudFormation applies (resource reference "AWS::ElasticLoadBalancingV2::LoadBalancer"):
+AWS's CloudFormation applies (resource reference "AWS::ElasticLoadBalancingV2::LoadBalancer",
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-elasticloadbalancingv2-loadbalancer.html):
 
 * ``Type``: moto passes no type, so every load balancer a stack creates is an *application*
   load balancer, on which the agent's TCP listeners are refused (``InvalidProtocol``);
