@@ -135,10 +135,7 @@ class Evaluator:
             items = self.value(items)
             return sep.join(str(self.value(i)) for i in items)
         if isinstance(node, list):
-            out: list[Any] = []
-            for item in node:
-                out.append(self.value(item))
-            return out
+            return [self.value(item) for item in node]
         if isinstance(node, dict):
             raise RuntimeError(f"no evaluator for {node}")
         return node
@@ -252,7 +249,7 @@ def launch_hosts(ec2: Any, world: dict[str, Any], template_id: str, count: int) 
         world["hosts"].append(host)
 
 
-def facts(moto: str, stack: str, physical: dict[str, str], types: dict[str, str], instance_ids: list[str]) -> dict[str, Any]:
+def facts(moto: str, physical: dict[str, str], types: dict[str, str], instance_ids: list[str]) -> dict[str, Any]:
     ec2, elbv2, iam = client(moto, "ec2"), client(moto, "elbv2"), client(moto, "iam")
     out: dict[str, Any] = {}
     nlbs = {}
@@ -393,7 +390,7 @@ def finish(args: argparse.Namespace, result: dict[str, Any], world: dict[str, An
     worldlib.save_world(world, world_file)
     result["world"] = world_file
     instance_ids = [h["instance_id"] for h in world["hosts"]]
-    result.update(facts(args.moto, args.stack, result["resources"], result["resource_types"], instance_ids))
+    result.update(facts(args.moto, result["resources"], result["resource_types"], instance_ids))
     with open(os.path.join(args.out, "stack.json"), "w") as fh:
         json.dump(result, fh, indent=2, default=str)
     return result
