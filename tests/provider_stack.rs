@@ -695,10 +695,8 @@ fn adding_a_shard_keeps_the_first_nlb_and_its_wiring() {
     );
 }
 
-/// Needs the agent side of issue 9 (`[nlb] load_balancer_arns`, `{shard}`); un-ignore when it
-/// is merged.
+/// The agent accepts what a sharded stack renders (`[nlb] load_balancer_arns`, `{shard}`).
 #[test]
-#[ignore = "needs [nlb] load_balancer_arns and {shard} in the agent (issue 9)"]
 fn sharded_agent_toml_passes_check_config() {
     let (moto, imds) = start_servers();
     let (dir, facts) = deploy(
