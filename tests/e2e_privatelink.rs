@@ -289,7 +289,6 @@ fn produce_and_consume_through_privatelink() {
         &["records", "--moto", &world.moto.url, "--zone-id", zone_id],
     ))
     .unwrap();
-    let mut served = BTreeMap::new();
     for (az_id, broker) in &zonal {
         let (chain, addresses) = resolve(&broker.name, &records, &endpoint_dns);
         assert_eq!(
@@ -298,8 +297,16 @@ fn produce_and_consume_through_privatelink() {
             "{} must reach the endpoint's ENI in {az_id} (chain {chain:?})",
             broker.name
         );
-        served.insert(broker.name.clone(), addresses);
     }
+    // Every name in the zone is served (the bootstrap name per session, below).
+    let served: BTreeMap<&str, Vec<String>> = records
+        .iter()
+        .filter(|r| r["type"] == "CNAME" && r["name"] != BOOTSTRAP_HOST)
+        .map(|r| {
+            let name = r["name"].as_str().unwrap();
+            (name, resolve(name, &records, &endpoint_dns).1)
+        })
+        .collect();
     let (chain, regional) = resolve(BOOTSTRAP_HOST, &records, &endpoint_dns);
     assert_eq!(
         regional.iter().collect::<BTreeSet<_>>(),
@@ -307,30 +314,40 @@ fn produce_and_consume_through_privatelink() {
         "{BOOTSTRAP_HOST} must reach every ENI (the regional name; chain {chain:?})"
     );
     let system_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-    let hosts_file = |bootstrap: &str| {
+    let hosts_file = |bootstrap: &[String]| {
         let mut text = format!("{system_hosts}\n# served by tests/e2e_privatelink.rs\n");
         for (name, addresses) in &served {
             for a in addresses {
                 text.push_str(&format!("{a} {name}\n"));
             }
         }
-        text + &format!("{bootstrap} {BOOTSTRAP_HOST}\n")
+        for a in bootstrap {
+            text.push_str(&format!("{a} {BOOTSTRAP_HOST}\n"));
+        }
+        text
     };
     step("DNS served");
 
-    // A client session per AZ. Route 53 answers the regional name with every ENI and librdkafka
-    // picks one at random; serving one per session makes each session's broker known in advance.
+    // Client sessions. Route 53 answers the regional name with every ENI and librdkafka picks
+    // one at random: a session per AZ is served only that AZ's ENI for it, so its broker is known
+    // in advance; a last session is served the full answer.
+    let mut sessions: Vec<Option<&String>> = zonal.keys().map(Some).collect();
+    sessions.push(None);
     let mut produced = Vec::new();
-    for (round, (az_id, broker)) in zonal.iter().enumerate() {
-        let eni = &eni_address[az_id];
-        let messages: Vec<String> = (0..MESSAGES).map(|n| format!("{az_id}-{n}")).collect();
+    for (round, pinned) in sessions.into_iter().enumerate() {
+        let label = pinned.map_or("regional".to_string(), |az| format!("in {az}"));
+        let bootstrap_enis = match pinned {
+            Some(az_id) => vec![eni_address[az_id].clone()],
+            None => regional.clone(),
+        };
+        let messages: Vec<String> = (0..MESSAGES).map(|n| format!("{round}-{n}")).collect();
         produced.extend(messages.iter().cloned());
         let before = log_lines(&log, 0).len();
         let result = run_session(
             scratch.path(),
             unshare,
-            &format!("session-{az_id}"),
-            &hosts_file(eni),
+            &format!("session-{round}"),
+            &hosts_file(&bootstrap_enis),
             &json!({
                 "bootstrap": format!("{BOOTSTRAP_HOST}:{BOOTSTRAP_PORT}"),
                 "topic": TOPIC,
@@ -340,40 +357,59 @@ fn produce_and_consume_through_privatelink() {
             }),
         );
 
-        // The client was told the zonal name and port the agent wrote, and consumed everything
-        // produced so far (through this broker or the other one).
-        assert_eq!(
-            result["metadata_brokers"],
-            json!([{"id": TANSU_NODE_ID, "host": broker.name, "port": broker.port}]),
-            "session in {az_id}"
-        );
+        // It consumed everything produced so far (through this broker or the other one), and it
+        // was told a zonal name and port the agent wrote: its AZ's, when pinned.
         let consumed: Vec<String> = serde_json::from_value(result["consumed"].clone()).unwrap();
-        assert_eq!(consumed, produced, "session in {az_id}");
-
-        // Its connections: the bootstrap port and the broker's zonal port, both through the ENI
-        // in the broker's AZ, all forwarded to this AZ's broker.
-        let lines = log_lines(&log, before);
-        let ports: BTreeSet<u64> = lines.iter().filter_map(|l| l["port"].as_u64()).collect();
-        assert_eq!(
-            ports,
-            BTreeSet::from([u64::from(BOOTSTRAP_PORT), u64::from(broker.port)]),
-            "session in {az_id}: {lines:#?}"
-        );
-        let backend = format!("{}:{LISTENER_PORT}", host_address(broker.host));
-        for line in &lines {
-            assert_eq!(line["result"], "forwarded", "{line}");
-            assert_eq!(
-                line["listen"].as_str().unwrap().split(':').next(),
-                Some(eni.as_str())
-            );
-            assert_eq!(line["backend"], backend.as_str(), "{line}");
+        assert_eq!(consumed, produced, "session {label}");
+        let told = &result["metadata_brokers"];
+        let (told_az, told_broker) = zonal
+            .iter()
+            .find(|(_, b)| *told == json!([{"id": TANSU_NODE_ID, "host": b.name, "port": b.port}]))
+            .unwrap_or_else(|| {
+                panic!("session {label}: metadata {told} is not what the agent wrote: {zonal:?}")
+            });
+        if let Some(az_id) = pinned {
+            assert_eq!(told_az, az_id, "session {label} was told {told}");
         }
-        let to_zonal = lines.iter().filter(|l| l["port"] == broker.port).count();
+
+        // Its connections: all forwarded; the bootstrap port through an ENI to the broker in that
+        // ENI's AZ; a broker's port only through the ENI in the broker's AZ, to that broker.
+        let lines = log_lines(&log, before);
+        for line in &lines {
+            assert_eq!(line["result"], "forwarded", "session {label}: {line}");
+            let eni_az = line["az_id"].as_str().unwrap();
+            let port = u16::try_from(line["port"].as_u64().unwrap()).unwrap();
+            let broker = if port == BOOTSTRAP_PORT {
+                &zonal[eni_az]
+            } else {
+                let (az_id, broker) = zonal
+                    .iter()
+                    .find(|(_, b)| b.port == port)
+                    .unwrap_or_else(|| panic!("session {label}: {line} is no broker's port"));
+                assert_eq!(eni_az, az_id, "session {label}: {line}");
+                broker
+            };
+            let backend = format!("{}:{LISTENER_PORT}", host_address(broker.host));
+            assert_eq!(line["backend"], backend.as_str(), "session {label}: {line}");
+        }
+        let ports: BTreeSet<u16> = lines
+            .iter()
+            .map(|l| u16::try_from(l["port"].as_u64().unwrap()).unwrap())
+            .collect();
+        assert!(
+            ports.contains(&BOOTSTRAP_PORT) && ports.contains(&told_broker.port),
+            "session {label}: connections to {ports:?}, want {BOOTSTRAP_PORT} and {}: {lines:#?}",
+            told_broker.port
+        );
+        if pinned.is_some() {
+            assert_eq!(ports.len(), 2, "session {label}: {lines:#?}");
+        }
+        let to_zonal = lines.iter().filter(|l| l["port"] != BOOTSTRAP_PORT).count();
         step(&format!(
-            "session in {az_id} ({} connections, {to_zonal} to {}:{})",
+            "session {label} ({} connections, {to_zonal} to broker ports, told {}:{})",
             lines.len(),
-            broker.name,
-            broker.port
+            told_broker.name,
+            told_broker.port
         ));
     }
 
