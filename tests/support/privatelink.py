@@ -37,11 +37,11 @@ data path on loopback.
     is reset. Every connection is appended to ``--log`` as one JSON line:
     ``{"t_ms", "eni", "az_id", "listen": "ADDR:PORT", "port", "client", "target_group",
     "target", "target_port", "backend", "result"}`` where ``result`` is ``forwarded`` or why
-    not. The first stdout line is ``READY <json>``, the JSON being
-    ``{"enis": [{"id", "az", "az_id", "private_ip", "address"}], "ports": [...],
-    "dns": {ENDPOINT_DNS_NAME: [ADDRESS, ...]}}``: ``dns`` is what the consumer VPC's
-    resolver answers for the endpoint's DNS entries (the regional entry: every ENI's address;
-    a zonal entry, ``vpce-…-<az>.vpce-svc-…``: the ENI in that AZ), in loopback terms.
+    not. The first stdout line is ``READY <json>`` (``ERROR <why>`` when it cannot start), the
+    JSON being ``{"enis": [{"id", "az", "az_id", "private_ip", "address"}], "ports": [...],
+    "dns": {ENDPOINT_DNS_NAME: [ADDRESS, ...]}}``: ``dns`` is what the consumer VPC's resolver
+    answers for the endpoint's DNS entries (the regional entry: every ENI's address; a zonal
+    entry, ``vpce-…-<az>.vpce-svc-…``: the ENI in that AZ), in loopback terms.
 
 boto3 from tests/support/requirements.txt; the dummy credentials are what moto accepts.
 """
@@ -353,7 +353,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(records(args.moto, args.zone_id)))
     else:
         addresses = dict(a.split("=", 1) for a in args.address)
-        nlb = Nlb(args.moto, args.lb_arn, args.endpoint_id, args.eni_net, addresses, args.log)
+        try:
+            nlb = Nlb(args.moto, args.lb_arn, args.endpoint_id, args.eni_net, addresses, args.log)
+        except Exception as err:  # noqa: BLE001 - the first stdout line is what the test shows
+            print(f"ERROR {type(err).__name__}: {err}", flush=True)
+            return 1
         nlb.start()
         print("READY " + json.dumps(nlb.describe()), flush=True)
         threading.Event().wait()
