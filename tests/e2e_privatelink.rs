@@ -14,12 +14,13 @@
 //!   through the other. A client session therefore sees one broker, the one its bootstrap
 //!   connection reached; the test runs a session per AZ to use both.
 //!
-//! - Consumer side (`tests/support/privatelink.py`): a consumer VPC with an interface endpoint to
-//!   the NLB's endpoint service in both broker AZs and a private hosted zone. The endpoint's ENIs
-//!   are loopback addresses; each listens on every NLB listener port and routes each connection
-//!   as AWS does, from moto's state at that moment: listener → target group → registered target
-//!   in the ENI's own AZ (cross-zone load balancing is off, the NLB default) → the instance's
-//!   private IP mapped to its loopback address → the target port. Every connection is logged.
+//! - Consumer side: a consumer VPC with an interface endpoint to the NLB's endpoint service in
+//!   both broker AZs and a private hosted zone (`tests/support/consumer_world.py`).
+//!   `tests/support/privatelink.py` plays the endpoint's ENIs on loopback addresses; each
+//!   listens on every NLB listener port and routes each connection as AWS does, from moto's
+//!   state at that moment: listener → target group → registered target in the ENI's own AZ
+//!   (cross-zone load balancing is off, the NLB default) → the instance's private IP mapped to
+//!   its loopback address → the target port. Every connection is logged.
 //!
 //! - DNS: `kplink-agent consumer-dns --apply` writes the consumer's records into moto's Route 53;
 //!   the test reads them back (ListResourceRecordSets), follows each CNAME to the endpoint's DNS
@@ -213,19 +214,20 @@ fn produce_and_consume_through_privatelink() {
     let brokers = start_brokers(&world, &host_address);
     step("brokers started");
 
-    // The consumer VPC: an endpoint in both broker AZs, a private zone.
+    // The consumer VPC (tests/support/consumer_world.py): an interface endpoint to the NLB's
+    // endpoint service with subnets in both broker AZs, a private zone.
     let azs: Vec<&str> = world.hosts.iter().map(|h| h.az.as_str()).collect();
     let consumer: Value = serde_json::from_str(&python_ok(
-        "privatelink.py",
+        "consumer_world.py",
         &[
-            "consumer",
+            "seed",
             "--moto",
             &world.moto.url,
-            "--world",
-            world.world_file.to_str().unwrap(),
+            "--nlb-arn",
+            &world.lb_arn,
             "--azs",
             &azs.join(","),
-            "--zone-name",
+            "--zone",
             ZONE,
         ],
     ))
@@ -283,7 +285,8 @@ fn produce_and_consume_through_privatelink() {
     step("endpoint up");
 
     // The consumer's DNS as consumer-dns wrote it into Route 53, followed to the ENIs.
-    consumer_dns(&world, endpoint_id, zone_id);
+    let bootstrap = consumer_dns(&world, endpoint_id, zone_id);
+    assert_eq!(bootstrap, format!("{BOOTSTRAP_HOST}:{BOOTSTRAP_PORT}"));
     let records: Vec<Value> = serde_json::from_str(&python_ok(
         "privatelink.py",
         &["records", "--moto", &world.moto.url, "--zone-id", zone_id],
@@ -349,7 +352,7 @@ fn produce_and_consume_through_privatelink() {
             &format!("session-{round}"),
             &hosts_file(&bootstrap_enis),
             &json!({
-                "bootstrap": format!("{BOOTSTRAP_HOST}:{BOOTSTRAP_PORT}"),
+                "bootstrap": bootstrap,
                 "topic": TOPIC,
                 "create_topic": round == 0,
                 "produce": messages,
@@ -553,20 +556,40 @@ fn run_session(dir: &Path, unshare: &[&str], name: &str, hosts: &str, spec: &Val
     serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap()
 }
 
-/// The consumer's records, written by `kplink-agent consumer-dns --apply`.
-fn consumer_dns(world: &World, endpoint_id: &str, zone_id: &str) {
-    python_ok(
-        "privatelink.py",
-        &[
-            "stand-in-dns",
-            "--moto",
-            &world.moto.url,
-            "--endpoint-id",
+/// `kplink-agent consumer-dns --apply` with the consumer's credentials (no instance metadata, no
+/// config file); returns the `bootstrap.servers` it tells clients to use.
+fn consumer_dns(world: &World, endpoint_id: &str, zone_id: &str) -> String {
+    let out = Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ENDPOINT_URL", &world.moto.url)
+        .env("AWS_ACCESS_KEY_ID", "AKIACONSUMERE2E00001")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("KPLINK_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .args([
+            "consumer-dns",
+            "--endpoint",
             endpoint_id,
             "--zone-id",
             zone_id,
-        ],
-    );
+        ])
+        .args([
+            "--host-template",
+            HOST_TEMPLATE,
+            "--bootstrap-host",
+            BOOTSTRAP_HOST,
+        ])
+        .args(["--bootstrap-port", &BOOTSTRAP_PORT.to_string()])
+        .args(["--apply", "--json"])
+        .output()
+        .expect("run kplink-agent consumer-dns");
+    assert_ok(&out);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("consumer-dns --json");
+    assert_eq!(report["applied"]["status"], "INSYNC", "{report:#}");
+    report["bootstrap_servers"].as_str().unwrap().to_string()
 }
 
 /// The client half of [`produce_and_consume_through_privatelink`]: run by it, in its own mount

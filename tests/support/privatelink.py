@@ -3,15 +3,8 @@
 
 A Kafka client in a consumer VPC reaches the provider's NLB through an interface endpoint: the
 endpoint has one network interface (ENI) per endpoint subnet, and each ENI forwards every NLB
-listener port to the NLB node in its own AZ. This script builds that side in moto and plays the
-data path on loopback.
-
-``privatelink.py consumer --moto URL --world world.json --azs us-east-1a,us-east-1b
-[--zone-name orders.example.internal]``
-    Creates what a consuming team has: a consumer VPC with a subnet in each of ``--azs``, the
-    provider's VPC endpoint service for the world's NLB, an interface endpoint to it in those
-    subnets, and a private hosted zone associated with the consumer VPC. Prints JSON:
-    ``{"vpc_id", "service_name", "endpoint_id", "zone_id", "enis": [{"id", "az", "private_ip"}]}``.
+listener port to the NLB node in its own AZ. consumer_world.py creates the endpoint in moto; this
+script plays its data path on loopback.
 
 ``privatelink.py bucket --moto URL --name tansu``
     Creates an S3 bucket (tansu's shared storage).
@@ -56,7 +49,6 @@ import struct
 import sys
 import threading
 import time
-import uuid
 from typing import Any
 
 import boto3
@@ -77,42 +69,6 @@ def client(service: str, moto: str) -> Any:
         aws_secret_access_key="testing",
         config=_CFG,
     )
-
-
-def consumer(moto: str, world_path: str, azs: list[str], zone_name: str) -> dict[str, Any]:
-    with open(world_path) as fh:
-        world = json.load(fh)
-    ec2 = client("ec2", moto)
-    route53 = client("route53", moto)
-    vpc_id = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
-    ec2.create_tags(Resources=[vpc_id], Tags=[{"Key": "Name", "Value": "consumer-vpc"}])
-    subnets = [
-        ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.1.{i + 1}.0/24", AvailabilityZone=az)["Subnet"]["SubnetId"]
-        for i, az in enumerate(azs)
-    ]
-    service = ec2.create_vpc_endpoint_service_configuration(
-        NetworkLoadBalancerArns=[world["load_balancer_arn"]], AcceptanceRequired=False
-    )["ServiceConfiguration"]
-    endpoint = ec2.create_vpc_endpoint(
-        VpcEndpointType="Interface",
-        VpcId=vpc_id,
-        ServiceName=service["ServiceName"],
-        SubnetIds=subnets,
-        PrivateDnsEnabled=False,
-    )["VpcEndpoint"]
-    zone = route53.create_hosted_zone(
-        Name=zone_name,
-        CallerReference=str(uuid.uuid4()),
-        VPC={"VPCRegion": REGION, "VPCId": vpc_id},
-        HostedZoneConfig={"PrivateZone": True, "Comment": "consumer view of the Kafka cluster"},
-    )["HostedZone"]
-    return {
-        "vpc_id": vpc_id,
-        "service_name": service["ServiceName"],
-        "endpoint_id": endpoint["VpcEndpointId"],
-        "zone_id": zone["Id"].rsplit("/", 1)[-1],
-        "enis": [{"id": e["id"], "az": e["az"], "private_ip": e["private_ip"]} for e in enis(ec2, endpoint["VpcEndpointId"])],
-    }
 
 
 def enis(ec2: Any, endpoint_id: str) -> list[dict[str, Any]]:
@@ -296,33 +252,9 @@ def pipe(a: socket.socket, b: socket.socket) -> None:
             pass
 
 
-def stand_in_dns(moto: str, endpoint_id: str, zone_id: str) -> None:
-    """TEMPORARY until consumer-dns lands: the records it is specified to write."""
-    ec2 = client("ec2", moto)
-    route53 = client("route53", moto)
-    entries = [e["DnsName"] for e in ec2.describe_vpc_endpoints(VpcEndpointIds=[endpoint_id])["VpcEndpoints"][0]["DnsEntries"]]
-    changes = []
-    for z in ec2.describe_availability_zones()["AvailabilityZones"]:
-        target = next((e for e in entries if f"-{z['ZoneName']}." in e), entries[0])
-        changes.append((f"kafka-{z['ZoneId']}.orders.example.internal", target))
-    changes.append(("kafka.orders.example.internal", entries[0]))
-    route53.change_resource_record_sets(
-        HostedZoneId=zone_id,
-        ChangeBatch={"Changes": [
-            {"Action": "UPSERT", "ResourceRecordSet": {"Name": n, "Type": "CNAME", "TTL": 60, "ResourceRecords": [{"Value": t}]}}
-            for n, t in changes
-        ]},
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("consumer", help="consumer VPC, endpoint service, interface endpoint, private zone")
-    p.add_argument("--moto", required=True)
-    p.add_argument("--world", required=True)
-    p.add_argument("--azs", required=True, help="comma-separated AZ names of the endpoint's subnets")
-    p.add_argument("--zone-name", default="orders.example.internal")
     p = sub.add_parser("bucket", help="create an S3 bucket")
     p.add_argument("--moto", required=True)
     p.add_argument("--name", required=True)
@@ -336,18 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eni-net", required=True, help="first three octets of the ENIs' loopback addresses")
     p.add_argument("--address", action="append", default=[], help="PRIVATE_IP=LOOPBACK_IP for a target instance")
     p.add_argument("--log", required=True)
-    p = sub.add_parser("stand-in-dns")
-    p.add_argument("--moto", required=True)
-    p.add_argument("--endpoint-id", required=True)
-    p.add_argument("--zone-id", required=True)
     args = parser.parse_args(argv)
-    if args.cmd == "stand-in-dns":
-        stand_in_dns(args.moto, args.endpoint_id, args.zone_id)
-        return 0
 
-    if args.cmd == "consumer":
-        print(json.dumps(consumer(args.moto, args.world, args.azs.split(","), args.zone_name)))
-    elif args.cmd == "bucket":
+    if args.cmd == "bucket":
         client("s3", args.moto).create_bucket(Bucket=args.name)
     elif args.cmd == "records":
         print(json.dumps(records(args.moto, args.zone_id)))
