@@ -440,9 +440,8 @@ fn produce_and_consume_through_privatelink() {
 
     drop(endpoint);
     drop(brokers);
-    let took = started.elapsed();
-    eprintln!("end to end took {took:?}");
-    assert!(took < Duration::from_secs(90), "took {took:?}");
+    // Printed, not asserted: speed targets live in benches/ (each wait above is bounded).
+    eprintln!("end to end took {:?}", started.elapsed());
 }
 
 /// Runs the agent once on each host (before Kafka's first start); checks what it wrote against
