@@ -398,7 +398,7 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
         };
         match self.lb.tags(&arn).await? {
             Some(tags) if tags.get(TAG_LOCK_HOLDER) == Some(&self.holder) => {
-                tracing::info!(lock_group = %spec.name, "acquired the cluster restart lock");
+                tracing::info!(lock = %format!("target group {}", spec.name), "acquired the cluster restart lock");
                 self.lock_held.send_replace(true);
                 Ok(Some(LockState::from_tags(&arn, &tags)))
             }
