@@ -86,8 +86,10 @@ fn three_hosts_in_three_azs_get_wired_and_a_rerun_changes_nothing() {
         let calls = world.calls(Some(&host.access_key));
         let total: u64 = calls.values().sum();
         // 0.1's budget plus the once-per-process checks: the NLB serves this AZ, and (joining
-        // an existing bootstrap listener) its group is this cluster's.
-        let limit = if host.broker_id == 1 { 9 } else { 8 };
+        // an existing bootstrap listener) its group is this cluster's; plus one
+        // DescribeTargetGroups when `run --once` checks Kafka: a restart lock of this holder from
+        // before a crash (a target group, which the pass's DescribeListeners no longer shows).
+        let limit = if host.broker_id == 1 { 10 } else { 9 };
         assert!(
             total <= limit,
             "broker {} made {total} calls: {calls:?}",
@@ -113,7 +115,20 @@ fn three_hosts_in_three_azs_get_wired_and_a_rerun_changes_nothing() {
     for host in &world.hosts {
         let out = world.run(host, &["run", "--once", "--json"]);
         let reads = world.calls(Some(&host.access_key));
-        assert!(reads.values().sum::<u64>() <= 3, "steady state: {reads:?}");
+        // The pass: 3 reads. `run --once` then checks Kafka, which starts with one
+        // DescribeTargetGroups: a restart lock of this holder left by a crash (the lock is a
+        // target group, which the pass's DescribeListeners does not show). The daemon does that
+        // once per process, so its steady-state passes stay at 3 (tests/daemon.rs).
+        assert_eq!(
+            reads.get("elasticloadbalancing:DescribeTargetGroups"),
+            Some(&1),
+            "steady state: {reads:?}"
+        );
+        assert!(reads.values().sum::<u64>() <= 4, "steady state: {reads:?}");
+        assert!(
+            reads.keys().all(|op| op.contains(":Describe")),
+            "steady state writes: {reads:?}"
+        );
         assert_ok(&out);
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(report["changes"].as_array().unwrap().len(), 0, "{report}");
