@@ -234,6 +234,17 @@ fn running_broker_is_restarted_once_and_advertises_the_new_endpoint() {
     assert_eq!(status["advertised_in_broker"], want.as_str());
     assert_eq!(status["restart_pending"], false);
     assert!(status["lock_holder"].is_null());
+    assert!(status["lock_arn"].is_null());
+    assert_eq!(status["lock_group"], lock_group_name("orders").as_str());
+    let out = world.run(host, &["status"]);
+    assert!(
+        stdout(&out).contains(&format!(
+            "restart lock  free (target group {})",
+            lock_group_name("orders")
+        )),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
