@@ -287,7 +287,21 @@ mod tests {
                 dedicated_group_name(cluster, LB, i32::MAX)
             );
         }
-        // The lock: one per cluster, whatever the NLB; never a claim or a bootstrap name.
+        // Long clusters sharing a prefix still get distinct names.
+        assert_ne!(
+            cluster_slug("analytics-platform-prod-1"),
+            cluster_slug("analytics-platform-prod-2")
+        );
+        assert_ne!(
+            group_stem("analytics-platform-prod-1", LB),
+            group_stem("analytics-platform-prod-2", LB)
+        );
+    }
+
+    #[test]
+    fn the_lock_group_name_is_per_cluster_and_stable() {
+        // Pinned: a changed name would let an upgraded agent miss a lock an older one holds.
+        // One per cluster, whatever the NLB; never a claim or a bootstrap name.
         assert_eq!(lock_group_name("orders"), "kp-orders-50be8b4c-lock");
         assert_ne!(lock_group_name("orders"), lock_group_name("Orders"));
         assert!(lock_group_name("orders").starts_with("kp-orders-"));
@@ -310,15 +324,6 @@ mod tests {
                 "{name}"
             );
         }
-        // Long clusters sharing a prefix still get distinct names.
-        assert_ne!(
-            cluster_slug("analytics-platform-prod-1"),
-            cluster_slug("analytics-platform-prod-2")
-        );
-        assert_ne!(
-            group_stem("analytics-platform-prod-1", LB),
-            group_stem("analytics-platform-prod-2", LB)
-        );
     }
 
     #[test]
