@@ -16,7 +16,6 @@ use crate::daemon::LastPass;
 use crate::kafka::{KafkaCluster, KafkaError, Liveness, RdKafka};
 use crate::metadata::{self, Imds};
 use crate::nlb::CallCounter;
-use crate::nlb::LoadBalancer;
 use crate::node::NodeRole;
 use crate::reconcile::{Agent, Context, Error, Observed, PassReport};
 use crate::restart::{CommandService, Decision, LockState, RestartError};
@@ -337,6 +336,7 @@ async fn plan(
             "changes_pending": !steps.is_empty(),
             "steps": steps,
             "restart_lock_listener": observed.assessment.lock.as_ref().map(|l| l.arn.clone()),
+            "restart_lock_group": crate::registry::lock_group_name(&agent.config.cluster),
             "lifecycle": observed.lifecycle,
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -369,10 +369,10 @@ async fn plan(
             "  note: this instance is leaving ({why}): a pass only takes it out of the bootstrap target group; its port, target group and server.properties stay"
         );
     }
-    if !json && observed.assessment.lock.is_some() {
+    if let (false, Some(l)) = (json, &observed.assessment.lock) {
         println!(
-            "  note: the cluster restart lock is held (listener on port {}); `kplink-agent status` shows by whom",
-            agent.config.restart.lock_port
+            "  note: a legacy cluster restart lock listener (an older agent, release 0.1) is held on port {}; `kplink-agent status` shows by whom",
+            l.port
         );
     }
     Ok(steps.is_empty())
@@ -487,6 +487,8 @@ struct StatusView {
     /// The cluster as clients reach it.
     clients: crate::connection::ClusterView,
     lock: Option<LockState>,
+    /// Name of the cluster's restart lock target group.
+    lock_group: String,
     last: Option<LastPass>,
 }
 
@@ -534,14 +536,9 @@ impl StatusView {
                     Decision::DynamicUpdate | Decision::Restart
                 )
         });
-        let lock = match &observed.assessment.lock {
-            Some(l) => agent
-                .lb
-                .tags(&l.arn)
-                .await?
-                .map(|tags| LockState::from_tags(&l.arn, &tags)),
-            None => None,
-        };
+        let legacy = observed.assessment.lock.as_ref().map(|l| l.arn.as_str());
+        let lock =
+            crate::restart::read_cluster_lock(&agent.lb, &agent.config, legacy, false).await?;
         Ok(StatusView {
             changes_pending: steps.iter().map(ToString::to_string).collect(),
             ctx,
@@ -554,6 +551,7 @@ impl StatusView {
             stale_claims,
             clients,
             lock,
+            lock_group: crate::registry::lock_group_name(&agent.config.cluster),
             last,
         })
     }
@@ -591,6 +589,9 @@ impl StatusView {
             "lock_holder": lock.map(|l| l.holder.clone()),
             "lock_phase": lock.map(|l| l.phase.clone()),
             "lock_expires_unix": lock.map(|l| l.expires),
+            "lock_group": self.lock_group,
+            "lock_arn": lock.map(|l| l.arn.clone()),
+            "lock_kind": lock.map(|l| l.kind),
             "changes_pending": self.changes_pending,
             "lifecycle": observed.lifecycle,
             "draining": observed.lifecycle.is_leaving(),
@@ -715,10 +716,13 @@ impl StatusView {
         match &self.lock {
             Some(l) => writeln!(
                 out,
-                "restart lock  held by {} (phase {}, expires unix {})",
-                l.holder, l.phase, l.expires
+                "restart lock  held by {} (phase {}, expires unix {}; {})",
+                l.holder,
+                l.phase,
+                l.expires,
+                l.resource()
             )?,
-            None => writeln!(out, "restart lock  free")?,
+            None => writeln!(out, "restart lock  free (target group {})", self.lock_group)?,
         }
         match &self.last {
             Some(p) => writeln!(

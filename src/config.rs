@@ -254,8 +254,10 @@ pub struct RestartConfig {
     /// Per phase: waiting for the lock and health, waiting for the broker to return.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// NLB port of the cluster restart lock listener (never used by clients).
-    pub lock_port: u16,
+    /// Deprecated and ignored (a warning says so): the restart lock is a target group now, not a
+    /// listener. Until every agent runs this release, the port where older agents put their lock
+    /// listener (default [`LEGACY_LOCK_PORT`]; see [`RestartConfig::legacy_lock_port`]).
+    pub lock_port: Option<u16>,
     /// Extra librdkafka properties for the admin client (e.g. `security.protocol`).
     pub kafka: std::collections::BTreeMap<String, String>,
 }
@@ -272,9 +274,22 @@ impl Default for RestartConfig {
             healthy_checks: 3,
             check_interval: Duration::from_secs(10),
             timeout: Duration::from_secs(900),
-            lock_port: 9999,
+            lock_port: None,
             kafka: std::collections::BTreeMap::new(),
         }
+    }
+}
+
+/// Where older agents (release 0.1) put the restart lock listener when `restart.lock_port` was unset.
+pub const LEGACY_LOCK_PORT: u16 = 9999;
+
+impl RestartConfig {
+    /// The port on which an older agent may hold a lock *listener* (`restart.lock_port`, else
+    /// [`LEGACY_LOCK_PORT`]); `None` when that port is `nlb.bootstrap_port` or in
+    /// `nlb.port_range`, where older agents refused to put it.
+    pub fn legacy_lock_port(&self, nlb: &NlbConfig) -> Option<u16> {
+        let port = self.lock_port.unwrap_or(LEGACY_LOCK_PORT);
+        (port != 0 && port != nlb.bootstrap_port && !nlb.port_range.contains(port)).then_some(port)
     }
 }
 
@@ -462,14 +477,13 @@ impl Config {
 
     /// Checks what serde cannot: one function per section, in file order, first problem wins.
     /// Checks across sections live with the key they report: `nlb.bootstrap_port` against
-    /// `nlb.port_range` in [`validate_nlb`], `restart.lock_port` against both in
-    /// [`validate_restart`].
+    /// `nlb.port_range` in [`validate_nlb`].
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         validate_cluster(&self.cluster)
             .and_then(|()| validate_broker(&self.broker, &self.cluster))
             .and_then(|()| validate_listener(&self.listener, &self.cluster))
             .and_then(|()| validate_nlb(&self.nlb, &self.listener))
-            .and_then(|()| validate_restart(&self.restart, &self.nlb))
+            .and_then(|()| validate_restart(&self.restart))
             .and_then(|()| validate_daemon(&self.daemon))
             .map_err(|Invalid { key, reason }| ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -484,17 +498,32 @@ impl Config {
         let mut out = Vec::new();
         let range = self.nlb.port_range;
         let claims = range.len();
-        // Bootstrap and the restart lock are listeners too (the lock only while held).
-        let needed = claims + 2;
+        // The bootstrap is a listener too (the restart lock is not: a target group).
+        let needed = claims + 1;
         let max = crate::nlb::MAX_LISTENERS_PER_NLB;
         if needed > max {
             out.push(format!(
-                "nlb.port_range {range} ({claims} ports) + bootstrap listener + restart lock listener = {needed} listeners, more than the {max} AWS allows per Network Load Balancer (not adjustable): at most {} brokers can claim a port; use a range of {} ports or fewer",
-                max - 2,
-                max - 2
+                "nlb.port_range {range} ({claims} ports) + bootstrap listener = {needed} listeners, more than the {max} AWS allows per Network Load Balancer (not adjustable): at most {} brokers can claim a port; use a range of {} ports or fewer",
+                max - 1,
+                max - 1
+            ));
+        }
+        if let Some(port) = self.restart.lock_port {
+            out.push(format!(
+                "restart.lock_port = {port} is deprecated and ignored: the restart lock is the target group {} now, not a listener; remove the key (a lock listener an older agent left on port {port} is still honoured until released)",
+                crate::registry::lock_group_name(&self.cluster)
             ));
         }
         out
+    }
+
+    /// The state directory: systemd's `STATE_DIRECTORY` if set (its first entry), else
+    /// `daemon.state_dir`.
+    pub fn state_dir(&self) -> PathBuf {
+        std::env::var_os("STATE_DIRECTORY")
+            .map(|v| PathBuf::from(v.to_string_lossy().split(':').next().unwrap_or_default()))
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| self.daemon.state_dir.clone())
     }
 
     /// The ports of `nlb.port_range`.
@@ -671,8 +700,8 @@ fn validate_nlb(nlb: &NlbConfig, listener: &ListenerConfig) -> Result<(), Invali
     Ok(())
 }
 
-/// `[restart]`, including `lock_port` against `nlb.port_range` and `nlb.bootstrap_port`.
-fn validate_restart(restart: &RestartConfig, nlb: &NlbConfig) -> Result<(), Invalid> {
+/// `[restart]`. `lock_port` is deprecated: any port is accepted (a warning, never an error).
+fn validate_restart(restart: &RestartConfig) -> Result<(), Invalid> {
     if restart.command.is_empty() {
         return Err(invalid("restart.command", "is empty"));
     }
@@ -683,18 +712,6 @@ fn validate_restart(restart: &RestartConfig, nlb: &NlbConfig) -> Result<(), Inva
         return Err(invalid(
             "restart.lease",
             format!("{:?} is shorter than 10s", restart.lease),
-        ));
-    }
-    if restart.lock_port == 0
-        || restart.lock_port == nlb.bootstrap_port
-        || nlb.port_range.contains(restart.lock_port)
-    {
-        return Err(invalid(
-            "restart.lock_port",
-            format!(
-                "{} must be a port outside nlb.port_range and other than nlb.bootstrap_port",
-                restart.lock_port
-            ),
         ));
     }
     Ok(())
@@ -1153,14 +1170,6 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
                 "nlb.bootstrap_port: 10001 lies inside nlb.port_range 10001-10049",
             ),
             (
-                format!("{MINIMAL}[restart]\nlock_port = 10000\n"),
-                "restart.lock_port: 10000 must be a port outside",
-            ),
-            (
-                format!("{MINIMAL}[restart]\nlock_port = 10049\n"),
-                "restart.lock_port: 10049 must be a port outside",
-            ),
-            (
                 format!("{MINIMAL}[restart]\ncommand = []\n"),
                 "restart.command: is empty",
             ),
@@ -1190,12 +1199,13 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
     fn warnings_count_the_typed_range() {
         let with =
             |range: &str| MINIMAL.replace("[nlb]", &format!("[nlb]\nport_range = {range:?}"));
-        // 48 claims + bootstrap + lock = 50 listeners, the most an NLB allows.
-        assert!(parse(&with("20001-20048")).unwrap().warnings().is_empty());
-        let warnings = parse(&with(" 20001 - 20049")).unwrap().warnings();
+        // 49 claims + bootstrap = 50 listeners, the most an NLB allows (the lock is no listener).
+        assert!(parse(&with("20001-20049")).unwrap().warnings().is_empty());
+        let warnings = parse(&with(" 20001 - 20050")).unwrap().warnings();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
-            warnings[0].starts_with("nlb.port_range 20001-20049 (49 ports) + bootstrap"),
+            warnings[0]
+                .starts_with("nlb.port_range 20001-20050 (50 ports) + bootstrap listener = 51"),
             "{warnings:?}"
         );
     }
@@ -1257,6 +1267,34 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
             let message = err(&text);
             assert!(message.contains(expected), "{message}");
         }
+    }
+
+    #[test]
+    fn lock_port_is_accepted_with_a_deprecation_warning() {
+        // Users' files have it, anywhere an older release allowed it or not: never an error.
+        for port in [9999, 10000, 10049, 0] {
+            let config = parse(&format!("{MINIMAL}[restart]\nlock_port = {port}\n")).unwrap();
+            let warnings = config.warnings();
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            assert!(
+                warnings[0].starts_with(&format!(
+                    "restart.lock_port = {port} is deprecated and ignored: the restart lock is the target group kp-"
+                )),
+                "{warnings:?}"
+            );
+        }
+        let nlb = parse(MINIMAL).unwrap().nlb;
+        let with = |port| RestartConfig {
+            lock_port: port,
+            ..RestartConfig::default()
+        };
+        // Where an older agent's lock listener may be: the key, else its old default.
+        assert_eq!(with(None).legacy_lock_port(&nlb), Some(LEGACY_LOCK_PORT));
+        assert_eq!(with(Some(9000)).legacy_lock_port(&nlb), Some(9000));
+        // Never a claim or the bootstrap port (older agents refused those).
+        assert_eq!(with(Some(10000)).legacy_lock_port(&nlb), None);
+        assert_eq!(with(Some(10049)).legacy_lock_port(&nlb), None);
+        assert!(parse(MINIMAL).unwrap().warnings().is_empty());
     }
 
     #[test]

@@ -97,10 +97,7 @@ pub const LAST_PASS_FILE: &str = "last-pass.json";
 
 /// The state directory: systemd's `STATE_DIRECTORY` if set, else `daemon.state_dir`.
 pub fn state_dir(config: &Config) -> PathBuf {
-    std::env::var_os("STATE_DIRECTORY")
-        .map(|v| PathBuf::from(v.to_string_lossy().split(':').next().unwrap_or_default()))
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| config.daemon.state_dir.clone())
+    config.state_dir()
 }
 
 /// Reads the last pass recorded by a daemon, if any.

@@ -5,10 +5,12 @@
 //! (`DuplicateListener`) unless its settings are identical (then the existing one is returned);
 //! at most [`MAX_LISTENERS_PER_NLB`] listeners per load balancer (`TooManyListeners`); a target
 //! group forwards for one load balancer only (`TargetGroupAssociationLimit`); CreateTargetGroup
-//! is idempotent for identical settings; at most 50 tags per resource (`TooManyTags`); a group a
-//! listener forwards to cannot be deleted (`ResourceInUse`). It counts calls like the real
-//! adapter, and a test can run a closure right before the next CreateListener, to play another
-//! host winning a race. [`FakeImds`] and [`FakeTags`] stand in for instance metadata and EC2.
+//! is idempotent for identical settings (port, VPC, health check port: the existing group comes
+//! back with its tags unchanged) and answers `DuplicateTargetGroupName` otherwise; at most 50
+//! tags per resource (`TooManyTags`); a group a listener forwards to cannot be deleted
+//! (`ResourceInUse`); a deleted resource has no tags (DescribeTags answers its NotFound code).
+//! It counts calls like the real adapter, and a test can run a closure right before the next
+//! CreateListener or CreateTargetGroup, to play another host winning a race. [`FakeImds`] and [`FakeTags`] stand in for instance metadata and EC2.
 //!
 //! Hand-written rather than generated mocks: the point is AWS's *rules*, which no mocking crate
 //! knows, and they must hold across many calls and two agents sharing one NLB.
@@ -19,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use crate::ec2::{Ec2Error, InstanceTags};
 use crate::metadata::{InstanceMetadata, MetadataError};
 use crate::nlb::{
-    CallCounter, Listener, ListenerClaim, LoadBalancer, NlbError, Target, TargetGroupInfo,
-    TargetGroupSpec, TargetState, MAX_LISTENERS_PER_NLB, TRAFFIC_PORT,
+    CallCounter, ExactGroupSpec, GroupCreate, Listener, ListenerClaim, LoadBalancer, NlbError,
+    Target, TargetGroupInfo, TargetGroupSpec, TargetState, MAX_LISTENERS_PER_NLB, TRAFFIC_PORT,
 };
 
 /// ELBv2's tag limit per resource.
@@ -172,6 +174,40 @@ impl NlbState {
         lbs
     }
 
+    /// CreateTargetGroup of an [`ExactGroupSpec`] by AWS's rules: a new group; the existing one,
+    /// tags unchanged, when its settings are identical; `NameTaken` otherwise.
+    pub fn create_exact(&mut self, spec: &ExactGroupSpec) -> GroupCreate {
+        let health_check_port = spec.health_check_port.to_string();
+        if let Some(arn) = self.group_arn(&spec.name) {
+            let g = &self.groups[&arn];
+            let identical = g.port == spec.port
+                && g.vpc_id == spec.vpc_id
+                && g.health_check_port == health_check_port;
+            return if identical {
+                GroupCreate::Created(arn)
+            } else {
+                GroupCreate::NameTaken
+            };
+        }
+        let arn = format!(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{}/{:016x}",
+            spec.name,
+            self.next()
+        );
+        self.groups.insert(
+            arn.clone(),
+            FakeGroup {
+                name: spec.name.clone(),
+                port: spec.port,
+                vpc_id: spec.vpc_id.clone(),
+                health_check_port,
+                tags: spec.tags.iter().cloned().collect(),
+                targets: Vec::new(),
+            },
+        );
+        GroupCreate::Created(arn)
+    }
+
     fn tags_of(&mut self, arn: &str) -> Option<&mut BTreeMap<String, String>> {
         if let Some(l) = self.listeners.get_mut(arn) {
             return Some(&mut l.tags);
@@ -190,6 +226,7 @@ pub struct FakeNlb {
     /// Calls made through this handle, by operation.
     pub calls: CallCounter,
     before_create_listener: Arc<Mutex<Vec<Hook>>>,
+    before_create_group: Arc<Mutex<Vec<Hook>>>,
 }
 
 impl std::fmt::Debug for FakeNlb {
@@ -197,6 +234,15 @@ impl std::fmt::Debug for FakeNlb {
         f.debug_struct("FakeNlb")
             .field("state", &self.state)
             .finish()
+    }
+}
+
+/// ELBv2's error code for a resource that does not exist, by the kind its ARN names.
+fn not_found(arn: &str) -> &'static str {
+    if arn.contains(":targetgroup/") {
+        "TargetGroupNotFound"
+    } else {
+        "ListenerNotFound"
     }
 }
 
@@ -216,7 +262,13 @@ impl FakeNlb {
             state: Arc::clone(&self.state),
             calls: CallCounter::default(),
             before_create_listener: Arc::clone(&self.before_create_listener),
+            before_create_group: Arc::clone(&self.before_create_group),
         }
+    }
+
+    /// Runs `f` on the state right before the next CreateTargetGroup of any handle is evaluated.
+    pub fn before_next_create_target_group(&self, f: impl FnOnce(&mut NlbState) + Send + 'static) {
+        self.before_create_group.lock().unwrap().push(Box::new(f));
     }
 
     /// Runs `f` on the state right before the next CreateListener of any handle is evaluated.
@@ -345,6 +397,19 @@ impl LoadBalancer for FakeNlb {
         Ok(arn)
     }
 
+    async fn create_exact_target_group(
+        &self,
+        spec: &ExactGroupSpec,
+    ) -> Result<GroupCreate, NlbError> {
+        self.calls.record("CreateTargetGroup");
+        let hooks: Vec<Hook> = std::mem::take(&mut *self.before_create_group.lock().unwrap());
+        let mut s = self.state.lock().unwrap();
+        for hook in hooks {
+            hook(&mut s);
+        }
+        Ok(s.create_exact(spec))
+    }
+
     async fn create_listener(
         &self,
         lb_arn: &str,
@@ -456,7 +521,7 @@ impl LoadBalancer for FakeNlb {
         let mut s = self.state.lock().unwrap();
         let current = s
             .tags_of(arn)
-            .ok_or_else(|| error("AddTags", arn, "ListenerNotFound", "no such resource"))?;
+            .ok_or_else(|| error("AddTags", arn, not_found(arn), "no such resource"))?;
         let mut next = current.clone();
         next.extend(tags.iter().cloned());
         if next.len() > MAX_TAGS {
@@ -471,7 +536,7 @@ impl LoadBalancer for FakeNlb {
         let mut s = self.state.lock().unwrap();
         let current = s
             .tags_of(arn)
-            .ok_or_else(|| error("RemoveTags", arn, "ListenerNotFound", "no such resource"))?;
+            .ok_or_else(|| error("RemoveTags", arn, not_found(arn), "no such resource"))?;
         current.retain(|k, _| !keys.contains(k));
         Ok(())
     }

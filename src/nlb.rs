@@ -122,6 +122,32 @@ pub struct TargetGroupInfo {
     pub health_check_port: String,
 }
 
+/// A target group created with exactly these settings, never adopted under other ones: the
+/// restart lock (see [`crate::restart`]), whose settings encode its holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExactGroupSpec {
+    /// Name (≤ 32 characters).
+    pub name: String,
+    /// VPC.
+    pub vpc_id: String,
+    /// Port (1–65535).
+    pub port: u16,
+    /// Health check port (1–65535), a number rather than `traffic-port`.
+    pub health_check_port: u16,
+    /// Tags applied at creation (an idempotent create leaves the existing group's tags alone).
+    pub tags: Vec<(String, String)>,
+}
+
+/// Result of CreateTargetGroup with [`ExactGroupSpec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupCreate {
+    /// A group of that name and these settings exists now (created, or it existed: AWS returns
+    /// it); its ARN. Its tags say who created it.
+    Created(String),
+    /// A group of that name exists with other settings (`DuplicateTargetGroupName`).
+    NameTaken,
+}
+
 /// Result of trying to put a listener on a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenerClaim {
@@ -152,6 +178,11 @@ pub trait LoadBalancer: Send + Sync {
         &self,
         spec: &TargetGroupSpec,
     ) -> impl Future<Output = Result<String, NlbError>> + Send;
+    /// CreateTargetGroup with exactly `spec`'s settings; atomic per name (see [`GroupCreate`]).
+    fn create_exact_target_group(
+        &self,
+        spec: &ExactGroupSpec,
+    ) -> impl Future<Output = Result<GroupCreate, NlbError>> + Send;
     /// Creates a TCP listener on `port` forwarding to `tg_arn`; atomic per port.
     fn create_listener(
         &self,
@@ -485,6 +516,51 @@ impl LoadBalancer for Elbv2 {
                 }
                 Ok(info.arn)
             }
+            Err(e) => Err(NlbError::from_sdk("CreateTargetGroup", &spec.name, e)),
+        }
+    }
+
+    async fn create_exact_target_group(
+        &self,
+        spec: &ExactGroupSpec,
+    ) -> Result<GroupCreate, NlbError> {
+        self.calls.record("CreateTargetGroup");
+        let tags = spec
+            .tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect::<Vec<_>>();
+        let result = self
+            .client
+            .create_target_group()
+            .name(&spec.name)
+            .protocol(ProtocolEnum::Tcp)
+            .port(i32::from(spec.port))
+            .vpc_id(&spec.vpc_id)
+            .target_type(TargetTypeEnum::Instance)
+            .health_check_protocol(ProtocolEnum::Tcp)
+            .health_check_port(spec.health_check_port.to_string())
+            .set_tags(Some(tags))
+            .send()
+            .await;
+        // ELBv2 API reference, CreateTargetGroup: "This operation is idempotent, which means that
+        // it completes at most one time. If you attempt to create multiple target groups with the
+        // same settings, each call succeeds." The same name with other settings fails with
+        // DuplicateTargetGroupName. So a call succeeds for whoever's settings the group has, and
+        // AWS documents no tag update on that path: the caller reads the tags to learn whose it is.
+        match result {
+            Ok(out) => out
+                .target_groups()
+                .iter()
+                .find_map(|tg| tg.target_group_arn().map(str::to_string))
+                .map(GroupCreate::Created)
+                .ok_or_else(|| NlbError {
+                    operation: "CreateTargetGroup",
+                    resource: spec.name.clone(),
+                    code: "EmptyResponse".into(),
+                    message: "no target group in the response".into(),
+                }),
+            Err(e) if e.code() == Some("DuplicateTargetGroupName") => Ok(GroupCreate::NameTaken),
             Err(e) => Err(NlbError::from_sdk("CreateTargetGroup", &spec.name, e)),
         }
     }

@@ -37,8 +37,9 @@ pub struct Desired {
     pub port_range: RangeInclusive<u16>,
     /// Port of the bootstrap listener.
     pub bootstrap_port: u16,
-    /// Port of the cluster restart lock listener.
-    pub lock_port: u16,
+    /// Port of a legacy restart lock listener (older agents, release 0.1, made the lock a listener; see
+    /// [`crate::config::RestartConfig::legacy_lock_port`]); `None`: none can exist.
+    pub lock_port: Option<u16>,
     /// Name of this broker's dedicated target group.
     pub dedicated_group: String,
     /// Release 0.1's name for it (without the NLB), still recognized as this broker's claim.
@@ -143,7 +144,8 @@ pub fn endpoint_port(endpoint: Option<&str>) -> Option<u16> {
 pub struct Assessment {
     /// The bootstrap listener, if present.
     pub bootstrap: Option<Listener>,
-    /// The cluster restart lock listener, if some agent holds the lock.
+    /// A legacy restart lock listener (an older agent, release 0.1, holds the lock); the
+    /// lock itself is a target group now, which no pass reads.
     pub lock: Option<Listener>,
     /// This broker's claim: the listener in range forwarding to its dedicated group.
     pub claim: Option<Listener>,
@@ -166,7 +168,7 @@ pub fn assess(desired: &Desired, listeners: &[Listener], keep_port: Option<u16>)
             a.bootstrap = Some(l.clone());
             continue;
         }
-        if l.port == desired.lock_port {
+        if Some(l.port) == desired.lock_port {
             a.lock = Some(l.clone());
             continue;
         }
@@ -538,7 +540,7 @@ mod tests {
             target_port: 9094,
             port_range: 10001..=10010,
             bootstrap_port: 10000,
-            lock_port: 9999,
+            lock_port: Some(9999),
             dedicated_group: "kp-orders-5c1e-b3".into(),
             legacy_dedicated_group: "kp-orders-b3".into(),
             bootstrap_group: "kp-orders-5c1e-boot".into(),

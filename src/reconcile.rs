@@ -301,7 +301,10 @@ pub struct PassReport {
     pub target_group_arn: String,
     /// The bootstrap target group.
     pub bootstrap_target_group_arn: String,
-    /// The cluster restart lock listener as the pass saw it (`None`: nobody held the lock).
+    /// A legacy restart lock listener (on the port of
+    /// [`crate::config::RestartConfig::legacy_lock_port`], left by an older agent, release 0.1)
+    /// as the pass saw it; `None` almost always: the lock is a target group now, which the pass
+    /// does not read.
     pub lock_listener_arn: Option<String>,
     /// Whether this instance is leaving; if so the pass drained it (out of the bootstrap group,
     /// claim and file kept) and Kafka is left alone.
@@ -435,7 +438,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             target_port: self.config.listener.port,
             port_range: self.config.port_range(),
             bootstrap_port: self.config.nlb.bootstrap_port,
-            lock_port: self.config.restart.lock_port,
+            lock_port: self.config.restart.legacy_lock_port(&self.config.nlb),
             dedicated_group: registry::dedicated_group_name(cluster, &lb_arn, broker_id),
             legacy_dedicated_group: registry::legacy_dedicated_group_name(cluster, broker_id),
             bootstrap_group: registry::bootstrap_group_name(cluster, &lb_arn),
@@ -1000,8 +1003,8 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             role: self.node_role()?,
             rack: ctx.shard(report.shard).rack.as_deref(),
             holder: format!("{}/{}", ctx.broker_id, ctx.identity.instance_id),
-            bootstrap_tg: report.bootstrap_target_group_arn.clone(),
-            known_lock: report.lock_listener_arn.clone(),
+            vpc_id: ctx.identity.vpc_id.clone(),
+            legacy_lock: report.lock_listener_arn.clone(),
             lock_held,
         };
         Ok(restarter

@@ -85,7 +85,7 @@ pub fn cluster_slug(cluster: &str) -> String {
 }
 
 // Hand-written because std's hasher is not stable across Rust releases and names must never change.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
     })
@@ -96,6 +96,17 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// or NLBs sharing a name would need a 16-bit hash collision to share names, and even then the
 /// agent refuses a group tagged for another cluster or attached to another load balancer.
 pub fn group_stem(cluster: &str, lb_arn: &str) -> String {
+    let key = format!("{cluster}\n{lb_arn}");
+    format!(
+        "{}-{:04x}",
+        name_head(cluster),
+        fnv1a(key.as_bytes()) & 0xffff
+    )
+}
+
+/// The readable head of group names: the cluster lowercased, other characters as single `-`, at
+/// most [`MAX_HEAD`] characters, `c` when nothing is left.
+fn name_head(cluster: &str) -> String {
     let mut head = String::new();
     for c in cluster.chars() {
         let c = if c.is_ascii_alphanumeric() {
@@ -109,9 +120,20 @@ pub fn group_stem(cluster: &str, lb_arn: &str) -> String {
     }
     let head: String = head.chars().take(MAX_HEAD).collect();
     let head = head.trim_matches('-');
-    let head = if head.is_empty() { "c" } else { head };
-    let key = format!("{cluster}\n{lb_arn}");
-    format!("{head}-{:04x}", fnv1a(key.as_bytes()) & 0xffff)
+    if head.is_empty() { "c" } else { head }.to_string()
+}
+
+/// Name of the cluster's restart lock target group, e.g. `kp-orders-50be8b4c-lock`: one lock per
+/// cluster whatever its NLBs, so the name depends on the cluster only (the readable head and 8 hex
+/// digits of a stable hash of the whole cluster name; at most 29 characters). 32 bits rather
+/// than the 16 of the other names: two clusters sharing a name would share one lock (safe, but
+/// their restarts would wait for each other).
+pub fn lock_group_name(cluster: &str) -> String {
+    format!(
+        "{PREFIX}{}-{:08x}-lock",
+        name_head(cluster),
+        fnv1a(cluster.as_bytes()) & 0xffff_ffff
+    )
 }
 
 /// Name of the dedicated target group of `broker_id` on `lb_arn`, e.g. `kp-orders-5c1e-b3`.
@@ -274,6 +296,34 @@ mod tests {
             group_stem("analytics-platform-prod-1", LB),
             group_stem("analytics-platform-prod-2", LB)
         );
+    }
+
+    #[test]
+    fn the_lock_group_name_is_per_cluster_and_stable() {
+        // Pinned: a changed name would let an upgraded agent miss a lock an older one holds.
+        // One per cluster, whatever the NLB; never a claim or a bootstrap name.
+        assert_eq!(lock_group_name("orders"), "kp-orders-50be8b4c-lock");
+        assert_ne!(lock_group_name("orders"), lock_group_name("Orders"));
+        assert!(lock_group_name("orders").starts_with("kp-orders-"));
+        assert!(lock_group_name("orders").ends_with("-lock"));
+        assert_eq!(
+            broker_id_from_group("orders", LB, &lock_group_name("orders")),
+            None
+        );
+        for cluster in [
+            "a.very_long.cluster-name-that-goes-on",
+            "x__y",
+            "-lead",
+            "é",
+        ] {
+            let name = lock_group_name(cluster);
+            assert!(name.len() <= MAX_TARGET_GROUP_NAME, "{name}");
+            assert!(!name.contains("--"), "{name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                "{name}"
+            );
+        }
     }
 
     #[test]

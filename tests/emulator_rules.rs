@@ -8,7 +8,9 @@
 //! This test runs `tests/support/test_moto_rules.py`, which starts the launcher's moto in-process
 //! and proves each rule with boto3: `TooManyListeners` at 51 (idempotent repeats still succeed,
 //! and the quota holds under concurrent calls), `TargetGroupAssociationLimit`, idempotent
-//! CreateTargetGroup / `DuplicateTargetGroupName`, `TooManyTags` at 51, and the moto details the
+//! CreateTargetGroup / `DuplicateTargetGroupName` (for the restart lock group: Port and a numeric
+//! HealthCheckPort compared, tags of the repeat not applied), DescribeTags of a deleted group
+//! answering `TargetGroupNotFound`, `TooManyTags` at 51, and the moto details the
 //! agent relies on (NLB `AvailabilityZones`, `traffic-port`, `LoadBalancerArns`). The script
 //! fails against unpatched moto. It prints one `ok`/`FAIL` line per rule.
 

@@ -315,3 +315,106 @@ fn record_scan_finds_calls_and_skips_comments() {
         vec!["AddTags", "DescribeTags", "RemoveTags"]
     );
 }
+
+/// IAM's `*` (any run of characters, `/` included) and `?` (one character).
+fn arn_matches(pattern: &str, arn: &str) -> bool {
+    let (p, a): (Vec<char>, Vec<char>) = (pattern.chars().collect(), arn.chars().collect());
+    // Classic two-pointer wildcard match with backtracking to the last `*`.
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < a.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == a[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
+}
+
+/// The restart lock is a target group (`src/restart/lock.rs`): the policy must let the role
+/// create it (with the cluster request tag), delete it (break, release), renew its lease tags and
+/// remove waiting tags on it, by its ARN pattern; and it needs no listener for it.
+#[test]
+fn the_restart_lock_group_is_covered() {
+    let name = kplink_agent::registry::lock_group_name("CLUSTER");
+    let arn = format!(
+        "arn:PARTITION:elasticloadbalancing:REGION:ACCOUNT_ID:targetgroup/{name}/0123456789abcdef"
+    );
+    let policy = policy();
+    let statements = statements(&policy);
+    let granting = |action: &str| -> Vec<&Statement> {
+        statements
+            .iter()
+            .filter(|s| s.actions.iter().any(|a| a == action))
+            .filter(|s| s.resources.iter().any(|r| arn_matches(r, &arn)))
+            .collect()
+    };
+    for action in [
+        "elasticloadbalancing:CreateTargetGroup",
+        "elasticloadbalancing:DeleteTargetGroup",
+        "elasticloadbalancing:AddTags",
+        "elasticloadbalancing:RemoveTags",
+    ] {
+        assert!(
+            !granting(action).is_empty(),
+            "no statement allows {action} on the restart lock group {arn}"
+        );
+    }
+    // Renewal on an existing lock: the lease keys, and a waiter's tag; removal: waiting tags.
+    let renew_keys: Vec<String> = granting("elasticloadbalancing:AddTags")
+        .iter()
+        .filter_map(|s| condition_values(s, "ForAllValues:StringLike", "aws:TagKeys"))
+        .flatten()
+        .collect();
+    for key in [
+        "kplink:lock-holder",
+        "kplink:lock-expires",
+        "kplink:lock-phase",
+        "kplink:waiting-3",
+        "kplink:cluster",
+    ] {
+        assert!(
+            renew_keys.iter().any(|p| arn_matches(p, key)),
+            "AddTags on the lock group does not allow tag key {key}: {renew_keys:?}"
+        );
+    }
+    let remove_keys: Vec<String> = granting("elasticloadbalancing:RemoveTags")
+        .iter()
+        .filter_map(|s| condition_values(s, "ForAllValues:StringLike", "aws:TagKeys"))
+        .flatten()
+        .collect();
+    assert!(
+        remove_keys
+            .iter()
+            .any(|p| arn_matches(p, "kplink:waiting-3")),
+        "{remove_keys:?}"
+    );
+    assert!(
+        !remove_keys
+            .iter()
+            .any(|p| arn_matches(p, "kplink:lock-holder")),
+        "{remove_keys:?}"
+    );
+    // The lock group's name fits the `kp-*-lock` pattern and nothing else's does.
+    assert!(arn_matches("kp-*-lock", &name), "{name}");
+    assert!(!arn_matches("kp-*-lock", "kp-cluster-a2cd-b3"));
+}
+
+#[test]
+fn arn_patterns_match_like_iam() {
+    assert!(arn_matches("a*c", "abbbc"));
+    assert!(arn_matches("a*", "a/b/c"));
+    assert!(arn_matches("a?c", "abc"));
+    assert!(!arn_matches("a?c", "ac"));
+    assert!(!arn_matches("a*d", "abc"));
+    assert!(arn_matches("*", ""));
+}

@@ -439,7 +439,10 @@ fn check_config_warns_about_the_listener_quota_and_a_missing_keystore() {
         ..Options::default()
     });
     let host = &world.hosts[0];
-    // Default range: 49 claims + bootstrap + lock = 51 > 50; SSL listener without a keystore.
+    // 50 claims + bootstrap = 51 > 50; SSL listener without a keystore; a deprecated
+    // restart.lock_port (accepted: users' files have it).
+    let text = world.config_text(host, "10001-10050", "");
+    write_config(host, &format!("{text}\n[restart]\nlock_port = 9999\n"));
     let out = world.run(host, &["check-config"]);
     assert_ok(&out);
     let err = stderr(&out);
@@ -451,8 +454,13 @@ fn check_config_warns_about_the_listener_quota_and_a_missing_keystore() {
         err.contains("is SSL") && err.contains("ssl.keystore.location"),
         "{err}"
     );
-    // A fitting range and a keystore: no warning.
-    write_config(host, &world.config_text(host, "10001-10048", ""));
+    assert!(
+        err.contains("restart.lock_port = 9999 is deprecated and ignored"),
+        "{err}"
+    );
+    // The default range (49 claims + bootstrap = 50: the lock takes no listener) and a
+    // keystore: no warning.
+    write_config(host, &world.config_text(host, "10001-10049", ""));
     std::fs::write(
         host.properties(),
         format!("{SERVER_PROPERTIES}listener.name.privatelink.ssl.keystore.location=/etc/kafka/ks.p12\n"),

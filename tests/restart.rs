@@ -20,11 +20,12 @@ use kplink_agent::kafka::{
     BrokerNode, ClusterSnapshot, KafkaCluster, KafkaError, Liveness, PartitionState, RdKafka,
     TopicState,
 };
-use kplink_agent::nlb::{CallCounter, Elbv2, LoadBalancer};
+use kplink_agent::nlb::{CallCounter, Elbv2, ExactGroupSpec, GroupCreate, LoadBalancer};
 use kplink_agent::node::NodeRole;
+use kplink_agent::registry::lock_group_name;
 use kplink_agent::restart::{
-    CommandService, Outcome, RestartError, Restarter, TAG_LOCK_EXPIRES, TAG_LOCK_HOLDER,
-    TAG_LOCK_PHASE,
+    holder_ports, CommandService, Outcome, RestartError, Restarter, TAG_LOCK_EXPIRES,
+    TAG_LOCK_HOLDER, TAG_LOCK_PHASE,
 };
 
 const TANSU_ID: i64 = 111;
@@ -214,8 +215,10 @@ fn running_broker_is_restarted_once_and_advertises_the_new_endpoint() {
     // Observed through Kafka itself: the broker's metadata endpoint.
     assert_eq!(advertised(tansu.port).as_deref(), Some(want.as_str()));
     assert_eq!(windows(&log).len(), 1);
-    // The lock is released.
-    assert!(!world.wiring().listeners.contains_key(&9999));
+    // The lock is released (and was never a listener).
+    let wiring = world.wiring();
+    assert!(!wiring.groups.contains_key(&lock_group_name("orders")));
+    assert_eq!(wiring.listeners.len(), 2, "bootstrap + claim: {wiring:?}");
 
     // A second pass: nothing to do, no restart.
     let out = world.run(host, &["run", "--once", "--json"]);
@@ -231,6 +234,17 @@ fn running_broker_is_restarted_once_and_advertises_the_new_endpoint() {
     assert_eq!(status["advertised_in_broker"], want.as_str());
     assert_eq!(status["restart_pending"], false);
     assert!(status["lock_holder"].is_null());
+    assert!(status["lock_arn"].is_null());
+    assert_eq!(status["lock_group"], lock_group_name("orders").as_str());
+    let out = world.run(host, &["status"]);
+    assert!(
+        stdout(&out).contains(&format!(
+            "restart lock  free (target group {})",
+            lock_group_name("orders")
+        )),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -292,7 +306,10 @@ fn unhealthy_cluster_is_never_restarted() {
     );
     assert!(windows(&log).is_empty(), "restarted an unhealthy cluster");
     assert!(
-        !world.wiring().listeners.contains_key(&9999),
+        !world
+            .wiring()
+            .groups
+            .contains_key(&lock_group_name("orders")),
         "lock released after giving up"
     );
     assert_eq!(
@@ -446,7 +463,7 @@ fn id_windows(log: &Path) -> Vec<(i32, u64, u64)> {
 async fn restart_broker(
     world: &World,
     config: &Config,
-    bootstrap_tg: &str,
+    vpc_id: &str,
     id: i32,
     controller: i32,
     log: &Path,
@@ -454,7 +471,7 @@ async fn restart_broker(
     restart_broker_as(
         world,
         config,
-        bootstrap_tg,
+        vpc_id,
         id,
         controller,
         log,
@@ -466,7 +483,7 @@ async fn restart_broker(
 async fn restart_broker_as(
     world: &World,
     config: &Config,
-    bootstrap_tg: &str,
+    vpc_id: &str,
     id: i32,
     controller: i32,
     log: &Path,
@@ -476,7 +493,7 @@ async fn restart_broker_as(
     change_listener(
         world,
         config,
-        bootstrap_tg,
+        vpc_id,
         Change {
             id,
             controller,
@@ -510,7 +527,7 @@ struct Change<'a> {
 async fn change_listener(
     world: &World,
     config: &Config,
-    bootstrap_tg: &str,
+    vpc_id: &str,
     change: Change<'_>,
     log: &Path,
     events: &Arc<Mutex<Vec<String>>>,
@@ -558,8 +575,8 @@ async fn change_listener(
         role,
         rack: rack.map(|(_, want)| want),
         holder: format!("{id}/i-{id}"),
-        bootstrap_tg: bootstrap_tg.to_string(),
-        known_lock: None,
+        vpc_id: vpc_id.to_string(),
+        legacy_lock: None,
         lock_held: &lock_held,
     };
     let result = r
@@ -580,14 +597,25 @@ async fn change_listener(
     result
 }
 
+/// A world wired by one agent; the VPC id (of the lock target group).
 fn wired_world() -> (World, String) {
     let world = World::start(Options {
         hosts: 1,
         ..Options::default()
     });
     assert_ok(&world.run(&world.hosts[0], &["run", "--once"]));
-    let tg = world.wiring().group_on(10000).arn.clone();
-    (world, tg)
+    let vpc = world.vpc_id();
+    (world, vpc)
+}
+
+/// (listeners on the NLB, whether the lock group exists), as ELBv2 says now.
+async fn nlb_state(lb: &Elbv2, world: &World) -> (usize, bool) {
+    let listeners = lb.listeners(&world.lb_arn).await.unwrap().len();
+    let lock = lb
+        .find_target_group(&lock_group_name("orders"))
+        .await
+        .unwrap();
+    (listeners, lock.is_some())
 }
 
 #[test]
@@ -595,9 +623,26 @@ fn five_agents_at_once_restart_one_at_a_time() {
     let (world, tg) = wired_world();
     let config = lock_config(&world, "30s");
     let log = world.dir.path().join("windows.log");
-    let outcomes: Vec<_> = block_on(async {
-        let tasks = (1..=5).map(|id| restart_broker(&world, &config, &tg, id, 99, &log));
-        futures_join_all(tasks).await
+    let lb = Elbv2::new(world.elbv2.clone(), CallCounter::default());
+    let (before, _) = block_on(nlb_state(&lb, &world));
+    let done = AtomicBool::new(false);
+    // Sample the NLB while the agents take turns: the lock is held most of the time.
+    let (outcomes, samples) = block_on(async {
+        let agents = async {
+            let tasks = (1..=5).map(|id| restart_broker(&world, &config, &tg, id, 99, &log));
+            let outcomes = futures_join_all(tasks).await;
+            done.store(true, Ordering::SeqCst);
+            outcomes
+        };
+        let sampler = async {
+            let mut samples = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                samples.push(nlb_state(&lb, &world).await);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            samples
+        };
+        tokio::join!(agents, sampler)
     });
     for o in &outcomes {
         assert!(matches!(o, Ok(Outcome::Restarted { .. })), "{o:?}");
@@ -608,7 +653,22 @@ fn five_agents_at_once_restart_one_at_a_time() {
     for pair in w.windows(2) {
         assert!(pair[0].2 <= pair[1].1, "restart windows overlap: {pair:?}");
     }
-    assert!(!world.wiring().listeners.contains_key(&9999));
+    // The lock takes no listener: the count never moved, before, while held, after.
+    let held = samples.iter().filter(|(_, lock)| *lock).count();
+    assert!(
+        held >= 5,
+        "sampled the lock held only {held} times: {samples:?}"
+    );
+    assert!(
+        samples.iter().all(|(listeners, _)| *listeners == before),
+        "listener count changed during the rolling restart (before: {before}): {samples:?}"
+    );
+    assert_eq!(block_on(nlb_state(&lb, &world)), (before, false), "after");
+    eprintln!(
+        "listeners before/during/after: {before}/{:?}/{before}; {} samples, {held} with the lock held",
+        samples.iter().map(|s| s.0).collect::<BTreeSet<_>>(),
+        samples.len()
+    );
 }
 
 #[test]
@@ -660,13 +720,11 @@ fn a_failed_lock_is_never_broken() {
     // The waiter put one tag on the lock while waiting and took it away when it gave up.
     let lock_arn = block_on(async {
         let lb = Elbv2::new(world.elbv2.clone(), CallCounter::default());
-        let listeners = lb.listeners(&world.lb_arn).await.unwrap();
-        let lock = listeners
-            .iter()
-            .find(|l| l.port == 9999)
+        let lock = lb
+            .find_target_group(&lock_group_name("orders"))
+            .await
             .unwrap()
-            .arn
-            .clone();
+            .expect("the failed lock is still there");
         lb.tags(&lock).await.unwrap().unwrap()
     });
     assert!(
@@ -676,35 +734,74 @@ fn a_failed_lock_is_never_broken() {
     assert_eq!(lock_arn["kplink:lock-holder"], "7/i-stuck");
 }
 
-#[test]
-fn another_clusters_lock_on_the_lock_port_is_refused() {
-    let (world, tg) = wired_world();
-    // A second cluster on the NLB uses the same restart.lock_port and holds its lock.
+/// A lock listener of release 0.1 on port 9999 (forwarding to the bootstrap group, as it did).
+fn create_legacy_lock(world: &World, cluster: &str, holder: &str, expires: &str, phase: &str) {
+    let bootstrap = world.wiring().group_on(10000).arn.clone();
     block_on(async {
         let lb = Elbv2::new(world.elbv2.clone(), CallCounter::default());
         let tags = vec![
-            ("kplink:cluster".to_string(), "payments".to_string()),
-            (TAG_LOCK_HOLDER.to_string(), "1/i-pay".to_string()),
-            (TAG_LOCK_EXPIRES.to_string(), "9999999999".to_string()),
-            (TAG_LOCK_PHASE.to_string(), "gating".to_string()),
+            ("kplink:cluster".to_string(), cluster.to_string()),
+            (TAG_LOCK_HOLDER.to_string(), holder.to_string()),
+            (TAG_LOCK_EXPIRES.to_string(), expires.to_string()),
+            (TAG_LOCK_PHASE.to_string(), phase.to_string()),
         ];
-        lb.create_listener(&world.lb_arn, 9999, &tg, &tags)
+        lb.create_listener(&world.lb_arn, 9999, &bootstrap, &tags)
             .await
             .unwrap();
     });
+}
+
+#[test]
+fn another_clusters_legacy_lock_listener_is_left_alone() {
+    let (world, vpc) = wired_world();
+    // A second cluster on the NLB, still on release 0.1, holds its lock listener on 9999.
+    create_legacy_lock(&world, "payments", "1/i-pay", "9999999999", "gating");
     let config = lock_config(&world, "10s");
     let log = world.dir.path().join("windows.log");
-    match block_on(restart_broker(&world, &config, &tg, 1, 99, &log)) {
-        Err(e @ RestartError::LockPortForeign { .. }) => {
-            let text = e.to_string();
-            assert!(
-                text.contains("lock_port 9999") && text.contains("cluster payments"),
-                "{text}"
-            );
-        }
-        other => panic!("{other:?}"),
-    }
-    assert!(id_windows(&log).is_empty(), "nothing restarted");
+    let outcome = block_on(restart_broker(&world, &config, &vpc, 1, 99, &log));
+    assert!(
+        matches!(outcome, Ok(Outcome::Restarted { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(id_windows(&log).len(), 1);
+    assert!(
+        world.wiring().listeners.contains_key(&9999),
+        "the other cluster's listener is not ours to touch"
+    );
+}
+
+#[test]
+fn an_older_agents_lock_listener_is_honoured_until_it_expires() {
+    let (world, vpc) = wired_world();
+    // An agent of release 0.1 died holding its lock listener; its lease ends in 3-4 s.
+    let expires = kplink_agent::clock::unix_now() + 4;
+    create_legacy_lock(
+        &world,
+        "orders",
+        "7/i-old",
+        &expires.to_string(),
+        "restarting",
+    );
+    let before = world.wiring().listeners.len();
+    let config = lock_config(&world, "10s");
+    let log = world.dir.path().join("windows.log");
+    let started = now_ms();
+    let outcome = block_on(restart_broker(&world, &config, &vpc, 1, 99, &log));
+    assert!(
+        matches!(outcome, Ok(Outcome::Restarted { .. })),
+        "{outcome:?}"
+    );
+    let w = id_windows(&log);
+    assert!(
+        u128::from(w[0].1) >= started + 2900,
+        "restarted while the legacy lock was held: {w:?}"
+    );
+    // Broken (DeleteListener by ARN) and replaced by the group, which is released: one
+    // listener fewer, none created.
+    let wiring = world.wiring();
+    assert!(!wiring.listeners.contains_key(&9999));
+    assert_eq!(wiring.listeners.len(), before - 1);
+    assert!(!wiring.groups.contains_key(&lock_group_name("orders")));
 }
 
 /// Minimal join_all so the test needs no extra crate.
@@ -732,44 +829,64 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
     out.into_iter().map(|o| o.expect("ready")).collect()
 }
 
+/// An agent killed after running the restart command finds its lock ("restarting") on the next
+/// start and only verifies and releases: the lock group, and a release-0.1 lock listener left by
+/// the agent it was upgraded from.
 #[test]
 fn an_agent_killed_mid_restart_resumes_and_releases_its_own_lock() {
-    let world = tansu_world();
-    let host = &world.hosts[0];
-    let (port, log) = configure_tansu_host(&world, host);
-    // The pass before the kill: wired, Kafka not up yet.
-    let out = world.run(host, &["run", "--once", "--json"]);
-    assert_ok(&out);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    // Killed after running the restart command: its lock says "restarting"; Kafka came back.
-    let tg = world.wiring().group_on(10000).arn.clone();
-    let holder = format!("{TANSU_ID}/{}", host.instance_id);
-    create_lock(&world, &tg, &holder, "9999999999", "restarting");
-    let _tansu = Tansu::start(&host.dir, &format!("127.0.0.1:{}", report["port"]), port);
-    let out = world.run(host, &["run", "--once", "--json"]);
-    assert_ok(&out);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["kafka"]["outcome"], "restarted", "{report}");
-    assert!(windows(&log).is_empty(), "resumed without restarting again");
-    assert!(
-        !world.wiring().listeners.contains_key(&9999),
-        "its own lock released"
-    );
+    for legacy in [false, true] {
+        let world = tansu_world();
+        let host = &world.hosts[0];
+        let (port, log) = configure_tansu_host(&world, host);
+        // The pass before the kill: wired, Kafka not up yet.
+        let out = world.run(host, &["run", "--once", "--json"]);
+        assert_ok(&out);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // Killed after running the restart command: its lock says "restarting"; Kafka came back.
+        let holder = format!("{TANSU_ID}/{}", host.instance_id);
+        if legacy {
+            create_legacy_lock(&world, "orders", &holder, "9999999999", "restarting");
+        } else {
+            create_lock(&world, &world.vpc_id(), &holder, "9999999999", "restarting");
+        }
+        let _tansu = Tansu::start(&host.dir, &format!("127.0.0.1:{}", report["port"]), port);
+        let out = world.run(host, &["run", "--once", "--json"]);
+        assert_ok(&out);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            report["kafka"]["outcome"], "restarted",
+            "legacy {legacy}: {report}"
+        );
+        assert!(windows(&log).is_empty(), "resumed without restarting again");
+        let wiring = world.wiring();
+        assert!(
+            !wiring.groups.contains_key(&lock_group_name("orders"))
+                && !wiring.listeners.contains_key(&9999),
+            "legacy {legacy}: its own lock released: {wiring:?}"
+        );
+    }
 }
 
-/// A lock listener as another (or an earlier) agent left it.
-fn create_lock(world: &World, tg: &str, holder: &str, expires: &str, phase: &str) {
+/// A lock group as another (or an earlier) agent `holder` left it: created with the settings
+/// that encode its holder and the lease as tags, exactly as the agent does.
+fn create_lock(world: &World, vpc: &str, holder: &str, expires: &str, phase: &str) {
     block_on(async {
         let lb = Elbv2::new(world.elbv2.clone(), CallCounter::default());
-        let tags = vec![
-            ("kplink:cluster".to_string(), "orders".to_string()),
-            (TAG_LOCK_HOLDER.to_string(), holder.to_string()),
-            (TAG_LOCK_EXPIRES.to_string(), expires.to_string()),
-            (TAG_LOCK_PHASE.to_string(), phase.to_string()),
-        ];
-        lb.create_listener(&world.lb_arn, 9999, tg, &tags)
-            .await
-            .unwrap();
+        let (port, health_check_port) = holder_ports(holder);
+        let spec = ExactGroupSpec {
+            name: lock_group_name("orders"),
+            vpc_id: vpc.to_string(),
+            port,
+            health_check_port,
+            tags: vec![
+                ("kplink:cluster".to_string(), "orders".to_string()),
+                (TAG_LOCK_HOLDER.to_string(), holder.to_string()),
+                (TAG_LOCK_EXPIRES.to_string(), expires.to_string()),
+                (TAG_LOCK_PHASE.to_string(), phase.to_string()),
+            ],
+        };
+        let created = lb.create_exact_target_group(&spec).await.unwrap();
+        assert!(matches!(created, GroupCreate::Created(_)), "{created:?}");
     });
 }
 
@@ -799,7 +916,10 @@ fn an_existing_listener_is_updated_dynamically_without_a_restart() {
     assert_eq!(outcome.unwrap(), Outcome::DynamicallyUpdated);
     assert!(id_windows(&log).is_empty(), "no restart");
     assert!(
-        !world.wiring().listeners.contains_key(&9999),
+        !world
+            .wiring()
+            .groups
+            .contains_key(&lock_group_name("orders")),
         "no lock taken"
     );
     // The whole value was sent: every listener's advertised address, as in the file.

@@ -10,8 +10,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::clock::unix_now;
+use crate::config::Config;
 use crate::kafka::KafkaCluster;
-use crate::nlb::{ListenerClaim, LoadBalancer};
+use crate::nlb::{ExactGroupSpec, GroupCreate, LoadBalancer, NlbError};
 use crate::node::NodeRole;
 use crate::registry;
 
@@ -100,11 +101,24 @@ impl Serialize for LockPhase {
     }
 }
 
-/// The lock as read from its listener.
+/// What the lock is on AWS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockKind {
+    /// The lock target group (see the [module documentation](super)).
+    Group,
+    /// A lock listener made by an older agent (release 0.1): honoured (waited for, broken when expired,
+    /// resumed and released by its holder) until it is gone, never created.
+    LegacyListener,
+}
+
+/// The lock as read from its tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockState {
-    /// Lock listener ARN.
+    /// ARN of the lock target group (or of a legacy lock listener, see [`LockState::kind`]).
     pub arn: String,
+    /// Group or legacy listener.
+    pub kind: LockKind,
     /// `<broker id>/<instance id>`.
     pub holder: String,
     /// Expiry, Unix seconds.
@@ -116,10 +130,11 @@ pub struct LockState {
 }
 
 impl LockState {
-    /// Reads the lock from its listener's tags.
+    /// Reads the lock from its tags (a [`LockKind::Group`]; callers set a legacy listener's kind).
     pub fn from_tags(arn: &str, tags: &BTreeMap<String, String>) -> LockState {
         LockState {
             arn: arn.to_string(),
+            kind: LockKind::Group,
             holder: tags.get(TAG_LOCK_HOLDER).cloned().unwrap_or_default(),
             expires: tags
                 .get(TAG_LOCK_EXPIRES)
@@ -139,6 +154,19 @@ impl LockState {
     }
 }
 
+impl LockState {
+    /// The lock in messages and logs: `target group NAME`, or `legacy listener ARN`.
+    pub fn resource(&self) -> String {
+        match self.kind {
+            LockKind::Group => format!(
+                "target group {}",
+                crate::nlb::target_group_name(&self.arn).unwrap_or(&self.arn)
+            ),
+            LockKind::LegacyListener => format!("legacy listener {}", self.arn),
+        }
+    }
+}
+
 /// What to do about the lock (pure).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockAction {
@@ -148,7 +176,7 @@ pub enum LockAction {
     Held,
     /// Someone else holds it.
     Wait,
-    /// Expired: delete that listener by ARN, then try to acquire.
+    /// Expired: delete that lock by ARN, then try to acquire.
     Break,
 }
 
@@ -188,51 +216,118 @@ pub fn wait_delay(check_interval: Duration, waiters: usize, jitter: f64) -> Dura
     check_interval.mul_f64(crowd * jitter)
 }
 
-impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S> {
-    pub(super) async fn read_lock(&self) -> Result<Option<LockState>, RestartError> {
-        let lb_arn = &self.config.nlb.first_load_balancer();
-        let port = self.config.restart.lock_port;
-        let Some(l) = self
-            .lb
-            .listeners(lb_arn)
-            .await?
-            .into_iter()
-            .find(|l| l.port == port)
-        else {
-            return Ok(None);
-        };
-        let Some(tags) = self.lb.tags(&l.arn).await? else {
-            return Ok(None);
-        };
-        // A listener on our lock port belongs to this cluster only if it says so: another
-        // cluster sharing the NLB with the same lock_port would otherwise stop (or be stopped
-        // by) every restart of this one.
-        match registry::foreign_owner(&tags, &self.config.cluster) {
-            None => Ok(Some(LockState::from_tags(&l.arn, &tags))),
-            Some(owner) => Err(RestartError::LockPortForeign {
-                port,
-                owner,
-                cluster: self.config.cluster.clone(),
-            }),
+/// The lock group's creation settings for `holder`, `(Port, HealthCheckPort)`, each 1–65535:
+/// about 32 bits of a stable hash of the holder string. CreateTargetGroup under the lock's name
+/// succeeds only with the settings the group was created with, so only its holder gets it back;
+/// a holder whose string hashes alike (about one pair in 2^32) gets it back too, and the
+/// `kplink:lock-holder` tag read after the create then says it is not its lock.
+pub fn holder_ports(holder: &str) -> (u16, u16) {
+    const PORTS: u64 = 65535;
+    let h = registry::fnv1a(holder.as_bytes());
+    // Both values are below 65535, so the casts cannot truncate.
+    let port = (h % PORTS) as u16 + 1;
+    let health_check_port = ((h / PORTS) % PORTS) as u16 + 1;
+    (port, health_check_port)
+}
+
+/// Reads the cluster's restart lock: the lock target group if it exists, else a legacy lock
+/// listener of this cluster (an older agent, release 0.1): the one at `legacy_listener` when the caller
+/// knows it (a pass saw it), else looked up on the legacy port when `look_for_legacy`.
+pub async fn read_cluster_lock(
+    lb: &impl LoadBalancer,
+    config: &Config,
+    legacy_listener: Option<&str>,
+    look_for_legacy: bool,
+) -> Result<Option<LockState>, NlbError> {
+    let name = registry::lock_group_name(&config.cluster);
+    if let Some(arn) = lb.find_target_group(&name).await? {
+        // Gone between the two calls (released or broken): no lock (the caller looks again).
+        if let Some(tags) = lb.tags(&arn).await? {
+            if let Some(owner) = registry::foreign_owner(&tags, &config.cluster) {
+                // Two cluster names hashing alike (or a hand-made group): one lock for both is
+                // still safe; their restarts only wait for each other.
+                tracing::warn!(group = %name, owner = %owner, "the restart lock target group is tagged for another cluster; sharing it");
+            }
+            return Ok(Some(LockState::from_tags(&arn, &tags)));
         }
     }
+    let legacy = match legacy_listener {
+        Some(arn) => Some(arn.to_string()),
+        None if look_for_legacy => match config.restart.legacy_lock_port(&config.nlb) {
+            Some(port) => lb
+                .listeners(&config.nlb.first_load_balancer())
+                .await?
+                .into_iter()
+                .find(|l| l.port == port)
+                .map(|l| l.arn),
+            None => None,
+        },
+        None => None,
+    };
+    let Some(arn) = legacy else {
+        return Ok(None);
+    };
+    let Some(tags) = lb.tags(&arn).await? else {
+        return Ok(None);
+    };
+    // Another cluster's lock listener on that port is its own business: this cluster's lock is
+    // never a listener again.
+    if registry::foreign_owner(&tags, &config.cluster).is_some() {
+        return Ok(None);
+    }
+    let mut lock = LockState::from_tags(&arn, &tags);
+    lock.kind = LockKind::LegacyListener;
+    Ok(Some(lock))
+}
 
-    pub(super) async fn release_if_mine(&self) -> Result<(), RestartError> {
-        if let Some(lock) = self.read_lock().await? {
-            if lock.holder == self.holder {
-                self.release(&lock).await?;
-            }
+impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S> {
+    /// The lock as it is now (group, else a legacy listener on the legacy port).
+    pub(super) async fn read_lock(&self) -> Result<Option<LockState>, RestartError> {
+        Ok(read_cluster_lock(self.lb, self.config, None, true).await?)
+    }
+
+    /// The lock if this agent holds it (from before a crash, or a gating phase cut short): the
+    /// group, else the legacy listener the pass saw. No DescribeListeners: the pass just did it.
+    /// Looked up only when this host noted that it may hold it (see [`super::marker`]), so a
+    /// check of Kafka costs no AWS call in the steady state.
+    pub(super) async fn own_lock(&self) -> Result<Option<LockState>, RestartError> {
+        let marker = self.marker();
+        if self.legacy_lock.is_none() && !marker.may_hold() {
+            return Ok(None);
+        }
+        let lock =
+            read_cluster_lock(self.lb, self.config, self.legacy_lock.as_deref(), false).await?;
+        let own = lock.filter(|l| l.holder == self.holder);
+        if own.is_none() {
+            marker.clear();
+        }
+        Ok(own)
+    }
+
+    /// This holder's local note of the lock, in the agent's state directory.
+    pub(super) fn marker(&self) -> super::marker::LockMarker {
+        super::marker::LockMarker::new(&self.config.state_dir(), &self.holder)
+    }
+
+    /// Deletes the lock *by the ARN that was read*: a lock recreated since has another ARN and
+    /// survives (DeleteTargetGroup and DeleteListener of a resource that is gone succeed as
+    /// no-ops in the adapter: `TargetGroupNotFound`/`ListenerNotFound` mean the goal holds).
+    async fn delete_lock(&self, lock: &LockState) -> Result<(), RestartError> {
+        match lock.kind {
+            // ELBv2 API reference, DeleteTargetGroup: "Deletes the specified target group. You
+            // can delete a target group if it is not referenced by any actions." The lock group
+            // never is.
+            LockKind::Group => self.lb.delete_target_group(&lock.arn).await?,
+            LockKind::LegacyListener => self.lb.delete_listener(&lock.arn).await?,
         }
         Ok(())
     }
 
     pub(super) async fn release(&self, lock: &LockState) -> Result<(), RestartError> {
-        self.lb.delete_listener(&lock.arn).await?;
+        self.delete_lock(lock).await?;
+        self.marker().clear();
         self.lock_held.send_replace(false);
-        tracing::info!(
-            port = self.config.restart.lock_port,
-            "released the cluster restart lock"
-        );
+        tracing::info!(lock = %lock.resource(), "released the cluster restart lock");
         Ok(())
     }
 
@@ -258,21 +353,27 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
         phase: LockPhase,
         doing: &'static str,
     ) -> Result<(), RestartError> {
-        let lost = RestartError::LockLost {
-            port: self.config.restart.lock_port,
-            doing,
+        let lost = || {
+            self.lock_held.send_replace(false);
+            RestartError::LockLost {
+                lock: lock.resource(),
+                doing,
+            }
         };
+        // By ARN: a lock broken and recreated by another agent has another ARN, so this one's
+        // tags are gone (None) and never the new holder's.
         match self.lb.tags(&lock.arn).await? {
             Some(tags) if tags.get(TAG_LOCK_HOLDER) == Some(&self.holder) => {}
-            _ => {
-                self.lock_held.send_replace(false);
-                return Err(lost);
-            }
+            _ => return Err(lost()),
         }
-        self.lb
-            .add_tags(&lock.arn, &self.lease_tags(&phase))
-            .await?;
-        Ok(())
+        match self.lb.add_tags(&lock.arn, &self.lease_tags(&phase)).await {
+            Ok(()) => Ok(()),
+            // Deleted between the two calls.
+            Err(e) if matches!(e.code.as_str(), "TargetGroupNotFound" | "ListenerNotFound") => {
+                Err(lost())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Waits for the lock; returns it held by us (phase `gating`). A waiting tag this call put on
@@ -284,7 +385,10 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
             let key = format!("{TAG_WAITING_PREFIX}{}", self.broker_id);
             // The lock may be gone (released: its tags went with it); that is fine.
             if let Err(e) = self.lb.remove_tags(&arn, &[key]).await {
-                if !matches!(e.code.as_str(), "ListenerNotFound" | "LoadBalancerNotFound") {
+                if !matches!(
+                    e.code.as_str(),
+                    "TargetGroupNotFound" | "ListenerNotFound" | "LoadBalancerNotFound"
+                ) {
                     tracing::warn!(error = %e, "could not remove this broker's waiting tag from the restart lock");
                 }
             }
@@ -292,26 +396,27 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
         result
     }
 
-    /// Creates the lock listener; `Some` when this call holds it now. An identical CreateListener
-    /// returns the existing listener: only the holder tag says whether this call created it.
+    /// Creates the lock group with settings that encode this holder ([`holder_ports`]) and the
+    /// lease as its tags, in one CreateTargetGroup; `Some` when this call holds it now. A
+    /// competitor's create answers `DuplicateTargetGroupName`; an identical create returns the
+    /// existing group, tags unchanged: only the holder tag says whether it is ours.
     async fn try_create(&self) -> Result<Option<LockState>, RestartError> {
-        let rc = &self.config.restart;
-        let tags = self.lease_tags(&LockPhase::Gating);
-        let ListenerClaim::Claimed(arn) = self
-            .lb
-            .create_listener(
-                &self.config.nlb.first_load_balancer(),
-                rc.lock_port,
-                &self.bootstrap_tg,
-                &tags,
-            )
-            .await?
-        else {
+        let (port, health_check_port) = holder_ports(&self.holder);
+        let spec = ExactGroupSpec {
+            name: registry::lock_group_name(&self.config.cluster),
+            vpc_id: self.vpc_id.clone(),
+            port,
+            health_check_port,
+            tags: self.lease_tags(&LockPhase::Gating),
+        };
+        // Noted before it exists: a crash right after the create still finds it.
+        self.marker().set();
+        let GroupCreate::Created(arn) = self.lb.create_exact_target_group(&spec).await? else {
             return Ok(None);
         };
         match self.lb.tags(&arn).await? {
             Some(tags) if tags.get(TAG_LOCK_HOLDER) == Some(&self.holder) => {
-                tracing::info!(port = rc.lock_port, "acquired the cluster restart lock");
+                tracing::info!(lock = %format!("target group {}", spec.name), "acquired the cluster restart lock");
                 self.lock_held.send_replace(true);
                 Ok(Some(LockState::from_tags(&arn, &tags)))
             }
@@ -361,9 +466,11 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
             let lock = self.read_lock().await?;
             match lock_action(lock.as_ref(), &self.holder, unix_now()) {
                 LockAction::Held => {
+                    // Ours from before (a legacy listener included: used until released).
                     if let Some(lock) = lock {
                         self.renew(&lock, LockPhase::Gating, "taking the lock")
                             .await?;
+                        self.marker().set();
                         self.lock_held.send_replace(true);
                         return Ok(lock);
                     }
@@ -382,8 +489,8 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
                 }
                 LockAction::Break => {
                     if let Some(lock) = &lock {
-                        tracing::warn!(holder = %lock.holder, expired = lock.expires, "breaking an expired restart lock");
-                        self.lb.delete_listener(&lock.arn).await?;
+                        tracing::warn!(holder = %lock.holder, expired = lock.expires, lock = %lock.resource(), "breaking an expired restart lock");
+                        self.delete_lock(lock).await?;
                     }
                     continue;
                 }
@@ -400,6 +507,10 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
         }
     }
 }
+
+#[cfg(test)]
+#[path = "lock_tests.rs"]
+mod fake_tests;
 
 #[cfg(test)]
 mod tests {
@@ -448,6 +559,7 @@ mod tests {
     fn lock_table() {
         let lock = |holder: &str, expires: u64, phase: &str| LockState {
             arn: "arn:l".into(),
+            kind: LockKind::Group,
             holder: holder.into(),
             expires,
             phase: LockPhase::from(phase),

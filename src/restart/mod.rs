@@ -11,17 +11,39 @@
 //! Before a ZooKeeper-mode restart, a dynamic `advertised.listeners` override is removed so it
 //! cannot shadow the file once the broker is back.
 //!
-//! **The cluster restart lock** is a listener on `restart.lock_port` of the same NLB, forwarding
-//! to the bootstrap group (clients never use that port). Creating it is atomic by the same
-//! `DuplicateListener` rule as port claims; its tags say who holds it (`kplink:lock-holder`), until
-//! when (`kplink:lock-expires`, renewed while held) and in which phase (`kplink:lock-phase`).
-//! Because ELBv2 answers a CreateListener with identical settings by returning the existing
-//! listener, a creator confirms it holds the lock by reading the holder tag back. An expired lock
-//! is broken by deleting *that* listener by ARN (compare-and-delete: a second breaker's delete finds
-//! nothing and its create loses), except in phase `failed`, which never expires: a broker that did
-//! not come back keeps every other broker from restarting until it recovers or a person steps in.
-//! A phase value this agent does not know (see [`LockPhase::Unknown`]) expires like any phase but
-//! `failed`.
+//! **The cluster restart lock** is a target group, not a listener: it takes none of the NLB's
+//! 50 listener slots (AWS quota "Listeners per Network Load Balancer: 50", Adjustable: No) and
+//! no consumer can reach it through the endpoint service. One lock per cluster, whatever the
+//! number of NLBs: its name depends on the cluster only
+//! ([`crate::registry::lock_group_name`], e.g. `kp-orders-50be8b4c-lock`). It is made atomic by
+//! AWS's own rule for CreateTargetGroup (ELBv2 API reference: "This operation is idempotent,
+//! which means that it completes at most one time. If you attempt to create multiple target
+//! groups with the same settings, each call succeeds"; the same name with other settings fails
+//! with `DuplicateTargetGroupName`): the group's *creation settings encode the holder* (about 32
+//! bits of a hash of `<broker id>/<instance id>` as its Port and HealthCheckPort, see
+//! [`holder_ports`]; VpcId is the instance's VPC), and the lease is passed as Tags in the same
+//! CreateTargetGroup call. So of agents racing to create it, one creates it and the others get
+//! `DuplicateTargetGroupName`; the holder itself (after a crash: same holder string) gets its
+//! group back. An identical create returns the existing group without touching its tags (AWS
+//! documents no tag update on that path), so the creator confirms it holds the lock by reading
+//! the `kplink:lock-holder` tag back, which also turns away a holder whose string hashes alike.
+//! The tags say who holds it (`kplink:lock-holder`), until when (`kplink:lock-expires`, renewed
+//! while held) and in which phase (`kplink:lock-phase`). An expired lock is broken by
+//! DeleteTargetGroup of *the ARN that was read* (compare-and-delete: a group recreated since has
+//! a new ARN and survives; a second breaker's delete finds nothing and its create loses),
+//! except in phase `failed`, which never expires: a broker that did not come back keeps every
+//! other broker from restarting until it recovers or a person steps in. Release is
+//! DeleteTargetGroup. A phase value this agent does not know (see [`LockPhase::Unknown`])
+//! expires like any phase but `failed`.
+//!
+//! **Migration from release 0.1**, whose lock was a listener on `restart.lock_port`
+//! (default 9999): while such a *legacy lock listener* of this cluster exists it is the lock
+//! ([`LockKind::LegacyListener`]): others wait for it, break it when expired (DeleteListener by
+//! ARN), and its holder (an agent upgraded mid-restart) resumes and releases it as before. No
+//! agent creates one again. An older agent does not see the group, so finish upgrading every
+//! agent of a cluster before its next rolling restart; `restart.lock_port` is read only to find a
+//! legacy listener, and otherwise ignored with a deprecation warning.
+//!
 //! Waiting agents add a `kplink:waiting-<broker id>` tag to the lock (at most one each, at most
 //! [`MAX_WAITING_TAGS`] in all so the lock stays within ELBv2's 50 tags per resource, removed when
 //! they stop waiting) so that a ZooKeeper-mode active controller that holds it can yield and
@@ -40,6 +62,7 @@ mod command;
 mod decide;
 mod gate;
 mod lock;
+pub mod marker;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -60,8 +83,9 @@ pub use command::{CommandService, ServiceManager};
 pub use decide::{decide, endpoint_of, same_listeners, Decision};
 pub use gate::{cluster_claims, cluster_listing, gate, split_claims, ClusterClaim, GateReport};
 pub use lock::{
-    lock_action, should_yield, wait_delay, LockAction, LockPhase, LockState, MAX_WAITING_TAGS,
-    TAG_LOCK_EXPIRES, TAG_LOCK_HOLDER, TAG_LOCK_PHASE, TAG_WAITING_PREFIX,
+    holder_ports, lock_action, read_cluster_lock, should_yield, wait_delay, LockAction, LockKind,
+    LockPhase, LockState, MAX_WAITING_TAGS, TAG_LOCK_EXPIRES, TAG_LOCK_HOLDER, TAG_LOCK_PHASE,
+    TAG_WAITING_PREFIX,
 };
 
 /// Why making the listener effective failed.
@@ -107,22 +131,12 @@ pub enum RestartError {
         timeout: Duration,
     },
     /// The lock was taken away while held (it expired and another agent broke it).
-    #[error("lost the cluster restart lock on port {port} while {doing}")]
+    #[error("lost the cluster restart lock ({lock}) while {doing}")]
     LockLost {
-        /// The lock port.
-        port: u16,
+        /// The lock: `target group NAME` (or a legacy listener), see [`LockState::resource`].
+        lock: String,
         /// What the holder was doing.
         doing: &'static str,
-    },
-    /// The listener on `restart.lock_port` is not this cluster's lock.
-    #[error("the listener on restart.lock_port {port} belongs to {owner}, not to cluster {cluster}; give this cluster its own lock_port (nothing restarted)")]
-    LockPortForeign {
-        /// The lock port.
-        port: u16,
-        /// Who owns the listener there.
-        owner: String,
-        /// This cluster.
-        cluster: String,
     },
     /// The restart command failed.
     #[error("restart command {command:?} failed: {reason}")]
@@ -206,11 +220,13 @@ pub struct Restarter<'a, L, K, S> {
     pub rack: Option<&'a str>,
     /// `<broker id>/<instance id>`.
     pub holder: String,
-    /// Target group the lock listener forwards to (the bootstrap group).
-    pub bootstrap_tg: String,
-    /// The lock listener as the reconcile pass just saw it; `None` spares a lookup when no agent
-    /// holds the lock.
-    pub known_lock: Option<String>,
+    /// VPC of this instance: the lock target group's `VpcId` (instance metadata, no AWS call;
+    /// the same for every restart of this holder, as its settings must be).
+    pub vpc_id: String,
+    /// A legacy lock listener (an older agent, release 0.1) the reconcile pass just saw on the legacy
+    /// lock port, if any: checked for this holder's interrupted restart without another
+    /// DescribeListeners.
+    pub legacy_lock: Option<String>,
     /// Whether this agent holds the cluster restart lock: set to `true` when it takes (or
     /// resumes) the lock, `false` when it releases or loses it. A lock kept after a failed
     /// restart stays `true`. The caller owns the channel and reads it (the daemon feeds the
@@ -234,7 +250,10 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
         desired: &str,
         file_value: &str,
     ) -> Result<Outcome, RestartError> {
-        if let Some(outcome) = self.resume_interrupted(desired).await? {
+        // One read of the lock per call: a lock of ours from before a crash is resumed (past
+        // gating) or released (still gating, nothing left to do).
+        let own = self.own_lock().await?;
+        if let Some(outcome) = self.resume_interrupted(own.as_ref(), desired).await? {
             return Ok(outcome);
         }
         let name = &self.config.listener.name;
@@ -262,9 +281,9 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
         match decision {
             Decision::NotRunning => return Ok(Outcome::NotRunning),
             Decision::Effective => {
-                // Release a lock we may still hold from a gating phase cut short.
-                if self.known_lock.is_some() {
-                    self.release_if_mine().await?;
+                // Release a lock we still hold from a gating phase cut short.
+                if let Some(lock) = &own {
+                    self.release(lock).await?;
                 }
                 return Ok(Outcome::AlreadyEffective);
             }
@@ -286,25 +305,18 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
     /// A lock of ours from before a crash, past gating (restarting, verifying, failed, or a
     /// phase this agent does not know), means Kafka may have been restarted: verify it and
     /// release; nothing restarts again.
-    async fn resume_interrupted(&self, desired: &str) -> Result<Option<Outcome>, RestartError> {
-        let Some(arn) = &self.known_lock else {
+    async fn resume_interrupted(
+        &self,
+        own: Option<&LockState>,
+        desired: &str,
+    ) -> Result<Option<Outcome>, RestartError> {
+        let Some(lock) = own.filter(|l| l.phase != LockPhase::Gating) else {
             return Ok(None);
         };
-        let Some(lock) = self
-            .lb
-            .tags(arn)
-            .await?
-            .map(|tags| LockState::from_tags(arn, &tags))
-        else {
-            return Ok(None);
-        };
-        if lock.holder != self.holder || lock.phase == LockPhase::Gating {
-            return Ok(None);
-        }
-        tracing::warn!(phase = %lock.phase, "resuming an interrupted restart");
+        tracing::warn!(phase = %lock.phase, lock = %lock.resource(), "resuming an interrupted restart");
         self.lock_held.send_replace(true);
         Ok(Some(
-            self.verify_and_release(&lock, desired, Instant::now())
+            self.verify_and_release(lock, desired, Instant::now())
                 .await?,
         ))
     }

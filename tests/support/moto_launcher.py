@@ -100,8 +100,12 @@ on 127.0.0.1 and makes four changes to it:
       healthy and unhealthy threshold, matcher). Fields the request leaves
       out therefore take the defaults moto applies, which are AWS's. Tags are
       not compared, and the idempotent call adds none: the existing group is
-      returned unchanged. The name check and the insert run under the lock,
-      so concurrent identical calls create one group.
+      returned unchanged (AWS documents no tag update on that path). The name
+      check and the insert run under the lock, so concurrent identical calls
+      create one group. kplink-agent's restart lock relies on exactly this:
+      its group's Port and numeric HealthCheckPort encode the holder, so a
+      competitor gets ``DuplicateTargetGroupName`` and the holder its group
+      back, tags unchanged.
 
    f. 50 tags per resource (``add_tags``, ``create_load_balancer``,
       ``create_target_group``, ``create_listener``, ``create_rule``).
@@ -116,6 +120,16 @@ on 127.0.0.1 and makes four changes to it:
       than 50 distinct keys. moto 5.2.5 is wrong both ways: AddTags refuses an
       11th tag (limit 10, the Classic Load Balancer's), and Create* calls take
       any number.
+
+   g. A deleted resource has no tags (``describe_tags``).
+
+      AWS (DescribeTags API reference, Errors): a resource ARN that does not
+      exist fails with its NotFound error (``TargetGroupNotFound``,
+      ``ListenerNotFound``, ``LoadBalancerNotFound``, ...). moto 5.2.5 keeps
+      the tags of deleted target groups and listeners and returns them. The
+      patch looks every ARN up first (moto's own lookup raises the NotFound
+      errors). The restart lock's compare-and-delete needs it: a holder whose
+      lock was broken must find its ARN gone, not its old tags.
 
    Checked and already correct in moto 5.2.5, so not patched (the rules test
    checks them): DescribeLoadBalancers returns ``AvailabilityZones``
@@ -433,7 +447,7 @@ class _ScratchBackend:
 
 
 def patch_moto() -> None:
-    """Install the ELBv2 rules of the module docstring (items 1a-1f). Safe to call twice."""
+    """Install the ELBv2 rules of the module docstring (items 1a-1g). Safe to call twice."""
     global _PATCHED
     if _PATCHED:
         return
@@ -457,6 +471,7 @@ def patch_moto() -> None:
             "create_target_group",
             "describe_target_groups",
             "add_tags",
+            "describe_tags",
         )
     }
 
@@ -594,6 +609,12 @@ def patch_moto() -> None:
             for arn in resource_arns:
                 self.tagging_service.tag_resource(arn, tags)
 
+    def describe_tags(self, resource_arns):  # type: ignore[no-untyped-def]
+        with LISTENER_LOCK:
+            for arn in resource_arns:
+                self._get_resource_by_arn(arn)  # 1g: the NotFound errors AWS answers
+            return orig["describe_tags"](self, resource_arns)
+
     patched = {
         "create_listener": create_listener,
         "modify_listener": modify_listener,
@@ -606,6 +627,7 @@ def patch_moto() -> None:
         "create_target_group": create_target_group,
         "describe_target_groups": describe_target_groups,
         "add_tags": add_tags,
+        "describe_tags": describe_tags,
     }
     for name, func in patched.items():
         if not func.__doc__:

@@ -16,6 +16,10 @@ each rule of the launcher's module docstring with boto3:
   after its listener is deleted;
 * CreateTargetGroup: the same name and settings -> the same ARN (tags of the
   repeat are not added); another port or health check -> ``DuplicateTargetGroupName``;
+* the restart lock's group: Port and a numeric HealthCheckPort decide identical
+  vs ``DuplicateTargetGroupName``; the idempotent repeat leaves the tags alone;
+  DescribeTags of a deleted group -> ``TargetGroupNotFound``; recreated, it
+  has a new ARN and only its new tags;
 * 50 tags per resource: AddTags to 50 works, the 51st key -> ``TooManyTags``;
   CreateTargetGroup / CreateListener with 51 tags -> ``TooManyTags``;
 * the quota is atomic: two threads x 20 concurrent CreateListener calls on
@@ -214,6 +218,40 @@ class Rules:
         expect_error(lambda: self._tg("rules-idem", HealthCheckIntervalSeconds=10), "DuplicateTargetGroupName")
         return "same-name identical CreateTargetGroup returns the same ARN; another port/health check -> DuplicateTargetGroupName"
 
+    # -- the restart lock group ----------------------------------------------
+    def lock_group(self) -> str:
+        def lock(port: int, hc_port: str, holder: str) -> str:
+            return self._tg(
+                "rules-lock",
+                port=port,
+                HealthCheckProtocol="TCP",
+                HealthCheckPort=hc_port,
+                Tags=[{"Key": "kplink:lock-holder", "Value": holder}],
+            )
+
+        def holder_of(arn: str) -> str:
+            tag_list = self.elb.describe_tags(ResourceArns=[arn])["TagDescriptions"][0]["Tags"]
+            return {t["Key"]: t["Value"] for t in tag_list}["kplink:lock-holder"]
+
+        first = lock(24855, "48631", "3/i-0abc")
+        # Same settings (a holder hashing alike): the same group, its tags untouched.
+        assert lock(24855, "48631", "9/i-other") == first
+        assert holder_of(first) == "3/i-0abc"
+        # Another holder: another port or another health check port.
+        expect_error(lambda: lock(24855, "48632", "4/i-b"), "DuplicateTargetGroupName")
+        expect_error(lambda: lock(24856, "48631", "4/i-b"), "DuplicateTargetGroupName")
+        expect_error(lambda: lock(24855, "traffic-port", "4/i-b"), "DuplicateTargetGroupName")
+        self.elb.delete_target_group(TargetGroupArn=first)
+        expect_error(lambda: self.elb.describe_tags(ResourceArns=[first]), "TargetGroupNotFound")
+        second = lock(1000, "2000", "4/i-b")
+        assert second != first, "a recreated group must have a new ARN"
+        assert holder_of(second) == "4/i-b"
+        expect_error(lambda: self.elb.describe_tags(ResourceArns=[first]), "TargetGroupNotFound")
+        return (
+            "lock group: Port and numeric HealthCheckPort decide identical vs DuplicateTargetGroupName, "
+            "repeat keeps tags; deleted -> DescribeTags TargetGroupNotFound; recreated -> new ARN"
+        )
+
     # -- 50 tags per resource ------------------------------------------------
     def tag_quota(self) -> str:
         tg = self._tg("rules-tags", Tags=tags(10))
@@ -293,6 +331,7 @@ def main() -> int:
             rules.load_balancer_arns,
             rules.target_group_association,
             rules.target_group_idempotent,
+            rules.lock_group,
             rules.tag_quota,
             rules.concurrent_quota,
         ):
