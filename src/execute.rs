@@ -264,71 +264,108 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         progress: &mut Progress,
     ) -> Result<(), Error> {
         let d = ctx.shard(observed.shard);
-        let lb_arn = &d.lb_arn;
         // The plan puts CreateDedicatedGroup first; a caller running ClaimPort alone gets one.
         let tg = match progress.pending_group.clone() {
             Some(tg) => tg,
             None => self.create_dedicated_group(ctx, d, progress).await?,
         };
         let tags = self.cluster_tags("broker", Some(ctx.broker_id));
-        let candidates = claim_candidates(ctx, observed);
-        let mut quota_at = None;
-        for port in &candidates {
-            match self.lb.create_listener(lb_arn, *port, &tg, &tags).await? {
-                ListenerClaim::Claimed(arn) => {
-                    if progress.collisions > 0 {
-                        progress.races.push(format!(
-                            "{} port(s) taken by other hosts first; claimed {port}",
-                            progress.collisions
-                        ));
-                    }
-                    progress.pending_group = None;
-                    progress.claim = Some(Claim {
-                        port: *port,
-                        listener_arn: arn,
-                        target_group_arn: tg,
-                    });
-                    return Ok(());
-                }
+        let search = self
+            .search_ports(ctx, observed, &tg, &tags, progress)
+            .await?;
+        let (port, arn) = match search {
+            Ok(claimed) => claimed,
+            Err(why) => {
+                // Leave nothing behind: the group exists only to be forwarded to.
+                self.lb.delete_target_group(&tg).await?;
+                progress.pending_group = None;
+                return Err(self.no_port(ctx, d, why));
+            }
+        };
+        if progress.collisions > 0 {
+            progress.races.push(format!(
+                "{} port(s) taken by other hosts first; claimed {port}",
+                progress.collisions
+            ));
+        }
+        progress.pending_group = None;
+        progress.claim = Some(Claim {
+            port,
+            listener_arn: arn,
+            target_group_arn: tg,
+        });
+        Ok(())
+    }
+
+    /// Tries ports on the observed NLB until one is claimed, the quota is reached or no port is
+    /// free. After a port turns out taken, the NLB is read again: in a burst of hosts most ports
+    /// seen free at the observation are gone, and one DescribeListeners tells which are really
+    /// free (and whether the quota leaves room) where trying each stale port would cost one
+    /// refused CreateListener apiece. Each port is tried at most once.
+    async fn search_ports(
+        &self,
+        ctx: &Context,
+        observed: &Observed,
+        tg: &str,
+        tags: &[(String, String)],
+        progress: &mut Progress,
+    ) -> Result<Result<(u16, String), NoPort>, Error> {
+        let d = ctx.shard(observed.shard);
+        let mut candidates = claim_candidates(ctx, observed);
+        let mut tried = std::collections::BTreeSet::new();
+        while let Some(port) = candidates.iter().copied().find(|p| !tried.contains(p)) {
+            tried.insert(port);
+            match self.lb.create_listener(&d.lb_arn, port, tg, tags).await? {
+                ListenerClaim::Claimed(arn) => return Ok(Ok((port, arn))),
+                ListenerClaim::QuotaReached => return Ok(Err(NoPort::Quota { port })),
                 ListenerClaim::PortTaken => {
                     progress.collisions += 1;
-                    tracing::info!(port, "port taken by another host; trying another");
-                }
-                ListenerClaim::QuotaReached => {
-                    quota_at = Some(*port);
-                    break;
+                    tracing::info!(port, "port taken by another host; reading the NLB again");
+                    let listeners = self.lb.listeners(&d.lb_arn).await?;
+                    if listeners.len() >= MAX_LISTENERS_PER_NLB {
+                        return Ok(Err(NoPort::Quota { port }));
+                    }
+                    let fresh = crate::plan::assess(d, &listeners, None);
+                    candidates = claim_candidates_for(ctx, d.shard, &fresh, None);
                 }
             }
         }
-        // Leave nothing behind: the group exists only to be forwarded to.
-        self.lb.delete_target_group(&tg).await?;
-        progress.pending_group = None;
+        Ok(Err(NoPort::AllTaken { tried: tried.len() }))
+    }
+
+    /// The error of a claim that found no port on NLB `d`: with several NLBs the pass then looks
+    /// for the next with room ([`Error::ShardFilled`]); with one, the quota or the range is named.
+    fn no_port(&self, ctx: &Context, d: &Desired, why: NoPort) -> Error {
+        let lb_arn = d.lb_arn.clone();
         if ctx.shards.len() > 1 {
-            return Err(Error::ShardFilled {
+            let why = match why {
+                NoPort::Quota { port } => {
+                    format!("TooManyListeners on port {port}: {MAX_LISTENERS_PER_NLB} listeners")
+                }
+                NoPort::AllTaken { tried } => {
+                    format!("no free port in nlb.port_range ({tried} tried)")
+                }
+            };
+            return Error::ShardFilled {
                 shard: d.shard,
-                lb_arn: lb_arn.clone(),
-                why: match quota_at {
-                    Some(port) => format!(
-                        "TooManyListeners on port {port}: {MAX_LISTENERS_PER_NLB} listeners"
-                    ),
-                    None => format!("{} candidate port(s) taken", candidates.len()),
-                },
-            });
+                lb_arn,
+                why,
+            };
         }
-        Err(match quota_at {
-            Some(port) => Error::ListenerQuota {
-                lb_arn: lb_arn.clone(),
+        match why {
+            NoPort::Quota { port } => Error::ListenerQuota {
+                lb_arn,
                 port,
                 group: d.dedicated_group.clone(),
                 max: MAX_LISTENERS_PER_NLB,
             },
-            None => Error::RangeExhausted {
+            NoPort::AllTaken { tried } => Error::RangeExhausted {
                 range: self.config.nlb.port_range.to_string(),
-                lb_arn: lb_arn.clone(),
-                tried: candidates.len(),
+                lb_arn,
+                tried,
                 group: d.dedicated_group.clone(),
             },
-        })
+        }
     }
 
     fn group_arn(&self, group: &str, progress: &Progress) -> Result<String, Error> {
@@ -393,6 +430,21 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             rack: d.rack_change(file_rack.as_deref()),
         }))
     }
+}
+
+/// Why a claim found no port on an NLB.
+#[derive(Debug)]
+enum NoPort {
+    /// The NLB is at the listener quota (seen when claiming `port`).
+    Quota {
+        /// The port being claimed.
+        port: u16,
+    },
+    /// Every port tried was taken and none is left free.
+    AllTaken {
+        /// Ports tried.
+        tried: usize,
+    },
 }
 
 /// The ports a new claim tries, in order; the same for `plan` and `run` (seeded by the instance).

@@ -595,3 +595,43 @@ async fn an_instance_leaving_before_its_first_pass_claims_nothing() {
         .with(|s| s.groups.is_empty() && s.listeners.is_empty()));
     assert_eq!(props(&a), PROPS);
 }
+
+/// In a burst, most ports seen free when the NLB was read are gone by the claim: after one
+/// refused port the agent reads the NLB again instead of trying each stale port in turn.
+#[tokio::test]
+async fn after_a_taken_port_the_nlb_is_read_again_instead_of_trying_stale_ports() {
+    let b = Bench::new();
+    let first = b.host(1);
+    first.pass(&first.context().await.unwrap()).await.unwrap();
+    let a = b.host(3);
+    // Between broker 3's observation and its claim, other hosts take every port but 10009.
+    let lb = b.lb_arn.clone();
+    b.nlb.before_next_create_listener(move |s| {
+        for port in 10001..=10010 {
+            if port != 10009 && s.listener_on(&lb, port).is_none() {
+                let tg = s.add_group(
+                    &format!("kp-orders-x-b{port}"),
+                    "traffic-port",
+                    &[("kplink:cluster", "orders")],
+                );
+                s.add_listener(&lb, port, &tg, &[]);
+            }
+        }
+    });
+    let report = a.pass(&a.context().await.unwrap()).await.unwrap();
+    assert_eq!(report.port, 10009);
+    assert_eq!(report.claim_collisions, 1);
+    // One refused CreateListener, one more read, then the free port.
+    assert_eq!(
+        report.aws_calls.get("CreateListener"),
+        Some(&2),
+        "{:?}",
+        report.aws_calls
+    );
+    assert_eq!(
+        report.aws_calls.get("DescribeListeners"),
+        Some(&2),
+        "{:?}",
+        report.aws_calls
+    );
+}

@@ -820,6 +820,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         let mut filled = Vec::new();
         let mut changes = Vec::new();
         let mut races = Vec::new();
+        let mut collisions = 0;
         loop {
             let mut observed = self.observe_excluding(ctx, &filled).await?;
             observed.lifecycle = std::mem::take(&mut observed.lifecycle).after(earlier);
@@ -835,6 +836,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                     changes.extend(done);
                     races.append(&mut progress.races);
                     progress.races = races;
+                    progress.collisions += collisions;
                     return Ok((observed, progress, changes));
                 }
                 Err(Error::ShardFilled { shard, lb_arn, why }) => {
@@ -850,6 +852,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                         "shard {shard} ({lb_arn}) filled up during this pass ({why}); looked again"
                     ));
                     filled.push(shard);
+                    collisions += progress.collisions;
                 }
                 Err(e) => return Err(e),
             }
