@@ -3,7 +3,7 @@
 
 Usage (from the repository root)::
 
-    python3 benches/bench.py [--hosts 50] [--burst 20] [--release] [--no-build]
+    python3 benches/bench.py [--hosts 49] [--burst 20] [--shard-hosts 150] [--release] [--no-build]
 
 It builds the binary if needed (``cargo build [--release] --bin kplink-agent`` in
 ``$CARGO_TARGET_DIR``, default ``$HOME/.cache/kplink/target``), then runs these scenarios, each
@@ -13,9 +13,18 @@ against a fresh moto server (``tests/support/moto_launcher.py``), the IMDSv2 tes
 1. first broker on an empty NLB: one ``run --once``;
 2. a new broker on an NLB that already serves another broker: one ``run --once``;
 3. steady state: ``run --once`` again on the converged first broker;
-4. ``--burst`` hosts (default 20) and ``--hosts`` hosts (default 50) booting at once: that many
-   ``run --once --json`` processes started together (``port_range`` wide enough for all);
-5. the daemon (``kplink-agent run`` with ``[daemon] interval = "1s"`` and ``metrics_listen``):
+4. ``--burst`` hosts (default 20) and ``--hosts`` hosts (default 49) booting at once on one NLB:
+   that many ``run --once --json`` processes started together (``port_range`` wide enough for
+   all). 49 is what one NLB holds: 50 listeners (AWS's quota, enforced by the moto launcher), one
+   of them the bootstrap; a 50th broker fails, as it would on AWS;
+5. several NLBs (``nlb.load_balancer_arns``, three NLBs in the same subnets, ``port_range``
+   10001-10049 on each, so 3 x 49 = 147 brokers fit): ``--shard-hosts`` hosts (default 150) booting
+   at once. With 150, 147 must converge on unique (NLB, port) pairs, at most 50 listeners per NLB,
+   and the other 3 must fail cleanly with the "all 3 NLBs ... are full" error (file unchanged,
+   no target group left behind). Then, on that cluster: one broker of the last NLB is
+   decommissioned (so NLBs 0 and 1 are full and NLB 2 has one free port) and one new host joins:
+   one ``run --once``; then steady state: ``run --once`` on a converged broker of the last NLB;
+6. the daemon (``kplink-agent run`` with ``[daemon] interval = "1s"`` and ``metrics_listen``):
    resident memory after 10 passes (``VmRSS`` from ``/proc/<pid>/status``) and CPU per pass
    (``utime + stime`` from ``/proc/<pid>/stat`` between two reads of ``kplink_passes_total`` on
    ``/metrics``). Printed as "n/a (daemon not available)" when the binary has no daemon mode.
@@ -65,6 +74,10 @@ SERVER_PROPERTIES = (
     "num.partitions=3\n"
 )
 
+SHARD_TEMPLATE = "kafka-{az_id}-s{shard}.orders.example.internal"
+BOOTSTRAP_PORT = 10000
+MAX_LISTENERS = 50  # AWS: "Listeners per Network Load Balancer: 50", not adjustable
+
 # Published for comparison in the README: a do-it-yourself aws-cli script.
 DIY = {"one_host_calls": 9, "one_host_s": 5.8, "burst_calls_per_host": 17, "burst_s": 128.0, "burst_hosts": 20}
 
@@ -111,7 +124,7 @@ def http_json(method: str, url: str, body: Any = None) -> Any:
 class World:
     """moto + IMDS + a seeded world + one directory per host (agent.toml, server.properties)."""
 
-    def __init__(self, binary: Path, hosts: int, port_range: str) -> None:
+    def __init__(self, binary: Path, hosts: int, port_range: str, nlbs: int = 1) -> None:
         self.binary = binary
         self.port_range = port_range
         self.tmp = Path(tempfile.mkdtemp(prefix="kplink-bench-"))
@@ -123,6 +136,8 @@ class World:
             raise
         self.world = worldmod.seed(self.moto.url, hosts, imds=self.imds.url, out=str(self.tmp / "world.json"))
         self.lb_arn = self.world["load_balancer_arn"]
+        # More NLBs in the same subnets: nlb.load_balancer_arns, in fill order (seeded one first).
+        self.lb_arns = worldmod.add_load_balancers(self.world, nlbs - 1) if nlbs > 1 else [self.lb_arn]
         self.hosts = self.world["hosts"]
         for h in self.hosts:
             self.write_host(h)
@@ -137,11 +152,17 @@ class World:
         if not props.exists():
             props.write_text(SERVER_PROPERTIES)
         cfg = d / "agent.toml"
+        if len(self.lb_arns) > 1:
+            template = SHARD_TEMPLATE
+            nlb = "load_balancer_arns = [" + ", ".join(f'"{a}"' for a in self.lb_arns) + "]"
+        else:
+            template = "kafka-{az_id}.orders.example.internal"
+            nlb = f'load_balancer_arn = "{self.lb_arn}"'
         cfg.write_text(
             'cluster = "orders"\n\n[broker]\n'
             f'server_properties = "{props}"\n\n[listener]\n'
-            'advertised_host = "kafka-{az_id}.orders.example.internal"\n\n[nlb]\n'
-            f'load_balancer_arn = "{self.lb_arn}"\nport_range = "{self.port_range}"\n' + extra
+            f'advertised_host = "{template}"\n\n[nlb]\n'
+            f'{nlb}\nport_range = "{self.port_range}"\n' + extra
         )
         return cfg
 
@@ -282,10 +303,11 @@ def bench_single(binary: Path, t: Table) -> None:
         t.details.append(f"steady state: {fmt_ops(ops)}")
 
 
-def run_burst(w: World) -> list[dict[str, Any]]:
+def run_burst(w: World, hosts: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Start one `run --once --json` per host at the same moment; collect per-process results."""
-    results: list[dict[str, Any]] = [{} for _ in w.hosts]
-    barrier = threading.Barrier(len(w.hosts))
+    hosts = w.hosts if hosts is None else hosts
+    results: list[dict[str, Any]] = [{} for _ in hosts]
+    barrier = threading.Barrier(len(hosts))
 
     def one(i: int, h: dict[str, Any]) -> None:
         barrier.wait()
@@ -298,7 +320,7 @@ def run_burst(w: World) -> list[dict[str, Any]]:
             "stderr": p.stderr,
         }
 
-    threads = [threading.Thread(target=one, args=(i, h)) for i, h in enumerate(w.hosts)]
+    threads = [threading.Thread(target=one, args=(i, h)) for i, h in enumerate(hosts)]
     for th in threads:
         th.start()
     for th in threads:
@@ -361,6 +383,212 @@ def bench_burst(binary: Path, n: int, t: Table) -> None:
         t.row(label, "wall time, all converged", "-", f"{batch_wall:.2f} s" + (f" (+{reruns} rerun(s))" if reruns else ""), None)
         t.row(label, "failed runs rerun", "0", str(reruns), reruns == 0)
         t.details.append(f"{label}: {fmt_ops(totals)}")
+
+
+def median(values: list[float]) -> float:
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def histogram(values: list[int]) -> str:
+    counts: dict[int, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return ", ".join(f"{k} calls: {c}" for k, c in sorted(counts.items())) or "-"
+
+
+def range_size(port_range: str) -> int:
+    lo, hi = (int(x) for x in port_range.split("-"))
+    return hi - lo + 1
+
+
+def nlb_state(w: World) -> dict[str, Any]:
+    """Per NLB: port -> forwarded target group ARN; target groups forwarded by no listener of any
+    NLB; the bootstrap group's members per NLB. Read with the bench's own key (not a host's)."""
+    ec2, elbv2 = worldmod.clients(w.moto.url, w.world["region"])
+
+    def pages(op: str, key: str, **kw: Any) -> list[Any]:
+        return [x for page in elbv2.get_paginator(op).paginate(**kw) for x in page.get(key, [])]
+
+    listeners: list[dict[int, str | None]] = []
+    forwarded: set[str] = set()
+    for arn in w.lb_arns:
+        ports: dict[int, str | None] = {}
+        for lst in pages("describe_listeners", "Listeners", LoadBalancerArn=arn):
+            tgs = [a["TargetGroupArn"] for a in lst.get("DefaultActions", []) if a.get("TargetGroupArn")]
+            for a in lst.get("DefaultActions", []):
+                tgs += [f["TargetGroupArn"] for f in (a.get("ForwardConfig") or {}).get("TargetGroups", [])]
+            ports[int(lst["Port"])] = tgs[0] if tgs else None
+            forwarded.update(tgs)
+        listeners.append(ports)
+    groups = pages("describe_target_groups", "TargetGroups")
+    orphans = sorted(g["TargetGroupName"] for g in groups if g["TargetGroupArn"] not in forwarded)
+    boot_members: list[set[str]] = []
+    for ports in listeners:
+        tg = ports.get(BOOTSTRAP_PORT)
+        health = elbv2.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"] if tg else []
+        boot_members.append({d["Target"]["Id"] for d in health})
+    return {"listeners": listeners, "orphans": orphans, "boot_members": boot_members, "groups": len(groups)}
+
+
+def bench_shards(binary: Path, n: int, t: Table, nlbs: int = 3, port_range: str = "10001-10049") -> None:
+    """n hosts at once over `nlbs` NLBs; then a host joining the full-ish cluster; then steady state."""
+    per_nlb = min(range_size(port_range), MAX_LISTENERS - 1)  # one listener per NLB is the bootstrap
+    capacity = nlbs * per_nlb
+    fit = min(n, capacity)
+    label = f"{n} hosts at once, {nlbs} NLBs (fit {capacity})"
+    # One host more than the burst: the one that joins afterwards.
+    with World(binary, n + 1, port_range, nlbs=nlbs) as w:
+        burst_hosts, joiner = w.hosts[:n], w.hosts[n]
+        t.details.append(
+            f"{label}: port_range {port_range} on each NLB = {per_nlb} brokers + bootstrap per NLB, "
+            f"{capacity} in all; {n} hosts, so {fit} must converge and {n - fit} must fail with "
+            f"'all {nlbs} NLBs in nlb.load_balancer_arns are full'"
+        )
+        w.reset_calls()
+        started = time.monotonic()
+        results = run_burst(w, burst_hosts)
+        batch_wall = time.monotonic() - started
+
+        def is_full(r: dict[str, Any]) -> bool:
+            return r["rc"] != 0 and f"all {nlbs} NLBs in nlb.load_balancer_arns are full" in last_error(r["stderr"])
+
+        # A host whose pass failed for another reason is rerun, as systemd would (at most 3 runs).
+        reruns = 0
+        for i, r in enumerate(results):
+            runs = 1
+            while r["rc"] != 0 and not is_full(r) and runs < 3:
+                t.details.append(f"{label}: {burst_hosts[i]['name']} exit {r['rc']}: {last_error(r['stderr'])}")
+                rc, wall, report, err = w.run_once(burst_hosts[i])
+                r.update(rc=rc, wall=r["wall"] + wall, report=report, stderr=err)
+                runs += 1
+                reruns += 1
+        calls = w.calls_by_key()
+        ok = [i for i, r in enumerate(results) if r["rc"] == 0 and r["report"]]
+        full = [i for i, r in enumerate(results) if is_full(r)]
+        other = [i for i in range(n) if i not in ok and i not in full]
+        for i in other:
+            t.details.append(f"{label}: {burst_hosts[i]['name']} still failing after 3 runs: {last_error(results[i]['stderr'])}")
+        calls_of = lambda h: sum(calls.get(h["access_key_id"], {}).values())  # noqa: E731
+        ok_calls = [calls_of(burst_hosts[i]) for i in ok]
+        full_calls = [calls_of(burst_hosts[i]) for i in full]
+        totals: dict[str, int] = {}
+        for h in burst_hosts:
+            for op, c in calls.get(h["access_key_id"], {}).items():
+                totals[op] = totals.get(op, 0) + c
+
+        reports = [results[i]["report"] for i in ok]
+        pairs = {(r["shard"], r["port"]) for r in reports}
+        wrong_arn = [r["broker_id"] for r in reports if r["load_balancer_arn"] != w.lb_arns[r["shard"]]]
+        advertised_ok = 0
+        for i in ok:
+            r, h = results[i]["report"], burst_hosts[i]
+            want = f"PRIVATELINK://kafka-{h['az_id']}-s{r['shard']}.orders.example.internal:{r['port']}"
+            props = (w.host_dir(h) / "server.properties").read_text()
+            advertised_ok += want in props
+        untouched = sum((w.host_dir(burst_hosts[i]) / "server.properties").read_text() == SERVER_PROPERTIES for i in full)
+        collisions = sum(r["claim_collisions"] for r in reports)
+        state = nlb_state(w)
+        counts = [len(ports) for ports in state["listeners"]]
+        claims = sum(len([p for p in ports if p != BOOTSTRAP_PORT]) for ports in state["listeners"])
+        boot_ok = 0
+        for s, members in enumerate(state["boot_members"]):
+            mine = {burst_hosts[i]["instance_id"] for i in ok if results[i]["report"]["shard"] == s}
+            boot_ok += members == mine
+        per_shard = [sum(1 for r in reports if r["shard"] == s) for s in range(nlbs)]
+        create_listener = totals.get("elasticloadbalancing:CreateListener", 0)
+        boot_attempts = sum(1 for r in reports if any(c.get("action") == "create_bootstrap" for c in r["changes"]))
+        rejected = create_listener - claims - boot_attempts
+        walls_ok = [results[i]["wall"] for i in ok]
+        walls_full = [results[i]["wall"] for i in full]
+
+        if len(ok) != fit or len(full) != n - fit or other:
+            t.hard_failures.append(f"{label}: {len(ok)} converged, {len(full)} 'all full', {len(other)} other failures; want {fit} / {n - fit} / 0")
+        if len(pairs) != len(ok) or claims != len(ok) or wrong_arn:
+            t.hard_failures.append(f"{label}: {len(pairs)} (NLB, port) pairs in reports, {claims} claim listeners, {len(ok)} converged, wrong NLB in reports of brokers {wrong_arn}")
+        if max(counts) > MAX_LISTENERS:
+            t.hard_failures.append(f"{label}: listeners per NLB {counts}")
+        if state["orphans"] or untouched != len(full):
+            t.hard_failures.append(f"{label}: orphan groups {state['orphans']}; {len(full) - untouched} failed host(s) with a changed server.properties")
+
+        t.row(label, "hosts converged / failed 'all NLBs full'", f"{fit} / {n - fit}", f"{len(ok)} / {len(full)}" + (f" (+{len(other)} other)" if other else ""), len(ok) == fit and len(full) == n - fit and not other)
+        t.row(label, "unique (NLB, port)", f"{fit}", f"{len(pairs)} (brokers per NLB: {' / '.join(map(str, per_shard))})", len(pairs) == fit and claims == fit and not wrong_arn)
+        t.row(label, "listeners per NLB (quota)", f"<= {MAX_LISTENERS} each", " / ".join(map(str, counts)), max(counts) <= MAX_LISTENERS)
+        t.row(label, "file advertises own shard and port", f"{fit}", str(advertised_ok), advertised_ok == fit)
+        t.row(label, "bootstrap group = its NLB's brokers", f"{nlbs} of {nlbs}", f"{boot_ok} of {nlbs}", boot_ok == nlbs)
+        t.row(label, "left behind by 'full' hosts", "0 groups, 0 files", f"{len(state['orphans'])} groups, {len(full) - untouched} files", not state["orphans"] and untouched == len(full))
+        t.row(label, "AWS calls per converged host, median", "<= 8", f"{median(ok_calls):g}", median(ok_calls) <= 8)
+        t.row(label, "AWS calls per converged host, mean", "<= 8", f"{sum(ok_calls) / max(1, len(ok_calls)):.2f}", sum(ok_calls) / max(1, len(ok_calls)) <= 8)
+        t.row(label, "AWS calls per converged host, max", "<= 8", str(max(ok_calls, default=0)), max(ok_calls, default=0) <= 8)
+        t.row(label, "AWS calls per 'full' host", "-", ", ".join(map(str, sorted(full_calls))) or "-", None)
+        t.row(label, "AWS calls, total", "-", str(sum(ok_calls) + sum(full_calls)), None)
+        t.row(label, "claim collisions (agent report)", "-", str(collisions), None)
+        t.row(label, "CreateListener rejected (server)", "-", f"{rejected} of {create_listener} CreateListener", None)
+        t.row(label, "time to converged p50 / p99", "-", f"{pct(walls_ok, 50):.2f} s / {pct(walls_ok, 99):.2f} s", None)
+        if walls_full:
+            t.row(label, "time to 'all full' error, max", "-", f"{max(walls_full):.2f} s", None)
+        t.row(label, "wall time, all done", "-", f"{batch_wall:.2f} s" + (f" (+{reruns} rerun(s))" if reruns else ""), None)
+        t.row(label, "failed runs rerun", "0", str(reruns), reruns == 0)
+        t.details.append(f"{label}: calls per converged host: {histogram(ok_calls)}")
+        for s in range(nlbs):
+            mine = [calls_of(burst_hosts[i]) for i in ok if results[i]["report"]["shard"] == s]
+            ops_s: dict[str, int] = {}
+            for i in ok:
+                if results[i]["report"]["shard"] == s:
+                    for op, c in calls.get(burst_hosts[i]["access_key_id"], {}).items():
+                        ops_s[op] = ops_s.get(op, 0) + c
+            per_op = ", ".join(f"{k.split(':', 1)[-1]}={v / max(1, len(mine)):.1f}" for k, v in sorted(ops_s.items()))
+            t.details.append(
+                f"{label}: brokers that claimed on NLB {s}: calls median {median(mine):g}, max {max(mine, default=0)}; per host: {per_op}"
+            )
+        t.details.append(f"{label}: {fmt_ops(totals)}")
+
+        # (b) One host joins: every NLB but the last full, the last with room. If the last is full,
+        # one of its brokers leaves (decommission frees its port).
+        last = nlbs - 1
+        on_last = [i for i in ok if results[i]["report"]["shard"] == last]
+        if counts[last] >= per_nlb + 1 and on_last:  # claims + bootstrap: no free port left
+            leaver = burst_hosts[on_last[-1]]
+            p = subprocess.run(w.argv(leaver, "decommission", "--yes"), env=w.env(leaver), capture_output=True, text=True)
+            if p.returncode != 0:
+                t.hard_failures.append(f"decommission of {leaver['name']}: exit {p.returncode}: {last_error(p.stderr)}")
+            on_last = on_last[:-1]
+            t.details.append(f"join: {leaver['name']} (broker {leaver['broker_id']}, NLB {last}) decommissioned first to free a port")
+        counts = [len(ports) for ports in nlb_state(w)["listeners"]]
+        jlabel = f"1 host joins, NLB listeners {'/'.join(map(str, counts))}"
+        w.reset_calls()
+        rc, wall, report, err = w.run_once(joiner)
+        ops = w.calls_by_key().get(joiner["access_key_id"], {})
+        total = sum(ops.values())
+        if rc != 0:
+            t.hard_failures.append(f"{jlabel}: exit {rc}: {last_error(err)}")
+        where = f"NLB {report['shard']}, port {report['port']}" if report else f"exit {rc}"
+        expect = next((s for s, c in enumerate(counts) if c < per_nlb + 1), None)
+        t.row(jlabel, "AWS calls (server side)", "<= 8", str(total), rc == 0 and total <= 8)
+        t.row(jlabel, "claimed on", f"NLB {expect}", where, bool(report) and report["shard"] == expect)
+        t.row(jlabel, "wall time", "-", f"{wall:.2f} s" + ("" if rc == 0 else f" (exit {rc})"), None)
+        t.details.append(f"join: {fmt_ops(ops)}")
+
+        # (c) Steady state on the last NLB: a converged broker reads its own NLB only.
+        slabel = f"steady state, broker on NLB {last} of {nlbs}"
+        if not on_last:
+            t.row(slabel, "AWS reads / writes", "<= 3 / 0", "n/a (no converged broker on it)", None)
+            return
+        h = burst_hosts[on_last[0]]
+        w.reset_calls()
+        rc, wall, report, err = w.run_once(h)
+        ops = w.calls_by_key().get(h["access_key_id"], {})
+        reads = sum(v for k, v in ops.items() if not is_write(k))
+        writes = sum(v for k, v in ops.items() if is_write(k))
+        if rc != 0:
+            t.hard_failures.append(f"{slabel}: exit {rc}: {last_error(err)}")
+        changed = len(report["changes"]) if report else "?"
+        t.row(slabel, "AWS reads / writes", "<= 3 / 0", f"{reads} / {writes}", rc == 0 and reads <= 3 and writes == 0)
+        t.row(slabel, "wall time", "-", f"{wall:.2f} s (changes: {changed})", None)
+        t.details.append(f"{slabel}: {fmt_ops(ops)}")
 
 
 def read_proc(pid: int) -> tuple[int, int]:
@@ -471,8 +699,9 @@ def build(release: bool, no_build: bool) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--hosts", type=int, default=50, help="hosts booting at once in the large burst (default 50)")
+    ap.add_argument("--hosts", type=int, default=49, help="hosts booting at once on one NLB in the large burst (default 49, what one NLB holds)")
     ap.add_argument("--burst", type=int, default=20, help="hosts booting at once in the small burst (default 20; 0 skips it)")
+    ap.add_argument("--shard-hosts", type=int, default=150, help="hosts booting at once over 3 NLBs (default 150; 147 fit; 0 skips it)")
     ap.add_argument("--release", action="store_true", help="benchmark the release build (default: debug)")
     ap.add_argument("--no-build", action="store_true", help="use the existing binary as is")
     ap.add_argument("--skip-daemon", action="store_true", help="skip the daemon footprint scenario")
@@ -487,6 +716,8 @@ def main(argv: list[str] | None = None) -> int:
         steps.append((f"{args.burst} at once", lambda: bench_burst(binary, args.burst, t)))
     if args.hosts:
         steps.append((f"{args.hosts} at once", lambda: bench_burst(binary, args.hosts, t)))
+    if args.shard_hosts:
+        steps.append((f"{args.shard_hosts} at once over 3 NLBs", lambda: bench_shards(binary, args.shard_hosts, t)))
     daemon_missing: list[str] = []
     if not args.skip_daemon:
         steps.append(("daemon", lambda: daemon_missing.append(bench_daemon(binary, t) or "")))

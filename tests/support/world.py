@@ -27,6 +27,7 @@ The world is written to ``world.json`` (and printed)::
     {"moto": URL, "region": ..., "cluster": ..., "imds": CONTROL_URL | null,
      "vpc_id": ..., "subnets": {"us-east-1a": {"subnet_id", "az_id", "cidr"}, ...},
      "load_balancer_arn": ..., "load_balancer_name": ...,
+     "load_balancer_arns": [...],   # only after add_load_balancers(): all NLBs, seeded one first
      "hosts": [{"name": "host-1", "instance_id", "az", "az_id", "private_ip",
                 "subnet_id", "mac", "broker_id": 1, "tags_in_metadata": true,
                 "access_key_id": "AKIAKPLINK0000000001",
@@ -57,7 +58,9 @@ Commands
 Python API
 ----------
 ``seed(...) -> dict``, ``add_host(world, broker_id, az_index=None) -> dict``,
-``describe_wiring(world) -> dict``, ``format_wiring(wiring) -> str``,
+``add_load_balancers(world, count) -> list[str]`` (more NLBs in the same
+subnets, for ``nlb.load_balancer_arns``), ``describe_wiring(world, lb_arn=None)
+-> dict``, ``format_wiring(wiring) -> str``,
 ``load_world(path)``, ``save_world(world, path)``, ``clients(world_or_url,
 region)``. The demo script and the Rust tests (which run this file as a
 command) use these.
@@ -295,6 +298,33 @@ def add_host(world: dict[str, Any], broker_id: int, az_index: int | None = None,
     return host
 
 
+def add_load_balancers(world: dict[str, Any], count: int) -> list[str]:
+    """Create ``count`` more internal NLBs in the world's subnets: ``<cluster>-nlb-b``, ``-c``, ...
+
+    Sets ``world["load_balancer_arns"]`` to every NLB in fill order (the seeded one first, as
+    ``nlb.load_balancer_arns`` would list them), rewrites world.json if the world came from a
+    file, and returns that list.
+    """
+    if count < 0 or count > 24:
+        raise ValueError("count must be within [0, 24]")
+    _, elbv2 = clients(world["moto"], world["region"])
+    arns = list(world.get("load_balancer_arns") or [world["load_balancer_arn"]])
+    subnets = [world["subnets"][az]["subnet_id"] for az in sorted(world["subnets"])]
+    for _ in range(count):
+        name = f"{world['cluster']}-nlb-{chr(ord('a') + len(arns))}"
+        lb = elbv2.create_load_balancer(
+            Name=name,
+            Subnets=subnets,
+            Type="network",
+            Scheme="internal",
+            Tags=[{"Key": "kafka:cluster", "Value": world["cluster"]}],
+        )["LoadBalancers"][0]
+        arns.append(lb["LoadBalancerArn"])
+    world["load_balancer_arns"] = arns
+    save_world(world)
+    return arns
+
+
 def _paginate(client: Any, op: str, key: str, **kw: Any) -> list[Any]:
     out: list[Any] = []
     for page in client.get_paginator(op).paginate(**kw):
@@ -302,10 +332,14 @@ def _paginate(client: Any, op: str, key: str, **kw: Any) -> list[Any]:
     return out
 
 
-def describe_wiring(world: dict[str, Any]) -> dict[str, Any]:
-    """Read the NLB's listeners, target groups, targets and tags back from moto."""
+def describe_wiring(world: dict[str, Any], lb_arn: str | None = None) -> dict[str, Any]:
+    """Read an NLB's listeners, target groups, targets and tags back from moto.
+
+    ``lb_arn`` defaults to the seeded NLB (``world["load_balancer_arn"]``). Target groups that
+    none of *this* NLB's listeners use count as unattached.
+    """
     ec2, elbv2 = clients(world["moto"], world["region"])
-    lb_arn = world["load_balancer_arn"]
+    lb_arn = lb_arn or world["load_balancer_arn"]
     listeners = _paginate(elbv2, "describe_listeners", "Listeners", LoadBalancerArn=lb_arn)
     tgs = {tg["TargetGroupArn"]: tg for tg in _paginate(elbv2, "describe_target_groups", "TargetGroups")}
     tags: dict[str, dict[str, str]] = {}
