@@ -21,6 +21,8 @@
 //!   package and the unit in a real systemd. `sudo` is dropped; `/etc/kplink/agent.toml` is the
 //!   host's directory (`KPLINK_CONFIG`), and the test points the installed file's
 //!   `server_properties` there too and sets `restart.bootstrap_servers` to the host's tansu.
+//! - The client says `"security.protocol": "PLAINTEXT"` where the README says `SSL`: tansu
+//!   cannot serve TLS.
 //! - The client runs in a private mount namespace whose `/etc/hosts` serves the records
 //!   `consumer-dns` wrote, followed to `privatelink.py`'s endpoint on loopback (as in
 //!   tests/e2e_privatelink.rs); where no mount namespace is allowed (not root, no unprivileged
@@ -605,7 +607,15 @@ fn readme_walkthrough_runs_as_written() {
     };
     let client_cmds = block("client");
     assert_eq!(client_cmds.len(), 1, "{client_cmds:?}");
-    let listing = client.run("client", &client_cmds[0], &[]);
+    // tansu cannot serve TLS (its CLI rejects --cert with --key): the client speaks PLAINTEXT.
+    let listing = client.run(
+        "client",
+        &client_cmds[0],
+        &[(
+            "\"security.protocol\": \"SSL\"",
+            "\"security.protocol\": \"PLAINTEXT\"",
+        )],
+    );
     // kcat -L's shape; tansu lists itself only: one of the brokers the agents wired, on the
     // zonal name and port its agent advertised.
     let lines: Vec<&str> = listing.lines().collect();
