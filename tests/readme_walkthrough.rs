@@ -21,12 +21,12 @@
 //!   package and the unit in a real systemd. `sudo` is dropped; `/etc/kplink/agent.toml` is the
 //!   host's directory (`KPLINK_CONFIG`), and the test points the installed file's
 //!   `server_properties` there too and sets `restart.bootstrap_servers` to the host's tansu.
-//! - The client says `"security.protocol": "PLAINTEXT"` where the README says `SSL`: tansu
-//!   cannot serve TLS.
-//! - The client runs in a private mount namespace whose `/etc/hosts` serves the records
+//! - The client and the producer say `"security.protocol": "PLAINTEXT"` where the README says
+//!   `SSL`: tansu cannot serve TLS.
+//! - Both run in a private mount namespace whose `/etc/hosts` serves the records
 //!   `consumer-dns` wrote, followed to `privatelink.py`'s endpoint on loopback (as in
 //!   tests/e2e_privatelink.rs); where no mount namespace is allowed (not root, no unprivileged
-//!   user namespaces) that one step prints SKIPPED.
+//!   user namespaces) those two steps print SKIPPED (never as root, so never in CI).
 
 mod common;
 
@@ -41,7 +41,7 @@ use common::*;
 use serde_json::Value;
 
 const SECTION: &str = "## From an empty account to a producing client";
-const STEPS: [&str; 7] = [
+const STEPS: [&str; 8] = [
     "provider-stack",
     "stack-outputs",
     "launch-brokers",
@@ -49,6 +49,7 @@ const STEPS: [&str; 7] = [
     "consumer-endpoint",
     "consumer-dns",
     "client",
+    "produce",
 ];
 const TEMPLATE: &str = "deploy/cloudformation/provider.yaml";
 const BOOTSTRAP_HOST: &str = "kafka.orders.example.internal";
@@ -639,6 +640,38 @@ fn readme_walkthrough_runs_as_written() {
             .any(|l| l["port"] == 10000 && l["result"] == "forwarded"),
         "the bootstrap connection went through the endpoint: {forwarded:?}"
     );
+
+    // 8. The producer: delivered, and its connections to a broker's port went through the ENI
+    // in that broker's AZ (the zonal name its agent advertised).
+    let produce = block("produce");
+    assert_eq!(produce.len(), 1, "{produce:?}");
+    let before = forwarded.len();
+    let delivered = client.run(
+        "produce",
+        &produce[0],
+        &[(
+            "\"security.protocol\": \"SSL\"",
+            "\"security.protocol\": \"PLAINTEXT\"",
+        )],
+    );
+    assert_eq!(delivered, "delivered to walkthrough [0] at offset 0");
+    let lines = log_lines(&log, before);
+    let zonal: Vec<&Value> = lines.iter().filter(|l| l["port"] != 10000).collect();
+    assert!(
+        !zonal.is_empty(),
+        "no connection to a broker's port: {lines:?}"
+    );
+    for l in lines.iter() {
+        assert_eq!(l["result"], "forwarded", "{l}");
+    }
+    for l in zonal {
+        let via = format!(
+            "kafka-{}.orders.example.internal:{}",
+            l["az_id"].as_str().unwrap(),
+            l["port"]
+        );
+        assert!(advertised.contains(&via), "{l} is not {advertised:?}");
+    }
 
     drop(endpoint);
     drop(brokers);
