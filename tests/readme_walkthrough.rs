@@ -541,7 +541,8 @@ fn readme_walkthrough_runs_as_written() {
             "as root, `unshare -m` must give the client its own /etc/hosts"
         );
         eprintln!(
-            "SKIPPED the client step: no private /etc/hosts here (see tests/e2e_privatelink.rs)"
+            "SKIPPED the client and produce steps: no private /etc/hosts here (see \
+             tests/e2e_privatelink.rs)"
         );
         return;
     };
