@@ -50,10 +50,11 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::privatelink::*;
 use common::*;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -73,33 +74,6 @@ const TANSU_NODE_ID: i32 = 111;
 const MESSAGES: usize = 20;
 /// The client session's spec file; set only in the re-executed test binary.
 const SESSION_ENV: &str = "KPLINK_E2E_SESSION";
-/// `sh -c` script: bind-mount `$0` over /etc/hosts, then run the rest.
-const MOUNT_HOSTS_AND_EXEC: &str = "mount --bind \"$0\" /etc/hosts && exec \"$@\"";
-
-fn python_ok(script: &str, args: &[&str]) -> String {
-    let out = Command::new("python3")
-        .arg(support(script))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {script}: {e}"));
-    assert!(out.status.success(), "{script} {args:?}: {}", stderr(&out));
-    stdout(&out)
-}
-
-/// A tansu broker started by tests/support/tansu.py, stopped on drop.
-struct Tansu {
-    pidfile: PathBuf,
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = Command::new("python3")
-            .arg(support("tansu.py"))
-            .args(["stop", "--pidfile"])
-            .arg(&self.pidfile)
-            .status();
-    }
-}
 
 /// What the agent advertised for one broker, and where that broker runs.
 #[derive(Debug)]
@@ -107,78 +81,6 @@ struct Zonal {
     host: usize,
     name: String,
     port: u16,
-}
-
-/// The `unshare` flags that give a process its own `/etc/hosts`: a mount namespace as root, else
-/// inside an unprivileged user namespace. None when neither works.
-fn private_hosts_flags(probe_hosts: &Path) -> Option<&'static [&'static str]> {
-    [&["-m"][..], &["-r", "-m"][..]].into_iter().find(|flags| {
-        Command::new("unshare")
-            .args(*flags)
-            .args(["--", "sh", "-c", MOUNT_HOSTS_AND_EXEC])
-            .arg(probe_hosts)
-            .arg("true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-}
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
-        .unwrap_or(false)
-}
-
-/// The `advertised.listeners` entry named `name` in a `server.properties` text (the agent writes
-/// the property on one line).
-fn advertised_entry(properties: &str, name: &str) -> Option<String> {
-    let line = properties
-        .lines()
-        .find(|l| l.trim_start().starts_with("advertised.listeners="))?;
-    line.split_once('=')?
-        .1
-        .split(',')
-        .map(str::trim)
-        .find_map(|e| e.strip_prefix(&format!("{name}://")).map(str::to_string))
-}
-
-/// Follows `name`'s CNAME records in `records` down to one of the endpoint's DNS names; the
-/// chain and the ENI addresses it ends at.
-fn resolve(
-    name: &str,
-    records: &[Value],
-    endpoint_dns: &BTreeMap<String, Vec<String>>,
-) -> (Vec<String>, Vec<String>) {
-    let mut chain = vec![name.to_string()];
-    while chain.len() < 8 {
-        let current = chain.last().unwrap();
-        if let Some(addresses) = endpoint_dns.get(current) {
-            return (chain, addresses.clone());
-        }
-        let cname = records
-            .iter()
-            .find(|r| r["name"] == current.as_str() && r["type"] == "CNAME")
-            .unwrap_or_else(|| {
-                panic!("{current} has no CNAME and is no endpoint DNS name; chain {chain:?}")
-            });
-        chain.push(cname["values"][0].as_str().unwrap().to_string());
-    }
-    panic!("{name}: CNAME chain too long: {chain:?}");
-}
-
-/// The endpoint's connection log, from line `from` on.
-fn log_lines(log: &Path, from: usize) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .skip(from)
-        .map(|l| serde_json::from_str(l).expect("log line is JSON"))
-        .collect()
 }
 
 #[test]
@@ -498,23 +400,12 @@ fn start_brokers(world: &World, host_address: &dyn Fn(usize) -> String) -> Vec<T
     );
     let mut brokers = Vec::new();
     for (i, host) in world.hosts.iter().enumerate() {
-        let pidfile = host.dir.join("tansu.pid");
-        let out = Command::new("python3")
-            .arg(support("tansu.py"))
-            .args(["start", "--from-properties"])
-            .arg(host.properties())
-            .args(["--listener-name", "PRIVATELINK", "--host", &host_address(i)])
-            .args(["--storage", "s3://tansu/", "--pidfile"])
-            .arg(&pidfile)
-            .env("AWS_ENDPOINT", &world.moto.url)
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "tansu.py start: {}", stderr(&out));
-        brokers.push(Tansu { pidfile });
+        brokers.push(start_tansu(
+            &world.moto.url,
+            &host.properties(),
+            &host_address(i),
+            host.dir.join("tansu.pid"),
+        ));
     }
     brokers
 }

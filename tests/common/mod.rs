@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod privatelink;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

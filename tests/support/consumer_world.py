@@ -22,6 +22,10 @@ The result is printed as JSON (and written to ``--out``)::
      "gateway_endpoint_id": ..., "zone_id": "Z...", "zone_name": ..., "public_zone_id": ...,
      "other_vpc_id": ..., "other_zone_id": ...}
 
+``consumer_world.py vpc --moto URL [--region us-east-1] --azs us-east-1a,us-east-1b`` creates
+only the consumer VPC and its subnets and prints ``{"vpc_id", "cidr", "subnets": {az name: id}}``
+(tests/readme_walkthrough.rs makes the rest with the README's commands).
+
 Usage: ``consumer_world.py seed --moto URL [--region us-east-1] [--azs us-east-1a,us-east-1b]
 [--service-name NAME | --nlb-arn ARN] [--zone orders.example.internal] [--out PATH]``.
 """
@@ -112,7 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--nlb-arn")
     s.add_argument("--zone", default="orders.example.internal")
     s.add_argument("--out")
+    v = sub.add_parser("vpc", help="create only the consumer VPC and its subnets")
+    v.add_argument("--moto", required=True)
+    v.add_argument("--region", default="us-east-1")
+    v.add_argument("--azs", required=True, help="comma-separated AZ names of the subnets")
     args = parser.parse_args(argv)
+    if args.command == "vpc":
+        ec2, _, _ = _clients(args.moto, args.region)
+        vpc, subnets = _vpc(ec2, "10.20.0.0/16", args.azs.split(","))
+        print(json.dumps({"vpc_id": vpc, "cidr": "10.20.0.0/16", "subnets": subnets}))
+        return 0
     world = seed(args)
     text = json.dumps(world, indent=2, sort_keys=True)
     if args.out:

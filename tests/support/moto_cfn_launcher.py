@@ -12,6 +12,10 @@ https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-elas
 * ``Tags`` and ``LoadBalancerAttributes`` (cross-zone load balancing): moto drops both;
 * ``SubnetMappings`` and ``IpAddressType``: passed through as well.
 
+And its ExecuteChangeSet (what ``aws cloudformation deploy`` calls) creates the resources but
+leaves the stack's outputs as they were before the change set (none for a new stack): the
+outputs are computed again from the change set's template, as CreateStack and UpdateStack do.
+
 Not emulated (moto has no model for them; the test says how it covers them):
 ``AWS::EC2::VPCEndpointService`` and ``AWS::EC2::VPCEndpointServicePermissions`` (moto skips
 them silently), ``EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic``.
@@ -51,6 +55,22 @@ def patch_cloudformation() -> None:
     FakeLoadBalancer.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)  # type: ignore[method-assign]
 
 
+def patch_change_sets() -> None:
+    from moto.cloudformation.models import ChangeSet
+
+    original = ChangeSet.apply
+
+    def apply(self: Any) -> None:
+        original(self)
+        stack = self.stack
+        stack.template = self.template
+        stack._parse_template()
+        stack.output_map = stack._create_output_map()
+
+    ChangeSet.apply = apply  # type: ignore[method-assign]
+
+
 if __name__ == "__main__":
     patch_cloudformation()
+    patch_change_sets()
     sys.exit(moto_launcher.main())

@@ -30,7 +30,20 @@ example a higher ``ShardCount``), then step 4 again: stand-ins whose Condition n
 created, those whose Condition no longer holds are deleted, the others are kept as they are.
 No hosts are launched.
 
-Both commands write ``DIR/world.json`` (``world.py``'s format; ``load_balancer_arn`` is the stack's first NLB)
+For tests/readme_walkthrough.rs, which deploys with the README's own ``aws cloudformation
+deploy`` (AWS_ENDPOINT_URL pointing at moto):
+
+``provider_stack.py seed-vpc --moto URL``
+    Step 1 alone; prints ``{"vpc_id", "subnets": {az: {"subnet_id", "az_id", "cidr"}}, "image_id"}``.
+``provider_stack.py variant --template PATH --out FILE``
+    Writes step 2's variant (JSON) to FILE: the template the walkthrough deploys.
+``provider_stack.py stand-ins --moto URL --template PATH --stack NAME``
+    Step 4 for a stack deployed from that variant; prints ``{"endpoint_services": [...]}``.
+``provider_stack.py register-hosts --moto URL --imds CONTROL_URL --out DIR --instance-id ID ...``
+    Step 5's registration for instances launched elsewhere (by ``aws ec2 run-instances``): each
+    instance's ``kafka:broker-id`` tag is its broker id. Writes ``DIR/world.json``.
+
+``deploy`` and ``update`` write ``DIR/world.json`` (``world.py``'s format; ``load_balancer_arn`` is the stack's first NLB)
 and prints, and writes to ``DIR/stack.json``, what the test asserts on: parameters, outputs,
 removed resources and outputs, the stand-ins made, every NLB (attributes, tags, security
 groups, zones), the security groups, the role's inline policies, the instance profile, the
@@ -230,23 +243,28 @@ def launch_hosts(ec2: Any, world: dict[str, Any], template_id: str, count: int) 
             MaxCount=1,
             TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
         )["Instances"][0]
-        enis = inst.get("NetworkInterfaces") or []
-        host = {
-            "name": f"host-{i}",
-            "instance_id": inst["InstanceId"],
-            "az": inst["Placement"]["AvailabilityZone"],
-            "az_id": subnet["az_id"],
-            "private_ip": inst["PrivateIpAddress"],
-            "subnet_id": inst["SubnetId"],
-            "mac": (enis[0].get("MacAddress") if enis else None) or "0e:00:00:00:00:%02x" % i,
-            "broker_id": i,
-            "tags_in_metadata": True,
-            "access_key_id": worldlib.access_key_for(i),
-            "imds_endpoint": None,
-        }
-        if world.get("imds"):
-            host["imds_endpoint"] = worldlib._register_imds(world["imds"], host, world["vpc_id"], tags, REGION)
-        world["hosts"].append(host)
+        add_host(world, inst, subnet["az_id"], i, tags)
+
+
+def add_host(world: dict[str, Any], inst: dict[str, Any], az_id: str, i: int, tags: dict[str, str]) -> None:
+    """Adds instance ``inst`` as host ``i`` (broker id ``i``) to ``world``, registered with the IMDS test server."""
+    enis = inst.get("NetworkInterfaces") or []
+    host = {
+        "name": f"host-{i}",
+        "instance_id": inst["InstanceId"],
+        "az": inst["Placement"]["AvailabilityZone"],
+        "az_id": az_id,
+        "private_ip": inst["PrivateIpAddress"],
+        "subnet_id": inst["SubnetId"],
+        "mac": (enis[0].get("MacAddress") if enis else None) or "0e:00:00:00:00:%02x" % i,
+        "broker_id": i,
+        "tags_in_metadata": True,
+        "access_key_id": worldlib.access_key_for(i),
+        "imds_endpoint": None,
+    }
+    if world.get("imds"):
+        host["imds_endpoint"] = worldlib._register_imds(world["imds"], host, world["vpc_id"], tags, REGION)
+    world["hosts"].append(host)
 
 
 def facts(moto: str, physical: dict[str, str], types: dict[str, str], instance_ids: list[str]) -> dict[str, Any]:
@@ -438,6 +456,58 @@ def update(args: argparse.Namespace) -> dict[str, Any]:
     return finish(args, result, world)
 
 
+def write_variant(args: argparse.Namespace) -> dict[str, Any]:
+    variant, removed, removed_outputs = moto_variant(load_template(args.template))
+    with open(args.out, "w") as fh:
+        json.dump(variant, fh, indent=1)
+    return {"removed_resources": {k: v["Type"] for k, v in removed.items()}, "removed_outputs": removed_outputs}
+
+
+def stack_parameters(stack: dict[str, Any]) -> dict[str, str]:
+    """A stack's parameters as given (moto shows a list parameter as a Python list's repr)."""
+    out = {}
+    for p in stack.get("Parameters", []):
+        value = p.get("ParameterValue", "")
+        if value.startswith("[") and value.endswith("]"):
+            value = ",".join(ast.literal_eval(value))
+        out[p["ParameterKey"]] = value
+    return out
+
+
+def stand_ins(args: argparse.Namespace) -> dict[str, Any]:
+    ec2, cfn = client(args.moto, "ec2"), client(args.moto, "cloudformation")
+    template = load_template(args.template)
+    _, removed, removed_outputs = moto_variant(template)
+    stack = cfn.describe_stacks(StackName=args.stack)["Stacks"][0]
+    resources = [r for r in cfn.list_stack_resources(StackName=args.stack)["StackResourceSummaries"] if r.get("LogicalResourceId")]
+    physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources}
+    ev = Evaluator(template, stack_parameters(stack), physical)
+    made = reconcile_stand_ins(ec2, removed, ev, [])
+    services = []
+    for m in made:
+        if m["type"] == "AWS::EC2::VPCEndpointService":
+            cfg = ec2.describe_vpc_endpoint_service_configurations(ServiceIds=[m["service_id"]])["ServiceConfigurations"][0]
+            services.append({"logical_id": m["logical_id"], "service_id": cfg["ServiceId"], "service_name": cfg["ServiceName"]})
+    return {"removed_resources": {k: v["Type"] for k, v in removed.items()}, "removed_outputs": removed_outputs, "stand_ins": made, "endpoint_services": services}
+
+
+def register_hosts(args: argparse.Namespace) -> dict[str, Any]:
+    ec2 = client(args.moto, "ec2")
+    zones = {z["ZoneName"]: z["ZoneId"] for z in ec2.describe_availability_zones()["AvailabilityZones"]}
+    instances = [i for r in ec2.describe_instances(InstanceIds=args.instance_id)["Reservations"] for i in r["Instances"]]
+    instances.sort(key=lambda i: args.instance_id.index(i["InstanceId"]))
+    vpc_id = instances[0]["VpcId"]
+    world: dict[str, Any] = {"moto": args.moto, "region": REGION, "cluster": "", "imds": args.imds, "vpc_id": vpc_id, "hosts": []}
+    for inst in instances:
+        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+        broker_id = int(tags[worldlib.BROKER_TAG])
+        add_host(world, inst, zones[inst["Placement"]["AvailabilityZone"]], broker_id, tags)
+    os.makedirs(args.out, exist_ok=True)
+    world_file = os.path.join(args.out, "world.json")
+    worldlib.save_world(world, world_file)
+    return {"world": world_file, "hosts": world["hosts"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Deploy provider.yaml into moto (what moto supports; the rest through the EC2 API).")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -454,9 +524,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--template", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p = sub.add_parser("seed-vpc", help="a provider VPC with a subnet per AZ, and an AMI")
+    p.add_argument("--moto", required=True)
+    p = sub.add_parser("variant", help="write the template moto can deploy (JSON)")
+    p.add_argument("--template", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("stand-ins", help="create what moto could not deploy for a stack made from the variant")
+    p.add_argument("--moto", required=True)
+    p.add_argument("--template", required=True)
+    p.add_argument("--stack", required=True)
+    p = sub.add_parser("register-hosts", help="register instances launched elsewhere with the IMDS test server")
+    p.add_argument("--moto", required=True)
+    p.add_argument("--imds", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--instance-id", action="append", required=True)
     args = parser.parse_args(argv)
+    commands = {"deploy": deploy, "update": update, "variant": write_variant, "stand-ins": stand_ins, "register-hosts": register_hosts, "seed-vpc": lambda a: seed_vpc(client(a.moto, "ec2"))}
     try:
-        result = deploy(args) if args.cmd == "deploy" else update(args)
+        result = commands[args.cmd](args)
     except Exception as exc:  # noqa: BLE001 - one line for the Rust test's assertion message
         print(f"provider_stack.py: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
