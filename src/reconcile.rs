@@ -207,20 +207,22 @@ fn choose_shard(
 ) -> Result<(ShardView, Vec<(usize, String)>), Error> {
     let mut looked = scan.looked;
     looked.sort_by_key(|v| v.index);
-    if ctx.shards.len() == 1 || leaving {
+    if (ctx.shards.len() == 1 || leaving) && !looked.is_empty() {
         let pick = scan.hint.unwrap_or(0);
         let at = looked.iter().position(|v| v.index == pick).unwrap_or(0);
         return Ok((looked.swap_remove(at), Vec::new()));
     }
-    let mut no_room = Vec::new();
+    // NLBs filled during this pass were not read again (see `Agent::scan`).
+    let mut no_room: Vec<(usize, String)> = full
+        .iter()
+        .map(|i| {
+            (
+                *i,
+                "filled up by other brokers during this pass".to_string(),
+            )
+        })
+        .collect();
     for view in looked {
-        if full.contains(&view.index) {
-            no_room.push((
-                view.index,
-                "filled up by other brokers during this pass".into(),
-            ));
-            continue;
-        }
         let keep = (scan.hint == Some(view.index))
             .then_some(scan.keep_port)
             .flatten();
@@ -237,6 +239,7 @@ fn choose_shard(
             None => return Ok((view, no_room)),
         }
     }
+    no_room.sort();
     Err(Error::AllFull {
         count: ctx.shards.len(),
         max: MAX_LISTENERS_PER_NLB,
@@ -660,7 +663,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             d.edited_file(&text, *d.port_range.start())
                 .map_err(|e| PropertiesError::from_edit(path, e))?;
         }
-        let scan = self.scan(ctx, file_endpoint.as_deref()).await?;
+        let scan = self.scan(ctx, file_endpoint.as_deref(), full).await?;
         let (view, no_room) = match scan.found {
             Some(claimed) => (claimed, Vec::new()),
             None => choose_shard(ctx, scan, full, lifecycle.is_leaving())?,
@@ -702,8 +705,14 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     }
 
     /// Reads the NLBs until one holds this broker's claim: first the one the file's endpoint
-    /// names, then the others in order.
-    async fn scan(&self, ctx: &Context, file_endpoint: Option<&str>) -> Result<Scan, Error> {
+    /// names, then the others in order. NLBs in `full` (this pass just failed to claim there: it
+    /// holds no claim of this broker) are not read again.
+    async fn scan(
+        &self,
+        ctx: &Context,
+        file_endpoint: Option<&str>,
+        full: &[usize],
+    ) -> Result<Scan, Error> {
         let hint = ctx.shard_of_endpoint(file_endpoint);
         let keep_port = plan::endpoint_port(file_endpoint);
         let mut scan = Scan {
@@ -714,7 +723,8 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         };
         let order = hint
             .into_iter()
-            .chain((0..ctx.shards.len()).filter(|i| Some(*i) != hint));
+            .chain((0..ctx.shards.len()).filter(|i| Some(*i) != hint))
+            .filter(|i| !full.contains(i));
         for index in order {
             let d = ctx.shard(index);
             let listeners = self.lb.listeners(&d.lb_arn).await?;
