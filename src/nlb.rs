@@ -357,6 +357,23 @@ fn group_info(tg: &elbv2::types::TargetGroup) -> Option<TargetGroupInfo> {
     })
 }
 
+/// Our `(key, value)` tags as the SDK's.
+fn sdk_tags(tags: &[(String, String)]) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// A success answer without what it must contain.
+fn empty_response(operation: &'static str, resource: impl Into<String>, what: &str) -> NlbError {
+    NlbError {
+        operation,
+        resource: resource.into(),
+        code: "EmptyResponse".into(),
+        message: what.to_string(),
+    }
+}
+
 fn descriptions(targets: &[(String, u16)]) -> Vec<TargetDescription> {
     targets
         .iter()
@@ -458,11 +475,7 @@ impl LoadBalancer for Elbv2 {
 
     async fn ensure_target_group(&self, spec: &TargetGroupSpec) -> Result<String, NlbError> {
         self.calls.record("CreateTargetGroup");
-        let tags = spec
-            .tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect::<Vec<_>>();
+        let tags = sdk_tags(&spec.tags);
         let result = self
             .client
             .create_target_group()
@@ -490,11 +503,12 @@ impl LoadBalancer for Elbv2 {
                 .target_groups()
                 .iter()
                 .find_map(|tg| tg.target_group_arn().map(str::to_string))
-                .ok_or_else(|| NlbError {
-                    operation: "CreateTargetGroup",
-                    resource: spec.name.clone(),
-                    code: "EmptyResponse".into(),
-                    message: "no target group in the response".into(),
+                .ok_or_else(|| {
+                    empty_response(
+                        "CreateTargetGroup",
+                        spec.name.clone(),
+                        "no target group in the response",
+                    )
                 }),
             Err(e) if e.code() == Some("DuplicateTargetGroupName") => {
                 let info = self.describe_target_group_by_name(&spec.name).await?;
@@ -525,11 +539,7 @@ impl LoadBalancer for Elbv2 {
         spec: &ExactGroupSpec,
     ) -> Result<GroupCreate, NlbError> {
         self.calls.record("CreateTargetGroup");
-        let tags = spec
-            .tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect::<Vec<_>>();
+        let tags = sdk_tags(&spec.tags);
         let result = self
             .client
             .create_target_group()
@@ -554,11 +564,12 @@ impl LoadBalancer for Elbv2 {
                 .iter()
                 .find_map(|tg| tg.target_group_arn().map(str::to_string))
                 .map(GroupCreate::Created)
-                .ok_or_else(|| NlbError {
-                    operation: "CreateTargetGroup",
-                    resource: spec.name.clone(),
-                    code: "EmptyResponse".into(),
-                    message: "no target group in the response".into(),
+                .ok_or_else(|| {
+                    empty_response(
+                        "CreateTargetGroup",
+                        spec.name.clone(),
+                        "no target group in the response",
+                    )
                 }),
             Err(e) if e.code() == Some("DuplicateTargetGroupName") => Ok(GroupCreate::NameTaken),
             Err(e) => Err(NlbError::from_sdk("CreateTargetGroup", &spec.name, e)),
@@ -573,10 +584,7 @@ impl LoadBalancer for Elbv2 {
         tags: &[(String, String)],
     ) -> Result<ListenerClaim, NlbError> {
         self.calls.record("CreateListener");
-        let tags = tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect::<Vec<_>>();
+        let tags = sdk_tags(tags);
         let action = Action::builder()
             .r#type(ActionTypeEnum::Forward)
             .target_group_arn(tg_arn)
@@ -597,12 +605,7 @@ impl LoadBalancer for Elbv2 {
                 .iter()
                 .find_map(|l| l.listener_arn().map(str::to_string))
                 .map(ListenerClaim::Claimed)
-                .ok_or_else(|| NlbError {
-                    operation: "CreateListener",
-                    resource: format!("{lb_arn} port {port}"),
-                    code: "EmptyResponse".into(),
-                    message: "no listener in the response".into(),
-                }),
+                .ok_or_else(|| empty_response("CreateListener", format!("{lb_arn} port {port}"), "no listener in the response")),
             Err(e) if e.code() == Some("DuplicateListener") => Ok(ListenerClaim::PortTaken),
             Err(e) if e.code() == Some("TooManyListeners") => Ok(ListenerClaim::QuotaReached),
             // AWS: a target group forwards for one load balancer only.
@@ -685,13 +688,11 @@ impl LoadBalancer for Elbv2 {
 
     async fn add_tags(&self, arn: &str, tags: &[(String, String)]) -> Result<(), NlbError> {
         self.calls.record("AddTags");
-        let tags = tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build());
+        let tags = sdk_tags(tags);
         self.client
             .add_tags()
             .resource_arns(arn)
-            .set_tags(Some(tags.collect()))
+            .set_tags(Some(tags))
             .send()
             .await
             .map_err(|e| NlbError::from_sdk("AddTags", arn, e))?;

@@ -14,13 +14,13 @@ use crate::plan::Step;
 use crate::reconcile::{Agent, Context, Error};
 use crate::registry;
 
-const PROPS: &str = "# managed by config management\n\
+pub(crate) const PROPS: &str = "# managed by config management\n\
 process.roles=broker\n\
 listeners=PLAINTEXT://:9092\n\
 advertised.listeners=PLAINTEXT://b.internal:9092\n\
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT\n";
 
-const ZONES: [(&str, &str); 3] = [
+pub(crate) const ZONES: [(&str, &str); 3] = [
     ("us-east-1a", "use1-az6"),
     ("us-east-1b", "use1-az1"),
     ("us-east-1c", "use1-az2"),

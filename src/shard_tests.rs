@@ -11,16 +11,7 @@ use crate::fakes::{FakeImds, FakeNlb, FakeTags};
 use crate::reconcile::{Agent, Error};
 use crate::registry;
 
-const PROPS: &str = "process.roles=broker\n\
-listeners=PLAINTEXT://:9092\n\
-advertised.listeners=PLAINTEXT://b.internal:9092\n\
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT\n";
-
-const ZONES: [(&str, &str); 3] = [
-    ("us-east-1a", "use1-az6"),
-    ("us-east-1b", "use1-az1"),
-    ("us-east-1c", "use1-az2"),
-];
+use crate::pass_tests::{PROPS, ZONES};
 
 type TestAgent = Agent<FakeImds, FakeNlb, FakeTags>;
 

@@ -22,23 +22,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// Runs `run --once --json` on every host at the same moment; returns the outputs in host order.
 fn boot_all_at_once(world: &World) -> Vec<Output> {
-    let children: Vec<_> = world
-        .hosts
-        .iter()
-        .map(|h| {
-            world
-                .agent(h)
-                .args(["run", "--once", "--json"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect()
+    boot_at_once(world, &world.hosts.iter().collect::<Vec<_>>())
 }
 
 /// Server-side calls per host (all operations).

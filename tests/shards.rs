@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Output, Stdio};
 
 use common::*;
 use serde_json::Value;
@@ -65,25 +64,6 @@ fn sharded_config(world: &World, host: &Host, arns: &[String]) -> String {
                     .join(", ")
             ),
         )
-}
-
-fn boot_at_once(world: &World, hosts: &[&Host]) -> Vec<Output> {
-    let children: Vec<_> = hosts
-        .iter()
-        .map(|h| {
-            world
-                .agent(h)
-                .args(["run", "--once", "--json"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect()
 }
 
 /// What every NLB looks like: per NLB, port → target group name.

@@ -435,6 +435,27 @@ pub async fn wiring(client: &elbv2::Client, lb_arn: &str) -> Wiring {
     out
 }
 
+/// Runs `run --once --json` on `hosts` at the same moment (hosts booting together); returns the
+/// outputs in host order.
+pub fn boot_at_once(world: &World, hosts: &[&Host]) -> Vec<Output> {
+    let children: Vec<_> = hosts
+        .iter()
+        .map(|h| {
+            world
+                .agent(h)
+                .args(["run", "--once", "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect()
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
