@@ -155,9 +155,12 @@ fn restart_config(
     let base = world
         .config_text(host, &format!("{claim}-{claim}"), "")
         .replace("kafka-{az_id}.orders.example.internal", "127.0.0.1");
+    // Each host's own state directory: the agent's local note of the restart lock lives there.
+    let state = host.dir.join("state");
     format!(
-        "{base}\n[restart]\nmode = \"rolling\"\ncommand = [{command}]\nbootstrap_servers = \"127.0.0.1:{port}\"\n\
-         lease = \"30s\"\nhealthy_checks = 2\ncheck_interval = \"200ms\"\ntimeout = \"20s\"\n{extra}"
+        "{base}\n[daemon]\nstate_dir = {:?}\n[restart]\nmode = \"rolling\"\ncommand = [{command}]\nbootstrap_servers = \"127.0.0.1:{port}\"\n\
+         lease = \"30s\"\nhealthy_checks = 2\ncheck_interval = \"200ms\"\ntimeout = \"20s\"\n{extra}",
+        state.display().to_string()
     )
 }
 
@@ -848,6 +851,15 @@ fn an_agent_killed_mid_restart_resumes_and_releases_its_own_lock() {
             create_legacy_lock(&world, "orders", &holder, "9999999999", "restarting");
         } else {
             create_lock(&world, &world.vpc_id(), &holder, "9999999999", "restarting");
+            // What the killed agent left beside it: its local note, written before the create
+            // (src/restart/marker.rs). Without the note the agent does not look for the lock.
+            let state = host.dir.join("state");
+            std::fs::create_dir_all(&state).unwrap();
+            let note = format!(
+                "restart-lock.{TANSU_ID}-{}",
+                host.instance_id.replace('/', "-")
+            );
+            std::fs::write(state.join(note), b"").unwrap();
         }
         let _tansu = Tansu::start(&host.dir, &format!("127.0.0.1:{}", report["port"]), port);
         let out = world.run(host, &["run", "--once", "--json"]);
