@@ -17,6 +17,9 @@ use serde::{Deserialize, Deserializer};
 /// Default location of the configuration file.
 pub const DEFAULT_PATH: &str = "/etc/kplink/agent.toml";
 
+/// Default `daemon.state_dir` (systemd's `StateDirectory=kplink`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/kplink";
+
 /// Placeholders accepted in `listener.advertised_host`.
 pub const PLACEHOLDERS: &[&str] = &[
     "az_id",
@@ -111,7 +114,7 @@ impl Default for DaemonConfig {
         DaemonConfig {
             interval: Duration::from_secs(60),
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9721))),
-            state_dir: PathBuf::from("/var/lib/kplink"),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         }
     }
 }

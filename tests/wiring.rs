@@ -78,6 +78,13 @@ fn three_hosts_in_three_azs_get_wired_and_a_rerun_changes_nothing() {
     assert!(world.wiring().listeners.is_empty());
     assert_eq!(world.hosts[0].read_properties(), SERVER_PROPERTIES);
 
+    let state_dir_writable = {
+        let dir = std::path::Path::new(kplink_agent::config::DEFAULT_STATE_DIR);
+        let probe = dir.join(format!(".wiring-probe-{}", std::process::id()));
+        let ok = std::fs::create_dir_all(dir).is_ok() && std::fs::write(&probe, b"").is_ok();
+        let _ = std::fs::remove_file(&probe);
+        ok
+    };
     let mut ports = BTreeSet::new();
     for host in &world.hosts {
         world.reset_calls();
@@ -89,7 +96,8 @@ fn three_hosts_in_three_azs_get_wired_and_a_rerun_changes_nothing() {
         // listener, create the dedicated group, claim, register twice. A joining broker reads
         // no bootstrap targets (it is in no group before its claim) and needs no tag look at a
         // bootstrap group under this cluster's own name.
-        let limit = if host.broker_id == 1 { 8 } else { 6 };
+        // (+1 where the lock note cannot be kept: see the steady state below.)
+        let limit = if host.broker_id == 1 { 8 } else { 6 } + u64::from(!state_dir_writable);
         assert!(
             total <= limit,
             "broker {} made {total} calls: {calls:?}",
@@ -115,16 +123,23 @@ fn three_hosts_in_three_azs_get_wired_and_a_rerun_changes_nothing() {
     for host in &world.hosts {
         let out = world.run(host, &["run", "--once", "--json"]);
         let reads = world.calls(Some(&host.access_key));
-        // The pass: 3 reads. `run --once` then checks Kafka, which starts with one
-        // DescribeTargetGroups: a restart lock of this holder left by a crash (the lock is a
-        // target group, which the pass's DescribeListeners does not show). The daemon does that
-        // once per process, so its steady-state passes stay at 3 (tests/daemon.rs).
+        // The pass: 3 reads. Checking Kafka afterwards looks for a restart lock of this holder
+        // only when the host noted one (src/restart/marker.rs; none here), or when the state
+        // directory (the default, /var/lib/kplink) cannot be written: a non-root test run.
+        let lookups = u64::from(!state_dir_writable);
         assert_eq!(
-            reads.get("elasticloadbalancing:DescribeTargetGroups"),
-            Some(&1),
+            reads
+                .get("elasticloadbalancing:DescribeTargetGroups")
+                .copied()
+                .unwrap_or(0),
+            lookups,
             "steady state: {reads:?}"
         );
-        assert!(reads.values().sum::<u64>() <= 4, "steady state: {reads:?}");
+        assert_eq!(
+            reads.values().sum::<u64>(),
+            3 + lookups,
+            "steady state: {reads:?}"
+        );
         assert!(
             reads.keys().all(|op| op.contains(":Describe")),
             "steady state writes: {reads:?}"
