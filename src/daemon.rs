@@ -95,14 +95,9 @@ const STALE_CHECK_EVERY: Duration = Duration::from_secs(600);
 /// Name of the state file inside the state directory.
 pub const LAST_PASS_FILE: &str = "last-pass.json";
 
-/// The state directory: systemd's `STATE_DIRECTORY` if set, else `daemon.state_dir`.
-pub fn state_dir(config: &Config) -> PathBuf {
-    config.state_dir()
-}
-
 /// Reads the last pass recorded by a daemon, if any.
 pub fn read_last_pass(config: &Config) -> Option<LastPass> {
-    let text = std::fs::read_to_string(state_dir(config).join(LAST_PASS_FILE)).ok()?;
+    let text = std::fs::read_to_string(config.state_dir().join(LAST_PASS_FILE)).ok()?;
     serde_json::from_str(&text).ok()
 }
 
@@ -556,7 +551,7 @@ impl Machinery {
             wake_rx,
             file,
             hangup,
-            state_dir: state_dir(config),
+            state_dir: config.state_dir(),
             readiness: Readiness::default(),
         })
     }

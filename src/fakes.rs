@@ -279,6 +279,16 @@ impl FakeNlb {
             .push(Box::new(f));
     }
 
+    /// Locks the state after running, and dropping, the hooks queued in `hooks`.
+    fn state_after(&self, hooks: &Mutex<Vec<Hook>>) -> std::sync::MutexGuard<'_, NlbState> {
+        let hooks: Vec<Hook> = std::mem::take(&mut *hooks.lock().unwrap());
+        let mut s = self.state.lock().unwrap();
+        for hook in hooks {
+            hook(&mut s);
+        }
+        s
+    }
+
     /// Locks the state.
     pub fn with<R>(&self, f: impl FnOnce(&mut NlbState) -> R) -> R {
         f(&mut self.state.lock().unwrap())
@@ -402,11 +412,7 @@ impl LoadBalancer for FakeNlb {
         spec: &ExactGroupSpec,
     ) -> Result<GroupCreate, NlbError> {
         self.calls.record("CreateTargetGroup");
-        let hooks: Vec<Hook> = std::mem::take(&mut *self.before_create_group.lock().unwrap());
-        let mut s = self.state.lock().unwrap();
-        for hook in hooks {
-            hook(&mut s);
-        }
+        let mut s = self.state_after(&self.before_create_group);
         Ok(s.create_exact(spec))
     }
 
@@ -418,11 +424,7 @@ impl LoadBalancer for FakeNlb {
         tags: &[(String, String)],
     ) -> Result<ListenerClaim, NlbError> {
         self.calls.record("CreateListener");
-        let hooks: Vec<Hook> = std::mem::take(&mut *self.before_create_listener.lock().unwrap());
-        let mut s = self.state.lock().unwrap();
-        for hook in hooks {
-            hook(&mut s);
-        }
+        let mut s = self.state_after(&self.before_create_listener);
         let resource = format!("{lb_arn} port {port}");
         if !s.load_balancers.contains_key(lb_arn) {
             return Err(error(

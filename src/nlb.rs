@@ -314,6 +314,46 @@ impl Elbv2 {
 }
 
 impl Elbv2 {
+    /// One CreateTargetGroup of a TCP group of instance targets: the ARN of the new group, or of
+    /// the existing one with identical settings (the call is idempotent, see its callers);
+    /// `Ok(None)` when the name is taken by a group with other settings
+    /// (`DuplicateTargetGroupName`).
+    async fn create_tcp_group(
+        &self,
+        name: &str,
+        vpc_id: &str,
+        port: u16,
+        health_check_port: String,
+        tags: &[(String, String)],
+    ) -> Result<Option<String>, NlbError> {
+        self.calls.record("CreateTargetGroup");
+        let result = self
+            .client
+            .create_target_group()
+            .name(name)
+            .protocol(ProtocolEnum::Tcp)
+            .port(i32::from(port))
+            .vpc_id(vpc_id)
+            .target_type(TargetTypeEnum::Instance)
+            .health_check_protocol(ProtocolEnum::Tcp)
+            .health_check_port(health_check_port)
+            .set_tags(Some(sdk_tags(tags)))
+            .send()
+            .await;
+        match result {
+            Ok(out) => out
+                .target_groups()
+                .iter()
+                .find_map(|tg| tg.target_group_arn().map(str::to_string))
+                .map(Some)
+                .ok_or_else(|| {
+                    empty_response("CreateTargetGroup", name, "no target group in the response")
+                }),
+            Err(e) if e.code() == Some("DuplicateTargetGroupName") => Ok(None),
+            Err(e) => Err(NlbError::from_sdk("CreateTargetGroup", name, e)),
+        }
+    }
+
     /// Refuses to adopt a same-named group that this cluster did not create.
     async fn verify_tags(&self, arn: &str, spec: &TargetGroupSpec) -> Result<(), NlbError> {
         self.calls.record("DescribeTags");
@@ -474,21 +514,15 @@ impl LoadBalancer for Elbv2 {
     }
 
     async fn ensure_target_group(&self, spec: &TargetGroupSpec) -> Result<String, NlbError> {
-        self.calls.record("CreateTargetGroup");
-        let tags = sdk_tags(&spec.tags);
-        let result = self
-            .client
-            .create_target_group()
-            .name(&spec.name)
-            .protocol(ProtocolEnum::Tcp)
-            .port(i32::from(spec.port))
-            .vpc_id(&spec.vpc_id)
-            .target_type(TargetTypeEnum::Instance)
-            .health_check_protocol(ProtocolEnum::Tcp)
-            .health_check_port(TRAFFIC_PORT)
-            .set_tags(Some(tags))
-            .send()
-            .await;
+        let created = self
+            .create_tcp_group(
+                &spec.name,
+                &spec.vpc_id,
+                spec.port,
+                TRAFFIC_PORT.to_string(),
+                &spec.tags,
+            )
+            .await?;
         // CreateTargetGroup is idempotent: AWS returns an existing group of that name and the
         // same settings with no error (ELBv2 API reference, CreateTargetGroup: "If you attempt to
         // create multiple target groups with the same settings, each call succeeds"). Names are
@@ -498,82 +532,48 @@ impl LoadBalancer for Elbv2 {
         // group is used only if it carries our tags and forwards for no other load balancer.
         // (A group attached elsewhere can never be used anyway: CreateListener then answers
         // TargetGroupAssociationLimit, see `create_listener`.)
-        match result {
-            Ok(out) => out
-                .target_groups()
-                .iter()
-                .find_map(|tg| tg.target_group_arn().map(str::to_string))
-                .ok_or_else(|| {
-                    empty_response(
-                        "CreateTargetGroup",
-                        spec.name.clone(),
-                        "no target group in the response",
-                    )
-                }),
-            Err(e) if e.code() == Some("DuplicateTargetGroupName") => {
-                let info = self.describe_target_group_by_name(&spec.name).await?;
-                self.verify_tags(&info.arn, spec).await?;
-                if let Some(other) = info
-                    .load_balancer_arns
-                    .iter()
-                    .find(|lb| **lb != spec.load_balancer_arn)
-                {
-                    return Err(NlbError {
-                        operation: "CreateTargetGroup",
-                        resource: info.arn,
-                        code: "TargetGroupAssociationLimit".into(),
-                        message: format!(
-                            "target group {} already forwards for load balancer {other}; a target group serves one load balancer, so it cannot be used on {}",
-                            spec.name, spec.load_balancer_arn
-                        ),
-                    });
-                }
-                Ok(info.arn)
-            }
-            Err(e) => Err(NlbError::from_sdk("CreateTargetGroup", &spec.name, e)),
+        if let Some(arn) = created {
+            return Ok(arn);
         }
+        let info = self.describe_target_group_by_name(&spec.name).await?;
+        self.verify_tags(&info.arn, spec).await?;
+        if let Some(other) = info
+            .load_balancer_arns
+            .iter()
+            .find(|lb| **lb != spec.load_balancer_arn)
+        {
+            return Err(NlbError {
+                operation: "CreateTargetGroup",
+                resource: info.arn,
+                code: "TargetGroupAssociationLimit".into(),
+                message: format!(
+                    "target group {} already forwards for load balancer {other}; a target group serves one load balancer, so it cannot be used on {}",
+                    spec.name, spec.load_balancer_arn
+                ),
+            });
+        }
+        Ok(info.arn)
     }
 
     async fn create_exact_target_group(
         &self,
         spec: &ExactGroupSpec,
     ) -> Result<GroupCreate, NlbError> {
-        self.calls.record("CreateTargetGroup");
-        let tags = sdk_tags(&spec.tags);
-        let result = self
-            .client
-            .create_target_group()
-            .name(&spec.name)
-            .protocol(ProtocolEnum::Tcp)
-            .port(i32::from(spec.port))
-            .vpc_id(&spec.vpc_id)
-            .target_type(TargetTypeEnum::Instance)
-            .health_check_protocol(ProtocolEnum::Tcp)
-            .health_check_port(spec.health_check_port.to_string())
-            .set_tags(Some(tags))
-            .send()
-            .await;
         // ELBv2 API reference, CreateTargetGroup: "This operation is idempotent, which means that
         // it completes at most one time. If you attempt to create multiple target groups with the
         // same settings, each call succeeds." The same name with other settings fails with
         // DuplicateTargetGroupName. So a call succeeds for whoever's settings the group has, and
         // AWS documents no tag update on that path: the caller reads the tags to learn whose it is.
-        match result {
-            Ok(out) => out
-                .target_groups()
-                .iter()
-                .find_map(|tg| tg.target_group_arn().map(str::to_string))
-                .map(GroupCreate::Created)
-                .ok_or_else(|| {
-                    empty_response(
-                        "CreateTargetGroup",
-                        spec.name.clone(),
-                        "no target group in the response",
-                    )
-                }),
-            Err(e) if e.code() == Some("DuplicateTargetGroupName") => Ok(GroupCreate::NameTaken),
-            Err(e) => Err(NlbError::from_sdk("CreateTargetGroup", &spec.name, e)),
-        }
+        let created = self
+            .create_tcp_group(
+                &spec.name,
+                &spec.vpc_id,
+                spec.port,
+                spec.health_check_port.to_string(),
+                &spec.tags,
+            )
+            .await?;
+        Ok(created.map_or(GroupCreate::NameTaken, GroupCreate::Created))
     }
 
     async fn create_listener(
@@ -605,7 +605,10 @@ impl LoadBalancer for Elbv2 {
                 .iter()
                 .find_map(|l| l.listener_arn().map(str::to_string))
                 .map(ListenerClaim::Claimed)
-                .ok_or_else(|| empty_response("CreateListener", format!("{lb_arn} port {port}"), "no listener in the response")),
+                .ok_or_else(|| {
+                    let resource = format!("{lb_arn} port {port}");
+                    empty_response("CreateListener", resource, "no listener in the response")
+                }),
             Err(e) if e.code() == Some("DuplicateListener") => Ok(ListenerClaim::PortTaken),
             Err(e) if e.code() == Some("TooManyListeners") => Ok(ListenerClaim::QuotaReached),
             // AWS: a target group forwards for one load balancer only.

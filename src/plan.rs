@@ -104,8 +104,6 @@ pub struct Observed {
     /// The NLB (index into [`crate::reconcile::Context::shards`]) the claim is on, or the one a
     /// new claim goes to: the first in order with a free port and room under the listener quota.
     pub shard: usize,
-    /// Listeners on that NLB, all ports (the quota counts them all).
-    pub listener_count: usize,
     /// NLBs read by this observation that had no room for a new claim (index, why).
     pub full: Vec<(usize, String)>,
     /// Listener-derived claims.
@@ -704,7 +702,6 @@ mod tests {
         // Whole plan: an empty NLB, no claim, a file to write: a leaving instance does none of it.
         let observed = Observed {
             shard: 0,
-            listener_count: 0,
             full: Vec::new(),
             assessment: assess(&d, &[], None),
             dedicated_targets: vec![],

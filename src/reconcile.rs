@@ -692,7 +692,6 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         };
         Ok(Observed {
             shard: view.index,
-            listener_count: view.listener_count,
             full: no_room,
             assessment,
             dedicated_targets,
