@@ -141,38 +141,25 @@ fn produce_and_consume_through_privatelink() {
     let log = scratch.path().join("connections.jsonl");
     let world_json: Value =
         serde_json::from_str(&std::fs::read_to_string(&world.world_file).unwrap()).unwrap();
-    let mut args: Vec<String> = [
-        "nlb",
-        "--moto",
+    let private_ips: Vec<&str> = world_json["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            assert_eq!(host["instance_id"], world.hosts[i].instance_id.as_str());
+            host["private_ip"].as_str().unwrap()
+        })
+        .collect();
+    let (endpoint, view, endpoint_dns) = start_endpoint(
         &world.moto.url,
-        "--lb-arn",
         &world.lb_arn,
-        "--endpoint-id",
         endpoint_id,
-        "--eni-net",
-        &format!("127.{net}.1"),
-        "--log",
-        log.to_str().unwrap(),
-    ]
-    .map(String::from)
-    .into();
-    for (i, host) in world_json["hosts"].as_array().unwrap().iter().enumerate() {
-        assert_eq!(host["instance_id"], world.hosts[i].instance_id.as_str());
-        args.push("--address".into());
-        args.push(format!(
-            "{}={}",
-            host["private_ip"].as_str().unwrap(),
-            host_address(i)
-        ));
-    }
-    let endpoint = start_server(
-        "privatelink.py",
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        net,
+        &log,
+        &private_ips,
+        host_address,
     );
-    // privatelink.py prints `READY <json>`: the ENIs and what its DNS names resolve to.
-    let view: Value = serde_json::from_str(&endpoint.url).expect("READY <json>");
-    let endpoint_dns: BTreeMap<String, Vec<String>> =
-        serde_json::from_value(view["dns"].clone()).unwrap();
     let eni_address: BTreeMap<String, String> = view["enis"]
         .as_array()
         .unwrap()

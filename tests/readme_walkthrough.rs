@@ -30,7 +30,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -547,36 +547,19 @@ fn readme_walkthrough_runs_as_written() {
         return;
     };
     let log = dir.join("connections.jsonl");
-    let mut args: Vec<String> = [
-        "nlb",
-        "--moto",
+    let private_ips: Vec<&str> = hosts
+        .iter()
+        .map(|h| h["private_ip"].as_str().unwrap())
+        .collect();
+    let (endpoint, _, endpoint_dns) = start_endpoint(
         &moto.url,
-        "--lb-arn",
         &lb_arn,
-        "--endpoint-id",
         &endpoint_id,
-        "--eni-net",
-        &format!("127.{net}.1"),
-        "--log",
-        log.to_str().unwrap(),
-    ]
-    .map(String::from)
-    .into();
-    for (i, host) in hosts.iter().enumerate() {
-        args.push("--address".into());
-        args.push(format!(
-            "{}={}",
-            host["private_ip"].as_str().unwrap(),
-            host_address(i)
-        ));
-    }
-    let endpoint = start_server(
-        "privatelink.py",
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        net,
+        &log,
+        &private_ips,
+        host_address,
     );
-    let view: Value = serde_json::from_str(&endpoint.url).expect("READY <json>");
-    let endpoint_dns: BTreeMap<String, Vec<String>> =
-        serde_json::from_value(view["dns"].clone()).unwrap();
     let records: Vec<Value> = serde_json::from_str(&python_ok(
         "privatelink.py",
         &[

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use super::{stderr, stdout, support};
+use super::{start_server, stderr, stdout, support, Server};
 
 /// `sh -c` script: bind-mount `$0` over /etc/hosts, then run the rest.
 pub const MOUNT_HOSTS_AND_EXEC: &str = "mount --bind \"$0\" /etc/hosts && exec \"$@\"";
@@ -131,4 +131,46 @@ pub fn log_lines(log: &Path, from: usize) -> Vec<Value> {
         .skip(from)
         .map(|l| serde_json::from_str(l).expect("log line is JSON"))
         .collect()
+}
+
+/// The endpoint's data path (`privatelink.py nlb`), started: ENIs on `127.<net>.1.k`, forwarding
+/// as moto says (listener → group → target), each target's private IP mapped to
+/// `host_address(i)` for the i-th of `private_ips`. Returns the server and its `READY` view
+/// (`enis`, `ports`, `dns`) with what the endpoint's DNS names resolve to.
+pub fn start_endpoint(
+    moto_url: &str,
+    lb_arn: &str,
+    endpoint_id: &str,
+    net: u32,
+    log: &Path,
+    private_ips: &[&str],
+    host_address: impl Fn(usize) -> String,
+) -> (Server, Value, BTreeMap<String, Vec<String>>) {
+    let mut args: Vec<String> = [
+        "nlb",
+        "--moto",
+        moto_url,
+        "--lb-arn",
+        lb_arn,
+        "--endpoint-id",
+        endpoint_id,
+        "--eni-net",
+        &format!("127.{net}.1"),
+        "--log",
+        log.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .into();
+    for (i, ip) in private_ips.iter().enumerate() {
+        args.push("--address".into());
+        args.push(format!("{ip}={}", host_address(i)));
+    }
+    let endpoint = start_server(
+        "privatelink.py",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    // privatelink.py prints `READY <json>`: the ENIs and what its DNS names resolve to.
+    let view: Value = serde_json::from_str(&endpoint.url).expect("READY <json>");
+    let dns: BTreeMap<String, Vec<String>> = serde_json::from_value(view["dns"].clone()).unwrap();
+    (endpoint, view, dns)
 }
