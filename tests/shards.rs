@@ -170,6 +170,29 @@ fn three_nlbs_hold_147_brokers_booting_at_once_and_the_148th_fails_cleanly() {
         .collect();
     assert!(writes.is_empty(), "rerun wrote: {writes:?}");
 
+    // `plan` and `status` name the shard and the NLB of a broker on the third NLB.
+    let (host, _) = world.hosts[..147]
+        .iter()
+        .zip(reports.values())
+        .find(|(_, r)| r["shard"] == 2)
+        .unwrap();
+    for args in [&["plan", "--json"][..], &["status", "--json"]] {
+        let out = world.run(host, args);
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!("{args:?}: {}", stderr(&out));
+        });
+        assert_eq!(
+            (&doc["shard"], &doc["load_balancer_arn"]),
+            (&Value::from(2), &Value::from(arns[2].as_str())),
+            "{args:?}: {doc}"
+        );
+    }
+    let text = stdout(&world.run(host, &["status"]));
+    assert!(
+        text.contains(&format!("shard 2 of 3: {}", arns[2])),
+        "{text}"
+    );
+
     // The 148th: all three full. One error naming them and the quota; nothing left behind.
     let last = &world.hosts[147];
     let out = world.run(last, &["run", "--once"]);
