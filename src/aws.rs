@@ -51,14 +51,22 @@ fn with_policy(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
         )
 }
 
-/// The ELBv2 and EC2 adapters sharing one call counter.
+/// The ELBv2 and EC2 adapters sharing one call counter. Their SDK clients do not retry: every
+/// call goes through [`CallCounter::send`], which retries throttled, 5xx and lost answers until
+/// the pass deadline (see [`crate::backoff`] for why the SDK's bounded retry is not enough).
 pub async fn adapters(identity: &Identity, calls: &CallCounter) -> (Elbv2, Ec2Tags) {
     let config = sdk_config(identity).await;
+    let elbv2 = aws_sdk_elasticloadbalancingv2::config::Builder::from(&config)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    let ec2 = aws_sdk_ec2::config::Builder::from(&config)
+        .retry_config(RetryConfig::disabled())
+        .build();
     (
         Elbv2::new(
-            aws_sdk_elasticloadbalancingv2::Client::new(&config),
+            aws_sdk_elasticloadbalancingv2::Client::from_conf(elbv2),
             calls.clone(),
         ),
-        Ec2Tags::new(aws_sdk_ec2::Client::new(&config), calls.clone()),
+        Ec2Tags::new(aws_sdk_ec2::Client::from_conf(ec2), calls.clone()),
     )
 }

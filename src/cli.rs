@@ -180,6 +180,7 @@ async fn agent(
             calls,
             metadata_timeout,
             checked: Default::default(),
+            steady: Default::default(),
         },
         identity,
     ))
@@ -253,11 +254,28 @@ async fn run_once(
         for step in &report.changes {
             println!("  changed: {step}");
         }
+        print_throttled(&report);
         if let Ok(o) = &outcome {
             println!("  kafka: {o}");
         }
     }
     outcome.map(|_| ())
+}
+
+/// The throttled answers a pass rode through, if any.
+fn print_throttled(report: &PassReport) {
+    let n: u64 = report.aws_throttled.values().sum();
+    if n > 0 {
+        let ops: Vec<String> = report
+            .aws_throttled
+            .iter()
+            .map(|(op, n)| format!("{op} {n}"))
+            .collect();
+        println!(
+            "  throttled: {n} answer(s), retried after back-off ({}): the account's AWS API budget was busy",
+            ops.join(", ")
+        );
+    }
 }
 
 /// `run --once` on a leaving instance: what the drain did and what it kept. Kafka is left alone.

@@ -92,6 +92,39 @@ pub struct Config {
     /// The long-running agent (`kplink-agent run`).
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// How the agent spends the account's AWS API budget.
+    #[serde(default)]
+    pub aws: AwsConfig,
+}
+
+/// `[aws]`: the account's API budget. AWS throttles the ELB API per account and Region with
+/// token buckets shared by every caller (AWS "Request throttling for the ELB API": `Describe*`
+/// 40 tokens refilled 10 per second), so the agent treats throttling as back-pressure and keeps
+/// its steady state to a small share of the refill.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsConfig {
+    /// How long one pass (`run --once`, a daemon pass, `decommission`) may keep retrying
+    /// throttled, 5xx and lost answers before it fails. Default 5 minutes: a fleet booting at
+    /// once is paced by RegisterTargets' bucket (20 tokens, 4 per second; two registrations per
+    /// broker), so n brokers need about (2n − 20) / 4 seconds in all: 5 minutes covers about
+    /// 600 brokers at once, and stays under systemd's start timeout for the unit (6 minutes).
+    #[serde(with = "humantime_serde")]
+    pub pass_deadline: Duration,
+    /// ELBv2 reads per second the whole cluster's steady state may make (each broker checks its
+    /// NLB wiring every `cluster size / this` seconds, never more often than `daemon.interval`,
+    /// with ±50 % jitter). Default 0.5: 5 % of the account's 10 per second refill, for a cluster
+    /// of any size.
+    pub steady_reads_per_second: f64,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        AwsConfig {
+            pass_deadline: Duration::from_secs(300),
+            steady_reads_per_second: 0.5,
+        }
+    }
 }
 
 /// `[daemon]`
@@ -488,6 +521,7 @@ impl Config {
             .and_then(|()| validate_nlb(&self.nlb, &self.listener))
             .and_then(|()| validate_restart(&self.restart))
             .and_then(|()| validate_daemon(&self.daemon))
+            .and_then(|()| validate_aws(&self.aws))
             .map_err(|Invalid { key, reason }| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 key,
@@ -726,6 +760,29 @@ fn validate_daemon(daemon: &DaemonConfig) -> Result<(), Invalid> {
         return Err(invalid(
             "daemon.interval",
             format!("{:?} is shorter than 1s", daemon.interval),
+        ));
+    }
+    Ok(())
+}
+
+/// `[aws]`
+fn validate_aws(aws: &AwsConfig) -> Result<(), Invalid> {
+    if aws.pass_deadline < Duration::from_secs(10) {
+        return Err(invalid(
+            "aws.pass_deadline",
+            format!(
+                "{:?} is shorter than 10s: a throttled pass could not even wait out one back-off",
+                aws.pass_deadline
+            ),
+        ));
+    }
+    if !(aws.steady_reads_per_second > 0.0 && aws.steady_reads_per_second <= 10.0) {
+        return Err(invalid(
+            "aws.steady_reads_per_second",
+            format!(
+                "{} must be above 0 and at most 10 (the account's whole Describe* refill per second)",
+                aws.steady_reads_per_second
+            ),
         ));
     }
     Ok(())

@@ -143,6 +143,7 @@ mod tests {
             port: 9094,
             state,
             health: health.into(),
+            reason: None,
         };
         let claim = |broker_id, shard, port, targets| ClusterClaim {
             broker_id,

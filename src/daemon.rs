@@ -568,6 +568,7 @@ impl Machinery {
                 self.file
                     .follow(&new.broker.server_properties, &self.wake_tx)?;
                 agent.config = new;
+                agent.steady.forget();
                 Ok(true)
             }
             Err(e) => {
@@ -594,8 +595,15 @@ impl Machinery {
             state.failures,
             &self.file.path,
         );
-        if effects.count_stale_claims && count_stale_claims(agent, metrics).await {
-            state.stale_claims_counted(Instant::now());
+        // One broker per cluster counts (the accountant, see `crate::steady`): a count costs
+        // one read per claim of the cluster.
+        if effects.count_stale_claims {
+            let now = Instant::now();
+            // Not this broker's turn, or counted: look again in 10 minutes; a failed count is
+            // tried again at the next pass.
+            if !agent.steady.stale_count_due(now) || count_stale_claims(agent, metrics).await {
+                state.stale_claims_counted(now);
+            }
         }
         if let (true, Ok(Some((report, _)))) = (effects.ok, output) {
             report.log();
@@ -750,6 +758,7 @@ fn account<M, L, T>(
         tracing::warn!(status = %effects.status, "instance leaving: drained from the bootstrap target group; the port and target group stay for a replacement, server.properties and Kafka are left alone");
     }
     metrics.sync_aws_calls(&agent.calls.snapshot());
+    metrics.sync_aws_throttled(&agent.calls.throttled());
     if let Some(e) = failure(output) {
         metrics.pass_failed(e.kind(), &e.to_string());
         tracing::error!(error = %e, kind = e.kind(), consecutive_failures = failures, "pass failed");
@@ -772,8 +781,10 @@ async fn count_stale_claims<M, L: LoadBalancer, T>(
     agent: &Agent<M, L, T>,
     metrics: &Metrics,
 ) -> bool {
+    let now = Instant::now();
     match crate::restart::cluster_claims(&agent.lb, &agent.config).await {
         Ok(claims) => {
+            agent.steady.stale_counted(now);
             let (_, stale) = crate::restart::split_claims(&claims);
             if !stale.is_empty() {
                 tracing::warn!(stale = ?stale, "stale claims: target groups without a registered target (brokers removed without `decommission`?)");

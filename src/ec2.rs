@@ -52,27 +52,31 @@ impl Ec2Tags {
 
 impl InstanceTags for Ec2Tags {
     async fn tag(&self, instance_id: &str, key: &str) -> Result<Option<String>, Ec2Error> {
-        self.calls.record("DescribeTags");
         let out = self
-            .client
-            .describe_tags()
-            .filters(
-                Filter::builder()
-                    .name("resource-id")
-                    .values(instance_id)
-                    .build(),
-            )
-            .filters(Filter::builder().name("key").values(key).build())
-            .send()
+            .calls
+            .send("DescribeTags", || {
+                self.client
+                    .describe_tags()
+                    .filters(
+                        Filter::builder()
+                            .name("resource-id")
+                            .values(instance_id)
+                            .build(),
+                    )
+                    .filters(Filter::builder().name("key").values(key).build())
+                    .send()
+            })
             .await
-            .map_err(|e| Ec2Error {
+            .map_err(|a| Ec2Error {
                 instance_id: instance_id.to_string(),
                 key: key.to_string(),
-                code: e.code().unwrap_or("Unknown").to_string(),
-                message: e
+                code: a.error.code().unwrap_or("Unknown").to_string(),
+                message: a
+                    .error
                     .message()
                     .map(str::to_string)
-                    .unwrap_or_else(|| DisplayErrorContext(&e).to_string()),
+                    .unwrap_or_else(|| DisplayErrorContext(&a.error).to_string())
+                    + &a.note(),
             })?;
         Ok(out
             .tags()
@@ -93,27 +97,47 @@ impl Ec2Tags {
         if instance_ids.is_empty() {
             return Ok(out);
         }
-        self.calls.record("DescribeInstances");
-        let mut pages = self
-            .client
-            .describe_instances()
-            .set_instance_ids(Some(instance_ids.to_vec()))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                format!(
-                    "DescribeInstances failed: {}: {}",
-                    e.code().unwrap_or("Unknown"),
-                    e.message().unwrap_or_default()
-                )
-            })?;
-            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-                if let (Some(id), Some(az)) = (
-                    instance.instance_id(),
-                    instance.placement().and_then(|p| p.availability_zone()),
-                ) {
-                    out.insert(id.to_string(), az.to_string());
+        // By filter, not by `InstanceIds`: DescribeInstances with an id that no longer exists
+        // fails as a whole (`InvalidInstanceID.NotFound`, EC2 API reference), so one purged
+        // broker would blank every other broker's zone; a filter simply matches nothing for it.
+        // Chunks of 200 values (EC2 limits the values of one filter).
+        for chunk in instance_ids.chunks(200) {
+            let mut token: Option<String> = None;
+            loop {
+                let page = self
+                    .calls
+                    .send("DescribeInstances", || {
+                        self.client
+                            .describe_instances()
+                            .filters(
+                                Filter::builder()
+                                    .name("instance-id")
+                                    .set_values(Some(chunk.to_vec()))
+                                    .build(),
+                            )
+                            .set_next_token(token.clone())
+                            .send()
+                    })
+                    .await
+                    .map_err(|a| {
+                        format!(
+                            "DescribeInstances failed: {}: {}{}",
+                            a.error.code().unwrap_or("Unknown"),
+                            a.error.message().unwrap_or_default(),
+                            a.note()
+                        )
+                    })?;
+                for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                    if let (Some(id), Some(az)) = (
+                        instance.instance_id(),
+                        instance.placement().and_then(|p| p.availability_zone()),
+                    ) {
+                        out.insert(id.to_string(), az.to_string());
+                    }
+                }
+                token = page.next_token().map(str::to_string);
+                if token.is_none() {
+                    break;
                 }
             }
         }
@@ -122,17 +146,18 @@ impl Ec2Tags {
 
     /// This account's AZ name → AZ ID map (EC2 DescribeAvailabilityZones; `status` only).
     pub async fn zone_ids(&self) -> Result<std::collections::BTreeMap<String, String>, String> {
-        self.calls.record("DescribeAvailabilityZones");
         let out = self
-            .client
-            .describe_availability_zones()
-            .send()
+            .calls
+            .send("DescribeAvailabilityZones", || {
+                self.client.describe_availability_zones().send()
+            })
             .await
-            .map_err(|e| {
+            .map_err(|a| {
                 format!(
-                    "DescribeAvailabilityZones failed: {}: {}",
-                    e.code().unwrap_or("Unknown"),
-                    e.message().unwrap_or_default()
+                    "DescribeAvailabilityZones failed: {}: {}{}",
+                    a.error.code().unwrap_or("Unknown"),
+                    a.error.message().unwrap_or_default(),
+                    a.note()
                 )
             })?;
         Ok(out

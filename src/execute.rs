@@ -209,18 +209,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 // Another host created it between our read and now: ours is unused; theirs
                 // must be this cluster's to be joined.
                 self.lb.delete_target_group(&tg).await?;
-                let l = self
-                    .lb
-                    .listeners(lb_arn)
-                    .await?
-                    .into_iter()
-                    .find(|l| l.port == d.bootstrap_port)
-                    .ok_or_else(|| NlbError {
-                        operation: "CreateListener",
-                        resource: format!("{lb_arn} port {}", d.bootstrap_port),
-                        code: "DuplicateListener".into(),
-                        message: "port reported taken but no listener found on it".into(),
-                    })?;
+                let l = self.winning_bootstrap(d).await?;
                 let theirs = l.target_group_arn.clone().ok_or(Error::BootstrapUnusable {
                     arn: l.arn.clone(),
                     port: l.port,
@@ -235,6 +224,39 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             }
         }
         Ok(())
+    }
+
+    /// The listener another host just created on the bootstrap port. ELBv2 is eventually
+    /// consistent: the winner's listener can be missing from DescribeListeners for a moment after
+    /// CreateListener answered us `DuplicateListener`, so it is read again with back-off until it
+    /// shows or the pass deadline comes.
+    async fn winning_bootstrap(&self, d: &Desired) -> Result<crate::nlb::Listener, Error> {
+        let lb_arn = &d.lb_arn;
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            let found = self
+                .lb
+                .listeners(lb_arn)
+                .await?
+                .into_iter()
+                .find(|l| l.port == d.bootstrap_port);
+            if let Some(l) = found {
+                return Ok(l);
+            }
+            if !self.calls.pause(attempt, started).await {
+                return Err(Error::Nlb(NlbError {
+                    operation: "CreateListener",
+                    resource: format!("{lb_arn} port {}", d.bootstrap_port),
+                    code: "DuplicateListener".into(),
+                    message: format!(
+                        "port reported taken but no listener showed on it in {} read(s) until the pass deadline",
+                        attempt + 1
+                    ),
+                }));
+            }
+            attempt += 1;
+        }
     }
 
     /// Creates (or adopts, after a killed pass) the dedicated group a claim will forward to.
@@ -468,6 +490,7 @@ pub fn claim_candidates_for(
         &ctx.shard(shard).port_range,
         &assessment.occupied,
         ctx.broker_id,
+        ctx.shards.len(),
         keep,
         &mut StdRng::seed_from_u64(registry::host_seed(&ctx.identity.instance_id)),
     )

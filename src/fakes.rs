@@ -339,6 +339,7 @@ impl LoadBalancer for FakeNlb {
                 port: *port,
                 state: TargetState::Registered,
                 health: "healthy".to_string(),
+                reason: None,
             })
             .collect())
     }
@@ -569,22 +570,26 @@ impl LoadBalancer for FakeNlb {
         Ok(())
     }
 
-    async fn availability_zones(&self, lb_arn: &str) -> Result<Vec<String>, NlbError> {
+    async fn availability_zones(
+        &self,
+        lb_arns: &[String],
+    ) -> Result<BTreeMap<String, Vec<String>>, NlbError> {
         self.calls.record("DescribeLoadBalancers");
-        self.state
-            .lock()
-            .unwrap()
-            .load_balancers
-            .get(lb_arn)
-            .cloned()
-            .ok_or_else(|| {
-                error(
-                    "DescribeLoadBalancers",
-                    lb_arn,
-                    "LoadBalancerNotFound",
-                    "no such load balancer",
-                )
+        let s = self.state.lock().unwrap();
+        lb_arns
+            .iter()
+            .map(|arn| {
+                let zones = s.load_balancers.get(arn).cloned().ok_or_else(|| {
+                    error(
+                        "DescribeLoadBalancers",
+                        arn,
+                        "LoadBalancerNotFound",
+                        "no such load balancer",
+                    )
+                })?;
+                Ok((arn.clone(), zones))
             })
+            .collect()
     }
 
     async fn target_group_info(&self, arns: &[String]) -> Result<Vec<TargetGroupInfo>, NlbError> {

@@ -22,9 +22,9 @@
 //! | plan | [`plan`] (pure: observed → steps), [`reconcile`] (observe, checks, `pass`, `decommission`) |
 //! | wire and edit the file | [`execute`] (one small executor per step), [`properties`] (byte-preserving editor) |
 //! | make effective | [`kafka`] (admin client; FFI in `kafka/ffi.rs`), [`restart`] (decide, gates, lock, command) |
-//! | keep it so | [`daemon`] (the loop), [`metrics`] (Prometheus), [`clock`] |
+//! | keep it so | [`daemon`] (the loop), [`steady`] (the converged state checked within the API budget), [`metrics`] (Prometheus), [`clock`] |
 //! | consumer side | [`consumer_dns`] (`consumer-dns`: CNAMEs for an interface endpoint in the consumer's private zone; pure planner in `consumer_dns::plan`) |
-//! | test seams | [`fakes`] (in-process NLB/IMDS/tags with AWS's rules), [`aws`] (real SDK clients) |
+//! | test seams | [`fakes`] (in-process NLB/IMDS/tags with AWS's rules), [`aws`] (real SDK clients), [`backoff`] (every AWS call: counted, throttling ridden through until the pass deadline) |
 
 // configure
 pub mod cli;
@@ -58,12 +58,14 @@ pub mod clock;
 pub mod connection;
 pub mod daemon;
 pub mod metrics;
+pub mod steady;
 
 // consumer side (another account): the private DNS for an interface endpoint
 pub mod consumer_dns;
 
-// seams: real AWS clients and in-process fakes
+// seams: real AWS clients (calls paced by the account's API budget) and in-process fakes
 pub mod aws;
+pub mod backoff;
 pub mod fakes;
 #[cfg(test)]
 mod pass_tests;

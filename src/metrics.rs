@@ -5,6 +5,7 @@
 //! | `kplink_passes_total` | counter | reconcile passes finished |
 //! | `kplink_pass_failures_total{kind}` | counter | failed passes by kind (`metadata`, `broker_id`, `aws`, `properties`, `port_range`, `kafka`, `restart`, `other`) |
 //! | `kplink_aws_calls_total{operation}` | counter | AWS API calls by operation |
+//! | `kplink_aws_throttled_total{operation}` | counter | throttled AWS answers by operation (the account's API budget; each was retried after a back-off) |
 //! | `kplink_drift_repairs_total` | counter | changes made after the broker had converged once |
 //! | `kplink_restarts_total` | counter | Kafka restarts triggered |
 //! | `kplink_claimed_port` | gauge | the NLB port this broker holds (0 before the first claim) |
@@ -48,6 +49,7 @@ struct Inner {
     passes: Counter,
     failures: Family<Labels, Counter>,
     aws_calls: Family<Labels, Counter>,
+    aws_throttled: Family<Labels, Counter>,
     drift_repairs: Counter,
     restarts: Counter,
     claimed_port: Gauge,
@@ -59,6 +61,7 @@ struct Inner {
     draining: Gauge,
     drains: Counter,
     aws_seen: Mutex<BTreeMap<&'static str, u64>>,
+    throttled_seen: Mutex<BTreeMap<&'static str, u64>>,
     last_ok_unix: AtomicI64,
     last_failure: Mutex<Option<String>>,
     health_window_secs: AtomicU64,
@@ -86,6 +89,11 @@ fn register_all(registry: &mut Registry, inner: &Inner) {
         "kplink_aws_calls",
         "AWS API calls by operation",
         inner.aws_calls.clone(),
+    );
+    registry.register(
+        "kplink_aws_throttled",
+        "Throttled AWS answers by operation (the account's API budget), each retried after a back-off",
+        inner.aws_throttled.clone(),
     );
     registry.register(
         "kplink_drift_repairs",
@@ -147,6 +155,7 @@ impl Metrics {
             passes: Counter::default(),
             failures: Family::default(),
             aws_calls: Family::default(),
+            aws_throttled: Family::default(),
             drift_repairs: Counter::default(),
             restarts: Counter::default(),
             claimed_port: Gauge::default(),
@@ -158,6 +167,7 @@ impl Metrics {
             draining: Gauge::default(),
             drains: Counter::default(),
             aws_seen: Mutex::new(BTreeMap::new()),
+            throttled_seen: Mutex::new(BTreeMap::new()),
             last_ok_unix: AtomicI64::new(0),
             last_failure: Mutex::new(None),
             health_window_secs: AtomicU64::new(interval.as_secs().max(1) * 3 + 60),
@@ -223,18 +233,16 @@ impl Metrics {
 
     /// Brings `kplink_aws_calls_total` up to the adapters' running totals.
     pub fn sync_aws_calls(&self, totals: &BTreeMap<&'static str, u64>) {
-        let Ok(mut seen) = self.inner.aws_seen.lock() else {
-            return;
-        };
-        for (op, n) in totals {
-            let before = seen.insert(op, *n).unwrap_or(0);
-            if *n > before {
-                self.inner
-                    .aws_calls
-                    .get_or_create(&vec![("operation".to_string(), op.to_string())])
-                    .inc_by(n - before);
-            }
-        }
+        sync_counters(&self.inner.aws_seen, &self.inner.aws_calls, totals);
+    }
+
+    /// Brings `kplink_aws_throttled_total` up to the adapters' running totals.
+    pub fn sync_aws_throttled(&self, totals: &BTreeMap<&'static str, u64>) {
+        sync_counters(
+            &self.inner.throttled_seen,
+            &self.inner.aws_throttled,
+            totals,
+        );
     }
 
     /// A Kafka restart was triggered.
@@ -367,6 +375,25 @@ fn respond(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
     response
 }
 
+/// Raises each `{operation}` counter of `family` to the running total in `totals`.
+fn sync_counters(
+    seen: &Mutex<BTreeMap<&'static str, u64>>,
+    family: &Family<Labels, Counter>,
+    totals: &BTreeMap<&'static str, u64>,
+) {
+    let Ok(mut seen) = seen.lock() else {
+        return;
+    };
+    for (op, n) in totals {
+        let before = seen.insert(op, *n).unwrap_or(0);
+        if *n > before {
+            family
+                .get_or_create(&vec![("operation".to_string(), op.to_string())])
+                .inc_by(n - before);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +407,8 @@ mod tests {
             ("DescribeListeners", 5),
             ("CreateListener", 1),
         ]));
+        m.sync_aws_throttled(&BTreeMap::from([("RegisterTargets", 3)]));
+        m.sync_aws_throttled(&BTreeMap::from([("RegisterTargets", 7)]));
         m.pass_failed("aws", "throttled");
         m.pass_ok(10004, 2);
         m.set_claim(
@@ -399,6 +428,7 @@ mod tests {
             "kplink_pass_failures_total{kind=\"aws\"} 1",
             "kplink_aws_calls_total{operation=\"DescribeListeners\"} 5",
             "kplink_aws_calls_total{operation=\"CreateListener\"} 1",
+            "kplink_aws_throttled_total{operation=\"RegisterTargets\"} 7",
             "kplink_drift_repairs_total 2",
             "kplink_restarts_total 0",
             "kplink_claimed_port 10004",

@@ -8,11 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 
 use aws_sdk_elasticloadbalancingv2 as elbv2;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use elbv2::error::ProvideErrorMetadata;
+
+use crate::backoff::Attempted;
 use elbv2::types::{
     Action, ActionTypeEnum, ProtocolEnum, Tag, TargetDescription, TargetHealthStateEnum,
     TargetTypeEnum,
@@ -33,20 +35,20 @@ pub struct NlbError {
 }
 
 impl NlbError {
-    fn from_sdk<E, R>(
+    fn from_sdk<E>(
         operation: &'static str,
         resource: impl Into<String>,
-        err: elbv2::error::SdkError<E, R>,
+        attempted: Attempted<elbv2::error::SdkError<E, HttpResponse>>,
     ) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
+        let err = &attempted.error;
         let code = err.code().unwrap_or("Unknown").to_string();
         let message = match err.message() {
             Some(m) => m.to_string(),
-            None => DisplayErrorContext(&err).to_string(),
-        };
+            None => DisplayErrorContext(err).to_string(),
+        } + &attempted.note();
         NlbError {
             operation,
             resource: resource.into(),
@@ -88,6 +90,9 @@ pub struct Target {
     pub state: TargetState,
     /// ELBv2's health state, e.g. `healthy`.
     pub health: String,
+    /// ELBv2's reason code for that state, e.g. `Target.NotInUse` (TargetHealth API reference).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What a target group is created with.
@@ -229,12 +234,13 @@ pub trait LoadBalancer: Send + Sync {
     fn delete_listener(&self, arn: &str) -> impl Future<Output = Result<(), NlbError>> + Send;
     /// Deletes a target group.
     fn delete_target_group(&self, arn: &str) -> impl Future<Output = Result<(), NlbError>> + Send;
-    /// Names of the Availability Zones the load balancer is enabled in (DescribeLoadBalancers;
-    /// ELBv2 reports zone names, which are this account's names like instance metadata's).
+    /// Names of the Availability Zones each load balancer is enabled in, in one
+    /// DescribeLoadBalancers (at most 20 ARNs; ELBv2 reports zone names, which are this
+    /// account's names like instance metadata's). Fails when any of them does not exist.
     fn availability_zones(
         &self,
-        lb_arn: &str,
-    ) -> impl Future<Output = Result<Vec<String>, NlbError>> + Send;
+        lb_arns: &[String],
+    ) -> impl Future<Output = Result<BTreeMap<String, Vec<String>>, NlbError>> + Send;
     /// Describes target groups by ARN.
     fn target_group_info(
         &self,
@@ -247,26 +253,7 @@ pub trait LoadBalancer: Send + Sync {
     ) -> impl Future<Output = Result<(), NlbError>> + Send;
 }
 
-/// AWS calls made, by operation name.
-#[derive(Debug, Default, Clone)]
-pub struct CallCounter(Arc<Mutex<BTreeMap<&'static str, u64>>>);
-
-impl CallCounter {
-    /// Counts one call.
-    pub fn record(&self, operation: &'static str) {
-        if let Ok(mut map) = self.0.lock() {
-            *map.entry(operation).or_default() += 1;
-        }
-    }
-    /// A copy of the counts so far.
-    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
-        self.0.lock().map(|m| m.clone()).unwrap_or_default()
-    }
-    /// Total calls so far.
-    pub fn total(&self) -> u64 {
-        self.snapshot().values().sum()
-    }
-}
+pub use crate::backoff::CallCounter;
 
 /// Name of a target group from its ARN (`…:targetgroup/NAME/ID`), a documented, stable format.
 pub fn target_group_name(arn: &str) -> Option<&str> {
@@ -292,12 +279,11 @@ impl Elbv2 {
     }
 
     async fn describe_target_group_by_name(&self, name: &str) -> Result<TargetGroupInfo, NlbError> {
-        self.calls.record("DescribeTargetGroups");
         let out = self
-            .client
-            .describe_target_groups()
-            .names(name)
-            .send()
+            .calls
+            .send("DescribeTargetGroups", || {
+                self.client.describe_target_groups().names(name).send()
+            })
             .await
             .map_err(|e| NlbError::from_sdk("DescribeTargetGroups", name, e))?;
         out.target_groups()
@@ -314,10 +300,9 @@ impl Elbv2 {
 }
 
 impl Elbv2 {
-    /// One CreateTargetGroup of a TCP group of instance targets: the ARN of the new group, or of
-    /// the existing one with identical settings (the call is idempotent, see its callers);
-    /// `Ok(None)` when the name is taken by a group with other settings
-    /// (`DuplicateTargetGroupName`).
+    /// One CreateTargetGroup of a TCP group of instance targets: the new group, or the existing
+    /// one with identical settings (the call is idempotent, see its callers); `Ok(None)` when the
+    /// name is taken by a group with other settings (`DuplicateTargetGroupName`).
     async fn create_tcp_group(
         &self,
         name: &str,
@@ -325,56 +310,63 @@ impl Elbv2 {
         port: u16,
         health_check_port: String,
         tags: &[(String, String)],
-    ) -> Result<Option<String>, NlbError> {
-        self.calls.record("CreateTargetGroup");
+    ) -> Result<Option<TargetGroupInfo>, NlbError> {
         let result = self
-            .client
-            .create_target_group()
-            .name(name)
-            .protocol(ProtocolEnum::Tcp)
-            .port(i32::from(port))
-            .vpc_id(vpc_id)
-            .target_type(TargetTypeEnum::Instance)
-            .health_check_protocol(ProtocolEnum::Tcp)
-            .health_check_port(health_check_port)
-            .set_tags(Some(sdk_tags(tags)))
-            .send()
+            .calls
+            .send("CreateTargetGroup", || {
+                self.client
+                    .create_target_group()
+                    .name(name)
+                    .protocol(ProtocolEnum::Tcp)
+                    .port(i32::from(port))
+                    .vpc_id(vpc_id)
+                    .target_type(TargetTypeEnum::Instance)
+                    .health_check_protocol(ProtocolEnum::Tcp)
+                    .health_check_port(health_check_port.clone())
+                    .set_tags(Some(sdk_tags(tags)))
+                    .send()
+            })
             .await;
         match result {
             Ok(out) => out
                 .target_groups()
                 .iter()
-                .find_map(|tg| tg.target_group_arn().map(str::to_string))
+                .find_map(group_info)
                 .map(Some)
                 .ok_or_else(|| {
                     empty_response("CreateTargetGroup", name, "no target group in the response")
                 }),
-            Err(e) if e.code() == Some("DuplicateTargetGroupName") => Ok(None),
+            Err(e) if e.error.code() == Some("DuplicateTargetGroupName") => Ok(None),
             Err(e) => Err(NlbError::from_sdk("CreateTargetGroup", name, e)),
         }
     }
 
     /// Refuses to adopt a same-named group that this cluster did not create.
+    /// A group with no tags at all is read again a few times first: right after another host's
+    /// CreateTargetGroup its tags may not be visible yet (ELBv2 is eventually consistent).
     async fn verify_tags(&self, arn: &str, spec: &TargetGroupSpec) -> Result<(), NlbError> {
-        self.calls.record("DescribeTags");
-        let out = self
-            .client
-            .describe_tags()
-            .resource_arns(arn)
-            .send()
-            .await
-            .map_err(|e| NlbError::from_sdk("DescribeTags", arn, e))?;
-        let tags: Vec<(&str, &str)> = out
-            .tag_descriptions()
-            .iter()
-            .flat_map(|d| d.tags())
-            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()))
-            .collect();
-        match spec
-            .tags
-            .iter()
-            .find(|(k, v)| !tags.contains(&(k.as_str(), v.as_str())))
-        {
+        const UNTAGGED_READS: u32 = 4;
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        let tags = loop {
+            let tags = self.tags(arn).await?.ok_or_else(|| NlbError {
+                operation: "DescribeTags",
+                resource: arn.to_string(),
+                code: "TargetGroupNotFound".into(),
+                message: format!(
+                    "target group {} disappeared while its tags were read",
+                    spec.name
+                ),
+            })?;
+            if !tags.is_empty()
+                || attempt + 1 >= UNTAGGED_READS
+                || !self.calls.pause(attempt, started).await
+            {
+                break tags;
+            }
+            attempt += 1;
+        };
+        match spec.tags.iter().find(|(k, v)| tags.get(k) != Some(v)) {
             None => Ok(()),
             Some((k, v)) => Err(NlbError {
                 operation: "CreateTargetGroup",
@@ -440,13 +432,15 @@ impl LoadBalancer for Elbv2 {
         let mut listeners = Vec::new();
         let mut marker = None;
         loop {
-            self.calls.record("DescribeListeners");
             let out = self
-                .client
-                .describe_listeners()
-                .load_balancer_arn(lb_arn)
-                .set_marker(marker)
-                .send()
+                .calls
+                .send("DescribeListeners", || {
+                    self.client
+                        .describe_listeners()
+                        .load_balancer_arn(lb_arn)
+                        .set_marker(marker.clone())
+                        .send()
+                })
                 .await
                 .map_err(|e| NlbError::from_sdk("DescribeListeners", lb_arn, e))?;
             for l in out.listeners() {
@@ -482,12 +476,14 @@ impl LoadBalancer for Elbv2 {
     }
 
     async fn targets(&self, tg_arn: &str) -> Result<Vec<Target>, NlbError> {
-        self.calls.record("DescribeTargetHealth");
         let out = self
-            .client
-            .describe_target_health()
-            .target_group_arn(tg_arn)
-            .send()
+            .calls
+            .send("DescribeTargetHealth", || {
+                self.client
+                    .describe_target_health()
+                    .target_group_arn(tg_arn)
+                    .send()
+            })
             .await
             .map_err(|e| NlbError::from_sdk("DescribeTargetHealth", tg_arn, e))?;
         Ok(out
@@ -508,6 +504,10 @@ impl LoadBalancer for Elbv2 {
                         TargetState::Registered
                     },
                     health: health.map(|h| h.as_str().to_string()).unwrap_or_default(),
+                    reason: d
+                        .target_health()
+                        .and_then(|h| h.reason())
+                        .map(|r| r.as_str().to_string()),
                 })
             })
             .collect())
@@ -532,10 +532,19 @@ impl LoadBalancer for Elbv2 {
         // group is used only if it carries our tags and forwards for no other load balancer.
         // (A group attached elsewhere can never be used anyway: CreateListener then answers
         // TargetGroupAssociationLimit, see `create_listener`.)
-        if let Some(arn) = created {
-            return Ok(arn);
-        }
-        let info = self.describe_target_group_by_name(&spec.name).await?;
+        //
+        // The idempotent path is checked the same way when the answer shows the group already
+        // forwarding for a load balancer: then it certainly existed before this call and may be
+        // someone else's. A group that forwards for nothing is either new (its tags are ours by
+        // construction) or left by a pass of this broker killed before its listener; reading its
+        // tags every time would cost every booting broker one more call of the account's budget
+        // (and right after a create the tags may not be visible yet: ELBv2 is eventually
+        // consistent), for a group no traffic uses.
+        let info = match created {
+            Some(info) if info.load_balancer_arns.is_empty() => return Ok(info.arn),
+            Some(info) => info,
+            None => self.describe_target_group_by_name(&spec.name).await?,
+        };
         self.verify_tags(&info.arn, spec).await?;
         if let Some(other) = info
             .load_balancer_arns
@@ -573,7 +582,7 @@ impl LoadBalancer for Elbv2 {
                 &spec.tags,
             )
             .await?;
-        Ok(created.map_or(GroupCreate::NameTaken, GroupCreate::Created))
+        Ok(created.map_or(GroupCreate::NameTaken, |i| GroupCreate::Created(i.arn)))
     }
 
     async fn create_listener(
@@ -583,21 +592,26 @@ impl LoadBalancer for Elbv2 {
         tg_arn: &str,
         tags: &[(String, String)],
     ) -> Result<ListenerClaim, NlbError> {
-        self.calls.record("CreateListener");
         let tags = sdk_tags(tags);
         let action = Action::builder()
             .r#type(ActionTypeEnum::Forward)
             .target_group_arn(tg_arn)
             .build();
+        // Retried after a lost answer too: CreateListener is idempotent (ELBv2 API reference:
+        // "If you attempt to create multiple listeners with the same settings, each call
+        // succeeds"), so a repeat of a listener that was made returns it.
         let result = self
-            .client
-            .create_listener()
-            .load_balancer_arn(lb_arn)
-            .protocol(ProtocolEnum::Tcp)
-            .port(i32::from(port))
-            .default_actions(action)
-            .set_tags(Some(tags))
-            .send()
+            .calls
+            .send("CreateListener", || {
+                self.client
+                    .create_listener()
+                    .load_balancer_arn(lb_arn)
+                    .protocol(ProtocolEnum::Tcp)
+                    .port(i32::from(port))
+                    .default_actions(action.clone())
+                    .set_tags(Some(tags.clone()))
+                    .send()
+            })
             .await;
         match result {
             Ok(out) => out
@@ -609,10 +623,10 @@ impl LoadBalancer for Elbv2 {
                     let resource = format!("{lb_arn} port {port}");
                     empty_response("CreateListener", resource, "no listener in the response")
                 }),
-            Err(e) if e.code() == Some("DuplicateListener") => Ok(ListenerClaim::PortTaken),
-            Err(e) if e.code() == Some("TooManyListeners") => Ok(ListenerClaim::QuotaReached),
+            Err(e) if e.error.code() == Some("DuplicateListener") => Ok(ListenerClaim::PortTaken),
+            Err(e) if e.error.code() == Some("TooManyListeners") => Ok(ListenerClaim::QuotaReached),
             // AWS: a target group forwards for one load balancer only.
-            Err(e) if e.code() == Some("TargetGroupAssociationLimit") => Err(NlbError {
+            Err(e) if e.error.code() == Some("TargetGroupAssociationLimit") => Err(NlbError {
                 operation: "CreateListener",
                 resource: format!("{lb_arn} port {port}"),
                 code: "TargetGroupAssociationLimit".into(),
@@ -629,12 +643,14 @@ impl LoadBalancer for Elbv2 {
     }
 
     async fn register(&self, tg_arn: &str, targets: &[(String, u16)]) -> Result<(), NlbError> {
-        self.calls.record("RegisterTargets");
-        self.client
-            .register_targets()
-            .target_group_arn(tg_arn)
-            .set_targets(Some(descriptions(targets)))
-            .send()
+        self.calls
+            .send("RegisterTargets", || {
+                self.client
+                    .register_targets()
+                    .target_group_arn(tg_arn)
+                    .set_targets(Some(descriptions(targets)))
+                    .send()
+            })
             .await
             .map_err(|e| {
                 NlbError::from_sdk(
@@ -647,18 +663,20 @@ impl LoadBalancer for Elbv2 {
     }
 
     async fn deregister(&self, tg_arn: &str, targets: &[(String, u16)]) -> Result<(), NlbError> {
-        self.calls.record("DeregisterTargets");
         let result = self
-            .client
-            .deregister_targets()
-            .target_group_arn(tg_arn)
-            .set_targets(Some(descriptions(targets)))
-            .send()
+            .calls
+            .send("DeregisterTargets", || {
+                self.client
+                    .deregister_targets()
+                    .target_group_arn(tg_arn)
+                    .set_targets(Some(descriptions(targets)))
+                    .send()
+            })
             .await;
         match result {
             Ok(_) => Ok(()),
             // Already gone (another pass or an operator got there first): the goal holds.
-            Err(e) if e.code() == Some("InvalidTarget") => Ok(()),
+            Err(e) if e.error.code() == Some("InvalidTarget") => Ok(()),
             Err(e) => Err(NlbError::from_sdk(
                 "DeregisterTargets",
                 format!("{tg_arn} ({})", target_list(targets)),
@@ -668,8 +686,13 @@ impl LoadBalancer for Elbv2 {
     }
 
     async fn tags(&self, arn: &str) -> Result<Option<BTreeMap<String, String>>, NlbError> {
-        self.calls.record("DescribeTags");
-        match self.client.describe_tags().resource_arns(arn).send().await {
+        match self
+            .calls
+            .send("DescribeTags", || {
+                self.client.describe_tags().resource_arns(arn).send()
+            })
+            .await
+        {
             Ok(out) => Ok(Some(
                 out.tag_descriptions()
                     .iter()
@@ -682,7 +705,12 @@ impl LoadBalancer for Elbv2 {
                     })
                     .collect(),
             )),
-            Err(e) if matches!(e.code(), Some("ListenerNotFound" | "TargetGroupNotFound")) => {
+            Err(e)
+                if matches!(
+                    e.error.code(),
+                    Some("ListenerNotFound" | "TargetGroupNotFound")
+                ) =>
+            {
                 Ok(None)
             }
             Err(e) => Err(NlbError::from_sdk("DescribeTags", arn, e)),
@@ -690,25 +718,29 @@ impl LoadBalancer for Elbv2 {
     }
 
     async fn add_tags(&self, arn: &str, tags: &[(String, String)]) -> Result<(), NlbError> {
-        self.calls.record("AddTags");
         let tags = sdk_tags(tags);
-        self.client
-            .add_tags()
-            .resource_arns(arn)
-            .set_tags(Some(tags))
-            .send()
+        self.calls
+            .send("AddTags", || {
+                self.client
+                    .add_tags()
+                    .resource_arns(arn)
+                    .set_tags(Some(tags.clone()))
+                    .send()
+            })
             .await
             .map_err(|e| NlbError::from_sdk("AddTags", arn, e))?;
         Ok(())
     }
 
     async fn remove_tags(&self, arn: &str, keys: &[String]) -> Result<(), NlbError> {
-        self.calls.record("RemoveTags");
-        self.client
-            .remove_tags()
-            .resource_arns(arn)
-            .set_tag_keys(Some(keys.to_vec()))
-            .send()
+        self.calls
+            .send("RemoveTags", || {
+                self.client
+                    .remove_tags()
+                    .resource_arns(arn)
+                    .set_tag_keys(Some(keys.to_vec()))
+                    .send()
+            })
             .await
             .map_err(|e| NlbError::from_sdk("RemoveTags", arn, e))?;
         Ok(())
@@ -723,66 +755,88 @@ impl LoadBalancer for Elbv2 {
     }
 
     async fn delete_listener(&self, arn: &str) -> Result<(), NlbError> {
-        self.calls.record("DeleteListener");
-        match self.client.delete_listener().listener_arn(arn).send().await {
+        match self
+            .calls
+            .send("DeleteListener", || {
+                self.client.delete_listener().listener_arn(arn).send()
+            })
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ListenerNotFound") => Ok(()),
+            Err(e) if e.error.code() == Some("ListenerNotFound") => Ok(()),
             Err(e) => Err(NlbError::from_sdk("DeleteListener", arn, e)),
         }
     }
 
-    async fn availability_zones(&self, lb_arn: &str) -> Result<Vec<String>, NlbError> {
-        self.calls.record("DescribeLoadBalancers");
+    async fn availability_zones(
+        &self,
+        lb_arns: &[String],
+    ) -> Result<BTreeMap<String, Vec<String>>, NlbError> {
         let out = self
-            .client
-            .describe_load_balancers()
-            .load_balancer_arns(lb_arn)
-            .send()
+            .calls
+            .send("DescribeLoadBalancers", || {
+                self.client
+                    .describe_load_balancers()
+                    .set_load_balancer_arns(Some(lb_arns.to_vec()))
+                    .send()
+            })
             .await
-            .map_err(|e| NlbError::from_sdk("DescribeLoadBalancers", lb_arn, e))?;
+            .map_err(|e| NlbError::from_sdk("DescribeLoadBalancers", lb_arns.join(","), e))?;
         Ok(out
             .load_balancers()
             .iter()
-            .flat_map(|lb| lb.availability_zones())
-            .filter_map(|az| az.zone_name().map(str::to_string))
+            .filter_map(|lb| {
+                let zones = lb
+                    .availability_zones()
+                    .iter()
+                    .filter_map(|az| az.zone_name().map(str::to_string))
+                    .collect();
+                Some((lb.load_balancer_arn()?.to_string(), zones))
+            })
             .collect())
     }
 
     async fn target_group_info(&self, arns: &[String]) -> Result<Vec<TargetGroupInfo>, NlbError> {
-        self.calls.record("DescribeTargetGroups");
         let out = self
-            .client
-            .describe_target_groups()
-            .set_target_group_arns(Some(arns.to_vec()))
-            .send()
+            .calls
+            .send("DescribeTargetGroups", || {
+                self.client
+                    .describe_target_groups()
+                    .set_target_group_arns(Some(arns.to_vec()))
+                    .send()
+            })
             .await
             .map_err(|e| NlbError::from_sdk("DescribeTargetGroups", arns.join(","), e))?;
         Ok(out.target_groups().iter().filter_map(group_info).collect())
     }
 
     async fn health_check_traffic_port(&self, arn: &str) -> Result<(), NlbError> {
-        self.calls.record("ModifyTargetGroup");
-        self.client
-            .modify_target_group()
-            .target_group_arn(arn)
-            .health_check_port(TRAFFIC_PORT)
-            .send()
+        self.calls
+            .send("ModifyTargetGroup", || {
+                self.client
+                    .modify_target_group()
+                    .target_group_arn(arn)
+                    .health_check_port(TRAFFIC_PORT)
+                    .send()
+            })
             .await
             .map_err(|e| NlbError::from_sdk("ModifyTargetGroup", arn, e))?;
         Ok(())
     }
 
     async fn delete_target_group(&self, arn: &str) -> Result<(), NlbError> {
-        self.calls.record("DeleteTargetGroup");
         match self
-            .client
-            .delete_target_group()
-            .target_group_arn(arn)
-            .send()
+            .calls
+            .send("DeleteTargetGroup", || {
+                self.client
+                    .delete_target_group()
+                    .target_group_arn(arn)
+                    .send()
+            })
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("TargetGroupNotFound") => Ok(()),
+            Err(e) if e.error.code() == Some("TargetGroupNotFound") => Ok(()),
             Err(e) => Err(NlbError::from_sdk("DeleteTargetGroup", arn, e)),
         }
     }

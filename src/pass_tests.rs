@@ -78,6 +78,7 @@ impl Bench {
             tags: FakeTags::default(),
             metadata_timeout: Duration::from_secs(1),
             checked: Default::default(),
+            steady: Default::default(),
         }
     }
 }

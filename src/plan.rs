@@ -569,6 +569,7 @@ mod tests {
             port,
             state: TargetState::Registered,
             health: "healthy".into(),
+            reason: None,
         }
     }
 

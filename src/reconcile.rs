@@ -27,6 +27,7 @@ use crate::plan::{self, Desired, Step};
 use crate::properties::{self, ListenerEdit, PropertiesError};
 use crate::registry;
 use crate::restart::{Outcome, Restarter, ServiceManager};
+use crate::steady::{self, Steady};
 
 /// Why a pass failed.
 #[derive(Debug, thiserror::Error)]
@@ -194,7 +195,8 @@ impl Scan {
     }
 }
 
-/// Where a new claim goes (pure): the first NLB in order with a free port and room under the
+/// Where a new claim goes (pure): the first NLB in the scan's order (the file's NLB, then this
+/// broker's spread order, see [`registry::shard_order`]) with a free port and room under the
 /// listener quota, with the NLBs passed over and why. With one NLB it is that one whatever its
 /// state (the claim then fails naming the range or the quota, as before shards existed); with
 /// several and none left, the pass fails before creating anything. A leaving instance claims
@@ -206,7 +208,6 @@ fn choose_shard(
     leaving: bool,
 ) -> Result<(ShardView, Vec<(usize, String)>), Error> {
     let mut looked = scan.looked;
-    looked.sort_by_key(|v| v.index);
     if (ctx.shards.len() == 1 || leaving) && !looked.is_empty() {
         let pick = scan.hint.unwrap_or(0);
         let at = looked.iter().position(|v| v.index == pick).unwrap_or(0);
@@ -223,18 +224,7 @@ fn choose_shard(
         })
         .collect();
     for view in looked {
-        let keep = (scan.hint == Some(view.index))
-            .then_some(scan.keep_port)
-            .flatten();
-        let first = claim_candidates_for(ctx, view.index, &view.assessment, keep)
-            .first()
-            .copied();
-        match plan::no_room(
-            ctx.shard(view.index),
-            &view.assessment,
-            view.listener_count,
-            first,
-        ) {
+        match shard_room(ctx, &view, scan.hint, scan.keep_port) {
             Some(why) => no_room.push((view.index, why)),
             None => return Ok((view, no_room)),
         }
@@ -249,6 +239,25 @@ fn choose_shard(
             .collect::<Vec<_>>()
             .join("; "),
     })
+}
+
+/// Why NLB `view` has no room for a new claim of this broker (`None`: it has). Pure.
+fn shard_room(
+    ctx: &Context,
+    view: &ShardView,
+    hint: Option<usize>,
+    keep_port: Option<u16>,
+) -> Option<String> {
+    let keep = (hint == Some(view.index)).then_some(keep_port).flatten();
+    let first = claim_candidates_for(ctx, view.index, &view.assessment, keep)
+        .first()
+        .copied();
+    plan::no_room(
+        ctx.shard(view.index),
+        &view.assessment,
+        view.listener_count,
+        first,
+    )
 }
 
 /// Who this host is, resolved once per pass.
@@ -322,6 +331,9 @@ pub struct PassReport {
     pub properties_written: bool,
     /// AWS calls of this pass, by operation.
     pub aws_calls: std::collections::BTreeMap<&'static str, u64>,
+    /// Throttled answers this pass rode through, by operation (the account's API budget was
+    /// exhausted for a moment: back-off, not failure).
+    pub aws_throttled: std::collections::BTreeMap<&'static str, u64>,
     /// Wall time of the pass.
     pub elapsed_ms: u128,
 }
@@ -338,6 +350,7 @@ impl PassReport {
             target_group_arn = %self.target_group_arn,
             changes = self.changes.len(),
             aws_calls = self.aws_calls.values().sum::<u64>(),
+            aws_throttled = self.aws_throttled.values().sum::<u64>(),
             draining = self.lifecycle.is_leaving(),
             "pass complete"
         );
@@ -362,6 +375,8 @@ pub struct Agent<M, L, T> {
     pub metadata_timeout: Duration,
     /// Checks that passed once in this process and need not be repeated every pass.
     pub checked: Checked,
+    /// The converged observation the daemon keeps between passes (see [`crate::steady`]).
+    pub steady: Steady,
 }
 
 /// Once-per-process checks that passed (AZ coverage, bootstrap ownership, health check port),
@@ -550,9 +565,17 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         let az = &ctx.identity.az;
         let key = format!("az {lb_arn} {az}");
         if !self.checked.has(&key) {
-            // Same account as the instance, so ELBv2's zone names are metadata's zone names.
-            let zones = self.lb.availability_zones(lb_arn).await?;
-            if !zones.iter().any(|z| z == az) {
+            // One DescribeLoadBalancers for every configured NLB (a pass that moves on to
+            // another NLB needs no second call); each NLB enabled here is remembered.
+            let arns: Vec<String> = ctx.shards.iter().map(|s| s.lb_arn.clone()).collect();
+            let all = self.lb.availability_zones(&arns).await?;
+            for (arn, zones) in &all {
+                if zones.iter().any(|z| z == az) {
+                    self.checked.mark(format!("az {arn} {az}"));
+                }
+            }
+            if !self.checked.has(&key) {
+                let zones = all.get(lb_arn).cloned().unwrap_or_default();
                 return Err(Error::AzNotEnabled {
                     lb_arn: lb_arn.clone(),
                     az_id: ctx.identity.az_id.clone(),
@@ -560,7 +583,6 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                     enabled: zones.join(", "),
                 });
             }
-            self.checked.mark(key);
         }
         if let Some(tg) = observed
             .assessment
@@ -663,7 +685,24 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             d.edited_file(&text, *d.port_range.start())
                 .map_err(|e| PropertiesError::from_edit(path, e))?;
         }
-        let scan = self.scan(ctx, file_endpoint.as_deref(), full).await?;
+        if full.is_empty() && !lifecycle.is_leaving() {
+            if let Some(kept) = self.steady_view(ctx).await? {
+                return Ok(Observed {
+                    shard: kept.shard,
+                    full: Vec::new(),
+                    assessment: kept.assessment,
+                    dedicated_targets: kept.dedicated_targets,
+                    bootstrap_targets: kept.bootstrap_targets,
+                    file_endpoint,
+                    file_rack,
+                    properties_text: text,
+                    lifecycle,
+                });
+            }
+        }
+        let scan = self
+            .scan(ctx, file_endpoint.as_deref(), full, lifecycle.is_leaving())
+            .await?;
         let (view, no_room) = match scan.found {
             Some(claimed) => (claimed, Vec::new()),
             None => choose_shard(ctx, scan, full, lifecycle.is_leaving())?,
@@ -703,14 +742,74 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         })
     }
 
-    /// Reads the NLBs until one holds this broker's claim: first the one the file's endpoint
-    /// names, then the others in order. NLBs in `full` (this pass just failed to claim there: it
-    /// holds no claim of this broker) are not read again.
+    /// The kept observation of a converged broker (see [`crate::steady`]), checked with one read
+    /// when the check is due; `None` when there is none or the check found drift (then it is
+    /// forgotten and the caller observes in full).
+    async fn steady_view(&self, ctx: &Context) -> Result<Option<steady::Kept>, Error> {
+        let Some(mut kept) = self.steady.kept() else {
+            return Ok(None);
+        };
+        if kept.shard >= ctx.shards.len() {
+            self.steady.forget();
+            return Ok(None);
+        }
+        if Instant::now() < kept.next_check {
+            return Ok(Some(kept));
+        }
+        let d = ctx.shard(kept.shard);
+        let Some((group, arn)) = kept.next_read() else {
+            self.steady.forget();
+            return Ok(None);
+        };
+        let targets = match self.lb.targets(&arn).await {
+            Ok(t) => t,
+            Err(e) => {
+                self.steady.forget();
+                return Err(e.into());
+            }
+        };
+        if !steady::confirms(&targets, &d.instance_id, d.target_port, group) {
+            tracing::info!(target_group = %arn, "steady check: the NLB changed; observing in full");
+            self.steady.forget();
+            return Ok(None);
+        }
+        match group {
+            steady::Checked::Dedicated => kept.dedicated_targets = targets,
+            steady::Checked::Bootstrap => kept.bootstrap_targets = targets,
+        }
+        kept.checks += 1;
+        kept.next_check = Instant::now() + self.steady_interval(self.steady.cluster().max(1));
+        self.steady
+            .keep(kept.clone(), &ctx.identity.instance_id, ctx.shards.len());
+        Ok(Some(kept))
+    }
+
+    /// Time to the next steady check for a cluster of `cluster` brokers, jittered.
+    fn steady_interval(&self, cluster: usize) -> Duration {
+        use rand::Rng;
+        steady::check_interval(
+            self.config.daemon.interval,
+            cluster,
+            self.config.aws.steady_reads_per_second,
+            rand::thread_rng().gen_range(0.5..1.5),
+        )
+    }
+
+    /// Reads the NLBs until one holds this broker's claim, or, for a new broker (a file without
+    /// endpoint) with several NLBs, until one has room for a new claim: first the one the file's
+    /// endpoint names, then this broker's spread order ([`registry::shard_order`]). A new claim
+    /// goes to the first NLB of that order with room, so a replacement of a broker (same id,
+    /// same order) finds the claim it inherits no later than that NLB (unless a broker left an
+    /// earlier NLB of its order since: then it claims there and the old claim shows as stale),
+    /// and a booting broker reads one NLB, not all of them. NLBs in `full` (this pass just failed to claim there: it holds no claim
+    /// of this broker) are not read again. A leaving broker reads every NLB until it finds its
+    /// claim (it claims nothing, so room is no reason to stop).
     async fn scan(
         &self,
         ctx: &Context,
         file_endpoint: Option<&str>,
         full: &[usize],
+        leaving: bool,
     ) -> Result<Scan, Error> {
         let hint = ctx.shard_of_endpoint(file_endpoint);
         let keep_port = plan::endpoint_port(file_endpoint);
@@ -722,8 +821,16 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         };
         let order = hint
             .into_iter()
-            .chain((0..ctx.shards.len()).filter(|i| Some(*i) != hint))
+            .chain(
+                registry::shard_order(ctx.broker_id, ctx.shards.len()).filter(|i| Some(*i) != hint),
+            )
             .filter(|i| !full.contains(i));
+        // A file that names no endpoint yet: a new broker, or a replacement instance, which finds
+        // its claim on its first NLB in this order with room (that is where it was made), so
+        // reading further could find nothing. A file that names an endpoint the claim is not
+        // behind (another host template, a claim deleted by hand) reads every NLB: the claim
+        // may be anywhere.
+        let stop_at_room = ctx.shards.len() > 1 && !leaving && file_endpoint.is_none();
         for index in order {
             let d = ctx.shard(index);
             let listeners = self.lb.listeners(&d.lb_arn).await?;
@@ -736,7 +843,11 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 scan.found = Some(view);
                 break;
             }
+            let room = stop_at_room && shard_room(ctx, &view, hint, keep_port).is_none();
             scan.looked.push(view);
+            if room {
+                break;
+            }
         }
         Ok(scan)
     }
@@ -766,9 +877,28 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         earlier: &Lifecycle,
     ) -> Result<PassReport, Error> {
         let started = Instant::now();
+        let _deadline = self.calls.begin_pass(self.config.aws.pass_deadline);
         let calls_before = self.calls.snapshot();
-        let (observed, progress, changes) = self.attempts(ctx, earlier).await?;
+        let throttled_before = self.calls.throttled();
+        let (observed, progress, changes) = match self.attempts(ctx, earlier).await {
+            Ok(done) => done,
+            Err(e) => {
+                self.steady.forget();
+                return Err(e);
+            }
+        };
         let leaving = observed.lifecycle.is_leaving();
+        if leaving || changes.iter().any(Step::touches_nlb) {
+            // What was observed is not what is there now: the next pass looks in full.
+            self.steady.forget();
+        } else if self.steady.kept().is_none() && progress.claim.is_some() {
+            self.steady.keep_observed(
+                &observed,
+                &ctx.identity.instance_id,
+                ctx.shards.len(),
+                |cluster| self.steady_interval(cluster),
+            );
+        }
         let d = ctx.shard(observed.shard);
         let claim = match progress.claim.clone() {
             Some(claim) => claim,
@@ -787,14 +917,8 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 }))
             }
         };
-        let after = self.calls.snapshot();
-        let aws_calls = after
-            .into_iter()
-            .filter_map(|(op, n)| {
-                let delta = n - calls_before.get(op).copied().unwrap_or(0);
-                (delta > 0).then_some((op, delta))
-            })
-            .collect();
+        let aws_calls = crate::backoff::since(&calls_before, self.calls.snapshot());
+        let aws_throttled = crate::backoff::since(&throttled_before, self.calls.throttled());
         Ok(PassReport {
             broker_id: ctx.broker_id,
             instance_id: ctx.identity.instance_id.clone(),
@@ -813,6 +937,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             claim_collisions: progress.collisions,
             properties_written: progress.properties_written,
             aws_calls,
+            aws_throttled,
             elapsed_ms: started.elapsed().as_millis(),
         })
     }
@@ -877,6 +1002,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         ctx: &Context,
         keep_config: bool,
     ) -> Result<Vec<String>, Error> {
+        let _deadline = self.calls.begin_pass(self.config.aws.pass_deadline);
         let mut done = Vec::new();
         for d in &ctx.shards {
             done.extend(self.decommission_on(d).await?);

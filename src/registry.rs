@@ -175,11 +175,29 @@ pub fn bootstrap_group_name(cluster: &str, lb_arn: &str) -> String {
     format!("{PREFIX}{}-boot", group_stem(cluster, lb_arn))
 }
 
-/// The broker's preferred port: spread by broker id so that brokers with distinct ids (usually
-/// consecutive) booting together pick distinct first candidates and never collide.
-pub fn preferred_port(range: &RangeInclusive<u16>, broker_id: i32) -> u16 {
+/// The NLB a new claim of `broker_id` tries first, of `shards` NLBs: spread by broker id, so a
+/// fleet booting at once splits evenly over the NLBs instead of all racing for the first one
+/// (every host would read it, collide on it and move on, costing the account's API budget).
+pub fn spread_shard(broker_id: i32, shards: usize) -> usize {
+    (broker_id.unsigned_abs() as usize) % shards.max(1)
+}
+
+/// The order in which a new claim of `broker_id` looks at `shards` NLBs: its spread NLB first,
+/// then the next ones round the list (the same order every time, so a replacement of a broker
+/// looks where the broker it replaces claimed).
+pub fn shard_order(broker_id: i32, shards: usize) -> impl Iterator<Item = usize> {
+    let first = spread_shard(broker_id, shards);
+    (0..shards).map(move |i| (first + i) % shards)
+}
+
+/// The broker's preferred port on its NLB: spread by broker id so that brokers with distinct ids
+/// (usually consecutive) booting together pick distinct first candidates and never collide. With
+/// several NLBs, consecutive ids are dealt round the NLBs first ([`spread_shard`]), so the port
+/// counts the broker's turn on its NLB: ids 0..3n over n NLBs take ports 0, 1, 2 of each.
+pub fn preferred_port(range: &RangeInclusive<u16>, broker_id: i32, shards: usize) -> u16 {
     let size = u32::from(*range.end() - *range.start()) + 1;
-    let offset = (broker_id.unsigned_abs() % size) as u16;
+    let turn = broker_id.unsigned_abs() / (shards.max(1) as u32);
+    let offset = (turn % size) as u16;
     *range.start() + offset
 }
 
@@ -191,10 +209,11 @@ pub fn candidates(
     range: &RangeInclusive<u16>,
     occupied: &BTreeSet<u16>,
     broker_id: i32,
+    shards: usize,
     keep: Option<u16>,
     rng: &mut impl Rng,
 ) -> Vec<u16> {
-    let preferred = preferred_port(range, broker_id);
+    let preferred = preferred_port(range, broker_id, shards);
     let first: Vec<u16> = keep
         .filter(|p| range.contains(p))
         .into_iter()
@@ -359,10 +378,21 @@ mod tests {
     #[test]
     fn preferred_port_spreads_consecutive_ids() {
         let range = 10001..=10049;
-        assert_eq!(preferred_port(&range, 0), 10001);
-        assert_eq!(preferred_port(&range, 3), 10004);
-        assert_eq!(preferred_port(&range, 49), 10001);
-        let ports: BTreeSet<u16> = (1..=49).map(|id| preferred_port(&range, id)).collect();
+        assert_eq!(preferred_port(&range, 0, 1), 10001);
+        assert_eq!(preferred_port(&range, 3, 1), 10004);
+        assert_eq!(preferred_port(&range, 49, 1), 10001);
+        // Three NLBs: ids 0, 1, 2 go to NLBs 0, 1, 2 on their first port; 3, 4, 5 on the second.
+        assert_eq!(preferred_port(&range, 2, 3), 10001);
+        assert_eq!(preferred_port(&range, 5, 3), 10002);
+        assert_eq!(spread_shard(5, 3), 2);
+        assert_eq!(shard_order(5, 3).collect::<Vec<_>>(), vec![2, 0, 1]);
+        assert_eq!(shard_order(7, 1).collect::<Vec<_>>(), vec![0]);
+        // 147 consecutive ids over 3 NLBs of 49 ports: every (NLB, port) taken exactly once.
+        let slots: BTreeSet<(usize, u16)> = (0..147)
+            .map(|id| (spread_shard(id, 3), preferred_port(&range, id, 3)))
+            .collect();
+        assert_eq!(slots.len(), 147);
+        let ports: BTreeSet<u16> = (1..=49).map(|id| preferred_port(&range, id, 1)).collect();
         assert_eq!(ports.len(), 49);
     }
 
@@ -371,31 +401,31 @@ mod tests {
         let range = 10001..=10010;
         let mut rng = StdRng::seed_from_u64(7);
         let occupied: BTreeSet<u16> = [10002, 10005].into();
-        let c = candidates(&range, &occupied, 1, None, &mut rng);
+        let c = candidates(&range, &occupied, 1, 1, None, &mut rng);
         assert_eq!(c.len(), 8);
         assert!(!c.contains(&10002) && !c.contains(&10005));
-        let c = candidates(&range, &occupied, 3, None, &mut rng);
+        let c = candidates(&range, &occupied, 3, 1, None, &mut rng);
         assert_eq!(c[0], 10004);
         let full: BTreeSet<u16> = range.clone().collect();
-        assert!(candidates(&range, &full, 3, None, &mut rng).is_empty());
+        assert!(candidates(&range, &full, 3, 1, None, &mut rng).is_empty());
         // The file's port first when free; then the preferred one; each port once.
-        let c = candidates(&range, &occupied, 3, Some(10009), &mut rng);
+        let c = candidates(&range, &occupied, 3, 1, Some(10009), &mut rng);
         assert_eq!(&c[..2], &[10009, 10004]);
         assert_eq!(c.len(), 8);
-        let c = candidates(&range, &occupied, 3, Some(10004), &mut rng);
+        let c = candidates(&range, &occupied, 3, 1, Some(10004), &mut rng);
         assert_eq!(c[0], 10004);
         assert_eq!(c.len(), 8);
         // Taken or outside the range: ignored.
         assert_eq!(
-            candidates(&range, &occupied, 3, Some(10005), &mut rng)[0],
+            candidates(&range, &occupied, 3, 1, Some(10005), &mut rng)[0],
             10004
         );
         assert_eq!(
-            candidates(&range, &occupied, 3, Some(443), &mut rng)[0],
+            candidates(&range, &occupied, 3, 1, Some(443), &mut rng)[0],
             10004
         );
         // Same seed, same order: what `plan` shows is what `run` tries.
-        let seeded = |s| candidates(&range, &occupied, 3, None, &mut StdRng::seed_from_u64(s));
+        let seeded = |s| candidates(&range, &occupied, 3, 1, None, &mut StdRng::seed_from_u64(s));
         assert_eq!(seeded(host_seed("i-1")), seeded(host_seed("i-1")));
     }
 }

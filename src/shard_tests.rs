@@ -1,5 +1,5 @@
-//! Whole passes over several NLBs (`nlb.load_balancer_arns`) on the in-process fakes: fill
-//! order, stable claims, one bootstrap group per NLB, a race for an NLB's last port, the
+//! Whole passes over several NLBs (`nlb.load_balancer_arns`) on the in-process fakes: claims
+//! spread by broker id, stable claims, one bootstrap group per NLB, a race for an NLB's last port, the
 //! all-full error, the steady state reading one NLB, decommission from any NLB, and moving from
 //! `load_balancer_arn` to `load_balancer_arns`.
 
@@ -81,6 +81,7 @@ impl Shards {
             tags: FakeTags::default(),
             metadata_timeout: Duration::from_secs(1),
             checked: Default::default(),
+            steady: Default::default(),
         }
     }
 
@@ -115,16 +116,21 @@ async fn pass(agent: &TestAgent) -> Result<crate::reconcile::PassReport, Error> 
 }
 
 #[tokio::test]
-async fn brokers_fill_the_nlbs_in_order_and_the_tenth_fails_cleanly() {
+async fn brokers_spread_over_the_nlbs_by_id_and_the_tenth_fails_cleanly() {
     let b = Shards::new();
     for id in 1..=9 {
         let a = b.host(id);
         let report = pass(&a).await.unwrap();
-        let shard = usize::try_from(id - 1).unwrap() / 3;
+        // Broker id mod 3: a fleet booting at once splits over the NLBs, each reading one.
+        let shard = usize::try_from(id).unwrap() % 3;
         assert_eq!(
             (report.shard, &report.load_balancer_arn),
             (shard, &b.lbs[shard])
         );
+        assert_eq!(report.aws_calls.get("DescribeListeners"), Some(&1));
+        // Its turn on that NLB picks its port: no two brokers try the same one.
+        assert_eq!(report.port, 10001 + u16::try_from((id / 3) % 3).unwrap());
+        assert_eq!(report.claim_collisions, 0);
         assert_eq!(b.claim_of(id), Some((shard, report.port)));
         let az_id = ZONES[(id as usize) % 3].1;
         let expected = format!(
@@ -169,14 +175,14 @@ async fn brokers_fill_the_nlbs_in_order_and_the_tenth_fails_cleanly() {
 #[tokio::test]
 async fn a_claim_stays_on_its_nlb_and_the_steady_state_reads_that_nlb_only() {
     let b = Shards::new();
-    for id in 1..=7 {
+    for id in 1..=9 {
         pass(&b.host(id)).await.unwrap();
     }
-    assert_eq!(b.claim_of(7).map(|c| c.0), Some(2));
-    // Broker 2 leaves NLB 0 (decommissioned): a port is free there, but broker 7 stays.
-    let two = b.host(2);
-    let done = two
-        .decommission(&two.context().await.unwrap(), false)
+    assert_eq!(b.claim_of(7).map(|c| c.0), Some(1));
+    // Broker 3 leaves NLB 0 (decommissioned): a port is free there, but broker 7 stays.
+    let three = b.host(3);
+    let done = three
+        .decommission(&three.context().await.unwrap(), false)
         .await
         .unwrap();
     assert!(done.iter().any(|d| d.contains("of shard 0")), "{done:?}");
@@ -184,62 +190,35 @@ async fn a_claim_stays_on_its_nlb_and_the_steady_state_reads_that_nlb_only() {
     let before = seven.calls.total();
     let report = pass(&seven).await.unwrap();
     assert!(report.changes.is_empty(), "{:?}", report.changes);
-    assert_eq!(report.shard, 2);
-    // The file names NLB 2: one DescribeListeners (of NLB 2) and two target reads.
+    assert_eq!(report.shard, 1);
+    // The file names NLB 1: one DescribeListeners (of NLB 1) and two target reads.
     assert_eq!(seven.calls.total() - before, 3, "{:?}", report.aws_calls);
     assert_eq!(report.aws_calls.get("DescribeListeners"), Some(&1));
-    // A replacement of broker 7 with an empty file finds the claim on NLB 2 (reading all).
+    // A replacement of broker 7 with an empty file finds the claim on NLB 1, its first NLB.
     std::fs::write(&seven.config.broker.server_properties, PROPS).unwrap();
-    let report = pass(&seven).await.unwrap();
-    assert_eq!((report.shard, Some((2, report.port))), (2, b.claim_of(7)));
-    // A new broker takes the freed port on NLB 0, the first with room.
-    let eight = b.host(8);
-    assert_eq!(pass(&eight).await.unwrap().shard, 0);
-}
-
-#[tokio::test]
-async fn losing_an_nlbs_last_port_to_another_host_moves_the_claim_to_the_next() {
-    let b = Shards::new();
-    for id in [1, 2] {
-        pass(&b.host(id)).await.unwrap();
-    }
-    // NLB 0 has one port left. Between broker 3's observation and its claim, another host
-    // takes it (and NLB 0's listener quota is no issue: the port is what is gone).
-    let lb0 = b.lbs[0].clone();
-    let free = (10001..=10003)
-        .find(|p| b.nlb.with(|s| s.listener_on(&lb0, *p)).is_none())
-        .unwrap();
-    b.nlb.before_next_create_listener(move |s| {
-        let tg = s.add_group(
-            "kp-orders-x-b99",
-            "traffic-port",
-            &[("kplink:cluster", "orders")],
-        );
-        s.add_listener(&lb0, free, &tg, &[]);
-    });
-    let three = b.host(3);
-    let report = pass(&three).await.unwrap();
-    assert_eq!(report.shard, 1);
+    let replacement = b.host(7);
+    let report = pass(&replacement).await.unwrap();
+    assert_eq!((report.shard, Some((1, report.port))), (1, b.claim_of(7)));
+    assert_eq!(report.aws_calls.get("DescribeListeners"), Some(&1));
+    // A new broker 10 (order: NLB 1, 2, 0) passes the full NLBs 1 and 2 and takes the port
+    // freed on NLB 0; its replacement looks in the same order and finds it there.
+    let ten = b.host(10);
+    assert_eq!(pass(&ten).await.unwrap().shard, 0);
+    std::fs::write(&ten.config.broker.server_properties, PROPS).unwrap();
+    let report = pass(&b.host(10)).await.unwrap();
+    assert_eq!(report.shard, 0);
     assert!(
-        report
-            .races
-            .iter()
-            .any(|r| r.contains("shard 0") && r.contains("filled up")),
+        report.changes.iter().all(|s| !s.touches_nlb()),
         "{:?}",
-        report.races
+        report.changes
     );
-    assert_eq!(b.claim_of(3).map(|c| c.0), Some(1));
-    // Nothing left on NLB 0 for broker 3; its file names NLB 1.
-    let on_zero = registry::dedicated_group_name("orders", &b.lbs[0], 3);
-    assert!(b.nlb.with(|s| s.group_arn(&on_zero)).is_none());
-    assert!(props(&three).contains("-s1.orders.example.internal:"));
-    assert_eq!(b.bootstrap_members(1), vec![format!("i-{:017x}", 3)]);
+    assert_eq!(report.aws_calls.get("DescribeListeners"), Some(&3));
 }
 
 #[tokio::test]
 async fn an_nlb_at_the_listener_quota_is_skipped() {
     let b = Shards::new();
-    pass(&b.host(1)).await.unwrap();
+    pass(&b.host(3)).await.unwrap();
     // NLB 0 now holds 2 listeners; 48 more of someone else's fill its quota of 50.
     let foreign = b.nlb.with(|s| s.add_group("someone", "traffic-port", &[]));
     let lb0 = b.lbs[0].clone();
@@ -248,13 +227,15 @@ async fn an_nlb_at_the_listener_quota_is_skipped() {
             s.add_listener(&lb0, 20000 + port, &foreign, &[]);
         }
     });
-    let two = b.host(2);
-    let report = pass(&two).await.unwrap();
+    // Broker 6's first NLB is 0: it is skipped for the next in its order.
+    let six = b.host(6);
+    let report = pass(&six).await.unwrap();
     assert_eq!(report.shard, 1, "{:?}", report.changes);
     // `plan` says why NLB 0 was skipped.
-    let ctx = two.context().await.unwrap();
-    std::fs::write(&two.config.broker.server_properties, PROPS).unwrap();
-    let observed = two.observe(&ctx).await.unwrap();
+    let six = b.host(6);
+    let ctx = six.context().await.unwrap();
+    std::fs::write(&six.config.broker.server_properties, PROPS).unwrap();
+    let observed = six.observe(&ctx).await.unwrap();
     assert_eq!(observed.shard, 1, "stable claim");
 }
 

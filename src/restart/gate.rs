@@ -214,6 +214,7 @@ mod tests {
             port: 9094,
             state,
             health: "unhealthy".into(),
+            reason: None,
         };
         let claims = BTreeMap::from([
             (1, vec![t(TargetState::Registered)]),

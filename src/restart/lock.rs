@@ -180,10 +180,22 @@ pub enum LockAction {
     Break,
 }
 
-/// Decides about the lock for holder `me` at `now`.
+impl LockState {
+    /// No lease tags at all: the group was just created and its tags are not visible yet (ELBv2
+    /// is eventually consistent: DescribeTags right after CreateTargetGroup can miss the tags the
+    /// create applied). A fresh lease, never an expired one.
+    pub fn untagged(&self) -> bool {
+        self.kind == LockKind::Group && self.holder.is_empty() && self.expires == 0
+    }
+}
+
+/// Decides about the lock for holder `me` at `now`. A lock without lease tags is waited for
+/// (see [`LockState::untagged`]); the caller breaks it only once it stayed untagged for a whole
+/// lease.
 pub fn lock_action(lock: Option<&LockState>, me: &str, now: u64) -> LockAction {
     match lock {
         None => LockAction::Acquire,
+        Some(l) if l.untagged() => LockAction::Wait,
         Some(l) if l.holder == me => LockAction::Held,
         Some(l) if !l.phase.expires() => LockAction::Wait,
         Some(l) if l.expires <= now => LockAction::Break,
@@ -450,6 +462,7 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
     ) -> Result<LockState, RestartError> {
         let rc = &self.config.restart;
         let mut last_seen = None;
+        let mut untagged_since: Option<Instant> = None;
         loop {
             let mut waiters = 0;
             if Instant::now() >= deadline {
@@ -495,7 +508,18 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
                     continue;
                 }
                 LockAction::Wait => {
-                    if let Some(lock) = &lock {
+                    if let Some(lock) = lock.as_ref().filter(|l| l.untagged()) {
+                        // Tags lagging behind a create settle in seconds; a group that stays
+                        // untagged for a whole lease was made by hand or half-deleted.
+                        let since = *untagged_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= rc.lease {
+                            tracing::warn!(lock = %lock.resource(), lease = ?rc.lease, "breaking a restart lock that carried no lease tags for a whole lease");
+                            self.delete_lock(lock).await?;
+                            untagged_since = None;
+                            continue;
+                        }
+                    } else if let Some(lock) = &lock {
+                        untagged_since = None;
                         waiters = lock.waiting.len();
                         self.tag_waiting(lock, tagged).await;
                         last_seen = Some((lock.holder.clone(), lock.phase.clone()));
@@ -582,6 +606,12 @@ mod tests {
             lock_action(Some(&lock("2/i-b", 10, "failed")), "1/i-a", 100),
             LockAction::Wait
         );
+        // Just created, tags not visible yet: a fresh lease, not an expired one.
+        assert_eq!(
+            lock_action(Some(&lock("", 0, "")), "1/i-a", 100),
+            LockAction::Wait
+        );
+        assert!(LockState::from_tags("arn:x", &BTreeMap::new()).untagged());
         let tags: BTreeMap<String, String> = [
             (TAG_LOCK_HOLDER, "2/i-b"),
             (TAG_LOCK_EXPIRES, "123"),
