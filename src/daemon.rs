@@ -46,6 +46,7 @@ use crate::metrics::Metrics;
 use crate::nlb::LoadBalancer;
 use crate::reconcile::{Agent, Context, Error, PassReport};
 use crate::restart::{Outcome, ServiceManager};
+use crate::steady::StaleTurn;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +159,22 @@ where
     Ok(outcome)
 }
 
+/// After a pass that changed the NLB, the next pass comes within about this long.
+const VERIFY_AFTER_CHANGE: Duration = Duration::from_secs(5);
+
+/// Whether a pass changed the NLB.
+fn changed_the_nlb(output: &PassOutput) -> bool {
+    matches!(output, Ok(Some((report, _))) if report.changes.iter().any(crate::plan::Step::touches_nlb))
+}
+
+/// `, N throttled AWS answer(s) ridden through` when the account's API budget pushed back.
+fn throttled_note(throttled: u64) -> String {
+    match throttled {
+        0 => String::new(),
+        n => format!(", {n} throttled AWS answer(s) ridden through"),
+    }
+}
+
 /// The status line of a controller-only node.
 const IDLE_STATUS: &str = "controller-only node: idle (nothing to wire)";
 
@@ -209,6 +226,8 @@ pub struct Wired {
     pub shard: usize,
     /// Changes the pass made.
     pub changes: usize,
+    /// Throttled AWS answers the pass rode through.
+    pub throttled: u64,
 }
 
 impl Wired {
@@ -219,6 +238,7 @@ impl Wired {
             port: report.port,
             shard: report.shard,
             changes: report.changes.len(),
+            throttled: report.aws_throttled.values().sum(),
         }
     }
 }
@@ -341,8 +361,11 @@ impl LoopState {
             }),
             draining: Some(false),
             status: format!(
-                "broker {} wired on port {} ({} change(s) last pass)",
-                pass.broker_id, pass.port, pass.changes
+                "broker {} wired on port {} ({} change(s) last pass{})",
+                pass.broker_id,
+                pass.port,
+                pass.changes,
+                throttled_note(pass.throttled)
             ),
             ..Effects::default()
         }
@@ -501,11 +524,16 @@ where
         if effects.reset_context {
             ctx = None;
         }
-        let delay = next_delay(
+        let mut delay = next_delay(
             agent.config.daemon.interval,
             state.failures,
             &mut rand::thread_rng(),
         );
+        if changed_the_nlb(&output) {
+            // ELBv2 is eventually consistent: look at what this pass made again soon, in full,
+            // and keep that view for the steady state (see `crate::steady`).
+            delay = delay.min(VERIFY_AFTER_CHANGE.mul_f64(rand::thread_rng().gen_range(0.5..1.5)));
+        }
         match m.next_wake(delay, shutdown.as_mut()).await {
             None => break,
             Some(w) => wake = w,
@@ -599,9 +627,14 @@ impl Machinery {
         // one read per claim of the cluster.
         if effects.count_stale_claims {
             let now = Instant::now();
-            // Not this broker's turn, or counted: look again in 10 minutes; a failed count is
-            // tried again at the next pass.
-            if !agent.steady.stale_count_due(now) || count_stale_claims(agent, metrics).await {
+            // Counted, or another broker's turn: look again in 10 minutes. Not known yet (no
+            // converged view of the bootstrap group) or a failed count: at the next pass.
+            let done = match agent.steady.stale_turn(now) {
+                StaleTurn::Mine => count_stale_claims(agent, metrics).await,
+                StaleTurn::NotMine => true,
+                StaleTurn::Unknown => false,
+            };
+            if done {
                 state.stale_claims_counted(now);
             }
         }
@@ -876,6 +909,28 @@ mod tests {
     use rand::SeedableRng;
 
     #[test]
+    fn the_status_line_says_when_the_api_budget_pushed_back() {
+        let mut state = LoopState::default();
+        let pass = Wired {
+            broker_id: 7,
+            port: 10004,
+            shard: 0,
+            changes: 4,
+            throttled: 12,
+        };
+        let result = PassResult::Wired {
+            pass,
+            lifecycle: &Lifecycle::Staying,
+            kafka: None,
+        };
+        let effects = state.after_pass(result, Instant::now());
+        assert_eq!(
+            effects.status,
+            "broker 7 wired on port 10004 (4 change(s) last pass, 12 throttled AWS answer(s) ridden through)"
+        );
+    }
+
+    #[test]
     fn delays_jitter_and_back_off() {
         let mut rng = StdRng::seed_from_u64(1);
         let interval = Duration::from_secs(60);
@@ -921,6 +976,7 @@ mod tests {
             port: 9001,
             shard: 0,
             changes,
+            throttled: 0,
         };
         let kafka_error = unreachable_kafka();
         let failed = Error::AdvertisedHost("no tag".into());
@@ -1065,6 +1121,7 @@ mod tests {
                     port: 0,
                     shard: 0,
                     changes: 0,
+                    throttled: 0,
                 },
                 lifecycle: &crate::lifecycle::decide(None, Some("{}")),
                 kafka: None,

@@ -137,10 +137,22 @@ pub fn accountant(shard: usize, instance_id: &str, bootstrap: &[Target]) -> bool
             == Some(instance_id)
 }
 
+/// Whether this broker counts the cluster's stale claims now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleTurn {
+    /// It is the accountant and a count is due.
+    Mine,
+    /// Another broker counts, or this one counted recently.
+    NotMine,
+    /// Not known yet: no converged view of the bootstrap group so far.
+    Unknown,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     kept: Option<Kept>,
-    accountant: bool,
+    /// `None` until a bootstrap group was seen.
+    accountant: Option<bool>,
     cluster: usize,
     last_count: Option<Instant>,
 }
@@ -169,7 +181,7 @@ impl Steady {
         self.with(|i| {
             i.cluster = cluster_size(&kept.assessment, shards);
             if !kept.bootstrap_targets.is_empty() {
-                i.accountant = accountant(kept.shard, instance_id, &kept.bootstrap_targets);
+                i.accountant = Some(accountant(kept.shard, instance_id, &kept.bootstrap_targets));
             }
             i.kept = Some(kept);
         });
@@ -200,15 +212,19 @@ impl Steady {
         self.with(|i| i.cluster).unwrap_or(0)
     }
 
-    /// Whether this broker should count stale claims now, at `now`.
-    pub fn stale_count_due(&self, now: Instant) -> bool {
+    /// Whether this broker counts stale claims now, at `now`.
+    pub fn stale_turn(&self, now: Instant) -> StaleTurn {
         self.with(|i| {
-            i.accountant
-                && i.last_count.map_or(true, |t| {
-                    now.duration_since(t) >= stale_count_every(i.cluster)
-                })
+            let due = i.last_count.map_or(true, |t| {
+                now.duration_since(t) >= stale_count_every(i.cluster)
+            });
+            match i.accountant {
+                None => StaleTurn::Unknown,
+                Some(true) if due => StaleTurn::Mine,
+                Some(_) => StaleTurn::NotMine,
+            }
         })
-        .unwrap_or(false)
+        .unwrap_or(StaleTurn::Unknown)
     }
 
     /// Stale claims were counted at `at`.
@@ -393,7 +409,7 @@ mod tests {
         assert!(!accountant(1, "i-1", &boot), "only on the first NLB");
         let s = Steady::default();
         assert!(
-            !s.stale_count_due(Instant::now()),
+            s.stale_turn(Instant::now()) == StaleTurn::Unknown,
             "nobody counts before knowing"
         );
     }

@@ -10,9 +10,14 @@
 //! and the quota holds under concurrent calls), `TargetGroupAssociationLimit`, idempotent
 //! CreateTargetGroup / `DuplicateTargetGroupName` (for the restart lock group: Port and a numeric
 //! HealthCheckPort compared, tags of the repeat not applied), DescribeTags of a deleted group
-//! answering `TargetGroupNotFound`, `TooManyTags` at 51, and the moto details the
-//! agent relies on (NLB `AvailabilityZones`, `traffic-port`, `LoadBalancerArns`). The script
-//! fails against unpatched moto. It prints one `ok`/`FAIL` line per rule.
+//! answering `TargetGroupNotFound`, `TooManyTags` at 51, `unused`/`Target.NotInUse` targets of
+//! a group no listener uses, and the moto details the agent relies on (NLB `AvailabilityZones`,
+//! `traffic-port`, `LoadBalancerArns`, DescribeInstances of an unknown id failing with
+//! `InvalidInstanceID.NotFound`). It also checks the launcher's optional AWS behaviours, which
+//! are off unless a test turns them on: account API throttling with AWS's token buckets
+//! (`Throttling` / `RequestLimitExceeded`) and ELBv2 eventual consistency (a lag after
+//! DeleteListener, tag changes and CreateListener). The script fails against unpatched moto. It
+//! prints one `ok`/`FAIL` line per rule.
 
 use std::path::Path;
 use std::process::Command;

@@ -5,7 +5,8 @@ Purpose
 -------
 kplink-agent's integration tests run the real agent binary against an
 in-process moto server (moto[server]==5.2.5). This launcher starts that server
-on 127.0.0.1 and makes four changes to it:
+on 127.0.0.1 and makes six changes to it (4 and 5 are off unless turned on, so
+a test that does not ask for them sees none of their effects):
 
 1. AWS's documented ELBv2 rules, which moto 5.2.5 does not enforce
    (monkeypatches of ``moto.elbv2.models.ELBv2Backend`` methods, installed by
@@ -131,11 +132,36 @@ on 127.0.0.1 and makes four changes to it:
       errors). The restart lock's compare-and-delete needs it: a holder whose
       lock was broken must find its ARN gone, not its old tags.
 
+   h. Targets of a group no load balancer uses are ``unused``
+      (``describe_target_health``; always on).
+
+      AWS (DescribeTargetHealth API reference, ``TargetHealth``, Reason
+      ``Target.NotInUse``: "The target group is not used by any load balancer
+      or the target is in an Availability Zone that is not enabled for its
+      load balancer"; the Description AWS sends is "Target group is not
+      configured to receive traffic from the load balancer"): a registered
+      target of a group that no listener or rule forwards to has State
+      ``unused``. moto 5.2.5 reports every registered target ``healthy``,
+      used or not. The patch rewrites each ``healthy`` entry of such a group
+      to ``unused`` / ``Target.NotInUse`` / that description; moto's other
+      answers (``Target.NotRegistered`` for a target asked for by id but not
+      registered, ``Target.InvalidState`` for a stopped instance) are kept.
+      Whether a group is used is decided from the current listeners and rules
+      (as rule d), so once a listener forwards to the group its targets are
+      ``healthy`` again (moto has no health checks: AWS would first say
+      ``initial``). The other half of ``Target.NotInUse``, a target in an
+      Availability Zone its load balancer does not have, is not emulated.
+
    Checked and already correct in moto 5.2.5, so not patched (the rules test
    checks them): DescribeLoadBalancers returns ``AvailabilityZones``
    (``ZoneName`` + ``SubnetId``) of a network load balancer created with
    ``Subnets``; CreateTargetGroup accepts ``HealthCheckPort="traffic-port"``
-   and DescribeTargetGroups returns ``traffic-port``.
+   and DescribeTargetGroups returns ``traffic-port``; EC2 DescribeInstances
+   whose ``InstanceIds`` name an instance that does not exist fails as a whole
+   (no partial result) with ``InvalidInstanceID.NotFound`` (HTTP 400, "The
+   instance ID '<id>' does not exist"), as the EC2 API reference
+   (DescribeInstances; "Error codes for the Amazon EC2 API") says, even when
+   the other ids exist.
 
    Known differences left alone: moto gives a network load balancer an
    ``.../loadbalancer/app/<name>/<id>`` ARN (AWS: ``/net/``), and so its
@@ -188,9 +214,141 @@ on 127.0.0.1 and makes four changes to it:
 
    Injected faults are counted under ``"_faults"`` in ``GET /_kplink/calls``.
 
-4. Control endpoints. They live under ``/_kplink/``; requests there are never
-   counted or faulted. moto's own ``/moto-api/...`` endpoints (for example
-   ``POST /moto-api/reset``) keep working.
+4. Account API throttling: token buckets (off by default; middleware, class
+   ``Throttle``).
+
+   AWS throttles each account per Region with token buckets: every request
+   takes one token from its bucket; a request that finds the bucket empty is
+   refused and the bucket refills at a fixed rate up to its capacity. The
+   buckets are the account's, not a caller's: every caller of this server
+   (every simulated host, whatever its access key) shares them, one set per
+   Region (the Region of the request's credential scope). Buckets:
+
+   =================  ==========================================  ========  ========
+   class              requests                                    capacity  refill/s
+   =================  ==========================================  ========  ========
+   ``elbv2_describe`` ELBv2 ``Describe*``                         40        10
+   ``elbv2_register`` ELBv2 ``RegisterTargets``,                  20        4
+                      ``DeregisterTargets``
+   ``elbv2_other``    ELBv2, every other action (mutating)        40        10
+   ``ec2_describe``   EC2 ``Describe*``: one bucket *per action*  100       20
+   ``ec2_other``      EC2, every other action: one bucket per     200       10
+                      action
+   =================  ==========================================  ========  ========
+
+   Sources. ELBv2 ``Describe*``: AWS "Request throttling for the ELB API"
+   (docs.aws.amazon.com/elasticloadbalancing/latest/userguide/
+   elb-api-throttling.html): ELB "throttles its API requests for each AWS
+   account on a per-Region basis" with the token bucket algorithm, and "the
+   token bucket size for non-mutating API actions is 40 tokens" with a "refill
+   rate of 10 tokens per second"; ELB API version 2 has its own buckets
+   (version 1, Classic, requests carry the same signing name and would share
+   these; the agent makes none). The same page names the error
+   ``ThrottlingException`` / "Rate exceeded"; the code on the wire from the
+   ELBv2 Query API is ``Throttling`` (SDK logs in
+   kubernetes-sigs/aws-load-balancer-controller issues #1871 and #3167:
+   "Throttling: Rate exceeded ... status code: 400"), so that is what this
+   launcher answers, as fault kind ``throttle`` does. ELBv2
+   ``RegisterTargets|DeregisterTargets`` 20 / 4 per s and the other actions
+   40 / 10 per s: the AWS Load Balancer Controller's client-side defaults,
+   chosen to mirror the account's buckets (issue #2809, "Elastic Load
+   Balancing v2:RegisterTargets|DeregisterTargets=4:20,Elastic Load
+   Balancing v2:.*=10:40"). Its PR #4641 (March 2026) narrowed them to the
+   ELB page's bucket table: ``Modify*`` 20 / 3 per s, ``Describe*`` 40 / 10,
+   and the next commit (312f2be, "Describe call buckets have increased in
+   the docs overnight") ``Describe*`` 200 / 50 per s. So the page's table may
+   now say 200 / 50 for ``Describe*`` while its worked example says 40 / 10;
+   this launcher keeps 40 / 10 (the stricter; set
+   ``KPLINK_MOTO_THROTTLE_ELBV2_DESCRIBE=200/50`` for the other). 40 / 10 per
+   s for the ELBv2 writes other than (De)RegisterTargets, ``Modify*``
+   included, is an assumption (the controller's pre-#4641 ``.*`` rule).
+   EC2: AWS "Request throttling for the
+   Amazon EC2 API" (docs.aws.amazon.com/ec2/latest/devguide/
+   ec2-api-throttling.html): "each API is evaluated individually, and you are
+   throttled on the number of requests you make on a per-API basis"; its
+   example, the non-mutating ``DescribeHosts``, has a bucket of 100 tokens
+   refilled at 20 per second; this launcher gives every EC2 ``Describe*``
+   action that bucket. 200 / 10 per s for each other EC2 action is an
+   assumption. Route 53, STS and every other service are not throttled.
+
+   What a throttled request gets is what AWS answers: ELBv2 HTTP 400
+   ``<ErrorResponse>`` with ``Sender`` / ``Throttling`` / "Rate exceeded";
+   EC2 HTTP 503 ``<Response><Errors>`` with ``RequestLimitExceeded`` /
+   "Request limit exceeded." (the bodies of fault kind ``throttle``,
+   ``fault_response``; ``"ec2_throttle_status": 400`` gives a 400 instead).
+   A throttled request takes no token and never reaches moto (nothing
+   changes). It is still counted as a call (item 2, which counts every
+   request first), and as a throttled answer: under ``"_faults"`` as kind
+   ``"throttle_bucket"`` in ``GET /_kplink/calls``, and per bucket and per
+   action in ``GET /_kplink/throttle``. The bucket check runs before fault
+   injection (item 3): only a request that got its token can be faulted.
+   Refill is continuous: ``tokens = min(capacity, tokens + refill * elapsed)``
+   with ``time.monotonic()``, under one lock; a request needs one whole
+   token. A bucket is created full at its first request; a new configuration
+   (``POST``) starts every bucket full again.
+
+   Turned on at start by ``KPLINK_MOTO_THROTTLE=1`` (``1``/``true``/``yes``/
+   ``on``; ``0``/``false``/``no``/``off`` or unset: off), with
+   ``KPLINK_MOTO_THROTTLE_SCALE=<float>`` (default 1) multiplying every
+   capacity and refill rate (``0.1``: ELBv2 ``Describe*`` 4 tokens, 1 per s),
+   and per bucket ``KPLINK_MOTO_THROTTLE_<CLASS>=<capacity>/<refill per s>``,
+   e.g. ``KPLINK_MOTO_THROTTLE_ELBV2_REGISTER=5/0.5``; a per-bucket value is
+   absolute (the scale does not apply to it). These are read once, at start; a
+   malformed value fails the start. At run time: ``POST /_kplink/throttle``
+   (below) replaces the configuration, ``DELETE`` turns throttling off.
+
+5. ELBv2 eventual consistency: lag (off by default; patches of the backend,
+   like item 1, and of ``ELBV2Response.describe_listeners``).
+
+   AWS's general statement, made for EC2 ("Eventual consistency in the Amazon
+   EC2 API", docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html):
+   the API "follows an eventual consistency model, due to the distributed
+   nature of the system supporting the API. This means that the result of an
+   API command you run that affects your Amazon EC2 resources might not be
+   immediately visible to all subsequent commands you run". The ELBv2 API
+   reference has no such page, but its callers treat it alike:
+   terraform-provider-aws's target group delete retries DeleteTargetGroup for
+   as long as it answers ``ResourceInUse`` "... is currently in use by a
+   listener or a rule", which it does for a while after the listener that
+   used the group was deleted. The error codes are the ELBv2 API reference's
+   (DeleteTargetGroup: ``ResourceInUse``; DescribeListeners:
+   ``ListenerNotFound``). moto is strictly consistent. With a lag of ``L``
+   seconds (``L > 0``):
+
+   a. DeleteTargetGroup after DeleteListener. For ``L`` seconds after a
+      DeleteListener, DeleteTargetGroup of any group that listener forwarded
+      to (default actions and rules) fails with ``ResourceInUse`` (HTTP 400,
+      "Target group '<arn>' is currently in use by a listener or a rule",
+      the DeleteTargetGroup API reference's error and AWS's wording; moto's
+      own check, for a group a current listener uses, keeps moto's wording
+      "The target group '<arn>' is ...").
+   b. DescribeTags after CreateTargetGroup / AddTags / RemoveTags. For ``L``
+      seconds after a change of a resource's tags, DescribeTags of that
+      resource returns its tags as they were ``L`` seconds ago: before a
+      CreateTargetGroup's ``Tags`` (a just-created group: no tags), before an
+      AddTags or a RemoveTags. Several changes within ``L``: each becomes
+      visible ``L`` seconds after it was made. (The idempotent repeat of a
+      CreateTargetGroup, rule e, changes no tags and records nothing.)
+   c. DescribeListeners after CreateListener. For ``L`` seconds after its
+      CreateListener, a new listener is not listed by DescribeListeners
+      (``LoadBalancerArn``); naming it in ``ListenerArns`` fails with
+      ``ListenerNotFound``. Everything else sees it at once: a CreateListener
+      on its port by anyone else answers ``DuplicateListener`` (rule a), an
+      identical CreateListener returns it (idempotent), and CreateRule,
+      ModifyListener and DeleteListener find it (moto's backend is not
+      filtered, only the DescribeListeners answer).
+
+   Each change records a deadline (``time.monotonic() + L``) under
+   ``LISTENER_LOCK`` together with the change, so a lag turned on or changed
+   later applies to later changes only. Turned on at start by
+   ``KPLINK_MOTO_LAG_S=<seconds>`` (a float; unset or 0: off; read once, a
+   malformed value fails the start), at run time by ``POST /_kplink/lag``;
+   ``DELETE /_kplink/lag`` turns it off and drops every pending deadline (all
+   consistent at once).
+
+6. Control endpoints. They live under ``/_kplink/``; requests there are never
+   counted, throttled or faulted. moto's own ``/moto-api/...`` endpoints (for
+   example ``POST /moto-api/reset``) keep working and are never throttled.
 
 Control API
 -----------
@@ -201,7 +359,7 @@ Control API
     ``{"AKID1": {"elasticloadbalancing:CreateListener": 1, ...}, ...,
     "_faults": {...}}``
 ``POST /_kplink/calls/reset``
-    Clears every counter, fault counters included.
+    Clears every counter, fault counters and throttled counts included.
 ``POST /_kplink/faults``
     JSON ``{"rate": 0.1, "kinds": ["throttle", "500", "503", "drop",
     "latency"], "latency_ms": 200, "seed": 1, "actions": [...] (optional),
@@ -212,6 +370,38 @@ Control API
     The current configuration and how many faults have been injected.
 ``DELETE /_kplink/faults``
     Turns fault injection off.
+``POST /_kplink/throttle``
+    JSON ``{"scale": 1.0, "buckets": {"elbv2_describe": {"capacity": 40,
+    "refill_per_s": 10}, ...}, "ec2_throttle_status": 503}``, every field
+    optional (``{}``: AWS's buckets as in item 4). A bucket's ``capacity``
+    and ``refill_per_s`` default to the table's value times ``scale``; a
+    value given is absolute. Bucket classes: ``elbv2_describe``,
+    ``elbv2_register``, ``elbv2_other``, ``ec2_describe``, ``ec2_other``.
+    Turns throttling on with that configuration (replacing the current one,
+    environment included), every bucket full, throttled counts cleared.
+    Answer: ``{"ok": true, "config": <the effective configuration>}``; a bad
+    body: HTTP 400 ``{"error": "..."}``.
+``GET  /_kplink/throttle``
+    ``{"enabled": true, "config": {"scale": 1.0, "buckets":
+    {"elbv2_describe": {"capacity": 40.0, "refill_per_s": 10.0}, ...},
+    "ec2_throttle_status": 503}, "tokens": {"us-east-1/elbv2_describe": 12.5,
+    "us-east-1/ec2_describe/DescribeInstances": 100.0, ...}, "throttled":
+    {"total": 5, "buckets": {"us-east-1/elbv2_describe": 5}, "actions":
+    {"elasticloadbalancing:DescribeListeners": 5}}}``. Off: ``"enabled":
+    false, "config": null, "tokens": {}`` (the counts stay until the next
+    ``POST`` or ``POST /_kplink/calls/reset``). Bucket names: ``<Region>/
+    <class>`` for ELBv2, ``<Region>/<class>/<Action>`` for EC2.
+``DELETE /_kplink/throttle``
+    Turns throttling off (``{"ok": true}``).
+``POST /_kplink/lag``
+    JSON ``{"seconds": 2.0}`` (0 <= seconds <= 3600; 0 = off): the lag of
+    item 5 for the changes from now on. Answer ``{"ok": true, "seconds":
+    2.0}``.
+``GET  /_kplink/lag``
+    ``{"seconds": 2.0, "pending": {"target_groups_in_use": 1,
+    "tag_changes": 0, "hidden_listeners": 2}}`` (deadlines not yet passed).
+``DELETE /_kplink/lag``
+    Lag off, every pending deadline dropped (``{"ok": true, "seconds": 0.0}``).
 ``GET  /_kplink/health``
     ``{"ok": true}``
 
@@ -231,6 +421,7 @@ import argparse
 import io
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -251,7 +442,7 @@ ELB_NS = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"
 _CRED_RE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
 
 # --------------------------------------------------------------------------
-# 1. ELBv2 rules (see the module docstring, items 1a-1f)
+# 1. ELBv2 rules (see the module docstring, items 1a-1h)
 # --------------------------------------------------------------------------
 
 LISTENER_LOCK = threading.RLock()
@@ -274,6 +465,103 @@ def max_listeners() -> int:
     if value < 0:
         raise ValueError(f"{MAX_LISTENERS_ENV} must be a non-negative integer, not {raw!r}")
     return value
+
+
+# --------------------------------------------------------------------------
+# 5. ELBv2 eventual consistency: lag (see the module docstring, item 5)
+# --------------------------------------------------------------------------
+
+LAG_ENV = "KPLINK_MOTO_LAG_S"
+MAX_LAG_S = 3600.0
+NOT_IN_USE_DESCRIPTION = "Target group is not configured to receive traffic from the load balancer"
+
+
+class _Lag:
+    """The lag and the deadlines of item 5. Read and written under ``LISTENER_LOCK`` only."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.clear()
+
+    def clear(self) -> None:
+        # 5a: target group ARN -> monotonic time until which DeleteTargetGroup says ResourceInUse
+        self.tg_in_use_until: dict[str, float] = {}
+        # 5b: resource ARN -> [(monotonic time the change becomes visible, tags before the change)]
+        self.tag_history: dict[str, list[tuple[float, dict[str, str]]]] = {}
+        # 5c: listener ARN -> monotonic time until which DescribeListeners does not list it
+        self.listener_hidden_until: dict[str, float] = {}
+
+    def deadline(self) -> float | None:
+        """When a change made now becomes visible, or None when there is no lag."""
+        return time.monotonic() + self.seconds if self.seconds > 0 else None
+
+    def prune(self, now: float) -> None:
+        for table in (self.tg_in_use_until, self.listener_hidden_until):
+            for key in [k for k, until in table.items() if until <= now]:
+                del table[key]
+        for arn in list(self.tag_history):
+            pending = [entry for entry in self.tag_history[arn] if entry[0] > now]
+            if pending:
+                self.tag_history[arn] = pending
+            else:
+                del self.tag_history[arn]
+
+
+LAG = _Lag()
+
+
+def parse_lag(raw: Any, source: str) -> float:
+    """A lag in seconds: a finite number within [0, 3600]."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source} must be a number of seconds, not {raw!r}") from None
+    if not math.isfinite(value) or not 0.0 <= value <= MAX_LAG_S:
+        raise ValueError(f"{source} must be within [0, {MAX_LAG_S:g}] seconds, not {raw!r}")
+    return value
+
+
+def lag_from_env() -> float:
+    """``$KPLINK_MOTO_LAG_S``: the lag at start (0 when unset or empty)."""
+    raw = os.environ.get(LAG_ENV, "").strip()
+    return parse_lag(raw, LAG_ENV) if raw else 0.0
+
+
+def set_lag(seconds: float) -> None:
+    """Item 5: the lag for changes from now on; 0 turns it off and drops every pending deadline."""
+    with LISTENER_LOCK:
+        LAG.seconds = float(seconds)
+        if LAG.seconds <= 0:
+            LAG.seconds = 0.0
+            LAG.clear()
+
+
+def lag_status() -> dict[str, Any]:
+    with LISTENER_LOCK:
+        LAG.prune(time.monotonic())
+        return {
+            "seconds": LAG.seconds,
+            "pending": {
+                "target_groups_in_use": len(LAG.tg_in_use_until),
+                "tag_changes": sum(len(v) for v in LAG.tag_history.values()),
+                "hidden_listeners": len(LAG.listener_hidden_until),
+            },
+        }
+
+
+def _record_tag_change(arn: str, before: dict[str, str]) -> None:
+    """5b: DescribeTags of ``arn`` shows ``before`` until the lag has passed. Under LISTENER_LOCK."""
+    deadline = LAG.deadline()
+    if deadline is not None:
+        LAG.tag_history.setdefault(arn, []).append((deadline, dict(before)))
+
+
+def _lagged_tags(arn: str, current: dict[str, str], now: float) -> dict[str, str]:
+    """5b: the tags of ``arn`` as a reader sees them now. Under LISTENER_LOCK."""
+    for visible_at, before in LAG.tag_history.get(arn, []):
+        if visible_at > now:
+            return dict(before)  # the oldest change not yet visible: the state before it
+    return current
 
 
 def _port_key(port: Any) -> str:
@@ -447,14 +735,22 @@ class _ScratchBackend:
 
 
 def patch_moto() -> None:
-    """Install the ELBv2 rules of the module docstring (items 1a-1g). Safe to call twice."""
+    """Install the ELBv2 rules and the lag of the module docstring (items 1a-1h, 5). Safe to call twice."""
     global _PATCHED
     if _PATCHED:
         return
     from moto.elbv2 import models as elbv2_models
-    from moto.elbv2.exceptions import DuplicateListenerError, DuplicateTargetGroupName, ELBClientError
+    from moto.elbv2 import responses as elbv2_responses
+    from moto.elbv2.exceptions import (
+        DuplicateListenerError,
+        DuplicateTargetGroupName,
+        ELBClientError,
+        ListenerNotFoundError,
+        ResourceInUseError,
+    )
 
     max_listeners()  # a malformed KPLINK_MOTO_MAX_LISTENERS fails at start, not per request
+    lag_from_env()  # so does a malformed KPLINK_MOTO_LAG_S
     patch_moto_privatelink()  # interface endpoint DNS entries, Route 53 change status
     backend_cls = elbv2_models.ELBv2Backend
     orig = {
@@ -471,9 +767,13 @@ def patch_moto() -> None:
             "create_target_group",
             "describe_target_groups",
             "add_tags",
+            "remove_tags",
             "describe_tags",
+            "delete_target_group",
+            "describe_target_health",
         )
     }
+    orig_describe_listeners_response = elbv2_responses.ELBV2Response.describe_listeners
 
     def create_listener(  # type: ignore[no-untyped-def]
         self,
@@ -524,6 +824,9 @@ def patch_moto() -> None:
                 tags,
             )
             _sync_load_balancer_arns(self)  # 1d
+            deadline = LAG.deadline()
+            if deadline is not None:
+                LAG.listener_hidden_until[listener.arn] = deadline  # 5c
             return listener
 
     def modify_listener(  # type: ignore[no-untyped-def]
@@ -575,6 +878,57 @@ def patch_moto() -> None:
         wrapper.__doc__ = (original.__doc__ or "") + "\n(kplink: LoadBalancerArns kept in sync)"
         return wrapper
 
+    def delete_listener(self, listener_arn):  # type: ignore[no-untyped-def]
+        with LISTENER_LOCK:
+            _, listener = _load_balancer_of_listener(self, listener_arn)
+            forwarded: list[str] = []
+            for rule in list(listener.rules.values()) if listener is not None else []:
+                forwarded += [a for a in _forward_arns(self, getattr(rule, "actions", None)) if a not in forwarded]
+            result = orig["delete_listener"](self, listener_arn)
+            _sync_load_balancer_arns(self)  # 1d
+            LAG.listener_hidden_until.pop(listener_arn, None)
+            deadline = LAG.deadline()
+            if deadline is not None:  # 5a
+                for arn in forwarded:
+                    LAG.tg_in_use_until[arn] = max(LAG.tg_in_use_until.get(arn, 0.0), deadline)
+            return result
+
+    def delete_target_group(self, target_group_arn):  # type: ignore[no-untyped-def]
+        with LISTENER_LOCK:
+            now = time.monotonic()
+            if (
+                target_group_arn in self.target_groups
+                and not self._any_listener_using(target_group_arn)  # moto's own check answers that case
+                and LAG.tg_in_use_until.get(target_group_arn, 0.0) > now
+            ):
+                raise ResourceInUseError(  # 5a, AWS's wording
+                    f"Target group '{target_group_arn}' is currently in use by a listener or a rule"
+                )
+            result = orig["delete_target_group"](self, target_group_arn)
+            LAG.tg_in_use_until.pop(target_group_arn, None)
+            LAG.tag_history.pop(target_group_arn, None)
+            return result
+
+    def describe_target_health(self, target_group_arn, targets):  # type: ignore[no-untyped-def]
+        with LISTENER_LOCK:
+            statuses = orig["describe_target_health"](self, target_group_arn, targets)
+            if target_group_arn in _target_group_users(self):
+                return statuses
+            group = self.target_groups[target_group_arn]  # exists: moto raised TargetGroupNotFound otherwise
+            out = []
+            for status in statuses:
+                if status.status == "healthy" and status.instance_id in group.targets:  # 1h
+                    status = elbv2_models.FakeHealthStatus(
+                        status.instance_id,
+                        status.port,
+                        status.health_check_port,
+                        "unused",
+                        "Target.NotInUse",
+                        NOT_IN_USE_DESCRIPTION,
+                    )
+                out.append(status)
+            return out
+
     def describe_target_groups(self, load_balancer_arn, target_group_arns, names):  # type: ignore[no-untyped-def]
         with LISTENER_LOCK:
             _sync_load_balancer_arns(self)  # 1d
@@ -589,6 +943,8 @@ def patch_moto() -> None:
             _check_request_tags(kwargs.get("tags"))  # 1f
             existing = next((tg for tg in list(self.target_groups.values()) if tg.name == name), None)
             if existing is None:
+                # moto tags the new group through self.add_tags (patched below), which records the
+                # change for 5b: a just-created group shows no tags within the lag.
                 return orig["create_target_group"](self, name, **kwargs)
             # 1e: validate and default the request without storing it, then compare.
             request = {k: v for k, v in kwargs.items() if k != "tags"}
@@ -607,18 +963,50 @@ def patch_moto() -> None:
                 if len(have | new_keys) > MAX_TAGS_PER_RESOURCE:  # 1f
                     raise _too_many_tags()
             for arn in resource_arns:
+                before = dict(self.tagging_service.get_tag_dict_for_resource(arn))
                 self.tagging_service.tag_resource(arn, tags)
+                _record_tag_change(arn, before)  # 5b
+
+    def remove_tags(self, resource_arns, tag_keys):  # type: ignore[no-untyped-def]
+        with LISTENER_LOCK:
+            befores = {}
+            for arn in resource_arns:
+                self._get_resource_by_arn(arn)  # moto checks each ARN as it goes; check all first
+                befores[arn] = dict(self.tagging_service.get_tag_dict_for_resource(arn))
+            result = orig["remove_tags"](self, resource_arns, tag_keys)
+            for arn, before in befores.items():
+                _record_tag_change(arn, before)  # 5b
+            return result
 
     def describe_tags(self, resource_arns):  # type: ignore[no-untyped-def]
         with LISTENER_LOCK:
             for arn in resource_arns:
                 self._get_resource_by_arn(arn)  # 1g: the NotFound errors AWS answers
-            return orig["describe_tags"](self, resource_arns)
+            result = orig["describe_tags"](self, resource_arns)
+            if LAG.tag_history:
+                now = time.monotonic()
+                LAG.prune(now)
+                result = {arn: _lagged_tags(arn, tags, now) for arn, tags in result.items()}  # 5b
+            return result
+
+    def describe_listeners_response(self):  # type: ignore[no-untyped-def]
+        """5c: DescribeListeners does not list a listener until the lag after its CreateListener."""
+        answer = orig_describe_listeners_response(self)
+        with LISTENER_LOCK:
+            if not LAG.listener_hidden_until:
+                return answer
+            LAG.prune(time.monotonic())
+            hidden = set(LAG.listener_hidden_until)
+        if any(arn in hidden for arn in self._get_param("ListenerArns", []) or []):
+            raise ListenerNotFoundError()
+        result = answer.result
+        result["Listeners"] = [l for l in result["Listeners"] if l.arn not in hidden]
+        return answer
 
     patched = {
         "create_listener": create_listener,
         "modify_listener": modify_listener,
-        "delete_listener": _mutation_then_sync("delete_listener"),
+        "delete_listener": delete_listener,
         "create_rule": create_rule,
         "modify_rule": modify_rule,
         "delete_rule": _mutation_then_sync("delete_rule"),
@@ -627,17 +1015,21 @@ def patch_moto() -> None:
         "create_target_group": create_target_group,
         "describe_target_groups": describe_target_groups,
         "add_tags": add_tags,
+        "remove_tags": remove_tags,
         "describe_tags": describe_tags,
+        "delete_target_group": delete_target_group,
+        "describe_target_health": describe_target_health,
     }
     for name, func in patched.items():
         if not func.__doc__:
             func.__doc__ = (orig[name].__doc__ or "") + "\n(kplink: AWS ELBv2 rules, see moto_launcher.py)"
         setattr(backend_cls, name, func)
+    elbv2_responses.ELBV2Response.describe_listeners = describe_listeners_response
     _PATCHED = True
 
 
 # --------------------------------------------------------------------------
-# 2. + 3. Counting and fault injection middleware
+# 2. + 3. Counting and fault injection
 # --------------------------------------------------------------------------
 
 
@@ -794,6 +1186,187 @@ def fault_response(kind: str, service: str, cfg: dict[str, Any]) -> tuple[int, b
     raise ValueError(kind)
 
 
+# --------------------------------------------------------------------------
+# 4. Account API throttling (see the module docstring, item 4)
+# --------------------------------------------------------------------------
+
+THROTTLE_ENV = "KPLINK_MOTO_THROTTLE"
+THROTTLE_SCALE_ENV = "KPLINK_MOTO_THROTTLE_SCALE"
+# Bucket class -> (capacity in tokens, refill in tokens per second), before scaling.
+THROTTLE_DEFAULTS: dict[str, tuple[float, float]] = {
+    "elbv2_describe": (40.0, 10.0),  # AWS "Request throttling for the ELB API"
+    "elbv2_register": (20.0, 4.0),  # AWS Load Balancer Controller defaults (#2809)
+    "elbv2_other": (40.0, 10.0),  # assumption (the controller's pre-#4641 ".*" rule)
+    "ec2_describe": (100.0, 20.0),  # AWS "Request throttling for the Amazon EC2 API", DescribeHosts; per action
+    "ec2_other": (200.0, 10.0),  # assumption; per action
+}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def throttle_bucket_env(cls: str) -> str:
+    """The environment variable of one bucket class, e.g. ``KPLINK_MOTO_THROTTLE_ELBV2_DESCRIBE``."""
+    return f"{THROTTLE_ENV}_{cls.upper()}"
+
+
+def throttle_class(service: str, action: str) -> str | None:
+    """The bucket class of a request, or None for a service that is not throttled."""
+    if service == "elasticloadbalancing":
+        if action.startswith("Describe"):
+            return "elbv2_describe"
+        if action in ("RegisterTargets", "DeregisterTargets"):
+            return "elbv2_register"
+        return "elbv2_other"
+    if service == "ec2":
+        return "ec2_describe" if action.startswith("Describe") else "ec2_other"
+    return None
+
+
+def _number(raw: Any, what: str) -> float:
+    if isinstance(raw, bool):
+        raise ValueError(f"{what} must be a number, not {raw!r}")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number, not {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{what} must be a finite number >= 0, not {raw!r}")
+    return value
+
+
+class Throttle:
+    """Item 4: the account's token buckets, shared by every caller. Thread-safe."""
+
+    def __init__(self, cfg: dict[str, Any] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._cfg: dict[str, Any] | None = None
+        self._buckets: dict[str, list[float]] = {}  # bucket -> [tokens, monotonic time of that count]
+        self._by_bucket: dict[str, int] = {}
+        self._by_action: dict[str, int] = {}
+        self.set(cfg)
+
+    @staticmethod
+    def validate(body: Any) -> dict[str, Any]:
+        """The effective configuration of a ``POST /_kplink/throttle`` body."""
+        if not isinstance(body, dict):
+            raise ValueError("body must be a JSON object")
+        unknown = sorted(set(body) - {"scale", "buckets", "ec2_throttle_status"})
+        if unknown:
+            raise ValueError(f"unknown fields {unknown}; known: scale, buckets, ec2_throttle_status")
+        scale = _number(body.get("scale", 1.0), "scale")
+        if scale <= 0:
+            raise ValueError("scale must be > 0")
+        overrides = body.get("buckets") or {}
+        if not isinstance(overrides, dict):
+            raise ValueError("buckets must be an object")
+        bad = sorted(set(overrides) - set(THROTTLE_DEFAULTS))
+        if bad:
+            raise ValueError(f"unknown bucket classes {bad}; known: {sorted(THROTTLE_DEFAULTS)}")
+        buckets: dict[str, dict[str, float]] = {}
+        for cls, (capacity, refill) in THROTTLE_DEFAULTS.items():
+            o = overrides.get(cls) or {}
+            if not isinstance(o, dict) or set(o) - {"capacity", "refill_per_s"}:
+                raise ValueError(f"buckets.{cls} must be an object with capacity and/or refill_per_s")
+            buckets[cls] = {
+                "capacity": _number(o.get("capacity", capacity * scale), f"buckets.{cls}.capacity"),
+                "refill_per_s": _number(o.get("refill_per_s", refill * scale), f"buckets.{cls}.refill_per_s"),
+            }
+        ec2_status = body.get("ec2_throttle_status", 503)
+        if ec2_status not in (400, 503) or isinstance(ec2_status, bool):
+            raise ValueError("ec2_throttle_status must be 400 or 503")
+        return {"scale": scale, "buckets": buckets, "ec2_throttle_status": int(ec2_status)}
+
+    @staticmethod
+    def from_env(env: dict[str, str] | None = None) -> dict[str, Any] | None:
+        """The configuration at start: None unless ``$KPLINK_MOTO_THROTTLE`` is on. Raises on bad values."""
+        env = os.environ if env is None else env
+        raw = env.get(THROTTLE_ENV, "").strip().lower()
+        if raw in _FALSE:
+            return None
+        if raw not in _TRUE:
+            raise ValueError(f"{THROTTLE_ENV} must be 1 or 0, not {env.get(THROTTLE_ENV)!r}")
+        body: dict[str, Any] = {"buckets": {}}
+        scale = env.get(THROTTLE_SCALE_ENV, "").strip()
+        if scale:
+            body["scale"] = scale
+        for cls in THROTTLE_DEFAULTS:
+            name = throttle_bucket_env(cls)
+            value = env.get(name, "").strip()
+            if not value:
+                continue
+            parts = value.split("/")
+            if len(parts) != 2:
+                raise ValueError(f"{name} must be CAPACITY/REFILL_PER_SECOND, e.g. 40/10, not {value!r}")
+            body["buckets"][cls] = {"capacity": parts[0].strip(), "refill_per_s": parts[1].strip()}
+        try:
+            return Throttle.validate(body)
+        except ValueError as exc:
+            raise ValueError(f"{THROTTLE_ENV}*: {exc}") from None
+
+    def set(self, cfg: dict[str, Any] | None) -> None:
+        """A new configuration (None: off). Every bucket starts full; the throttled counts start at 0."""
+        with self._lock:
+            self._cfg = cfg
+            self._buckets = {}
+            if cfg is not None:
+                self._by_bucket = {}
+                self._by_action = {}
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self._by_bucket = {}
+            self._by_action = {}
+
+    def get(self) -> dict[str, Any]:
+        with self._lock:
+            now = time.monotonic()
+            tokens = {}
+            if self._cfg is not None:
+                for key, (count, since) in sorted(self._buckets.items()):
+                    spec = self._cfg["buckets"][key.split("/")[1]]
+                    tokens[key] = round(min(spec["capacity"], count + spec["refill_per_s"] * (now - since)), 3)
+            return {
+                "enabled": self._cfg is not None,
+                "config": self._cfg,
+                "tokens": tokens,
+                "throttled": {
+                    "total": sum(self._by_bucket.values()),
+                    "buckets": dict(self._by_bucket),
+                    "actions": dict(self._by_action),
+                },
+            }
+
+    def take(self, service: str, region: str, action: str) -> tuple[str, int] | None:
+        """Take one token for this request. None: go on. Else (bucket, ec2 status): refuse it."""
+        with self._lock:
+            cfg = self._cfg
+            if cfg is None:
+                return None
+            cls = throttle_class(service, action)
+            if cls is None:
+                return None
+            key = f"{region}/{cls}/{action}" if service == "ec2" else f"{region}/{cls}"
+            spec = cfg["buckets"][cls]
+            now = time.monotonic()
+            state = self._buckets.get(key)
+            if state is None:
+                tokens = spec["capacity"]  # a bucket starts full
+            else:
+                tokens = min(spec["capacity"], state[0] + spec["refill_per_s"] * (now - state[1]))
+            if tokens >= 1.0:
+                self._buckets[key] = [tokens - 1.0, now]
+                return None
+            self._buckets[key] = [tokens, now]  # a refused request takes no token
+            self._by_bucket[key] = self._by_bucket.get(key, 0) + 1
+            name = f"{service}:{action}"
+            self._by_action[name] = self._by_action.get(name, 0) + 1
+            return key, cfg["ec2_throttle_status"]
+
+
+# --------------------------------------------------------------------------
+# The middleware: items 2, 3 and 4, and the control API (item 6)
+# --------------------------------------------------------------------------
+
 _STATUS_TEXT = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
@@ -804,6 +1377,7 @@ class KplinkMiddleware:
         self.app = app
         self.counter = CallCounter()
         self.faults = FaultConfig()
+        self.throttle = Throttle(Throttle.from_env())  # item 4; a malformed environment fails here
 
     # -- helpers ----------------------------------------------------------
     @staticmethod
@@ -833,7 +1407,8 @@ class KplinkMiddleware:
         environ["CONTENT_LENGTH"] = str(len(body))
         return body
 
-    def _identify(self, environ: dict) -> tuple[str, str, str] | None:
+    def _identify(self, environ: dict) -> tuple[str, str, str, str] | None:
+        """(service, action, access key id, Region) of a signed request, or None."""
         auth = environ.get("HTTP_AUTHORIZATION", "")
         m = _CRED_RE.search(auth)
         if not m:
@@ -843,9 +1418,9 @@ class KplinkMiddleware:
             parts = cred.split("/")
             if len(parts) != 5:
                 return None
-            access_key, service = parts[0], parts[3]
+            access_key, region, service = parts[0], parts[2], parts[3]
         else:
-            access_key, service = m.group(1), m.group(3)
+            access_key, region, service = m.group(1), m.group(2), m.group(3)
         action = None
         qs = parse_qs(environ.get("QUERY_STRING", ""))
         if qs.get("Action"):
@@ -863,7 +1438,7 @@ class KplinkMiddleware:
                 form = parse_qs(body.decode("utf-8", "replace"))
                 if form.get("Action"):
                     action = form["Action"][0]
-        return service, action or "_unknown", access_key
+        return service, action or "_unknown", access_key, region
 
     # -- control API ------------------------------------------------------
     def _control(self, environ: dict, start_response: Callable) -> list[bytes]:
@@ -879,7 +1454,41 @@ class KplinkMiddleware:
             return self._json(start_response, 200, self.counter.snapshot(by))
         if path == "/_kplink/calls/reset" and method == "POST":
             self.counter.reset()
+            self.throttle.reset_counts()
             return self._json(start_response, 200, {"ok": True})
+        if path == "/_kplink/throttle":
+            if method == "DELETE":
+                self.throttle.set(None)
+                return self._json(start_response, 200, {"ok": True})
+            if method == "GET":
+                return self._json(start_response, 200, self.throttle.get())
+            if method in ("POST", "PUT"):
+                raw = self._read_body(environ)
+                try:
+                    tcfg = Throttle.validate(json.loads(raw or b"{}"))
+                except (ValueError, TypeError) as exc:
+                    return self._json(start_response, 400, {"error": str(exc)})
+                self.throttle.set(tcfg)
+                return self._json(start_response, 200, {"ok": True, "config": tcfg})
+            return self._json(start_response, 405, {"error": "method not allowed"})
+        if path == "/_kplink/lag":
+            if method == "DELETE":
+                set_lag(0.0)
+                return self._json(start_response, 200, {"ok": True, "seconds": 0.0})
+            if method == "GET":
+                return self._json(start_response, 200, lag_status())
+            if method in ("POST", "PUT"):
+                raw = self._read_body(environ)
+                try:
+                    body = json.loads(raw or b"{}")
+                    if not isinstance(body, dict) or "seconds" not in body:
+                        raise ValueError('body must be {"seconds": <float>}')
+                    seconds = parse_lag(body["seconds"], "seconds")
+                except (ValueError, TypeError) as exc:
+                    return self._json(start_response, 400, {"error": str(exc)})
+                set_lag(seconds)
+                return self._json(start_response, 200, {"ok": True, "seconds": seconds})
+            return self._json(start_response, 405, {"error": "method not allowed"})
         if path == "/_kplink/faults":
             if method == "DELETE":
                 self.faults.set(None)
@@ -907,8 +1516,13 @@ class KplinkMiddleware:
         info = self._identify(environ)
         if info is None:
             return self.app(environ, start_response)
-        service, action, access_key = info
+        service, action, access_key, region = info
         self.counter.record(service, action, access_key)
+        refused = self.throttle.take(service, region, action)  # item 4, before any injected fault
+        if refused is not None:
+            self.counter.record_fault("throttle_bucket")
+            status, body = fault_response("throttle", service, {"ec2_throttle_status": refused[1]})
+            return self._respond(start_response, status, body, "text/xml", [("x-amzn-RequestId", str(uuid.uuid4()))])
         picked = self.faults.pick(service, action)
         if picked is not None:
             kind, cfg = picked
@@ -956,6 +1570,7 @@ class MotoServer:
         )
 
         patch_moto()
+        set_lag(lag_from_env())  # item 5 at start
         self.middleware = KplinkMiddleware(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(host, port, self.middleware, threaded=True, request_handler=MotoRequestHandler)
         self._server.daemon_threads = True  # type: ignore[attr-defined]
@@ -979,8 +1594,15 @@ class MotoServer:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Start moto server for the kplink-agent tests: AWS's ELBv2 rules, call counter, fault injection.",
-        epilog="The first stdout line is 'READY http://HOST:PORT'. Control API: /_kplink/calls, /_kplink/faults (see the module docstring).",
+        description=(
+            "Start moto server for the kplink-agent tests: AWS's ELBv2 rules, call counter, fault injection, "
+            "and (off by default) account API throttling and ELBv2 eventual-consistency lag."
+        ),
+        epilog=(
+            "The first stdout line is 'READY http://HOST:PORT'. Control API: /_kplink/calls, /_kplink/faults, "
+            "/_kplink/throttle, /_kplink/lag; environment: KPLINK_MOTO_THROTTLE, KPLINK_MOTO_THROTTLE_SCALE, "
+            "KPLINK_MOTO_THROTTLE_<CLASS>, KPLINK_MOTO_LAG_S (see the module docstring)."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 = pick a free port (default)")

@@ -25,7 +25,21 @@ each rule of the launcher's module docstring with boto3:
 * the quota is atomic: two threads x 20 concurrent CreateListener calls on
   distinct ports against an NLB with 45 listeners -> exactly 5 succeed;
 * moto details the agent relies on: ``AvailabilityZones`` of an NLB made from
-  ``Subnets``, ``HealthCheckPort="traffic-port"``.
+  ``Subnets``, ``HealthCheckPort="traffic-port"``; EC2 DescribeInstances with
+  an unknown instance id fails as a whole with ``InvalidInstanceID.NotFound``;
+* DescribeTargetHealth of a group no listener uses: ``unused`` /
+  ``Target.NotInUse``; ``healthy`` once a listener forwards to it;
+* eventual consistency (lag, off unless turned on): within the lag,
+  DeleteTargetGroup after DeleteListener -> ``ResourceInUse``, DescribeTags
+  shows the tags from before CreateTargetGroup / AddTags / RemoveTags, and
+  DescribeListeners does not list a new listener (while DuplicateListener and
+  the idempotent CreateListener still see it); all gone after the lag;
+* account throttling (off unless turned on): AWS's buckets by default, a
+  burst of 45 ELBv2 Describe calls -> exactly 40 pass, then HTTP 400
+  ``Throttling`` "Rate exceeded" (boto3 without retries); continuous refill
+  and the capacity cap measured on a scaled-down bucket; throttled requests
+  take no token and never reach moto; EC2 per-action buckets -> HTTP 503
+  ``RequestLimitExceeded``; the counters; the environment variables.
 
 Usage: ``python3 tests/support/test_moto_rules.py`` (no pytest needed). Prints
 one line per rule; exit status 0 when every rule holds, 1 otherwise. Run by
@@ -34,11 +48,14 @@ one line per rule; exit status 0 when every rule holds, 1 otherwise. Run by
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import threading
+import time
 import traceback
+import urllib.request
 from typing import Any, Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -49,7 +66,8 @@ import boto3  # noqa: E402
 from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
-from moto_launcher import MotoServer  # noqa: E402
+import moto_launcher  # noqa: E402
+from moto_launcher import MotoServer, Throttle  # noqa: E402
 
 REGION = "us-east-1"
 QUOTA = 50
@@ -65,6 +83,16 @@ def error_code(fn: Callable[[], Any]) -> tuple[str, str, int]:
     raise AssertionError("the call succeeded, but AWS refuses it with an error")
 
 
+def outcome(fn: Callable[[], Any]) -> str | tuple[str, str, int]:
+    """``"ok"``, or (code, message, HTTP status) of the ClientError ``fn`` raised."""
+    try:
+        fn()
+        return "ok"
+    except ClientError as e:
+        err = e.response.get("Error", {})
+        return err.get("Code", ""), err.get("Message", ""), e.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
 def expect_error(fn: Callable[[], Any], code: str) -> str:
     got, message, status = error_code(fn)
     assert got == code, f"expected error code {code!r}, got {got!r} ({message})"
@@ -76,8 +104,14 @@ def tags(n: int, prefix: str = "k") -> list[dict[str, str]]:
     return [{"Key": f"{prefix}{i}", "Value": f"v{i}"} for i in range(n)]
 
 
+ELB_THROTTLED = ("Throttling", "Rate exceeded", 400)
+EC2_THROTTLED = ("RequestLimitExceeded", "Request limit exceeded.", 503)
+
+
 class Rules:
     def __init__(self, url: str) -> None:
+        self.url = url
+        # total_max_attempts=1: no retries. (botocore's {"max_attempts": 1} means one retry.)
         kw = dict(
             endpoint_url=url,
             region_name=REGION,
@@ -126,6 +160,21 @@ class Rules:
     def _lb_arns(self, tg: str) -> list[str]:
         group = self.elb.describe_target_groups(TargetGroupArns=[tg])["TargetGroups"][0]
         return list(group.get("LoadBalancerArns") or [])
+
+    def control(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def _tags_of(self, arn: str) -> dict[str, str]:
+        tag_list = self.elb.describe_tags(ResourceArns=[arn])["TagDescriptions"][0]["Tags"]
+        return {t["Key"]: t["Value"] for t in tag_list}
+
+    def _instance(self) -> str:
+        subnet = self.subnets[f"{REGION}a"]
+        res = self.ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, SubnetId=subnet)
+        return res["Instances"][0]["InstanceId"]
 
     # -- moto details --------------------------------------------------------
     def availability_zones(self) -> str:
@@ -270,6 +319,257 @@ class Rules:
         self._listener(self.nlb_b, 9100, tg_l, Tags=tags(50))
         return "50 tags OK, the 51st -> TooManyTags (AddTags, CreateTargetGroup, CreateListener)"
 
+    # -- EC2 DescribeInstances with an unknown id -----------------------------
+    def describe_unknown_instance(self) -> str:
+        known = self._instance()
+        unknown = "i-0123456789abcdef0"
+        found = self.ec2.describe_instances(InstanceIds=[known])["Reservations"]
+        assert [i["InstanceId"] for r in found for i in r["Instances"]] == [known], found
+        for ids in ([unknown], [known, unknown]):
+            got = outcome(lambda: self.ec2.describe_instances(InstanceIds=ids))
+            assert got == ("InvalidInstanceID.NotFound", f"The instance ID '{unknown}' does not exist", 400), (ids, got)
+        return "DescribeInstances with an unknown id (alone or with a known one) -> InvalidInstanceID.NotFound"
+
+    # -- target health of an unused group -------------------------------------
+    def target_not_in_use(self) -> str:
+        tg = self._tg("rules-health", port=9300)
+        instance = self._instance()
+        self.elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": instance, "Port": 9300}])
+
+        def health(**extra: Any) -> list[tuple[str, str | None, str | None]]:
+            descs = self.elb.describe_target_health(TargetGroupArn=tg, **extra)["TargetHealthDescriptions"]
+            return [
+                (d["Target"]["Id"], d["TargetHealth"]["State"], d["TargetHealth"].get("Reason"))
+                for d in descs
+            ]
+
+        descs = self.elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+        assert len(descs) == 1, descs
+        th = descs[0]["TargetHealth"]
+        assert (descs[0]["Target"]["Id"], th["State"], th.get("Reason"), th.get("Description")) == (
+            instance,
+            "unused",
+            "Target.NotInUse",
+            "Target group is not configured to receive traffic from the load balancer",
+        ), descs
+        # moto's answer for a target that is not registered is kept.
+        other = self._instance()
+        got = health(Targets=[{"Id": other}])
+        assert got == [(other, "unused", "Target.NotRegistered")], got
+        # Forwarded to by a listener: in use (moto has no health checks: healthy at once).
+        lb = self._nlb("rules-health")
+        listener = self._listener(lb, 9300, tg)
+        assert health() == [(instance, "healthy", None)], health()
+        self.elb.delete_listener(ListenerArn=listener["ListenerArn"])
+        assert health() == [(instance, "unused", "Target.NotInUse")], health()
+        self.elb.delete_load_balancer(LoadBalancerArn=lb)
+        return "unused group: registered target unused/Target.NotInUse; healthy while a listener forwards to it"
+
+    # -- eventual consistency (lag) -------------------------------------------
+    def lag(self) -> str:
+        lag_s = 0.8
+        assert self.control("GET", "/_kplink/lag")["seconds"] == 0.0, "lag is on by default"
+        lb = self._nlb("rules-lag")
+        tg_old = self._tg("rules-lag-old", port=9400, Tags=[{"Key": "a", "Value": "1"}])
+        tg_kept = self._tg("rules-lag-kept", port=9401)
+        tg_gone = self._tg("rules-lag-gone", port=9402)
+        other = boto3.client("elbv2", **{**self.kw, "aws_access_key_id": "AKIAKPLINKRULES00002"})
+        assert self.control("POST", "/_kplink/lag", {"seconds": lag_s}) == {"ok": True, "seconds": lag_s}
+        try:
+            t0 = time.monotonic()
+            # b: tags of a just-created group, and of an AddTags / RemoveTags
+            tg_new = self._tg("rules-lag-new", port=9403, Tags=[{"Key": "holder", "Value": "me"}])
+            self.elb.add_tags(ResourceArns=[tg_old], Tags=[{"Key": "b", "Value": "2"}])
+            self.elb.remove_tags(ResourceArns=[tg_old], TagKeys=["a"])
+            # c: a new listener
+            kept = self._listener(lb, 9401, tg_kept)
+            # a: DeleteListener, then DeleteTargetGroup of its group
+            gone = self._listener(lb, 9402, tg_gone)
+            self.elb.delete_listener(ListenerArn=gone["ListenerArn"])
+            t_last = time.monotonic()
+
+            assert self._tags_of(tg_new) == {}, self._tags_of(tg_new)
+            assert self._tags_of(tg_old) == {"a": "1"}, self._tags_of(tg_old)
+            ports = [l["Port"] for l in self._listeners(lb)]
+            assert ports == [], f"DescribeListeners lists {ports} within the lag"
+            expect_error(lambda: self.elb.describe_listeners(ListenerArns=[kept["ListenerArn"]]), "ListenerNotFound")
+            # Seen at once by everything but DescribeListeners:
+            again = self._listener(lb, 9401, tg_kept)
+            assert again["ListenerArn"] == kept["ListenerArn"], "identical CreateListener is not idempotent"
+            expect_error(
+                lambda: other.create_listener(
+                    LoadBalancerArn=lb,
+                    Protocol="TCP",
+                    Port=9401,
+                    DefaultActions=[{"Type": "forward", "TargetGroupArn": tg_new}],
+                ),
+                "DuplicateListener",
+            )
+            msg = expect_error(lambda: self.elb.delete_target_group(TargetGroupArn=tg_gone), "ResourceInUse")
+            assert msg == f"Target group '{tg_gone}' is currently in use by a listener or a rule", msg
+            pending = self.control("GET", "/_kplink/lag")["pending"]
+            assert pending == {"target_groups_in_use": 1, "tag_changes": 3, "hidden_listeners": 1}, pending
+            within = time.monotonic() - t0
+            assert within < lag_s, f"the checks within the lag took {within:.2f} s, longer than the lag"
+
+            time.sleep(max(0.0, t_last + lag_s + 0.05 - time.monotonic()))
+            assert self._tags_of(tg_new) == {"holder": "me"}, self._tags_of(tg_new)
+            assert self._tags_of(tg_old) == {"b": "2"}, self._tags_of(tg_old)
+            listed = [l["ListenerArn"] for l in self._listeners(lb)]
+            assert listed == [kept["ListenerArn"]], listed
+            self.elb.describe_listeners(ListenerArns=[kept["ListenerArn"]])
+            self.elb.delete_target_group(TargetGroupArn=tg_gone)
+            # Turned off: changes are visible at once again.
+            assert self.control("DELETE", "/_kplink/lag") == {"ok": True, "seconds": 0.0}
+            self.elb.add_tags(ResourceArns=[tg_new], Tags=[{"Key": "c", "Value": "3"}])
+            assert self._tags_of(tg_new) == {"holder": "me", "c": "3"}, self._tags_of(tg_new)
+        finally:
+            self.control("DELETE", "/_kplink/lag")
+        return (
+            f"lag {lag_s:g} s: DeleteTargetGroup after DeleteListener -> ResourceInUse, DescribeTags shows the tags "
+            "from before CreateTargetGroup/AddTags/RemoveTags, DescribeListeners hides the new listener "
+            "(DuplicateListener and idempotent CreateListener see it); all visible after the lag"
+        )
+
+    # -- account throttling (token buckets) -----------------------------------
+    def _burst(self, fn: Callable[[], Any], n: int) -> list[Any]:
+        return [outcome(fn) for _ in range(n)]
+
+    def throttle_defaults(self) -> str:
+        got = self.control("GET", "/_kplink/throttle")
+        assert got["enabled"] is False and got["config"] is None, f"throttling is on by default: {got}"
+        assert self._burst(self.elb.describe_load_balancers, 45) == ["ok"] * 45, "throttled while off"
+        assert "throttle_bucket" not in self.control("GET", "/_kplink/calls")["_faults"]
+        cfg = self.control("POST", "/_kplink/throttle", {})["config"]
+        try:
+            buckets = {k: (v["capacity"], v["refill_per_s"]) for k, v in cfg["buckets"].items()}
+            assert buckets == {
+                "elbv2_describe": (40, 10),
+                "elbv2_register": (20, 4),
+                "elbv2_other": (40, 10),
+                "ec2_describe": (100, 20),
+                "ec2_other": (200, 10),
+            }, buckets
+            # AWS's buckets as they are: 40 pass, then the refill of 10/s lets through what the burst's
+            # own duration refilled (45 calls take ~0.2 s here: 40 + 1 or 2).
+            start = time.monotonic()
+            got_burst = self._burst(self.elb.describe_load_balancers, 45)
+            elapsed = time.monotonic() - start
+            passed = got_burst.count("ok")
+            assert got_burst[:40] == ["ok"] * 40, got_burst[:40]
+            assert set(got_burst[40:]) <= {"ok", ELB_THROTTLED}, got_burst[40:]
+            assert passed <= 40 + int(10 * elapsed) + 1, f"{passed} passed in {elapsed:.3f} s"
+            # The same with the refill held at 0: exactly 40, then AWS's answer, as boto3 sees it.
+            self.control("POST", "/_kplink/throttle", {"buckets": {"elbv2_describe": {"refill_per_s": 0}}})
+            before = self.control("GET", "/_kplink/calls")["_faults"].get("throttle_bucket", 0)
+            got_burst = self._burst(self.elb.describe_load_balancers, 45)
+            assert got_burst == ["ok"] * 40 + [ELB_THROTTLED] * 5, got_burst
+            # Other buckets are untouched: a write and the EC2 API still pass; so do the control API and Route 53.
+            assert outcome(lambda: self._tg("rules-throttle-w", port=9500)) == "ok"
+            assert outcome(self.ec2.describe_vpcs) == "ok"
+            r53 = boto3.client("route53", **self.kw)
+            assert outcome(r53.list_hosted_zones) == "ok"
+            state = self.control("GET", "/_kplink/throttle")
+            assert state["throttled"] == {
+                "total": 5,
+                "buckets": {f"{REGION}/elbv2_describe": 5},
+                "actions": {"elasticloadbalancing:DescribeLoadBalancers": 5},
+            }, state["throttled"]
+            assert state["tokens"][f"{REGION}/elbv2_describe"] < 1, state["tokens"]
+            after = self.control("GET", "/_kplink/calls")["_faults"].get("throttle_bucket", 0)
+            assert after - before == 5, (before, after)
+        finally:
+            self.control("DELETE", "/_kplink/throttle")
+        assert outcome(self.elb.describe_load_balancers) == "ok", "throttled after DELETE"
+        return (
+            f"AWS's buckets: burst of 45 Describe -> 40 pass (+{passed - 40} refilled in {elapsed:.2f} s); "
+            "refill 0 -> exactly 40, then HTTP 400 Throttling 'Rate exceeded'; other buckets unaffected; counted"
+        )
+
+    def throttle_refill(self) -> str:
+        # scale 0.1: ELBv2 Describe* holds 4 tokens and refills 1 per second.
+        cfg = self.control("POST", "/_kplink/throttle", {"scale": 0.1})["config"]
+        try:
+            spec = cfg["buckets"]["elbv2_describe"]
+            assert abs(spec["capacity"] - 4) < 1e-9 and abs(spec["refill_per_s"] - 1) < 1e-9, spec
+            describe = self.elb.describe_target_groups
+            got = self._burst(describe, 7)
+            assert got == ["ok"] * 4 + [ELB_THROTTLED] * 3, got
+            # 1.1 s later: 1.1 tokens. The 3 refused calls took none, so exactly 1 passes.
+            time.sleep(1.1)
+            got = self._burst(describe, 2)
+            assert got == ["ok", ELB_THROTTLED], got
+            # The cap: capacity 2, refill 8/s; 0.45 s refills 3.6 tokens, the bucket holds 2.
+            self.control("POST", "/_kplink/throttle", {"buckets": {"elbv2_describe": {"capacity": 2, "refill_per_s": 8}}})
+            got = self._burst(describe, 3)
+            assert got == ["ok", "ok", ELB_THROTTLED], got
+            time.sleep(0.45)
+            got = self._burst(describe, 3)
+            assert got == ["ok", "ok", ELB_THROTTLED], got
+        finally:
+            self.control("DELETE", "/_kplink/throttle")
+        return "scaled bucket 4 / 1 per s: 4 pass, 1.1 s later exactly 1 (refused calls take no token); capped at capacity"
+
+    def throttle_ec2(self) -> str:
+        # scale 0.1: each EC2 Describe* action has its own bucket of 10; writes: none at all.
+        body = {"scale": 0.1, "buckets": {"ec2_other": {"capacity": 0, "refill_per_s": 0}}}
+        self.control("POST", "/_kplink/throttle", body)
+        try:
+            got = self._burst(self.ec2.describe_instances, 11)
+            assert got == ["ok"] * 10 + [EC2_THROTTLED], got
+            assert outcome(self.ec2.describe_vpcs) == "ok", "EC2 buckets are per action"
+            assert outcome(self.elb.describe_load_balancers) == "ok", "EC2 and ELBv2 buckets are separate"
+            vpcs = len(self.ec2.describe_vpcs()["Vpcs"])
+            got = outcome(lambda: self.ec2.create_vpc(CidrBlock="10.9.0.0/16"))
+            assert got == EC2_THROTTLED, got
+            assert len(self.ec2.describe_vpcs()["Vpcs"]) == vpcs, "a throttled CreateVpc reached moto"
+            throttled = self.control("GET", "/_kplink/throttle")["throttled"]["buckets"]
+            assert throttled == {f"{REGION}/ec2_describe/DescribeInstances": 1, f"{REGION}/ec2_other/CreateVpc": 1}, throttled
+        finally:
+            self.control("DELETE", "/_kplink/throttle")
+        return "EC2: per-action buckets, HTTP 503 RequestLimitExceeded 'Request limit exceeded.'; a refused write changes nothing"
+
+    def throttle_and_lag_env(self) -> str:
+        env = {
+            "KPLINK_MOTO_THROTTLE": "1",
+            "KPLINK_MOTO_THROTTLE_SCALE": "0.5",
+            "KPLINK_MOTO_THROTTLE_ELBV2_REGISTER": "5/0.5",
+        }
+        cfg = Throttle.from_env(env)
+        assert cfg is not None and cfg["scale"] == 0.5, cfg
+        assert cfg["buckets"]["elbv2_describe"] == {"capacity": 20.0, "refill_per_s": 5.0}, cfg
+        assert cfg["buckets"]["elbv2_register"] == {"capacity": 5.0, "refill_per_s": 0.5}, cfg
+        assert Throttle.from_env({}) is None and Throttle.from_env({"KPLINK_MOTO_THROTTLE": "0"}) is None
+        for bad in ({"KPLINK_MOTO_THROTTLE": "maybe"}, {**env, "KPLINK_MOTO_THROTTLE_EC2_OTHER": "5"}):
+            try:
+                Throttle.from_env(bad)
+            except ValueError:
+                continue
+            raise AssertionError(f"accepted {bad}")
+        # At start, in a second server (moto's backends are shared; its lag is the process's).
+        saved = {k: os.environ.get(k) for k in (*env, "KPLINK_MOTO_LAG_S")}
+        os.environ.update(env, KPLINK_MOTO_LAG_S="0.25")
+        try:
+            second = MotoServer("127.0.0.1", 0).start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        try:
+            url, self.url = self.url, second.url
+            try:
+                state = self.control("GET", "/_kplink/throttle")
+                assert state["enabled"] and state["config"] == cfg, state
+                assert self.control("GET", "/_kplink/lag")["seconds"] == 0.25
+            finally:
+                self.url = url
+        finally:
+            second.stop()
+            moto_launcher.set_lag(0.0)
+        return "KPLINK_MOTO_THROTTLE(_SCALE, _<CLASS>=cap/refill) and KPLINK_MOTO_LAG_S turn both on at start"
+
     # -- the quota under concurrency -----------------------------------------
     def concurrent_quota(self) -> str:
         for listener in self._listeners(self.nlb_a):
@@ -319,6 +619,9 @@ def main() -> int:
     if os.environ.get("KPLINK_MOTO_MAX_LISTENERS", "").strip() not in ("", str(QUOTA)):
         print(f"FAIL KPLINK_MOTO_MAX_LISTENERS={os.environ['KPLINK_MOTO_MAX_LISTENERS']}: this script checks AWS's {QUOTA}")
         return 1
+    # Throttling and lag are off unless a check turns them on.
+    for name in [n for n in os.environ if n.startswith("KPLINK_MOTO_THROTTLE") or n == "KPLINK_MOTO_LAG_S"]:
+        del os.environ[name]
     server = MotoServer("127.0.0.1", 0).start()
     failures = 0
     try:
@@ -334,6 +637,13 @@ def main() -> int:
             rules.lock_group,
             rules.tag_quota,
             rules.concurrent_quota,
+            rules.describe_unknown_instance,
+            rules.target_not_in_use,
+            rules.lag,
+            rules.throttle_defaults,
+            rules.throttle_refill,
+            rules.throttle_ec2,
+            rules.throttle_and_lag_env,
         ):
             try:
                 print(f"ok   {check.__name__}: {check()}", flush=True)
