@@ -77,7 +77,7 @@ pub fn classify(operation: &str, code: Option<&str>, http_status: Option<u16>) -
     match (code, http_status) {
         (Some(c), _) if THROTTLING_CODES.contains(&c) => Retry::Throttled,
         (Some(c), _) if lagging(operation, c) => Retry::Transient,
-        (_, Some(s)) if s == 429 => Retry::Throttled,
+        (_, Some(429)) => Retry::Throttled,
         (_, Some(s)) if s >= 500 => Retry::Transient,
         _ => Retry::No,
     }

@@ -113,6 +113,10 @@ pub struct TargetGroupSpec {
     pub load_balancer_arn: String,
 }
 
+/// How long a target group without any tag is read again before it is taken as untagged: tags
+/// applied by CreateTargetGroup can take a few seconds to show in DescribeTags.
+pub const UNTAGGED_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// ELBv2's health check port value meaning "the port each target receives traffic on".
 pub const TRAFFIC_PORT: &str = "traffic-port";
 
@@ -342,10 +346,10 @@ impl Elbv2 {
     }
 
     /// Refuses to adopt a same-named group that this cluster did not create.
-    /// A group with no tags at all is read again a few times first: right after another host's
-    /// CreateTargetGroup its tags may not be visible yet (ELBv2 is eventually consistent).
+    /// A group with no tags at all is read again for up to [`UNTAGGED_PATIENCE`] first: right
+    /// after another host's CreateTargetGroup its tags may not be visible yet (ELBv2 is
+    /// eventually consistent).
     async fn verify_tags(&self, arn: &str, spec: &TargetGroupSpec) -> Result<(), NlbError> {
-        const UNTAGGED_READS: u32 = 4;
         let started = std::time::Instant::now();
         let mut attempt = 0;
         let tags = loop {
@@ -359,7 +363,7 @@ impl Elbv2 {
                 ),
             })?;
             if !tags.is_empty()
-                || attempt + 1 >= UNTAGGED_READS
+                || started.elapsed() >= UNTAGGED_PATIENCE
                 || !self.calls.pause(attempt, started).await
             {
                 break tags;

@@ -211,3 +211,83 @@ fn three_nlbs_hold_147_brokers_booting_at_once_and_the_148th_fails_cleanly() {
         "a group was left behind"
     );
 }
+
+/// The account's API budget: AWS's ELB token buckets (AWS "Request throttling for the ELB API";
+/// enforced by the launcher, scaled to half so the test takes seconds, not a minute) in front of
+/// 30 brokers over 3 NLBs booting at once. Every first run converges and exits 0, riding through
+/// the throttled answers the emulated account gives; the claims spread by broker id (one NLB
+/// read per broker, no collision); nothing is left behind.
+#[test]
+fn thirty_brokers_booting_at_once_ride_through_a_throttled_account() {
+    let world = World::start(Options {
+        hosts: 30,
+        ..Options::default()
+    });
+    let arns = three_nlbs(&world);
+    for h in &world.hosts {
+        std::fs::write(h.config(), sharded_config(&world, h, &arns)).unwrap();
+    }
+    let throttle = format!("{}/_kplink/throttle", world.moto.url);
+    http_json_body("POST", &throttle, r#"{"scale": 0.5}"#);
+    let hosts: Vec<&Host> = world.hosts.iter().collect();
+    let outs = boot_at_once(&world, &hosts);
+    let account = http_json("GET", &throttle);
+    http_json("DELETE", &throttle);
+    let pushed_back = account["throttled"]["total"].as_u64().unwrap_or(0);
+    assert!(
+        pushed_back > 0,
+        "the emulated account never throttled: this test proves nothing ({account})"
+    );
+    let mut reports = Vec::new();
+    for out in &outs {
+        assert_ok(out);
+        reports.push(serde_json::from_slice::<Value>(&out.stdout).unwrap());
+    }
+    // The agents saw the same push-back and say so.
+    let sum = |r: &Value, key: &str| -> u64 {
+        r[key]
+            .as_object()
+            .map(|m| m.values().filter_map(Value::as_u64).sum())
+            .unwrap_or(0)
+    };
+    let reported: u64 = reports.iter().map(|r| sum(r, "aws_throttled")).sum();
+    assert!(reported > 0, "no agent reported a throttled answer");
+    assert!(reported <= pushed_back, "{reported} > {pushed_back}");
+    let nlbs = listeners_by_nlb(&world, &arns);
+    let mut seen = BTreeSet::new();
+    for (h, r) in world.hosts.iter().zip(&reports) {
+        let shard = r["shard"].as_u64().unwrap() as usize;
+        let port = r["port"].as_u64().unwrap() as u16;
+        // Spread by broker id: its NLB is id mod 3, its port its turn there; it read that NLB
+        // only and nobody collided.
+        assert_eq!(shard, (h.broker_id % 3) as usize, "broker {}", h.broker_id);
+        assert_eq!(
+            port,
+            10001 + (h.broker_id / 3) as u16,
+            "broker {}",
+            h.broker_id
+        );
+        assert_eq!(r["claim_collisions"], 0, "broker {}: {r}", h.broker_id);
+        assert_eq!(
+            r["aws_calls"]["DescribeListeners"], 1,
+            "broker {}: {r}",
+            h.broker_id
+        );
+        assert!(seen.insert((shard, port)));
+        let group = kplink_agent::registry::dedicated_group_name(
+            "orders",
+            &arns[shard],
+            h.broker_id as i32,
+        );
+        assert_eq!(nlbs[shard].get(&port), Some(&group));
+        assert!(h
+            .read_properties()
+            .contains(&format!("-s{shard}.orders.example.internal:{port}\n")));
+    }
+    // Nothing left behind: a dedicated group per broker and a bootstrap group per NLB, no more.
+    let groups = block_on(wiring(&world.elbv2, &world.lb_arn)).groups;
+    assert_eq!(groups.len(), 30 + 3, "{:?}", groups.keys());
+    for (i, listeners) in nlbs.iter().enumerate() {
+        assert_eq!(listeners.len(), 10 + 1, "NLB {i}: {listeners:?}");
+    }
+}
