@@ -320,3 +320,59 @@ fn the_daemon_keeps_checking_an_unreachable_broker() {
     // The NLB and the file were done regardless.
     assert!(world.wiring().port_of(&world.group(1)).is_some());
 }
+
+/// The steady state within the account's API budget: once converged (and verified in full after
+/// its change), the daemon checks the NLB with one DescribeTargetHealth per check, alternating
+/// between its own group and the bootstrap group, and nothing else; a deleted listener (the
+/// group then reports the target `unused`, `Target.NotInUse`) and a deregistration from the
+/// bootstrap group are each caught by such a check and repaired.
+#[test]
+fn a_steady_daemon_reads_one_group_per_check_and_still_repairs_drift() {
+    let world = World::start(Options {
+        hosts: 1,
+        ..Options::default()
+    });
+    let host = &world.hosts[0];
+    // One broker: a check every max(1 s, 1 / 0.5 s) = 2 s, ±50 %.
+    let d = start_daemon(&world, host, "1s");
+    wait_until("steady", Duration::from_secs(20), || {
+        metric(d.metrics, "kplink_passes_total").unwrap_or(0.0) >= 8.0
+    });
+    world.reset_calls();
+    std::thread::sleep(Duration::from_secs(12));
+    let calls = world.calls(Some(&host.access_key));
+    let elbv2 = |op: &str| {
+        calls
+            .get(&format!("elasticloadbalancing:{op}"))
+            .copied()
+            .unwrap_or(0)
+    };
+    let total: u64 = calls.values().sum();
+    // 12 s at one check per 1–3 s: 4 to 12 reads, all DescribeTargetHealth.
+    assert_eq!(elbv2("DescribeTargetHealth"), total, "{calls:?}");
+    assert!(
+        (4..=13).contains(&total),
+        "{total} reads in 12 s: {calls:?}"
+    );
+
+    let port = world.wiring().port_of(&world.group(1)).expect("claimed");
+    delete_listener(&world, port);
+    wait_until("listener restored", Duration::from_secs(15), || {
+        world.wiring().port_of(&world.group(1)).is_some()
+    });
+    deregister(&world, &world.boot_group(), &host.instance_id);
+    wait_until(
+        "bootstrap registration restored",
+        Duration::from_secs(15),
+        || {
+            world
+                .wiring()
+                .group_on(10000)
+                .targets
+                .contains(&(host.instance_id.clone(), 9094))
+        },
+    );
+    let new_port = world.wiring().port_of(&world.group(1)).unwrap();
+    assert!(host.read_properties().contains(&format!(":{new_port}\n")));
+    assert!(metric(d.metrics, "kplink_drift_repairs_total").unwrap() >= 2.0);
+}
