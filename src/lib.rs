@@ -47,6 +47,7 @@ pub mod reconcile;
 
 // wire and edit the file
 pub mod execute;
+pub mod kafka_rules;
 pub mod properties;
 
 // make effective

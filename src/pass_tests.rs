@@ -636,3 +636,46 @@ async fn after_a_taken_port_the_nlb_is_read_again_instead_of_trying_stale_ports(
         report.aws_calls
     );
 }
+
+/// Kafka refuses to start when two listeners share a port ("Each listener must have a different
+/// port", `CoreUtils.listenerListToEndPoints`): a file whose `EXTERNAL` listener already binds
+/// the managed listener's port 9094 is refused before any AWS call, naming the port and the
+/// setting to change; the file stays as it is. A rule the file already breaks is left alone.
+#[tokio::test]
+async fn an_edit_kafka_would_refuse_to_start_on_is_refused_before_any_aws_call() {
+    let b = Bench::new();
+    let a = b.host(1);
+    let clash = PROPS
+        .replace(
+            "listeners=PLAINTEXT://:9092\n",
+            "listeners=PLAINTEXT://:9092,EXTERNAL://:9094\n",
+        )
+        .replace(
+            "PLAINTEXT:PLAINTEXT\n",
+            "PLAINTEXT:PLAINTEXT,EXTERNAL:SSL\n",
+        );
+    std::fs::write(&a.config.broker.server_properties, &clash).unwrap();
+    let ctx = a.context().await.unwrap();
+    let before = a.calls.total();
+    let err = a.pass(&ctx).await.unwrap_err();
+    assert!(matches!(err, Error::KafkaWouldRefuse { .. }), "{err}");
+    let line = err.to_string();
+    for needle in ["9094", "different port", "listener.port", "unchanged"] {
+        assert!(line.contains(needle), "{needle}: {line}");
+    }
+    assert!(!line.contains('\n'), "{line}");
+    assert_eq!(a.calls.total(), before, "an AWS call was made");
+    assert_eq!(props(&a), clash);
+    assert!(b
+        .nlb
+        .with(|s| s.groups.is_empty() && s.listeners.is_empty()));
+    // Another port for the managed listener: accepted.
+    let mut moved = b.host(1);
+    moved.config.listener.port = 9095;
+    moved.pass(&moved.context().await.unwrap()).await.unwrap();
+    assert!(
+        props(&moved).contains("PRIVATELINK://:9095"),
+        "{}",
+        props(&moved)
+    );
+}

@@ -122,6 +122,17 @@ pub enum Error {
         /// What the claim ran into.
         why: String,
     },
+    /// The edit the agent would make breaks a listener rule Kafka checks at start-up: real Kafka
+    /// would refuse to start on the file (see [`crate::kafka_rules`]).
+    #[error("{path}: Kafka would refuse to start after the agent's edit: {violation}; {hint} (nothing was created, server.properties unchanged)")]
+    KafkaWouldRefuse {
+        /// `server.properties`.
+        path: String,
+        /// The first rule the edit would break, in Kafka's words.
+        violation: crate::kafka_rules::Violation,
+        /// Which agent setting to change.
+        hint: String,
+    },
     /// CreateListener answered `TooManyListeners`.
     #[error("{lb_arn} already has {max} listeners, AWS's quota per Network Load Balancer (not adjustable): cannot create the listener on port {port}; removed target group {group} again (nothing left behind)")]
     ListenerQuota {
@@ -147,7 +158,7 @@ impl Error {
             | Error::BootstrapUnusable { .. }
             | Error::BootstrapForeign { .. }
             | Error::AzNotEnabled { .. } => "aws",
-            Error::Properties(_) => "properties",
+            Error::Properties(_) | Error::KafkaWouldRefuse { .. } => "properties",
             Error::RangeExhausted { .. }
             | Error::ListenerQuota { .. }
             | Error::AllFull { .. }
@@ -258,6 +269,26 @@ fn shard_room(
         view.listener_count,
         first,
     )
+}
+
+/// Which agent setting resolves a rule the agent's edit would break.
+fn kafka_rule_hint(v: &crate::kafka_rules::Violation, config: &Config) -> String {
+    use crate::kafka_rules::Rule;
+    match v.rule {
+        Rule::DuplicatePort => format!(
+            "give the managed listener a free port: listener.port (now {}) in the agent's config",
+            config.listener.port
+        ),
+        Rule::DuplicateName => format!(
+            "give the managed listener a name of its own: listener.name (now {})",
+            config.listener.name
+        ),
+        Rule::NoSecurityProtocol | Rule::ProtocolMapSyntax => format!(
+            "map the managed listener in listener.security.protocol.map, or set listener.security_protocol (now {})",
+            config.listener.security_protocol
+        ),
+        _ => format!("fix {} in server.properties first", v.setting),
+    }
 }
 
 /// Who this host is, resolved once per pass.
@@ -682,8 +713,10 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         // Refuse before touching the NLB: a file that cannot be edited safely must not leave a
         // claimed port behind that no broker advertises.
         for d in &ctx.shards {
-            d.edited_file(&text, *d.port_range.start())
+            let edited = d
+                .edited_file(&text, *d.port_range.start())
                 .map_err(|e| PropertiesError::from_edit(path, e))?;
+            self.check_kafka_rules(&text, edited.as_deref())?;
         }
         if full.is_empty() && !lifecycle.is_leaving() {
             if let Some(kept) = self.steady_view(ctx).await? {
@@ -740,6 +773,39 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             properties_text: text,
             lifecycle,
         })
+    }
+
+    /// Refuses an edit that would break a listener rule Kafka checks at start-up (a broker that
+    /// does not start, taken down for good by the rolling restart); rules the file already breaks
+    /// are only reported (the broker runs with them, or its Kafka release accepts them).
+    fn check_kafka_rules(&self, text: &str, edited: Option<&str>) -> Result<(), Error> {
+        let path = &self.config.broker.server_properties;
+        let parse = |t: &str| {
+            properties::Properties::parse(t).map_err(|e| PropertiesError::from_edit(path, e))
+        };
+        let before = crate::kafka_rules::check(&parse(text)?);
+        for v in &before {
+            if self.checked.has(&format!("kafka rule {v}")) {
+                continue;
+            }
+            tracing::warn!(file = %path.display(), "{v} (already in the file: real Kafka may refuse to start on it; the agent leaves it alone)");
+            self.checked.mark(format!("kafka rule {v}"));
+        }
+        let Some(edited) = edited else {
+            return Ok(());
+        };
+        let after = crate::kafka_rules::check(&parse(edited)?);
+        match crate::kafka_rules::introduced(&before, &after)
+            .into_iter()
+            .next()
+        {
+            None => Ok(()),
+            Some(violation) => Err(Error::KafkaWouldRefuse {
+                path: path.display().to_string(),
+                hint: kafka_rule_hint(&violation, &self.config),
+                violation,
+            }),
+        }
     }
 
     /// The kept observation of a converged broker (see [`crate::steady`]), checked with one read

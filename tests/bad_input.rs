@@ -90,6 +90,33 @@ fn unsafe_server_properties_is_left_untouched_and_nothing_is_created() {
         assert!(!host.dir.join("server.properties.kplink.bak").exists());
         assert_nothing_created(&world);
     }
+    // Files real Kafka would refuse after the agent's edit: the managed listener's port 9094 is
+    // already bound by another listener (a common EXTERNAL layout; KRaft combined mode with its
+    // controller there). "Each listener must have a different port"
+    // (`CoreUtils.listenerListToEndPoints`): refused before any AWS call.
+    let clashes = [
+        SERVER_PROPERTIES
+            .replace(
+                "listeners=PLAINTEXT://:9092,CONTROLLER://:9093",
+                "listeners=PLAINTEXT://:9092,CONTROLLER://:9093,EXTERNAL://:9094",
+            )
+            .replace(
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,EXTERNAL:SSL",
+            ),
+        SERVER_PROPERTIES.replace("CONTROLLER://:9093", "CONTROLLER://:9094"),
+    ];
+    for text in clashes {
+        std::fs::write(host.properties(), &text).unwrap();
+        let out = world.run(host, &["run", "--once"]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let line = error_line(&out);
+        for needle in ["Kafka would refuse to start", "9094", "listener.port"] {
+            assert!(line.contains(needle), "{needle}: {line}");
+        }
+        assert_eq!(host.read_properties(), text);
+        assert_nothing_created(&world);
+    }
     std::fs::remove_file(host.properties()).unwrap();
     let out = world.run(host, &["run", "--once"]);
     assert_eq!(out.status.code(), Some(1));
