@@ -4,6 +4,8 @@
 Usage (from the repository root)::
 
     python3 benches/bench.py [--hosts 49] [--burst 20] [--shard-hosts 150] [--release] [--no-build]
+                             [--throttled | --skip-throttled] [--steady-daemons 30]
+                             [--steady-default-daemons 10] [--steady-window 180]
 
 It builds the binary if needed (``cargo build [--release] --bin kplink-agent`` in
 ``$CARGO_TARGET_DIR``, default ``$HOME/.cache/kplink/target``), then runs these scenarios, each
@@ -27,7 +29,33 @@ against a fresh moto server (``tests/support/moto_launcher.py``), the IMDSv2 tes
 6. the daemon (``kplink-agent run`` with ``[daemon] interval = "1s"`` and ``metrics_listen``):
    resident memory after 10 passes (``VmRSS`` from ``/proc/<pid>/status``) and CPU per pass
    (``utime + stime`` from ``/proc/<pid>/stat`` between two reads of ``kplink_passes_total`` on
-   ``/metrics``). Printed as "n/a (daemon not available)" when the binary has no daemon mode.
+   ``/metrics``). Printed as "n/a (daemon not available)" when the binary has no daemon mode;
+7. a throttled account (``--throttled`` runs only this, ``--skip-throttled`` skips it): the moto
+   launcher's token buckets at AWS's defaults (``POST /_kplink/throttle {"scale": 1}`` after the
+   world is seeded, so every bucket is full at the first spawn: ELBv2 ``Describe*`` 40 / 10 per s,
+   RegisterTargets|DeregisterTargets 20 / 4 per s, other ELBv2 40 / 10 per s, EC2 per action).
+   Each row on a fresh launcher, broker ids 1..n, ``port_range`` 10001-10049 on every NLB:
+
+   a. 147 brokers over 3 NLBs, then b. 300 over 7 NLBs (343 fit), all ``run --once --json`` at
+      once. Measured: wall time from the first spawn to the last exit against the API-budget
+      floor (2n - 20) / 4 s (RegisterTargets' bucket: two registrations per broker; target
+      <= 1.5 x floor), first-run failures (none rerun), duplicate (NLB, port) claims (reports and
+      the server's listeners and groups), whether each broker claimed where the spread says
+      (NLB = id mod n, port = start + (id / n) mod size), throttled answers (``GET
+      /_kplink/throttle``, by bucket and action), calls per host at the server (every request,
+      throttled ones included; target mean <= 6), and what is left: n + NLBs target groups, no
+      group without a listener. Also the peak number of live agents and their summed RSS.
+   c. The steady state of the 300-broker world, throttling on again: daemons (``kplink-agent
+      run``) on converged brokers of NLBs 1.. (not NLB 0, whose lowest instance is the
+      stale-claims accountant, a separate <= 0.1 reads/s). ``--steady-daemons`` of them with
+      ``[daemon] interval = "1s"`` and ``[aws] steady_reads_per_second = 10`` (the maximum), so
+      each checks every cluster_size / 10 s (~30 s) x U[0.5, 1.5]: the mean gap between their
+      reads (measured at the server, per access key, polled every 0.5 s) is checked against the
+      formula; ``--steady-default-daemons`` with every default (60 s, 0.5 reads/s), whose first
+      check is >= 301 s away, must make no read after their first pass in the window. The fleet
+      rate at 300 brokers with the defaults is printed twice, distinctly labelled: the MODEL
+      (sum of rate / cluster_size = 0.5 reads/s) and COMPUTED (the model scaled by formula gap /
+      measured gap). Running 300 daemons for the ~10 minutes a default check needs is not done.
 
 AWS calls are counted at the server (moto launcher's ``/_kplink/calls?by=access_key``; every
 simulated host has its own access key), never taken from the agent's own report. Wall times are
@@ -683,6 +711,430 @@ def bench_daemon(binary: Path, t: Table) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------
+# throttled account (the moto launcher's token buckets, AWS's defaults)
+# --------------------------------------------------------------------------------------------
+
+
+def register_floor(n: int) -> float:
+    """The API-budget floor of n brokers booting at once: two registrations per broker
+    (dedicated + bootstrap group) through RegisterTargets' bucket (20 tokens, 4 per second)."""
+    return max(0.0, (2 * n - 20) / 4)
+
+
+def mem_available_mib() -> float:
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run_fleet(w: World, hosts: list[dict[str, Any]]) -> dict[str, Any]:
+    """`run --once --json` on every host, all started together (one thread per host, released by
+    one barrier). Returns the per-host results, the first spawn and last exit (monotonic), and
+    the peak number of live agent processes and their summed RSS (sampled every 0.5 s)."""
+    results: list[dict[str, Any]] = [{} for _ in hosts]
+    pids: dict[int, int] = {}
+    barrier = threading.Barrier(len(hosts) + 1)
+
+    def one(i: int, h: dict[str, Any]) -> None:
+        barrier.wait()
+        start = time.monotonic()
+        p = subprocess.Popen(w.argv(h, "run", "--once", "--json"), env=w.env(h), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        pids[i] = p.pid
+        out, err = p.communicate()
+        end = time.monotonic()
+        pids.pop(i, None)
+        results[i] = {"rc": p.returncode, "start": start, "end": end, "wall": end - start, "report": parse_report(out), "stderr": err}
+
+    threads = [threading.Thread(target=one, args=(i, h), daemon=True) for i, h in enumerate(hosts)]
+    for th in threads:
+        th.start()
+    barrier.wait()
+    peak_live, peak_rss = 0, 0
+    while any(th.is_alive() for th in threads):
+        live = list(pids.values())
+        rss = sum(rss_kib(pid) for pid in live)
+        peak_live, peak_rss = max(peak_live, len(live)), max(peak_rss, rss)
+        time.sleep(0.5)
+    for th in threads:
+        th.join()
+    return {
+        "results": results,
+        "first_spawn": min(r["start"] for r in results),
+        "last_exit": max(r["end"] for r in results),
+        "peak_live": peak_live,
+        "peak_rss_mib": peak_rss / 1024,
+    }
+
+
+def throttle_on(w: World, scale: float = 1.0) -> dict[str, Any]:
+    """AWS's default buckets (times `scale`), every bucket full, throttled counts cleared."""
+    return http_json("POST", f"{w.moto.url}/_kplink/throttle", {"scale": scale})
+
+
+def throttle_state(w: World) -> dict[str, Any]:
+    return http_json("GET", f"{w.moto.url}/_kplink/throttle")
+
+
+def throttle_off(w: World) -> None:
+    http_json("DELETE", f"{w.moto.url}/_kplink/throttle")
+
+
+def short_bucket(key: str) -> str:
+    return key.split("/", 1)[-1]
+
+
+def bench_throttled_burst(binary: Path, n: int, nlbs: int, t: Table, port_range: str = "10001-10049", keep: bool = False) -> World | None:
+    """n brokers over `nlbs` NLBs booting at once against the account's token buckets (AWS's
+    defaults, scale 1). With `keep`, the converged world is returned open (the caller closes it)."""
+    per_nlb = min(range_size(port_range), MAX_LISTENERS - 1)
+    label = f"throttled: {n} hosts at once, {nlbs} NLBs"
+    lo = int(port_range.split("-")[0])
+    w = World(binary, n, port_range, nlbs=nlbs)
+    kept = False
+    try:
+        hosts = w.hosts
+        ids = [h["broker_id"] for h in hosts]
+        assert ids == list(range(ids[0], ids[0] + n)), f"broker ids not consecutive: {ids[:5]}..."
+        t.details.append(
+            f"{label}: broker ids {ids[0]}..{ids[-1]}, port_range {port_range} on each NLB ({nlbs} x {per_nlb} = {nlbs * per_nlb} fit); "
+            f"throttling on at scale 1 after seeding (buckets full at the first spawn); MemAvailable before: {mem_available_mib() / 1024:.1f} GiB"
+        )
+        w.reset_calls()
+        cfg = throttle_on(w, 1.0)["config"]
+        print(f"  {label}: world seeded, starting {n} agents", file=sys.stderr, flush=True)
+        fleet = run_fleet(w, hosts)
+        print(f"  {label}: all exited after {fleet['last_exit'] - fleet['first_spawn']:.1f} s", file=sys.stderr, flush=True)
+        results = fleet["results"]
+        wall = fleet["last_exit"] - fleet["first_spawn"]
+        thr = throttle_state(w)
+        calls = w.calls_by_key()
+        # The bench's own reads below must not spend (or be refused by) the account's buckets.
+        throttle_off(w)
+
+        failed = [i for i, r in enumerate(results) if r["rc"] != 0 or not r["report"]]
+        for i in failed:
+            r = results[i]
+            tail = " | ".join(r["stderr"].strip().splitlines()[-3:]) or "<no stderr>"
+            t.details.append(f"{label}: {hosts[i]['name']} (broker {hosts[i]['broker_id']}) exit {r['rc']} after {r['wall']:.1f} s: {tail}")
+        ok = [i for i in range(n) if i not in failed]
+        reports = [results[i]["report"] for i in ok]
+        pairs = [(r["shard"], r["port"]) for r in reports]
+        dup_pairs = len(pairs) - len(set(pairs))
+
+        # Server side: listeners, groups, members. Every dedicated group must hold exactly its
+        # broker, every broker exactly one dedicated group; no group forwarded by no listener.
+        state = nlb_state(w)
+        ec2, elbv2 = worldmod.clients(w.moto.url, w.world["region"])
+        groups = [g for page in elbv2.get_paginator("describe_target_groups").paginate() for g in page["TargetGroups"]]
+        boot_arns = {ports.get(BOOTSTRAP_PORT) for ports in state["listeners"]} - {None}
+        instance_broker = {h["instance_id"]: h["broker_id"] for h in hosts}
+        claims_of: dict[int, list[tuple[int, int]]] = {}
+        bad_groups = 0
+        for s, ports in enumerate(state["listeners"]):
+            for port, tg in ports.items():
+                if port == BOOTSTRAP_PORT or tg is None:
+                    continue
+                members = elbv2.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+                ids_in = {instance_broker.get(d["Target"]["Id"], -1) for d in members}
+                if len(members) != 1:
+                    bad_groups += 1
+                for b in ids_in:
+                    claims_of.setdefault(b, []).append((s, port))
+        multi = {b: c for b, c in claims_of.items() if len(c) > 1}
+        server_claims = sum(len([p for p in ports if p != BOOTSTRAP_PORT]) for ports in state["listeners"])
+        listeners_total = sum(len(ports) for ports in state["listeners"])
+        boot_ok = 0
+        for s, members in enumerate(state["boot_members"]):
+            mine = {hosts[i]["instance_id"] for i in ok if results[i]["report"]["shard"] == s}
+            boot_ok += members == mine
+        spread_ok = sum(
+            1
+            for i in ok
+            if results[i]["report"]["shard"] == hosts[i]["broker_id"] % nlbs
+            and results[i]["report"]["port"] == lo + (hosts[i]["broker_id"] // nlbs) % per_nlb
+        )
+        per_shard = [sum(1 for r in reports if r["shard"] == s) for s in range(nlbs)]
+
+        per_host = [sum(calls.get(h["access_key_id"], {}).values()) for h in hosts]
+        total_calls = sum(per_host)
+        throttled_total = thr["throttled"]["total"]
+        mean = total_calls / n
+        accepted_mean = (total_calls - throttled_total) / n
+        agent_throttled = [sum((results[i]["report"] or {}).get("aws_throttled", {}).values()) for i in ok]
+        agent_calls = [sum((results[i]["report"] or {}).get("aws_calls", {}).values()) for i in ok]
+        totals: dict[str, int] = {}
+        for h in hosts:
+            for op, c in calls.get(h["access_key_id"], {}).items():
+                totals[op] = totals.get(op, 0) + c
+        floor = register_floor(n)
+        limit = 1.5 * floor
+        walls = [r["wall"] for r in results]
+        want_groups = n + nlbs
+
+        if failed:
+            t.hard_failures.append(f"{label}: {len(failed)} host(s) failed their first run (see details)")
+        if dup_pairs or multi or bad_groups or server_claims != len(ok):
+            t.hard_failures.append(f"{label}: {dup_pairs} duplicate (NLB, port) in reports, brokers with several claims {sorted(multi)[:10]}, {bad_groups} dedicated groups without exactly one target, {server_claims} claim listeners for {len(ok)} converged")
+        if len(groups) != want_groups or state["orphans"]:
+            t.hard_failures.append(f"{label}: {len(groups)} target groups (want {want_groups}); orphans {state['orphans'][:10]}")
+
+        t.row(label, "wall time, first spawn to last exit", f"<= {limit:.0f} s (1.5 x floor {floor:.1f} s)", f"{wall:.1f} s ({wall / floor:.2f} x floor)" if floor else f"{wall:.1f} s", wall <= limit)
+        t.row(label, "first-run failures", "0", str(len(failed)), not failed)
+        t.row(label, "duplicate (NLB, port) claims", "0", f"{dup_pairs} in reports, {len(multi)} brokers with >1 claim at the server ({server_claims} claim listeners, brokers per NLB {' / '.join(map(str, per_shard))})", not dup_pairs and not multi and server_claims == len(ok) and not bad_groups)
+        t.row(label, "claimed where the spread says", f"{n}", f"{spread_ok} (NLB = id mod {nlbs}, port = {lo} + (id / {nlbs}) mod {per_nlb})", spread_ok == n)
+        t.row(label, "throttled answers, total (server)", "-", f"{throttled_total} of {total_calls} requests ({', '.join(f'{short_bucket(k)}={v}' for k, v in sorted(thr['throttled']['buckets'].items())) or '-'})", None)
+        t.row(label, "AWS calls per host, mean (server, all requests)", "<= 6", f"{mean:.2f}", mean <= 6)
+        t.row(label, "AWS calls per host, max (server, all requests)", "-", str(max(per_host)), None)
+        t.row(label, "  accepted (not throttled) per host, mean", "-", f"{accepted_mean:.2f}", None)
+        t.row(label, "nothing left behind: target groups", f"{want_groups} ({n} dedicated + {nlbs} bootstrap), 0 orphans", f"{len(groups)}, {len(state['orphans'])} orphans; listeners {listeners_total}", len(groups) == want_groups and not state["orphans"] and listeners_total == want_groups)
+        t.row(label, "bootstrap group = its NLB's brokers", f"{nlbs} of {nlbs}", f"{boot_ok} of {nlbs}", boot_ok == nlbs)
+        t.row(label, "time to converged p50 / p99 / max", "-", f"{pct(walls, 50):.1f} s / {pct(walls, 99):.1f} s / {max(walls):.1f} s", None)
+        t.row(label, "peak live agents / their summed RSS", "-", f"{fleet['peak_live']} / {fleet['peak_rss_mib']:.0f} MiB", None)
+
+        buckets = ", ".join(f"{k} {v['capacity']:g}/{v['refill_per_s']:g} per s" for k, v in sorted(cfg["buckets"].items()))
+        t.details.append(f"{label}: buckets (capacity/refill) {buckets}")
+        t.details.append(f"{label}: throttled by action (server): {fmt_ops(thr['throttled']['actions'])}")
+        t.details.append(f"{label}: requests by action (server, throttled included): {fmt_ops(totals)}")
+        accepted = {op: c - thr["throttled"]["actions"].get(op, 0) for op, c in totals.items()}
+        t.details.append(
+            f"{label}: accepted (not throttled) per host by action (server): "
+            + ", ".join(f"{k.split(':', 1)[-1]}={v / n:.2f}" for k, v in sorted(accepted.items()))
+        )
+        t.details.append(f"{label}: requests per host (server): {histogram(per_host)}")
+        if agent_calls:
+            t.details.append(
+                f"{label}: agent reports (for comparison only): calls per host mean {sum(agent_calls) / len(agent_calls):.2f}, "
+                f"throttled per host mean {sum(agent_throttled) / len(agent_throttled):.2f}, max {max(agent_throttled)}"
+            )
+        kept = keep
+        return w if keep else None
+    finally:
+        if not kept:
+            w.close()
+
+
+def metric_value(url: str, name: str) -> float | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            text = resp.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    total, seen = 0.0, False
+    for line in text.splitlines():
+        m = re.match(rf"^{name}(\{{[^}}]*\}})?\s+([0-9.eE+-]+)", line)
+        if m:
+            total += float(m.group(2))
+            seen = True
+    return total if seen else None
+
+
+def bench_throttled_steady(w: World, t: Table, fast: int, slow: int, window: float, fast_rate: float = 10.0) -> None:
+    """Steady reads of converged daemons on the 300-broker world (throttling on again).
+
+    Two groups of daemons on converged brokers of NLBs 1.. (never NLB 0, whose lowest live
+    instance is the stale-claims accountant, a separate 0.1 reads/s budget):
+    * `fast`: `[daemon] interval = "1s"`, `[aws] steady_reads_per_second = fast_rate` (10 is the
+      config's maximum): each checks every cluster_size / fast_rate s (~30 s) x jitter, so a few
+      minutes show many checks; their mean gap validates the formula;
+    * `slow`: every default (interval 60 s, 0.5 reads/s): checks every ~602 s x [0.5, 1.5], so in
+      the window they must make no read after their first pass.
+    Every read is counted at the server per access key, polled every 0.5 s; a daemon's first pass
+    ends when its kplink_passes_total reaches 1."""
+    fleet = len(w.hosts)
+    label = f"throttled: steady, {fleet}-broker world"
+    nlbs = len(w.lb_arns)
+    state = nlb_state(w)
+    claims_on = [len([p for p in ports if p != BOOTSTRAP_PORT]) for ports in state["listeners"]]
+    # Which broker is on which NLB: from the files the burst wrote (shard in the advertised name).
+    shard_of: dict[str, int] = {}
+    for h in w.hosts:
+        m = re.search(r"-s(\d+)\.orders\.example\.internal:(\d+)", (w.host_dir(h) / "server.properties").read_text())
+        if m:
+            shard_of[h["name"]] = int(m.group(1))
+    pool = [h for h in w.hosts if shard_of.get(h["name"], 0) != 0]
+    # Deal the daemons round the NLBs 1..n-1.
+    by_shard = {s: [h for h in pool if shard_of[h["name"]] == s] for s in range(1, nlbs)}
+    picked: list[dict[str, Any]] = []
+    k = 0
+    while len(picked) < fast + slow and any(by_shard.values()):
+        s = 1 + k % (nlbs - 1)
+        if by_shard[s]:
+            picked.append(by_shard[s].pop(0))
+        k += 1
+    groups = {"fast": picked[:fast], "slow": picked[fast : fast + slow]}
+    daemons: list[dict[str, Any]] = []
+    for g, hs in groups.items():
+        for h in hs:
+            port = free_port()
+            state_dir = w.host_dir(h) / "state"
+            state_dir.mkdir(exist_ok=True)
+            extra = f'\n[daemon]\nmetrics_listen = "127.0.0.1:{port}"\nstate_dir = "{state_dir}"\n'
+            if g == "fast":
+                extra = f'\n[daemon]\ninterval = "1s"\nmetrics_listen = "127.0.0.1:{port}"\nstate_dir = "{state_dir}"\n\n[aws]\nsteady_reads_per_second = {fast_rate}\n'
+            w.write_host(h, extra)
+            cluster = claims_on[shard_of[h["name"]]] * nlbs
+            daemons.append({"group": g, "host": h, "metrics": f"http://127.0.0.1:{port}/metrics", "cluster": cluster})
+
+    throttle_on(w, 1.0)
+    w.reset_calls()
+    for d in daemons:
+        d["log"] = open(w.host_dir(d["host"]) / "daemon.stderr", "w+")
+        d["proc"] = subprocess.Popen(w.argv(d["host"], "run"), env=w.env(d["host"]), stdout=subprocess.DEVNULL, stderr=d["log"])
+        d["first_pass_at"] = None
+        d["base"] = None
+        d["reads"] = []  # (monotonic time, ops delta) of each request after the first pass
+        d["died"] = None
+    started = time.monotonic()
+
+    try:
+        # Wait for every first pass (at most 120 s), then measure for `window` seconds after the
+        # last one, polling the server's per-key counts.
+        end: float | None = None
+        while True:
+            # First the daemons' pass counters, then the server's counts: a first pass seen
+            # finished here has all its calls in the counts read next.
+            done_now = set()
+            for j, d in enumerate(daemons):
+                if d["first_pass_at"] is None and d["died"] is None:
+                    n = metric_value(d["metrics"], "kplink_passes_total")
+                    if n is not None and n >= 1:
+                        done_now.add(j)
+            now = time.monotonic()
+            calls = w.calls_by_key()
+            for j, d in enumerate(daemons):
+                key = d["host"]["access_key_id"]
+                ops = calls.get(key, {})
+                if d["proc"].poll() is not None and d["died"] is None:
+                    d["log"].seek(0)
+                    d["died"] = f"exit {d['proc'].returncode}: {last_error(d['log'].read())}"
+                if d["first_pass_at"] is None:
+                    if j in done_now:
+                        d["first_pass_at"] = now
+                        d["base"] = dict(ops)
+                        d["last"] = dict(ops)
+                    continue
+                delta = {op: c - d["last"].get(op, 0) for op, c in ops.items() if c != d["last"].get(op, 0)}
+                if delta and (end is None or now <= end):
+                    d["reads"].append((now, delta))
+                d["last"] = dict(ops)
+            if end is None and (all(d["first_pass_at"] is not None or d["died"] for d in daemons) or now - started > 120):
+                end = now + window
+            if end is not None and now >= end:
+                break
+            time.sleep(0.5)
+        thr = throttle_state(w)
+    finally:
+        for d in daemons:
+            p = d["proc"]
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            d["log"].close()
+
+    died = [d for d in daemons if d["died"]]
+    no_first = [d for d in daemons if d["first_pass_at"] is None]
+    for d in died + no_first:
+        t.details.append(f"{label}: daemon on {d['host']['name']} ({d['group']}): {d['died'] or 'no first pass within 120 s'}")
+    if died or no_first:
+        t.hard_failures.append(f"{label}: {len(died)} daemon(s) exited, {len(no_first)} without a first pass")
+
+    def stats(group: str) -> dict[str, Any]:
+        ds = [d for d in daemons if d["group"] == group and d["first_pass_at"] is not None]
+        first_ops: dict[str, int] = {}
+        after_ops: dict[str, int] = {}
+        gaps: list[float] = []
+        per_host_rate: list[float] = []
+        expected: list[float] = []
+        host_seconds = 0.0
+        reads = 0
+        for d in ds:
+            for op, c in d["base"].items():
+                first_ops[op] = first_ops.get(op, 0) + c
+            times = []
+            for at, delta in d["reads"]:
+                for op, c in delta.items():
+                    after_ops[op] = after_ops.get(op, 0) + c
+                times.append(at)
+                reads += sum(delta.values())
+            gaps += [b - a for a, b in zip(times, times[1:])]
+            span = (end - d["first_pass_at"])
+            host_seconds += span
+            per_host_rate.append(len(times) / span if span > 0 else 0.0)
+            expected.append(d["cluster"])
+        return {"daemons": ds, "first_ops": first_ops, "after_ops": after_ops, "gaps": gaps, "reads": reads, "host_seconds": host_seconds, "clusters": expected}
+
+    fs, ss = stats("fast"), stats("slow")
+    # The model's fleet rate with every default: each broker of NLB s reads once every
+    # max(60 s, claims_s x nlbs / 0.5) s on average.
+    model_fleet = sum(c / max(60.0, c * nlbs / 0.5) for c in claims_on)
+    # The model: each broker checks every max(interval, cluster / rate) x U[0.5, 1.5] s; mean
+    # interval cluster / rate; the fleet's rate sum(rate / cluster) = rate x (brokers / cluster)
+    # = rate when cluster = brokers (one read per check).
+    if fs["daemons"]:
+        clusters = sorted(set(fs["clusters"]))
+        model_gap = sum(max(1.0, c / fast_rate) for c in fs["clusters"]) / len(fs["clusters"])
+        gaps = fs["gaps"]
+        mean_gap = sum(gaps) / len(gaps) if gaps else float("nan")
+        rate_per_host = fs["reads"] / fs["host_seconds"] if fs["host_seconds"] else float("nan")
+        ok_gap = bool(gaps) and abs(mean_gap / model_gap - 1) <= 0.10
+        non_dth = {op: c for op, c in fs["after_ops"].items() if op != "elasticloadbalancing:DescribeTargetHealth"}
+        flabel = f"{label}: {len(fs['daemons'])} daemons, interval 1s, steady_reads_per_second {fast_rate:g}"
+        t.row(flabel, "mean gap between steady reads (measured)", f"{model_gap:.1f} s +-10 % (formula cluster/rate, cluster {'/'.join(map(str, clusters))})", f"{mean_gap:.1f} s over {len(gaps)} gaps", ok_gap)
+        t.row(flabel, "reads/s per host (measured, count / time)", f"{fast_rate / (sum(fs['clusters']) / len(fs['clusters'])):.4f} (formula rate/cluster)", f"{rate_per_host:.4f} ({fs['reads']} reads in {fs['host_seconds']:.0f} host-s; a short window counts low)", None)
+        t.row(flabel, "reads after the first pass, by operation", "DescribeTargetHealth only", fmt_ops(fs["after_ops"]), not non_dth)
+        t.row(flabel, "first pass, requests per daemon (server, throttled incl.)", "-", f"{sum(fs['first_ops'].values()) / len(fs['daemons']):.2f} ({fmt_ops(fs['first_ops'])})", None)
+        measured_fleet = model_fleet * model_gap / mean_gap if gaps else float("nan")
+        t.row(label, f"fleet steady reads/s at {fleet}, defaults: MODEL", "-", f"{model_fleet:.3f} (sum over NLBs of claims / max(60 s, claims x {nlbs} / 0.5 s))", None)
+        t.row(label, f"fleet steady reads/s at {fleet}, defaults: COMPUTED from measured gap", f"<= {model_fleet * 1.1:.3f} (model + 10 %)", f"{measured_fleet:.3f} = model x formula gap {model_gap:.1f} s / measured gap {mean_gap:.1f} s", measured_fleet <= model_fleet * 1.1)
+    if ss["daemons"]:
+        slabel = f"{label}: {len(ss['daemons'])} daemons, all defaults (60s, 0.5/s)"
+        first_check = 0.5 * max(60.0, sum(ss["clusters"]) / len(ss["clusters"]) / 0.5)
+        t.row(slabel, f"reads after the first pass in {window:.0f} s (measured)", f"0 (first check >= {first_check:.0f} s after it)", f"{ss['reads']} ({fmt_ops(ss['after_ops'])})", ss["reads"] == 0 if window < first_check else None)
+        t.row(slabel, "first pass, requests per daemon (server, throttled incl.)", "-", f"{sum(ss['first_ops'].values()) / len(ss['daemons']):.2f} ({fmt_ops(ss['first_ops'])})", None)
+    t.details.append(
+        f"{label}: daemons on NLBs 1..{nlbs - 1} only (NLB 0's lowest live instance is the stale-claims accountant: a separate "
+        f"<= 0.1 reads/s cluster-wide, one read per claim every max(10 min, cluster / 0.1 s)); claims per NLB {'/'.join(map(str, claims_on))}; "
+        f"window {window:.0f} s after the last first pass; throttled answers from the daemons' start to the window's end (server): {thr['throttled']['total']} "
+        f"({fmt_ops(thr['throttled']['actions'])}; all {len(daemons)} daemons start at once, so their first passes, 3 reads each, queue on the Describe* bucket)"
+    )
+    if fs["daemons"] and fs["gaps"]:
+        g = sorted(fs["gaps"])
+        t.details.append(
+            f"{label}: fast daemons' gaps min {g[0]:.1f} s, p50 {median(g):.1f} s, max {g[-1]:.1f} s (jitter U[0.5, 1.5] x {model_gap:.1f} s: "
+            f"{0.5 * model_gap:.1f}..{1.5 * model_gap:.1f} s; a due check waits for the next 1 s pass, so gaps run ~0.5 s over the formula)"
+        )
+
+
+def bench_throttled(binary: Path, t: Table, steady_fast: int, steady_slow: int, steady_window: float) -> None:
+    bench_throttled_burst(binary, 147, 3, t)
+    w = bench_throttled_burst(binary, 300, 7, t, keep=True)
+    if w is None:
+        return
+    try:
+        if steady_fast + steady_slow > 0:
+            bench_throttled_steady(w, t, steady_fast, steady_slow, steady_window)
+    finally:
+        w.close()
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def build(release: bool, no_build: bool) -> Path:
@@ -705,22 +1157,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--release", action="store_true", help="benchmark the release build (default: debug)")
     ap.add_argument("--no-build", action="store_true", help="use the existing binary as is")
     ap.add_argument("--skip-daemon", action="store_true", help="skip the daemon footprint scenario")
+    ap.add_argument("--throttled", action="store_true", help="run only the throttled-account scenario")
+    ap.add_argument("--skip-throttled", action="store_true", help="skip the throttled-account scenario")
+    ap.add_argument("--steady-daemons", type=int, default=30, help="throttled steady state: daemons with interval 1s and steady_reads_per_second 10 (default 30)")
+    ap.add_argument("--steady-default-daemons", type=int, default=10, help="throttled steady state: daemons with every default (default 10)")
+    ap.add_argument("--steady-window", type=float, default=180.0, help="throttled steady state: seconds measured after the last first pass (default 180)")
     args = ap.parse_args(argv)
+    if args.throttled and args.skip_throttled:
+        ap.error("--throttled and --skip-throttled exclude each other")
 
     binary = build(args.release, args.no_build)
     t = Table()
     started = time.monotonic()
     print(f"binary: {binary} ({'release' if args.release else 'debug'})", file=sys.stderr, flush=True)
-    steps = [("single broker", lambda: bench_single(binary, t))]
-    if args.burst:
-        steps.append((f"{args.burst} at once", lambda: bench_burst(binary, args.burst, t)))
-    if args.hosts:
-        steps.append((f"{args.hosts} at once", lambda: bench_burst(binary, args.hosts, t)))
-    if args.shard_hosts:
-        steps.append((f"{args.shard_hosts} at once over 3 NLBs", lambda: bench_shards(binary, args.shard_hosts, t)))
+    steps: list[tuple[str, Any]] = []
     daemon_missing: list[str] = []
-    if not args.skip_daemon:
-        steps.append(("daemon", lambda: daemon_missing.append(bench_daemon(binary, t) or "")))
+    if not args.throttled:
+        steps.append(("single broker", lambda: bench_single(binary, t)))
+        if args.burst:
+            steps.append((f"{args.burst} at once", lambda: bench_burst(binary, args.burst, t)))
+        if args.hosts:
+            steps.append((f"{args.hosts} at once", lambda: bench_burst(binary, args.hosts, t)))
+        if args.shard_hosts:
+            steps.append((f"{args.shard_hosts} at once over 3 NLBs", lambda: bench_shards(binary, args.shard_hosts, t)))
+        if not args.skip_daemon:
+            steps.append(("daemon", lambda: daemon_missing.append(bench_daemon(binary, t) or "")))
+    if not args.skip_throttled:
+        steps.append((
+            "throttled account (147 over 3 NLBs, 300 over 7, steady daemons)",
+            lambda: bench_throttled(binary, t, args.steady_daemons, args.steady_default_daemons, args.steady_window),
+        ))
     for name, step in steps:
         print(f"scenario: {name} ...", file=sys.stderr, flush=True)
         step()

@@ -29,11 +29,11 @@ use rand::Rng;
 
 /// First back-off step (the random sleep is within `[0, BASE × 2^attempt]`).
 pub const BASE: Duration = Duration::from_millis(200);
-/// Longest single back-off: a host waits at most this long between attempts, so a fleet keeps
-/// the account's buckets busy (147 hosts retrying within 10 s send ~30 attempts per second, well
-/// above the tightest refill, RegisterTargets' 4 per second) and the last hosts of a burst are not
-/// left idle while tokens are free.
-pub const CAP: Duration = Duration::from_secs(10);
+/// Longest single back-off, as the AWS SDKs' standard retry mode caps it (20 s): every waiting
+/// host still retries at least every 20 s, so a fleet booting at once keeps the tightest bucket
+/// (RegisterTargets, 4 per second) busy, and fewer attempts are wasted on throttled answers than
+/// with a shorter cap (see README, Performance, for the measured effect).
+pub const CAP: Duration = Duration::from_secs(20);
 /// Without a pass deadline (one-off calls, e.g. `status`), how long one call may keep retrying.
 pub const UNBOUNDED_CALL_LIMIT: Duration = Duration::from_secs(60);
 

@@ -78,12 +78,12 @@ use serde::Serialize;
 use crate::node::NodeRole;
 use crate::properties::{EditError, Properties};
 
-const LISTENERS: &str = "listeners";
-const ADVERTISED_LISTENERS: &str = "advertised.listeners";
-const PROTOCOL_MAP: &str = "listener.security.protocol.map";
-const CONTROLLER_LISTENER_NAMES: &str = "controller.listener.names";
+use crate::properties::{
+    ADVERTISED_LISTENERS, CONTROLLER_LISTENER_NAMES, DEFAULT_PROTOCOL_MAP as PROTOCOLS,
+    INTER_BROKER_LISTENER_NAME, LISTENERS, PROTOCOL_MAP,
+};
+
 const PROCESS_ROLES: &str = "process.roles";
-const INTER_BROKER_LISTENER_NAME: &str = "inter.broker.listener.name";
 const INTER_BROKER_PROTOCOL: &str = "security.inter.broker.protocol";
 const CONTROL_PLANE_LISTENER_NAME: &str = "control.plane.listener.name";
 const EARLY_START_LISTENERS: &str = "early.start.listeners";
@@ -91,10 +91,6 @@ const MIGRATION_ENABLED: &str = "zookeeper.metadata.migration.enable";
 
 /// `SocketServerConfigs.LISTENERS_DEFAULT`: what Kafka binds when `listeners` is absent.
 const LISTENERS_DEFAULT: &str = "PLAINTEXT://:9092";
-
-/// `SecurityProtocol`'s values. With no map in the file, each maps to itself
-/// (`SocketServerConfigs.LISTENER_SECURITY_PROTOCOL_MAP_DEFAULT`).
-const PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
 
 /// A Kafka release, for the rules that differ between releases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -27,14 +27,16 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-const LISTENERS: &str = "listeners";
-const ADVERTISED_LISTENERS: &str = "advertised.listeners";
-const PROTOCOL_MAP: &str = "listener.security.protocol.map";
-const CONTROLLER_LISTENER_NAMES: &str = "controller.listener.names";
-const INTER_BROKER_LISTENER_NAME: &str = "inter.broker.listener.name";
+pub(crate) const LISTENERS: &str = "listeners";
+pub(crate) const ADVERTISED_LISTENERS: &str = "advertised.listeners";
+pub(crate) const PROTOCOL_MAP: &str = "listener.security.protocol.map";
+pub(crate) const CONTROLLER_LISTENER_NAMES: &str = "controller.listener.names";
+pub(crate) const INTER_BROKER_LISTENER_NAME: &str = "inter.broker.listener.name";
 
-/// Kafka's value of `listener.security.protocol.map` when the key is not set.
-const DEFAULT_PROTOCOL_MAP: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+/// Kafka's value of `listener.security.protocol.map` when the key is not set: each
+/// `SecurityProtocol` maps to itself.
+pub(crate) const DEFAULT_PROTOCOL_MAP: [&str; 4] =
+    ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
 
 /// Why an edit of properties text was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
