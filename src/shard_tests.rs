@@ -271,3 +271,60 @@ async fn moving_to_load_balancer_arns_keeps_every_claim_and_file() {
     }
     assert_eq!((1..=2).map(|id| b.claim_of(id)).collect::<Vec<_>>(), ports);
 }
+
+/// The quota pre-check, not the race path: an NLB's last listener slots are counted before any
+/// CreateListener, the bootstrap listener a fresh NLB still needs included. NLB 0 holds 48
+/// listeners of someone else's and no bootstrap yet: its first broker needs two slots (bootstrap
+/// and claim), which is exactly 50; the next one finds it full and goes to the next NLB of its
+/// order without a single refused CreateListener.
+#[tokio::test]
+async fn an_nlbs_last_slots_are_counted_before_claiming_bootstrap_included() {
+    let b = Shards::new();
+    let foreign = b.nlb.with(|s| s.add_group("someone", "traffic-port", &[]));
+    let lb0 = b.lbs[0].clone();
+    b.nlb.with(|s| {
+        for port in 0..48 {
+            s.add_listener(&lb0, 20000 + port, &foreign, &[]);
+        }
+    });
+    // Broker 3's first NLB is 0: 48 + bootstrap + claim = 50 fits.
+    let three = b.host(3);
+    let report = pass(&three).await.unwrap();
+    assert_eq!(report.shard, 0, "{:?}", report.changes);
+    assert_eq!(
+        b.nlb
+            .with(|s| s.listeners.values().filter(|l| l.lb == lb0).count()),
+        50
+    );
+    // Broker 6's first NLB is 0 too: full now, so NLB 1, with no CreateListener tried on 0.
+    let six = b.host(6);
+    let report = pass(&six).await.unwrap();
+    assert_eq!(report.shard, 1, "{:?}", report.changes);
+    assert_eq!(report.claim_collisions, 0);
+    assert_eq!(
+        report.aws_calls.get("CreateListener"),
+        Some(&2),
+        "{:?}",
+        report.aws_calls
+    );
+    assert!(report.races.is_empty(), "{:?}", report.races);
+    // One slot fewer: with 49 of someone else's and no bootstrap, a first broker does not fit
+    // either (49 + bootstrap + claim = 51), and none of its calls goes to that NLB's listeners.
+    let c = Shards::new();
+    let foreign = c.nlb.with(|s| s.add_group("someone", "traffic-port", &[]));
+    let lb0 = c.lbs[0].clone();
+    c.nlb.with(|s| {
+        for port in 0..49 {
+            s.add_listener(&lb0, 20000 + port, &foreign, &[]);
+        }
+    });
+    let report = pass(&c.host(3)).await.unwrap();
+    assert_eq!(report.shard, 1);
+    assert_eq!(report.claim_collisions, 0);
+    assert_eq!(
+        c.nlb
+            .with(|s| s.listeners.values().filter(|l| l.lb == lb0).count()),
+        49,
+        "nothing created on the full NLB"
+    );
+}
