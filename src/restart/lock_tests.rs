@@ -524,3 +524,26 @@ async fn the_lock_is_looked_up_only_when_this_host_noted_it() {
     assert!(a.own_lock().await.unwrap().is_none());
     assert_eq!(nlb.calls.total(), before, "stale note dropped");
 }
+
+/// A host resuming after a crash (its lock note set: it may have held the lock) finds another
+/// host's lock, in its restarting phase: it is not taken for its own (nothing is verified or
+/// released for it), the lock stays that host's, and this host waits for it.
+#[tokio::test(start_paused = true)]
+async fn a_host_resuming_after_a_crash_waits_when_another_host_holds_the_lock() {
+    let w = world();
+    let nlb = w.nlb.another_host();
+    let arn = w.put_group_lock("2/i-b", unix_now() + 600, "restarting");
+    let a = w.agent(&nlb, "1/i-a");
+    a.marker().set();
+    assert!(a.own_lock().await.unwrap().is_none());
+    let err = a.acquire(soon()).await.unwrap_err();
+    assert!(
+        matches!(&err, RestartError::LockBusy { holder, .. } if holder == "2/i-b"),
+        "{err}"
+    );
+    let groups = w.lock_groups();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups[0].0, arn);
+    assert_eq!(groups[0].1[TAG_LOCK_HOLDER], "2/i-b");
+    assert_eq!(groups[0].1[TAG_LOCK_PHASE], "restarting");
+}
