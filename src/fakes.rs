@@ -360,11 +360,12 @@ impl LoadBalancer for FakeNlb {
             let identical = g.port == spec.port
                 && g.vpc_id == spec.vpc_id
                 && g.health_check_port == TRAFFIC_PORT;
-            if identical {
+            if identical && s.lbs_of(&arn).is_empty() {
                 // AWS: same name and settings returns the existing group.
                 return Ok(arn);
             }
-            // The adapter's path for DuplicateTargetGroupName: ours only if tagged so and free.
+            // The adapter's path for DuplicateTargetGroupName, and for the idempotent path when
+            // the group already forwards for a load balancer: ours only if tagged so and free.
             if let Some((k, v)) = spec.tags.iter().find(|(k, v)| g.tags.get(k) != Some(v)) {
                 return Err(error(
                     "CreateTargetGroup",

@@ -470,3 +470,44 @@ fn check_config_warns_about_the_listener_quota_and_a_missing_keystore() {
     assert_ok(&out);
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
 }
+
+/// CreateTargetGroup's idempotent path (AWS returns an existing group of the same name and
+/// settings, with no error) is checked as the `DuplicateTargetGroupName` path is: a group under
+/// this broker's name, with identical settings but not this cluster's tags, already forwarding
+/// for a listener, is refused, not adopted: no listener, no registration, the file unchanged.
+#[test]
+fn an_identical_group_in_use_without_this_clusters_tags_is_not_adopted() {
+    let world = World::start(Options {
+        hosts: 1,
+        ..Options::default()
+    });
+    let host = &world.hosts[0];
+    let name = world.group(1);
+    let theirs = create_group(&world, &name, &[("team", "payments")], "traffic-port");
+    create_listener(&world, &world.lb_arn, 20000, &theirs, &[]);
+    let before = world.wiring();
+    let out = world.run(host, &["run", "--once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let line = error_line(&out);
+    assert!(
+        line.contains(&name) && line.contains("without tag kplink:cluster=orders"),
+        "{line}"
+    );
+    let after = world.wiring();
+    let in_range: Vec<u16> = after
+        .listeners
+        .keys()
+        .copied()
+        .filter(|p| (10001..=10049).contains(p))
+        .collect();
+    assert!(in_range.is_empty(), "claimed {in_range:?}");
+    assert!(
+        after.groups[&name].targets.is_empty(),
+        "registered into someone else's group"
+    );
+    assert_eq!(host.read_properties(), SERVER_PROPERTIES);
+    assert!(
+        after.listeners.len() <= before.listeners.len() + 1,
+        "only the bootstrap may exist"
+    );
+}

@@ -44,7 +44,9 @@ command -v systemd-nspawn >/dev/null || need_apt+=(systemd-container)
 command -v nsenter >/dev/null || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null \
+  # One apt at a time: the rpm check (tests/systemd/rpm_check.sh) may install in parallel, and
+  # apt refuses to run while another holds its locks.
+  flock /tmp/kplink-apt.lock sh -c 'apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" >/dev/null' apt "${need_apt[@]}" \
     || die "apt-get install ${need_apt[*]} failed"
 fi
 python3 -c 'import boto3, moto' 2>/dev/null \

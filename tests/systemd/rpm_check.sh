@@ -10,8 +10,10 @@ pass() { echo "PASS: $*"; }
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 die() { echo "FAIL: $*"; exit 1; }
 
+# One apt at a time: the nspawn test (tests/systemd/nspawn_test.sh) may install in parallel, and
+# apt refuses to run while another holds its locks.
 { command -v rpm && command -v rpm2cpio && command -v cpio; } >/dev/null || {
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rpm rpm2cpio cpio >/dev/null
+  flock /tmp/kplink-apt.lock sh -c 'apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq rpm rpm2cpio cpio >/dev/null'
 } || die "apt-get install rpm rpm2cpio cpio"
 cargo generate-rpm --version >/dev/null 2>&1 \
   || cargo install cargo-generate-rpm --locked --version 0.21.1 --quiet \
