@@ -210,7 +210,8 @@ pub struct NlbConfig {
     /// this and `load_balancer_arns` is set; use [`NlbConfig::load_balancers`].
     #[serde(default)]
     pub load_balancer_arn: Option<String>,
-    /// ARNs of the NLBs (shards) in fill order: a new broker claims on the first with room.
+    /// ARNs of the NLBs (shards), in `{shard}` order: a new broker claims on NLB `broker id mod n`
+    /// first, then the next ones round the list (see `registry::shard_order`).
     #[serde(default)]
     pub load_balancer_arns: Option<Vec<String>>,
     /// Ports from which per-broker listeners are claimed, `"FIRST-LAST"`.
@@ -240,7 +241,7 @@ impl NlbConfig {
             .unwrap_or_default()
     }
 
-    /// The configured NLBs in fill order (one with `load_balancer_arn`); validation makes sure
+    /// The configured NLBs in list order (one with `load_balancer_arn`); validation makes sure
     /// there is at least one.
     pub fn load_balancers(&self) -> Vec<Shard> {
         let arns: Vec<&String> = match (&self.load_balancer_arn, &self.load_balancer_arns) {

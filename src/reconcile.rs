@@ -300,7 +300,7 @@ pub struct Context {
     pub broker_id: i32,
     /// Where the broker id came from.
     pub broker_id_source: String,
-    /// Desired shape on each configured NLB, in fill order: `shards[i].shard == i` (one entry
+    /// Desired shape on each configured NLB, in list order: `shards[i].shard == i` (one entry
     /// with `nlb.load_balancer_arn`). The advertised host and group names differ per NLB.
     pub shards: Vec<Desired>,
 }
@@ -692,9 +692,9 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     ///
     /// Which NLB: the claim's, wherever it is (a claim is stable: found on any configured NLB, it
     /// stays there). The NLB the file names is read first, so a broker with a claim reads one
-    /// NLB; without a claim there, every NLB is read (a replacement of a broker claimed elsewhere
-    /// must find its port again), and a new claim goes to the first NLB in order with a free port
-    /// and room under the listener quota.
+    /// NLB; a new claim goes to the first NLB of this broker's order with a free port and room
+    /// under the listener quota (see `Agent::scan` for which NLBs are read). A converged daemon
+    /// reads the NLB far less often: see [`crate::steady`].
     pub async fn observe_excluding(
         &self,
         ctx: &Context,

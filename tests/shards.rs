@@ -12,7 +12,7 @@ use serde_json::Value;
 
 const TEMPLATE: &str = "kafka-{az_id}-s{shard}.orders.example.internal";
 
-/// Two more NLBs in the same subnets as the world's: returns all three ARNs, in fill order.
+/// Two more NLBs in the same subnets as the world's: returns all three ARNs, in list order.
 fn three_nlbs(world: &World) -> Vec<String> {
     block_on(async {
         let lb = world
