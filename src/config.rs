@@ -966,6 +966,8 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
         assert_eq!(c.restart.check_interval, Duration::from_secs(10));
         assert_eq!(c.restart.timeout, Duration::from_secs(900));
         assert_eq!(c.daemon.interval, Duration::from_secs(60));
+        assert_eq!(c.aws.pass_deadline, Duration::from_secs(300));
+        assert_eq!(c.aws.steady_reads_per_second, 0.5);
         assert_eq!(
             c.daemon.metrics_listen,
             Some("127.0.0.1:9721".parse().unwrap())
@@ -1028,6 +1030,19 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
                 &format!("{MINIMAL}[daemon]\nmetrics_listen = \"localhost\"\n"),
                 "daemon.metrics_listen",
             ),
+            (
+                &format!("{MINIMAL}[aws]\npass_deadline = \"2s\"\n"),
+                "aws.pass_deadline",
+            ),
+            (
+                &format!("{MINIMAL}[aws]\nsteady_reads_per_second = 0\n"),
+                "aws.steady_reads_per_second",
+            ),
+            (
+                &format!("{MINIMAL}[aws]\nsteady_reads_per_second = 11.0\n"),
+                "aws.steady_reads_per_second",
+            ),
+            (&format!("{MINIMAL}[aws]\nretries = 3\n"), "retries"),
         ];
         for (text, needle) in cases {
             let err = parse(text).unwrap_err().to_string();
