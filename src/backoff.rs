@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use rand::Rng;
 
@@ -136,16 +137,35 @@ impl<E> Attempted<E> {
     }
 }
 
+impl<E> Attempted<SdkError<E, HttpResponse>>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    /// AWS's error code, or `Unknown` for a transport failure.
+    pub fn code(&self) -> &str {
+        self.error.code().unwrap_or("Unknown")
+    }
+
+    /// AWS's message (else the SDK's full error context), then [`Attempted::note`]: the message
+    /// part of the adapters' one-line errors.
+    pub fn message(&self) -> String {
+        let message = match self.error.message() {
+            Some(m) => m.to_string(),
+            None => DisplayErrorContext(&self.error).to_string(),
+        };
+        message + &self.note()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Ledger {
     calls: BTreeMap<&'static str, u64>,
     throttled: BTreeMap<&'static str, u64>,
-    retried: BTreeMap<&'static str, u64>,
     deadline: Option<Instant>,
 }
 
-/// AWS calls made, by operation, with the throttled answers and other retries they met, and the
-/// deadline of the running pass. Shared by the adapters and the agent (cheap clones).
+/// AWS calls made, by operation, with the throttled answers they met, and the deadline of the
+/// running pass. Shared by the adapters and the agent (cheap clones).
 #[derive(Debug, Default, Clone)]
 pub struct CallCounter(Arc<Mutex<Ledger>>);
 
@@ -169,10 +189,6 @@ impl CallCounter {
     /// Throttled answers so far, by operation.
     pub fn throttled(&self) -> BTreeMap<&'static str, u64> {
         self.with(|l| l.throttled.clone()).unwrap_or_default()
-    }
-    /// Retried 5xx, lost and lagging answers so far, by operation.
-    pub fn retried(&self) -> BTreeMap<&'static str, u64> {
-        self.with(|l| l.retried.clone()).unwrap_or_default()
     }
 
     /// Starts a pass that may take `budget`: calls retry throttled and transient answers until
@@ -241,7 +257,7 @@ impl CallCounter {
                     self.with(|l| *l.throttled.entry(operation).or_default() += 1);
                 }
                 Retry::Transient => {
-                    self.with(|l| *l.retried.entry(operation).or_default() += 1);
+                    tracing::debug!(operation, "transient AWS answer; backing off");
                 }
             }
             let delay = full_jitter(n, &mut rand::thread_rng());

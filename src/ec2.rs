@@ -6,10 +6,11 @@
 use std::future::Future;
 
 use aws_sdk_ec2 as ec2;
-use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use ec2::error::ProvideErrorMetadata;
 use ec2::types::Filter;
 
+use crate::backoff::Attempted;
 use crate::nlb::CallCounter;
 
 /// A failed EC2 call.
@@ -24,6 +25,14 @@ pub struct Ec2Error {
     pub code: String,
     /// Details.
     pub message: String,
+}
+
+/// `status`'s one-line error for a failed EC2 call: the operation, AWS's code and message.
+fn failed<E>(operation: &str, a: &Attempted<ec2::error::SdkError<E, HttpResponse>>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    format!("{operation} failed: {}: {}", a.code(), a.message())
 }
 
 /// Reads one tag of an instance.
@@ -70,13 +79,8 @@ impl InstanceTags for Ec2Tags {
             .map_err(|a| Ec2Error {
                 instance_id: instance_id.to_string(),
                 key: key.to_string(),
-                code: a.error.code().unwrap_or("Unknown").to_string(),
-                message: a
-                    .error
-                    .message()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| DisplayErrorContext(&a.error).to_string())
-                    + &a.note(),
+                code: a.code().to_string(),
+                message: a.message(),
             })?;
         Ok(out
             .tags()
@@ -119,14 +123,7 @@ impl Ec2Tags {
                             .send()
                     })
                     .await
-                    .map_err(|a| {
-                        format!(
-                            "DescribeInstances failed: {}: {}{}",
-                            a.error.code().unwrap_or("Unknown"),
-                            a.error.message().unwrap_or_default(),
-                            a.note()
-                        )
-                    })?;
+                    .map_err(|a| failed("DescribeInstances", &a))?;
                 for instance in page.reservations().iter().flat_map(|r| r.instances()) {
                     if let (Some(id), Some(az)) = (
                         instance.instance_id(),
@@ -152,14 +149,7 @@ impl Ec2Tags {
                 self.client.describe_availability_zones().send()
             })
             .await
-            .map_err(|a| {
-                format!(
-                    "DescribeAvailabilityZones failed: {}: {}{}",
-                    a.error.code().unwrap_or("Unknown"),
-                    a.error.message().unwrap_or_default(),
-                    a.note()
-                )
-            })?;
+            .map_err(|a| failed("DescribeAvailabilityZones", &a))?;
         Ok(out
             .availability_zones()
             .iter()

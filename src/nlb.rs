@@ -11,14 +11,13 @@ use std::future::Future;
 
 use aws_sdk_elasticloadbalancingv2 as elbv2;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use elbv2::error::ProvideErrorMetadata;
-
-use crate::backoff::Attempted;
 use elbv2::types::{
     Action, ActionTypeEnum, ProtocolEnum, Tag, TargetDescription, TargetHealthStateEnum,
     TargetTypeEnum,
 };
+
+use crate::backoff::Attempted;
 
 /// A failed ELBv2 call.
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +42,8 @@ impl NlbError {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let err = &attempted.error;
-        let code = err.code().unwrap_or("Unknown").to_string();
-        let message = match err.message() {
-            Some(m) => m.to_string(),
-            None => DisplayErrorContext(err).to_string(),
-        } + &attempted.note();
+        let code = attempted.code().to_string();
+        let message = attempted.message();
         NlbError {
             operation,
             resource: resource.into(),
