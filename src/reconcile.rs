@@ -179,8 +179,8 @@ struct ShardView {
     index: usize,
     /// Its listeners, read for this broker.
     assessment: plan::Assessment,
-    /// How many listeners it has (the quota counts them all).
-    listener_count: usize,
+    /// Why a new claim of this broker has no room on it (`None`: it has; see [`shard_room`]).
+    no_room: Option<String>,
 }
 
 /// The NLBs read while looking for this broker's claim.
@@ -235,8 +235,8 @@ fn choose_shard(
         })
         .collect();
     for view in looked {
-        match shard_room(ctx, &view, scan.hint, scan.keep_port) {
-            Some(why) => no_room.push((view.index, why)),
+        match &view.no_room {
+            Some(why) => no_room.push((view.index, why.clone())),
             None => return Ok((view, no_room)),
         }
     }
@@ -252,23 +252,19 @@ fn choose_shard(
     })
 }
 
-/// Why NLB `view` has no room for a new claim of this broker (`None`: it has). Pure.
+/// Why NLB `index`, as `assessment` and its `listener_count` describe it, has no room for a new
+/// claim of this broker (`None`: it has). Pure.
 fn shard_room(
     ctx: &Context,
-    view: &ShardView,
-    hint: Option<usize>,
-    keep_port: Option<u16>,
+    index: usize,
+    assessment: &plan::Assessment,
+    listener_count: usize,
+    keep: Option<u16>,
 ) -> Option<String> {
-    let keep = (hint == Some(view.index)).then_some(keep_port).flatten();
-    let first = claim_candidates_for(ctx, view.index, &view.assessment, keep)
+    let first = claim_candidates_for(ctx, index, assessment, keep)
         .first()
         .copied();
-    plan::no_room(
-        ctx.shard(view.index),
-        &view.assessment,
-        view.listener_count,
-        first,
-    )
+    plan::no_room(ctx.shard(index), assessment, listener_count, first)
 }
 
 /// Which agent setting resolves a rule the agent's edit would break.
@@ -707,16 +703,20 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         let text = properties::read(path)?;
         let file_endpoint = properties::advertised_endpoint(&text, &self.config.listener.name)
             .map_err(|e| PropertiesError::from_edit(path, e))?;
-        let file_rack = properties::Properties::parse(&text)
-            .map_err(|e| PropertiesError::from_edit(path, e))?
-            .get(properties::BROKER_RACK);
-        // Refuse before touching the NLB: a file that cannot be edited safely must not leave a
-        // claimed port behind that no broker advertises.
+        let server = properties::Properties::parse(&text)
+            .map_err(|e| PropertiesError::from_edit(path, e))?;
+        let file_rack = server.get(properties::BROKER_RACK);
+        // Refuse before touching the NLB: a file that cannot be edited safely (or that Kafka
+        // would refuse to start on once edited) must not leave a claimed port behind that no
+        // broker advertises.
+        let broken = self.kafka_rules_already_broken(&server);
         for d in &ctx.shards {
             let edited = d
                 .edited_file(&text, *d.port_range.start())
                 .map_err(|e| PropertiesError::from_edit(path, e))?;
-            self.check_kafka_rules(&text, edited.as_deref())?;
+            if let Some(edited) = edited {
+                self.refuse_kafka_rule_breaks(&broken, &edited)?;
+            }
         }
         if full.is_empty() && !lifecycle.is_leaving() {
             if let Some(kept) = self.steady_view(ctx).await? {
@@ -775,27 +775,38 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         })
     }
 
-    /// Refuses an edit that would break a listener rule Kafka checks at start-up (a broker that
-    /// does not start, taken down for good by the rolling restart); rules the file already breaks
-    /// are only reported (the broker runs with them, or its Kafka release accepts them).
-    fn check_kafka_rules(&self, text: &str, edited: Option<&str>) -> Result<(), Error> {
+    /// The listener rules Kafka checks at start-up that the file already breaks: reported (once
+    /// per process), left alone (the broker runs with them, or its Kafka release accepts them).
+    fn kafka_rules_already_broken(
+        &self,
+        server: &properties::Properties,
+    ) -> Vec<crate::kafka_rules::Violation> {
         let path = &self.config.broker.server_properties;
-        let parse = |t: &str| {
-            properties::Properties::parse(t).map_err(|e| PropertiesError::from_edit(path, e))
-        };
-        let before = crate::kafka_rules::check(&parse(text)?);
-        for v in &before {
-            if self.checked.has(&format!("kafka rule {v}")) {
-                continue;
+        let broken = crate::kafka_rules::check(server);
+        for v in &broken {
+            let key = format!("kafka rule {v}");
+            if !self.checked.has(&key) {
+                tracing::warn!(file = %path.display(), "{v} (already in the file: real Kafka may refuse to start on it; the agent leaves it alone)");
+                self.checked.mark(key);
             }
-            tracing::warn!(file = %path.display(), "{v} (already in the file: real Kafka may refuse to start on it; the agent leaves it alone)");
-            self.checked.mark(format!("kafka rule {v}"));
         }
-        let Some(edited) = edited else {
-            return Ok(());
-        };
-        let after = crate::kafka_rules::check(&parse(edited)?);
-        match crate::kafka_rules::introduced(&before, &after)
+        broken
+    }
+
+    /// Refuses an edit that would break a listener rule Kafka checks at start-up (a broker that
+    /// does not start, taken down for good by the rolling restart); `broken` are the rules the
+    /// file breaks already.
+    fn refuse_kafka_rule_breaks(
+        &self,
+        broken: &[crate::kafka_rules::Violation],
+        edited: &str,
+    ) -> Result<(), Error> {
+        let path = &self.config.broker.server_properties;
+        let after = crate::kafka_rules::check(
+            &properties::Properties::parse(edited)
+                .map_err(|e| PropertiesError::from_edit(path, e))?,
+        );
+        match crate::kafka_rules::introduced(broken, &after)
             .into_iter()
             .next()
         {
@@ -827,21 +838,16 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             self.steady.forget();
             return Ok(None);
         };
-        let targets = match self.lb.targets(&arn).await {
-            Ok(t) => t,
-            Err(e) => {
-                self.steady.forget();
-                return Err(e.into());
-            }
-        };
+        // A failed read fails the pass, which forgets the kept view (`pass_after`).
+        let targets = self.lb.targets(&arn).await?;
         if !steady::confirms(&targets, &d.instance_id, d.target_port, group) {
             tracing::info!(target_group = %arn, "steady check: the NLB changed; observing in full");
             self.steady.forget();
             return Ok(None);
         }
         match group {
-            steady::Checked::Dedicated => kept.dedicated_targets = targets,
-            steady::Checked::Bootstrap => kept.bootstrap_targets = targets,
+            steady::Group::Dedicated => kept.dedicated_targets = targets,
+            steady::Group::Bootstrap => kept.bootstrap_targets = targets,
         }
         kept.checks += 1;
         kept.next_check = Instant::now() + self.steady_interval(self.steady.cluster().max(1));
@@ -900,16 +906,21 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         for index in order {
             let d = ctx.shard(index);
             let listeners = self.lb.listeners(&d.lb_arn).await?;
+            let assessment = plan::assess(d, &listeners, scan.keep_on(index));
+            // The file's port is a candidate on the NLB the file names only, as in
+            // `claim_candidates`.
+            let keep = (hint == Some(index)).then_some(keep_port).flatten();
+            let no_room = shard_room(ctx, index, &assessment, listeners.len(), keep);
             let view = ShardView {
                 index,
-                assessment: plan::assess(d, &listeners, scan.keep_on(index)),
-                listener_count: listeners.len(),
+                assessment,
+                no_room,
             };
             if view.assessment.claim.is_some() {
                 scan.found = Some(view);
                 break;
             }
-            let room = stop_at_room && shard_room(ctx, &view, hint, keep_port).is_none();
+            let room = stop_at_room && view.no_room.is_none();
             scan.looked.push(view);
             if room {
                 break;

@@ -37,7 +37,7 @@ pub const STALE_COUNT_MIN_EVERY: Duration = Duration::from_secs(600);
 
 /// Which group a steady check reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Checked {
+pub enum Group {
     /// This broker's dedicated group.
     Dedicated,
     /// The bootstrap group of its NLB.
@@ -63,7 +63,7 @@ pub struct Kept {
 
 impl Kept {
     /// What to read at the next check, and the group's ARN.
-    pub fn next_read(&self) -> Option<(Checked, String)> {
+    pub fn next_read(&self) -> Option<(Group, String)> {
         let dedicated = self
             .assessment
             .claim
@@ -75,9 +75,9 @@ impl Kept {
             .as_ref()
             .and_then(|l| l.target_group_arn.clone());
         match (self.checks % 2, dedicated, bootstrap) {
-            (1, _, Some(b)) => Some((Checked::Bootstrap, b)),
-            (_, Some(d), _) => Some((Checked::Dedicated, d)),
-            (_, None, Some(b)) => Some((Checked::Bootstrap, b)),
+            (1, _, Some(b)) => Some((Group::Bootstrap, b)),
+            (_, Some(d), _) => Some((Group::Dedicated, d)),
+            (_, None, Some(b)) => Some((Group::Bootstrap, b)),
             (_, None, None) => None,
         }
     }
@@ -85,14 +85,14 @@ impl Kept {
 
 /// Whether a steady read of a group confirms the kept observation (pure): this instance is in
 /// it on its port, registered and used by the NLB, and, in its own group, alone.
-pub fn confirms(targets: &[Target], instance_id: &str, port: u16, group: Checked) -> bool {
+pub fn confirms(targets: &[Target], instance_id: &str, port: u16, group: Group) -> bool {
     let is_self = |t: &Target| t.id == instance_id && t.port == port;
     let in_service = |t: &Target| {
         t.state == TargetState::Registered
             && !(t.health == "unused" && t.reason.as_deref() == Some("Target.NotInUse"))
     };
     let me = targets.iter().any(|t| is_self(t) && in_service(t));
-    let strangers = group == Checked::Dedicated
+    let strangers = group == Group::Dedicated
         && targets
             .iter()
             .any(|t| !is_self(t) && t.state == TargetState::Registered);
@@ -252,10 +252,10 @@ mod tests {
     fn a_check_confirms_only_a_registered_used_self() {
         use TargetState::{Draining, Registered};
         let ok = t("i-a", 9094, Registered, "healthy", None);
-        let rows: Vec<(Vec<Target>, Checked, bool, &str)> = vec![
+        let rows: Vec<(Vec<Target>, Group, bool, &str)> = vec![
             (
                 vec![ok.clone()],
-                Checked::Dedicated,
+                Group::Dedicated,
                 true,
                 "registered and healthy",
             ),
@@ -267,14 +267,14 @@ mod tests {
                     "initial",
                     Some("Elb.RegistrationInProgress"),
                 )],
-                Checked::Dedicated,
+                Group::Dedicated,
                 true,
                 "still registering",
             ),
-            (vec![], Checked::Dedicated, false, "deregistered"),
+            (vec![], Group::Dedicated, false, "deregistered"),
             (
                 vec![t("i-a", 9094, Draining, "draining", None)],
-                Checked::Dedicated,
+                Group::Dedicated,
                 false,
                 "draining",
             ),
@@ -286,13 +286,13 @@ mod tests {
                     "unused",
                     Some("Target.NotInUse"),
                 )],
-                Checked::Dedicated,
+                Group::Dedicated,
                 false,
                 "its listener was deleted",
             ),
             (
                 vec![t("i-a", 9095, Registered, "healthy", None)],
-                Checked::Dedicated,
+                Group::Dedicated,
                 false,
                 "another port",
             ),
@@ -307,13 +307,13 @@ mod tests {
                         Some("Target.InvalidState"),
                     ),
                 ],
-                Checked::Dedicated,
+                Group::Dedicated,
                 false,
                 "a replaced instance to deregister",
             ),
             (
                 vec![ok.clone(), t("i-b", 9094, Registered, "healthy", None)],
-                Checked::Bootstrap,
+                Group::Bootstrap,
                 true,
                 "other brokers in the bootstrap group",
             ),
@@ -342,20 +342,11 @@ mod tests {
             next_check: Instant::now(),
             checks: 0,
         };
-        assert_eq!(
-            kept.next_read(),
-            Some((Checked::Dedicated, "tg-mine".into()))
-        );
+        assert_eq!(kept.next_read(), Some((Group::Dedicated, "tg-mine".into())));
         kept.checks = 1;
-        assert_eq!(
-            kept.next_read(),
-            Some((Checked::Bootstrap, "tg-boot".into()))
-        );
+        assert_eq!(kept.next_read(), Some((Group::Bootstrap, "tg-boot".into())));
         kept.assessment.bootstrap = None;
-        assert_eq!(
-            kept.next_read(),
-            Some((Checked::Dedicated, "tg-mine".into()))
-        );
+        assert_eq!(kept.next_read(), Some((Group::Dedicated, "tg-mine".into())));
     }
 
     #[test]
