@@ -178,6 +178,9 @@ pub enum LockAction {
     Wait,
     /// Expired: delete that lock by ARN, then try to acquire.
     Break,
+    /// No lease tags yet (see [`LockState::untagged`]): a fresh lease, waited for; broken only
+    /// once it stayed untagged for a whole lease.
+    Settling,
 }
 
 impl LockState {
@@ -189,13 +192,11 @@ impl LockState {
     }
 }
 
-/// Decides about the lock for holder `me` at `now`. A lock without lease tags is waited for
-/// (see [`LockState::untagged`]); the caller breaks it only once it stayed untagged for a whole
-/// lease.
+/// Decides about the lock for holder `me` at `now`.
 pub fn lock_action(lock: Option<&LockState>, me: &str, now: u64) -> LockAction {
     match lock {
         None => LockAction::Acquire,
-        Some(l) if l.untagged() => LockAction::Wait,
+        Some(l) if l.untagged() => LockAction::Settling,
         Some(l) if l.holder == me => LockAction::Held,
         Some(l) if !l.phase.expires() => LockAction::Wait,
         Some(l) if l.expires <= now => LockAction::Break,
@@ -507,8 +508,8 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
                     }
                     continue;
                 }
-                LockAction::Wait => {
-                    if let Some(lock) = lock.as_ref().filter(|l| l.untagged()) {
+                LockAction::Settling => {
+                    if let Some(lock) = &lock {
                         // Tags lagging behind a create settle in seconds; a group that stays
                         // untagged for a whole lease was made by hand or half-deleted.
                         let since = *untagged_since.get_or_insert_with(Instant::now);
@@ -518,7 +519,10 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
                             untagged_since = None;
                             continue;
                         }
-                    } else if let Some(lock) = &lock {
+                    }
+                }
+                LockAction::Wait => {
+                    if let Some(lock) = &lock {
                         untagged_since = None;
                         waiters = lock.waiting.len();
                         self.tag_waiting(lock, tagged).await;
@@ -609,7 +613,7 @@ mod tests {
         // Just created, tags not visible yet: a fresh lease, not an expired one.
         assert_eq!(
             lock_action(Some(&lock("", 0, "")), "1/i-a", 100),
-            LockAction::Wait
+            LockAction::Settling
         );
         assert!(LockState::from_tags("arn:x", &BTreeMap::new()).untagged());
         let tags: BTreeMap<String, String> = [
