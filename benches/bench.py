@@ -633,21 +633,6 @@ def read_proc(pid: int) -> tuple[int, int]:
     return rss, int(fields[11]) + int(fields[12])
 
 
-def passes_total(url: str) -> float | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            text = resp.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    total, seen = 0.0, False
-    for line in text.splitlines():
-        m = re.match(r"^kplink_passes_total(\{[^}]*\})?\s+([0-9.eE+-]+)", line)
-        if m:
-            total += float(m.group(2))
-            seen = True
-    return total if seen else None
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -674,7 +659,7 @@ def bench_daemon(binary: Path, t: Table) -> str | None:
                     log.seek(0)
                     why = f"exit {proc.returncode}: {last_error(log.read())}"
                     break
-                n = passes_total(metrics)
+                n = metric_value(metrics, "kplink_passes_total")
                 if n is not None:
                     rss, ticks = read_proc(proc.pid)
                     if first is None and n >= 2:
