@@ -301,3 +301,49 @@ fn throttling_and_5xx_are_retried_until_converged() {
     assert_eq!(w.groups.len(), 4, "{:?}", w.groups.keys());
     assert_eq!(w.group_on(10000).targets.len(), 3);
 }
+
+/// Throttling is back-pressure until the pass deadline, and only the deadline fails the pass:
+/// with the account's `Describe*` bucket empty for good, `run --once` keeps backing off for about
+/// `aws.pass_deadline` (10 s here), then exits 1 with one line naming the call, how often it
+/// was throttled and the setting; nothing created, the file unchanged.
+#[test]
+fn throttling_past_the_pass_deadline_fails_the_pass_cleanly() {
+    let world = World::start(Options {
+        hosts: 1,
+        ..Options::default()
+    });
+    let host = &world.hosts[0];
+    let config = world.config_text(host, "10001-10049", "") + "\n[aws]\npass_deadline = \"10s\"\n";
+    std::fs::write(host.config(), config).unwrap();
+    let throttle = format!("{}/_kplink/throttle", world.moto.url);
+    http_json_body(
+        "POST",
+        &throttle,
+        r#"{"buckets": {"elbv2_describe": {"capacity": 0, "refill_per_s": 0}}}"#,
+    );
+    let started = Instant::now();
+    let out = world.run(host, &["run", "--once"]);
+    let took = started.elapsed();
+    let account = http_json("GET", &throttle);
+    http_json("DELETE", &throttle);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let line = error_line(&out);
+    for needle in [
+        "DescribeListeners",
+        "Throttling",
+        "throttled",
+        "aws.pass_deadline",
+    ] {
+        assert!(line.contains(needle), "{needle}: {line}");
+    }
+    assert!(
+        account["throttled"]["total"].as_u64().unwrap_or(0) >= 3,
+        "it gave up instead of backing off: {account}"
+    );
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(60),
+        "{took:?}"
+    );
+    assert_eq!(host.read_properties(), SERVER_PROPERTIES);
+    assert_nothing_created(&world);
+}
