@@ -203,11 +203,11 @@ fn extra_sections() -> Roff {
             .text([roman(text)]);
     };
     roff.control("SH", ["EXIT STATUS"]);
-    item(&mut roff, "0", "Success: run --once wired the broker fully; plan has nothing to do; check-config found the file valid; consumer-dns has nothing to do or applied its changes.");
+    item(&mut roff, "0", "Success: run --once wired the broker fully; plan has nothing to do; check-config found the file valid; check-properties found that Kafka would accept the file's listener settings; consumer-dns has nothing to do or applied its changes.");
     item(
         &mut roff,
         "1",
-        "An error, or run --once left the broker not fully wired.",
+        "An error, or run --once left the broker not fully wired, or check-properties found a listener setting Kafka would refuse.",
     );
     item(
         &mut roff,
@@ -251,6 +251,7 @@ fn extra_sections() -> Roff {
         "run",
         "plan",
         "check-config",
+        "check-properties",
         "status",
         "decommission",
         "consumer-dns",

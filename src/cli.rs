@@ -1,7 +1,8 @@
 //! Command line (public contract): `kplink-agent [-c|--config PATH] <command>`.
 //!
 //! Exit codes: `run --once` 0 when the broker is fully wired, 1 otherwise; `plan` 0 nothing to do,
-//! 2 changes pending, 1 error; `check-config` 0 or 78 (EX_CONFIG); `consumer-dns` (no config
+//! 2 changes pending, 1 error; `check-config` 0 or 78 (EX_CONFIG); `check-properties` 0 Kafka would
+//! start on the file, 1 it would refuse; `consumer-dns` (no config
 //! file: [`crate::consumer_dns`]) as `plan`. Any other command exits 78 when the config file is
 //! invalid; every command 64 (EX_USAGE) on a usage error.
 
@@ -47,6 +48,9 @@ pub async fn run(cli: Cli) -> ExitCode {
     if let Command::ConsumerDns(args) = &cli.command {
         return crate::consumer_dns::main(args).await;
     }
+    if let Command::CheckProperties { path: Some(path) } = &cli.command {
+        return check_properties(path);
+    }
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -63,6 +67,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             println!("config OK: {}", path.display());
             ExitCode::SUCCESS
         }
+        Command::CheckProperties { .. } => check_properties(&config.broker.server_properties),
         Command::Run {
             once: false,
             metadata_timeout,
@@ -104,6 +109,37 @@ pub async fn run(cli: Cli) -> ExitCode {
         },
         Command::ConsumerDns(ref args) => crate::consumer_dns::main(args).await,
     }
+}
+
+/// `check-properties`: 0 when Kafka would start on the file's listener settings; 1 with one line
+/// per violation (or the read or parse error) on stderr.
+fn check_properties(path: &std::path::Path) -> ExitCode {
+    let parsed = crate::properties::read(path).and_then(|text| {
+        crate::properties::Properties::parse(&text)
+            .map_err(|e| crate::properties::PropertiesError::from_edit(path, e))
+    });
+    let props = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let violations = crate::kafka_rules::check(&props);
+    if violations.is_empty() {
+        println!(
+            "Kafka would accept the listener settings of {}",
+            path.display()
+        );
+        return ExitCode::SUCCESS;
+    }
+    for v in &violations {
+        eprintln!(
+            "error: {}: Kafka would refuse to start: {v}",
+            path.display()
+        );
+    }
+    ExitCode::FAILURE
 }
 
 /// 0, or 1 with the error on stderr.

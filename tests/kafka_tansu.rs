@@ -290,7 +290,8 @@ async fn restart_from_properties_moves_the_advertised_endpoint() {
         format!(
             "broker.id=111\nlisteners=PLAINTEXT://:9092,PRIVATELINK://:9094\n\
              advertised.listeners=PLAINTEXT://b1.internal:9092,\\\n    \
-             PRIVATELINK://localhost:{}\n",
+             PRIVATELINK://localhost:{}\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,PRIVATELINK:PLAINTEXT\n",
             tansu.port
         ),
     )
@@ -299,6 +300,8 @@ async fn restart_from_properties_moves_the_advertised_endpoint() {
     let port = tansu.port.to_string();
     run_script(&[
         "restart-from-properties",
+        "--check-with",
+        env!("CARGO_BIN_EXE_kplink-agent"),
         "--properties",
         properties.to_str().unwrap(),
         "--listener-name",
@@ -356,4 +359,75 @@ async fn errors_name_the_operation_and_the_bootstrap_servers() {
     let err = RdKafka::new(&bootstrap, &bad).unwrap_err();
     assert!(matches!(err, KafkaError::Client { .. }), "{err:?}");
     assert!(err.to_string().contains("no.such.property"), "{err}");
+}
+
+/// The suite runs only on files real Kafka would start on: tansu.py checks every
+/// `server.properties` it starts a broker from with `kplink-agent check-properties` and refuses a
+/// file Kafka would refuse (two listeners on one port: `CoreUtils.listenerListToEndPoints`),
+/// starting nothing; the same file with distinct ports starts.
+#[test]
+fn tansu_never_starts_from_a_file_real_kafka_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let properties = dir.path().join("server.properties");
+    let write = |privatelink_bind: u16| {
+        std::fs::write(
+            &properties,
+            format!(
+                "listeners=PLAINTEXT://:{port},PRIVATELINK://:{privatelink_bind}\n\
+                 advertised.listeners=PLAINTEXT://127.0.0.1:{port},PRIVATELINK://localhost:{port}\n\
+                 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,PRIVATELINK:PLAINTEXT\n"
+            ),
+        )
+        .unwrap();
+    };
+    let pidfile = dir.path().join("tansu.pid");
+    let start = || {
+        Command::new("python3")
+            .arg(script())
+            .args(["start", "--from-properties"])
+            .arg(&properties)
+            .args(["--check-with", env!("CARGO_BIN_EXE_kplink-agent")])
+            .args(["--port", &port.to_string(), "--pidfile"])
+            .arg(&pidfile)
+            .output()
+            .unwrap()
+    };
+
+    write(port);
+    let refused = start();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("real Kafka would refuse")
+            && stderr.contains("Each listener must have a different port"),
+        "{stderr}"
+    );
+    assert!(!pidfile.exists(), "nothing was started");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing listens on {port}"
+    );
+
+    // Without the checker tansu.py does not start from a file at all.
+    let unchecked = Command::new("python3")
+        .arg(script())
+        .args(["start", "--from-properties"])
+        .arg(&properties)
+        .args(["--port", &port.to_string()])
+        .env_remove("KPLINK_AGENT_BIN")
+        .output()
+        .unwrap();
+    assert_eq!(unchecked.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unchecked.stderr).contains("--check-with"));
+
+    write(free_port());
+    let started = start();
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    run_script(&["stop", "--pidfile", pidfile.to_str().unwrap()]);
 }

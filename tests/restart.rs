@@ -40,7 +40,8 @@ struct Tansu {
 }
 
 impl Tansu {
-    fn start(dir: &Path, advertised: &str, port: u16) -> Tansu {
+    /// Started only if real Kafka would start on `properties` (tansu.py checks it).
+    fn start(dir: &Path, properties: &Path, advertised: &str, port: u16) -> Tansu {
         let pidfile = dir.join("tansu.pid");
         let out = Command::new("python3")
             .arg(tansu_py())
@@ -50,8 +51,12 @@ impl Tansu {
                 &port.to_string(),
                 "--advertised",
                 advertised,
-                "--pidfile",
+                "--check-with",
+                env!("CARGO_BIN_EXE_kplink-agent"),
+                "--properties",
             ])
+            .arg(properties)
+            .arg("--pidfile")
             .arg(&pidfile)
             .output()
             .unwrap();
@@ -134,6 +139,8 @@ fn restart_config(
         "python3".to_string(),
         tansu_py().display().to_string(),
         "restart-from-properties".into(),
+        "--check-with".into(),
+        env!("CARGO_BIN_EXE_kplink-agent").into(),
         "--properties".into(),
         host.properties().display().to_string(),
         "--listener-name".into(),
@@ -202,7 +209,12 @@ fn running_broker_is_restarted_once_and_advertises_the_new_endpoint() {
     let world = tansu_world();
     let host = &world.hosts[0];
     let (port, log) = configure_tansu_host(&world, host);
-    let tansu = Tansu::start(&host.dir, &format!("127.0.0.1:{port}"), port);
+    let tansu = Tansu::start(
+        &host.dir,
+        &host.properties(),
+        &format!("127.0.0.1:{port}"),
+        port,
+    );
 
     let out = world.run(host, &["run", "--once", "--json"]);
     assert_ok(&out);
@@ -261,7 +273,7 @@ fn agent_before_first_kafka_start_never_restarts() {
     assert_eq!(report["kafka"]["outcome"], "not_running", "{report}");
     // Kafka starts with the file as written.
     let wanted = format!("127.0.0.1:{}", report["port"]);
-    let tansu = Tansu::start(&host.dir, &wanted, port);
+    let tansu = Tansu::start(&host.dir, &host.properties(), &wanted, port);
     let out = world.run(host, &["run", "--once", "--json"]);
     assert_ok(&out);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -291,7 +303,12 @@ fn unhealthy_cluster_is_never_restarted() {
     .unwrap();
     assert_ok(&world.run(other, &["run", "--once"]));
     let port = free_port();
-    let tansu = Tansu::start(&host.dir, &format!("127.0.0.1:{port}"), port);
+    let tansu = Tansu::start(
+        &host.dir,
+        &host.properties(),
+        &format!("127.0.0.1:{port}"),
+        port,
+    );
     let log = host.dir.join("restarts.log");
     let config = restart_config(&world, host, port, &log, &tansu.pidfile, "")
         .replace("timeout = \"20s\"", "timeout = \"3s\"");
@@ -861,7 +878,12 @@ fn an_agent_killed_mid_restart_resumes_and_releases_its_own_lock() {
             );
             std::fs::write(state.join(note), b"").unwrap();
         }
-        let _tansu = Tansu::start(&host.dir, &format!("127.0.0.1:{}", report["port"]), port);
+        let _tansu = Tansu::start(
+            &host.dir,
+            &host.properties(),
+            &format!("127.0.0.1:{}", report["port"]),
+            port,
+        );
         let out = world.run(host, &["run", "--once", "--json"]);
         assert_ok(&out);
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -66,6 +66,19 @@ pub enum Command {
     },
     /// Validate the configuration file without touching AWS: exit 0 or 78.
     CheckConfig,
+    /// Check a server.properties against Kafka's start-up listener rules: exit 0 Kafka would start, 1 it would refuse.
+    ///
+    /// The rules Kafka checks before it opens a port (distinct ports, unique listener names,
+    /// every name mapped to a protocol, the inter-broker and controller listeners among the
+    /// listeners, advertised names among the listeners, …), the same the agent applies before it
+    /// writes. Without PATH, the file of broker.server_properties in the configuration. One line
+    /// per violation on stderr: the file, the setting to change, and why.
+    CheckProperties {
+        /// The file to check (default: broker.server_properties of the configuration; with PATH
+        /// no configuration is read).
+        #[arg(value_hint = ValueHint::FilePath)]
+        path: Option<PathBuf>,
+    },
     /// Show identity, claim, target health, the advertised listener and the last pass.
     Status {
         /// Machine-readable output.

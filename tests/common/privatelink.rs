@@ -41,12 +41,14 @@ impl Drop for Tansu {
 
 /// A tansu on `address`, advertising and listening as the `PRIVATELINK` entry of `properties`
 /// says (never computed by the test), storing into the S3 bucket `tansu` of `moto` (shared by
-/// every tansu of the test: each is a stateless broker over the same topics).
+/// every tansu of the test: each is a stateless broker over the same topics). Started only if
+/// real Kafka would start on `properties` (tansu.py checks it with `kplink-agent check-properties`).
 pub fn start_tansu(moto: &str, properties: &Path, address: &str, pidfile: PathBuf) -> Tansu {
     let out = Command::new("python3")
         .arg(support("tansu.py"))
         .args(["start", "--from-properties"])
         .arg(properties)
+        .args(["--check-with", env!("CARGO_BIN_EXE_kplink-agent")])
         .args(["--listener-name", "PRIVATELINK", "--host", address])
         .args(["--storage", "s3://tansu/", "--pidfile"])
         .arg(&pidfile)

