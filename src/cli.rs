@@ -234,6 +234,7 @@ fn kafka_adapters(config: &Config) -> Result<(RdKafka, CommandService), Error> {
     let service = CommandService {
         command: config.restart.command.clone(),
         timeout: config.restart.timeout,
+        process: config.restart.process_check(),
     };
     Ok((kafka, service))
 }
@@ -295,7 +296,15 @@ async fn run_once(
             println!("  kafka: {o}");
         }
     }
-    outcome.map(|_| ())
+    match outcome? {
+        // Not fully wired: whether the starting broker read the new file is not known yet.
+        crate::restart::Outcome::Starting { how } => Err(RestartError::Starting {
+            bootstrap: agent.config.restart.bootstrap_servers.clone(),
+            how,
+        }
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// The throttled answers a pass rode through, if any.
@@ -575,7 +584,10 @@ impl StatusView {
             .as_deref()
             .and_then(|a| crate::restart::endpoint_of(a, listener));
         let restart_pending = desired_endpoint.as_deref().is_some_and(|desired| {
-            let unreachable = matches!(liveness, Liveness::Unreachable { .. });
+            let unreachable = matches!(
+                liveness,
+                Liveness::Unreachable { .. } | Liveness::Starting { .. }
+            );
             let running = liveness == Liveness::Answering;
             let dynamic = role.dynamic_advertised_listeners();
             unreachable
@@ -730,6 +742,9 @@ impl StatusView {
                 Liveness::Unreachable { bootstrap, cause } => format!(
                     "UNREACHABLE: {bootstrap} accepts connections but does not answer ({cause}) - restart pending"
                 ),
+                Liveness::Starting { how } => format!(
+                    "STARTING: {how}, nothing accepts connections yet - restart pending until it answers"
+                ),
                 _ => "not running".to_string(),
             }
         };
@@ -838,7 +853,17 @@ async fn client_view(
 async fn kafka_state(config: &Config, broker_id: i32) -> (Liveness, Option<String>) {
     match kafka_client(config) {
         Ok(k) => {
-            let liveness = k.probe().await;
+            let bound = crate::properties::read(&config.broker.server_properties)
+                .map(|text| crate::properties::bound_addresses(&text, &config.listener.name))
+                .unwrap_or_default();
+            let process = config.restart.process_check();
+            let liveness = crate::kafka::liveness(
+                &k,
+                &config.restart.bootstrap_servers,
+                &bound,
+                crate::kafka::process::KafkaProcess::state(&process),
+            )
+            .await;
             let advertised = if liveness == Liveness::Answering {
                 k.advertised_listeners(broker_id).await.ok().flatten()
             } else {

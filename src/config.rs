@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::kafka::process::ProcessCheck;
+
 /// Default location of the configuration file.
 pub const DEFAULT_PATH: &str = "/etc/kplink/agent.toml";
 
@@ -297,6 +299,13 @@ pub struct RestartConfig {
     pub lock_port: Option<u16>,
     /// Extra librdkafka properties for the admin client (e.g. `security.protocol`).
     pub kafka: std::collections::BTreeMap<String, String>,
+    /// The systemd unit running Kafka, asked whether Kafka's process runs when nothing accepts
+    /// connections (a broker recovering its logs is starting, not stopped). Default: the unit
+    /// of `restart.command` when it is `systemctl restart|try-restart UNIT`, else
+    /// `kafka.service`. See [`RestartConfig::process_check`].
+    pub kafka_unit: Option<String>,
+    /// Instead of the unit: a pid file naming Kafka's process (for hosts without systemd).
+    pub kafka_pid_file: Option<PathBuf>,
 }
 
 impl Default for RestartConfig {
@@ -313,6 +322,8 @@ impl Default for RestartConfig {
             timeout: Duration::from_secs(900),
             lock_port: None,
             kafka: std::collections::BTreeMap::new(),
+            kafka_unit: None,
+            kafka_pid_file: None,
         }
     }
 }
@@ -321,6 +332,33 @@ impl Default for RestartConfig {
 pub const LEGACY_LOCK_PORT: u16 = 9999;
 
 impl RestartConfig {
+    /// How to tell whether Kafka's process runs: `kafka_pid_file` if set, else the systemd unit
+    /// `kafka_unit`, else the unit `command` restarts (`systemctl [options] restart|try-restart
+    /// UNIT`), else `kafka.service`.
+    pub fn process_check(&self) -> ProcessCheck {
+        if let Some(path) = &self.kafka_pid_file {
+            return ProcessCheck::PidFile(path.clone());
+        }
+        if let Some(unit) = &self.kafka_unit {
+            return ProcessCheck::Unit(unit.clone());
+        }
+        let restarted = match self.command.split_first() {
+            Some((program, args)) if program.rsplit('/').next() == Some("systemctl") => {
+                let words: Vec<&str> = args
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|a| !a.starts_with('-'))
+                    .collect();
+                match words.as_slice() {
+                    ["restart" | "try-restart", unit] => Some(unit.to_string()),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        ProcessCheck::Unit(restarted.unwrap_or_else(|| "kafka.service".to_string()))
+    }
+
     /// The port on which an older agent may hold a lock *listener* (`restart.lock_port`, else
     /// [`LEGACY_LOCK_PORT`]); `None` when that port is `nlb.bootstrap_port` or in
     /// `nlb.port_range`, where older agents refused to put it.
@@ -752,6 +790,19 @@ fn validate_restart(restart: &RestartConfig) -> Result<(), Invalid> {
             format!("{:?} is shorter than 10s", restart.lease),
         ));
     }
+    if restart.kafka_unit.is_some() && restart.kafka_pid_file.is_some() {
+        return Err(invalid(
+            "restart.kafka_pid_file",
+            "set restart.kafka_unit or restart.kafka_pid_file, not both",
+        ));
+    }
+    if restart
+        .kafka_unit
+        .as_deref()
+        .is_some_and(|u| u.trim().is_empty())
+    {
+        return Err(invalid("restart.kafka_unit", "is empty"));
+    }
     Ok(())
 }
 
@@ -963,6 +1014,10 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
         assert_eq!(c.restart.bootstrap_servers, "127.0.0.1:9092");
         assert_eq!(c.restart.lease, Duration::from_secs(600));
         assert_eq!(c.restart.healthy_checks, 3);
+        assert_eq!(
+            c.restart.process_check(),
+            ProcessCheck::Unit("kafka.service".into())
+        );
         assert_eq!(c.restart.check_interval, Duration::from_secs(10));
         assert_eq!(c.restart.timeout, Duration::from_secs(900));
         assert_eq!(c.daemon.interval, Duration::from_secs(60));
@@ -1258,6 +1313,14 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
                 "restart.lease: 9s is shorter than 10s",
             ),
             (
+                format!("{MINIMAL}[restart]\nkafka_unit = \"k.service\"\nkafka_pid_file = \"/run/k.pid\"\n"),
+                "restart.kafka_pid_file: set restart.kafka_unit or restart.kafka_pid_file, not both",
+            ),
+            (
+                format!("{MINIMAL}[restart]\nkafka_unit = \" \"\n"),
+                "restart.kafka_unit: is empty",
+            ),
+            (
                 MINIMAL.replace(
                     "[listener]",
                     "[broker]\nserver_properties = \"x\"\n[listener]",
@@ -1393,5 +1456,64 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
             "orders-7.use1-az1.us-east-1b.us-east-1.i-1.s2"
         );
         assert!(render_host("a}b", &values).is_err());
+    }
+}
+
+#[cfg(test)]
+mod process_check_tests {
+    use super::*;
+
+    fn restart(command: &[&str], unit: Option<&str>, pid: Option<&str>) -> RestartConfig {
+        RestartConfig {
+            command: command.iter().map(|s| s.to_string()).collect(),
+            kafka_unit: unit.map(String::from),
+            kafka_pid_file: pid.map(PathBuf::from),
+            ..RestartConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_process_check_follows_the_restart_command_unless_told() {
+        let unit = |u: &str| ProcessCheck::Unit(u.to_string());
+        for (command, want) in [
+            (
+                &["systemctl", "restart", "kafka.service"][..],
+                unit("kafka.service"),
+            ),
+            (
+                &[
+                    "/usr/bin/systemctl",
+                    "--no-block",
+                    "restart",
+                    "confluent-server",
+                ],
+                unit("confluent-server"),
+            ),
+            (
+                &["systemctl", "try-restart", "kafka@a.service"],
+                unit("kafka@a.service"),
+            ),
+            (&["/opt/kafka/bin/restart.sh"], unit("kafka.service")),
+            (&["systemctl", "restart", "a", "b"], unit("kafka.service")),
+        ] {
+            assert_eq!(
+                restart(command, None, None).process_check(),
+                want,
+                "{command:?}"
+            );
+        }
+        assert_eq!(
+            restart(
+                &["systemctl", "restart", "x"],
+                Some("kafka-broker.service"),
+                None
+            )
+            .process_check(),
+            unit("kafka-broker.service")
+        );
+        assert_eq!(
+            restart(&["systemctl", "restart", "x"], None, Some("/run/kafka.pid")).process_check(),
+            ProcessCheck::PidFile(PathBuf::from("/run/kafka.pid"))
+        );
     }
 }

@@ -301,7 +301,8 @@ impl LoopState {
                 match kafka {
                     None => self.wired(pass, None, now),
                     Some(Ok(outcome)) => {
-                        self.restart_pending = matches!(outcome, Outcome::Pending { .. });
+                        self.restart_pending =
+                            matches!(outcome, Outcome::Pending { .. } | Outcome::Starting { .. });
                         self.wired(pass, Some(outcome), now)
                     }
                     Some(Err(error)) => {

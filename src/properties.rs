@@ -990,6 +990,38 @@ pub fn advertised_endpoint(text: &str, name: &str) -> Result<Option<String>, Edi
         .map(|e| format!("{}:{}", e.host, e.port)))
 }
 
+/// Where the running broker accepts TCP connections, from `listeners` (Kafka's default
+/// `PLAINTEXT://:9092` when absent): `host:port` per listener but `except` (the managed listener,
+/// which the running broker may not have yet), a wildcard or empty host (bind all) as the
+/// loopback address of its family (`127.0.0.1`, `[::1]`), which reaches a wildcard bind. A
+/// malformed list answers no address: probing is best effort (the file's rules are checked
+/// elsewhere).
+pub fn bound_addresses(text: &str, except: &str) -> Vec<String> {
+    let Ok(props) = Properties::parse(text) else {
+        return Vec::new();
+    };
+    let endpoints = match props.managed() {
+        Ok(Managed {
+            listeners: Some(entry),
+            ..
+        }) => parse_listener_list(LISTENERS, entry).unwrap_or_default(),
+        Ok(_) => parse_endpoint("PLAINTEXT://:9092").into_iter().collect(),
+        Err(_) => Vec::new(),
+    };
+    endpoints
+        .into_iter()
+        .filter(|e| !e.name.eq_ignore_ascii_case(except))
+        .map(|e| {
+            let host = match e.host.as_str() {
+                "" | "0.0.0.0" => "127.0.0.1",
+                "::" | "[::]" => "[::1]",
+                host => host,
+            };
+            format!("{host}:{}", e.port)
+        })
+        .collect()
+}
+
 /// Why Kafka would refuse to start listener `name` for lack of a keystore, if it would: the
 /// listener's protocol (its entry in `listener.security.protocol.map`, else `default_protocol`,
 /// what the agent maps it to) is SSL or SASL_SSL and neither `listener.name.<name>.ssl.keystore.*`
@@ -1234,6 +1266,24 @@ fn replace_file(dest: &Path, contents: &[u8], like: &fs::Metadata) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bound_addresses_are_where_a_running_broker_accepts() {
+        assert_eq!(
+            bound_addresses(
+                "listeners=PLAINTEXT://:9092,CONTROLLER://0.0.0.0:9093,INTERNAL://10.0.0.5:9095,\\\n  V6://[::]:9096,PRIVATELINK://:9094\n",
+                "privatelink"
+            ),
+            ["127.0.0.1:9092", "127.0.0.1:9093", "10.0.0.5:9095", "[::1]:9096"]
+        );
+        // Kafka's default when `listeners` is absent.
+        assert_eq!(
+            bound_addresses("broker.id=1\n", "PRIVATELINK"),
+            ["127.0.0.1:9092"]
+        );
+        // Best effort: a malformed list probes nothing more.
+        assert!(bound_addresses("listeners=nonsense\n", "PRIVATELINK").is_empty());
+    }
 
     #[test]
     fn temp_files_of_killed_writers_are_removed_and_live_ones_kept() {

@@ -165,7 +165,8 @@ impl Error {
             | Error::ShardFilled { .. } => "port_range",
             Error::Restart(
                 crate::restart::RestartError::Kafka(_)
-                | crate::restart::RestartError::Unreachable { .. },
+                | crate::restart::RestartError::Unreachable { .. }
+                | crate::restart::RestartError::Starting { .. },
             ) => "kafka",
             Error::Restart(_) => "restart",
         }
@@ -1206,7 +1207,8 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         lock_held: &tokio::sync::watch::Sender<bool>,
     ) -> Result<Outcome, Error> {
         let path = &self.config.broker.server_properties;
-        let file = properties::Properties::parse(&properties::read(path)?)
+        let text = properties::read(path)?;
+        let file = properties::Properties::parse(&text)
             .map_err(|e| PropertiesError::from_edit(path, e))?;
         let file_value = file.get("advertised.listeners").unwrap_or_default();
         let restarter = Restarter {
@@ -1219,6 +1221,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             rack: ctx.shard(report.shard).rack.as_deref(),
             holder: format!("{}/{}", ctx.broker_id, ctx.identity.instance_id),
             vpc_id: ctx.identity.vpc_id.clone(),
+            bound: properties::bound_addresses(&text, &self.config.listener.name),
             legacy_lock: report.lock_listener_arn.clone(),
             lock_held,
         };

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use kplink_agent::config::Config;
+use kplink_agent::kafka::process::ProcessCheck;
 use kplink_agent::kafka::{
     BrokerNode, ClusterSnapshot, KafkaCluster, KafkaError, Liveness, PartitionState, RdKafka,
     TopicState,
@@ -581,6 +582,7 @@ async fn change_listener(
         inner: CommandService {
             command: restart_script(log, id, restart_secs),
             timeout: Duration::from_secs(30),
+            process: ProcessCheck::None,
         },
         restarted,
     };
@@ -596,6 +598,7 @@ async fn change_listener(
         rack: rack.map(|(_, want)| want),
         holder: format!("{id}/i-{id}"),
         vpc_id: vpc_id.to_string(),
+        bound: Vec::new(),
         legacy_lock: None,
         lock_held: &lock_held,
     };
@@ -1121,4 +1124,127 @@ fn a_running_broker_on_another_rack_is_restarted() {
             .any(|e| e.starts_with("alter")));
     }
     assert_eq!(id_windows(&log).len(), 1);
+}
+
+/// Start-up is not absence: nothing accepts on the bootstrap servers, but Kafka's process runs
+/// (here a pid file names a live process, as `restart.kafka_pid_file`): a broker recovering its
+/// logs. `run --once` reports it starting and exits 1 (not fully wired: whether it read the new
+/// file is not known); nothing is restarted, the restart stays pending, and once the broker
+/// answers the next pass restarts it onto the new endpoint. Read as "not running" (the old
+/// behaviour), the change would be dropped and the broker would keep its old endpoint.
+#[test]
+fn a_starting_broker_keeps_the_restart_pending_until_it_answers() {
+    let world = tansu_world();
+    let host = &world.hosts[0];
+    let port = free_port();
+    let log = host.dir.join("restarts.log");
+    let pidfile = host.dir.join("tansu.pid");
+    let kafka_pid = host.dir.join("kafka.pid");
+    std::fs::write(
+        host.config(),
+        restart_config(
+            &world,
+            host,
+            port,
+            &log,
+            &pidfile,
+            &format!("kafka_pid_file = {:?}\n", kafka_pid.display().to_string()),
+        ),
+    )
+    .unwrap();
+    let mut starting = Command::new("sleep").arg("120").spawn().unwrap();
+    std::fs::write(&kafka_pid, format!("{}\n", starting.id())).unwrap();
+
+    let out = world.run(host, &["run", "--once", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kafka"]["outcome"], "starting", "{report}");
+    let how = report["kafka"]["how"].as_str().unwrap();
+    assert!(how.contains(&starting.id().to_string()), "{how}");
+    assert!(
+        stderr(&out).contains("is starting") && stderr(&out).contains("stays pending"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(windows(&log).is_empty(), "nothing restarted");
+    let status = world.run(host, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["kafka"]["state"], "starting", "{status}");
+    assert_eq!(status["restart_pending"], true, "{status}");
+
+    // The broker opens its port, still on its old endpoint: the pending change is carried out.
+    let tansu = Tansu::start(
+        &host.dir,
+        &host.properties(),
+        &format!("127.0.0.1:{port}"),
+        port,
+    );
+    let out = world.run(host, &["run", "--once", "--json"]);
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kafka"]["outcome"], "restarted", "{report}");
+    assert_eq!(windows(&log).len(), 1);
+    let want = format!("127.0.0.1:{}", report["port"]);
+    assert_eq!(advertised(tansu.port).as_deref(), Some(want.as_str()));
+
+    // Kafka's process gone and its port closed: not running (it reads the file when it starts).
+    drop(tansu);
+    starting.kill().unwrap();
+    starting.wait().unwrap();
+    let out = world.run(host, &["run", "--once", "--json"]);
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kafka"]["outcome"], "not_running", "{report}");
+}
+
+/// A broker whose `listeners` bind a specific address does not accept on 127.0.0.1: it is
+/// running, not "not running". The agent probes the addresses the file binds, and says which
+/// setting to fix; nothing is restarted.
+#[test]
+fn a_broker_bound_to_a_specific_address_is_not_read_as_stopped() {
+    let world = tansu_world();
+    let host = &world.hosts[0];
+    let (port, log) = configure_tansu_host(&world, host);
+    let bind = "127.0.0.3";
+    let properties = kplink_agent_properties_binding(bind, port);
+    std::fs::write(host.properties(), &properties).unwrap();
+    let pidfile = host.dir.join("tansu.pid");
+    let out = Command::new("python3")
+        .arg(tansu_py())
+        .args(["start", "--port", &port.to_string(), "--host", bind])
+        .args(["--advertised", &format!("{bind}:{port}")])
+        .args([
+            "--check-with",
+            env!("CARGO_BIN_EXE_kplink-agent"),
+            "--properties",
+        ])
+        .arg(host.properties())
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let _tansu = Tansu { pidfile, port };
+
+    let out = world.run(host, &["run", "--once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("listens on {bind}:{port}"))
+            && err.contains("restart.bootstrap_servers"),
+        "{err}"
+    );
+    assert!(windows(&log).is_empty(), "nothing restarted");
+}
+
+/// KRaft combined mode binding every listener to `bind`.
+fn kplink_agent_properties_binding(bind: &str, port: u16) -> String {
+    let controller = free_port();
+    format!(
+        "process.roles=broker,controller\nnode.id=111\ncontroller.listener.names=CONTROLLER\n\
+         controller.quorum.voters=111@{bind}:{controller}\n\
+         listeners=PLAINTEXT://{bind}:{port},CONTROLLER://{bind}:{controller}\n\
+         advertised.listeners=PLAINTEXT://{bind}:{port}\n\
+         listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
+    )
 }

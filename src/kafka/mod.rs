@@ -22,6 +22,9 @@ use rdkafka::metadata::Metadata;
 use rdkafka::ClientConfig;
 
 mod ffi;
+pub mod process;
+
+use process::ProcessState;
 
 /// Kafka's default `min.insync.replicas`, used when the broker does not report its own.
 pub const KAFKA_DEFAULT_MIN_INSYNC_REPLICAS: i32 = 1;
@@ -163,6 +166,13 @@ pub enum Liveness {
     NotListening,
     /// Something accepts connections and answers Kafka's Metadata request.
     Answering,
+    /// Nothing accepts a TCP connection, but Kafka's process runs (the service manager says
+    /// so, see [`process`]): it is starting (log recovery) or stopping. Not "not running": a
+    /// restart stays pending and is looked at again.
+    Starting {
+        /// Who says it runs (`kafka.service is activating`).
+        how: String,
+    },
     /// Something accepts connections but does not answer (log recovery, a GC pause, an admin
     /// client misconfigured for SSL/SASL): a running broker the agent cannot see. Never treated
     /// as "not running", which would leave the broker on its old endpoint for good.
@@ -429,13 +439,59 @@ fn bootstrap_addresses(bootstrap: &str) -> Vec<String> {
 }
 
 async fn any_accepts_tcp(addresses: &[String]) -> bool {
+    first_accepting(addresses).await.is_some()
+}
+
+/// The first of `addresses` that accepts a TCP connection.
+async fn first_accepting(addresses: &[String]) -> Option<&String> {
     for address in addresses {
         let connect = tokio::net::TcpStream::connect(address.as_str());
         if let Ok(Ok(_)) = tokio::time::timeout(PROBE_CONNECT_TIMEOUT, connect).await {
-            return true;
+            return Some(address);
         }
     }
-    false
+    None
+}
+
+/// Whether the broker runs, as far as can be told: [`KafkaCluster::probe`] on the bootstrap
+/// servers; when nothing accepts there, the addresses the broker binds (`bound`, from
+/// `listeners`: see [`crate::properties::bound_addresses`]) and what the service manager says
+/// of its process (`process`, asked only then). See [`without_bootstrap`].
+pub async fn liveness<K: KafkaCluster, F: Future<Output = ProcessState>>(
+    kafka: &K,
+    bootstrap: &str,
+    bound: &[String],
+    process: F,
+) -> Liveness {
+    match kafka.probe().await {
+        Liveness::NotListening => {}
+        other => return other,
+    }
+    let listening = first_accepting(bound).await.cloned();
+    without_bootstrap(bootstrap, listening, process.await)
+}
+
+/// What "nothing accepts on the bootstrap servers" means (pure): something accepting on an
+/// address the broker binds (`listening`) is a running broker the bootstrap servers miss
+/// (`listeners` binds a specific address): unreachable, with the fix; else a process the service
+/// manager says runs is starting; else (stopped, or nothing to ask) not running.
+pub fn without_bootstrap(
+    bootstrap: &str,
+    listening: Option<String>,
+    process: ProcessState,
+) -> Liveness {
+    if let Some(address) = listening {
+        return Liveness::Unreachable {
+            bootstrap: bootstrap.to_string(),
+            cause: format!(
+                "nothing accepts connections there, but the broker listens on {address} (listeners in server.properties): set restart.bootstrap_servers to an address it binds"
+            ),
+        };
+    }
+    match process {
+        ProcessState::Running { how } => Liveness::Starting { how },
+        ProcessState::Stopped { .. } | ProcessState::Unknown { .. } => Liveness::NotListening,
+    }
 }
 
 impl KafkaCluster for RdKafka {
@@ -601,6 +657,42 @@ impl KafkaCluster for RdKafka {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_on_the_bootstrap_servers_is_read_with_the_process_and_the_bound_addresses() {
+        let running = || ProcessState::Running {
+            how: "kafka.service is activating".into(),
+        };
+        let stopped = || ProcessState::Stopped {
+            how: "kafka.service is inactive".into(),
+        };
+        let unknown = || ProcessState::Unknown { why: "no".into() };
+        assert_eq!(
+            without_bootstrap("127.0.0.1:9092", None, running()),
+            Liveness::Starting {
+                how: "kafka.service is activating".into()
+            }
+        );
+        assert_eq!(
+            without_bootstrap("127.0.0.1:9092", None, stopped()),
+            Liveness::NotListening
+        );
+        assert_eq!(
+            without_bootstrap("127.0.0.1:9092", None, unknown()),
+            Liveness::NotListening
+        );
+        // Something accepts where the broker binds: running, whatever the process check says.
+        for process in [running(), stopped(), unknown()] {
+            match without_bootstrap("127.0.0.1:9092", Some("10.0.0.5:9092".into()), process) {
+                Liveness::Unreachable { bootstrap, cause } => {
+                    assert_eq!(bootstrap, "127.0.0.1:9092");
+                    assert!(cause.contains("listens on 10.0.0.5:9092"), "{cause}");
+                    assert!(cause.contains("restart.bootstrap_servers"), "{cause}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 
     fn entry(value: &str, source: ConfigSource) -> ConfigEntry {
         ConfigEntry {

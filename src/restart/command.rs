@@ -1,26 +1,44 @@
-//! Restarting the Kafka service: the [`ServiceManager`] seam and `restart.command`.
+//! The Kafka service: the [`ServiceManager`] seam, `restart.command`, and whether Kafka's
+//! process runs (`restart.kafka_unit` / `restart.kafka_pid_file`, see [`crate::kafka::process`]).
 
 use std::future::Future;
 use std::time::Duration;
 
 use super::RestartError;
+use crate::kafka::process::{KafkaProcess, ProcessCheck, ProcessState};
 
-/// Restarts the Kafka service.
+/// Restarts the Kafka service and says whether its process runs.
 pub trait ServiceManager: Send + Sync {
     /// Runs the restart and returns when it finished.
     fn restart(&self) -> impl Future<Output = Result<(), RestartError>> + Send;
+
+    /// Whether Kafka's process runs; asked only when nothing accepts connections (to tell a
+    /// starting broker from a stopped one). The default cannot tell.
+    fn state(&self) -> impl Future<Output = ProcessState> + Send {
+        async {
+            ProcessState::Unknown {
+                why: "no service manager to ask".into(),
+            }
+        }
+    }
 }
 
-/// Runs `restart.command`.
+/// Runs `restart.command`; asks `process` whether Kafka runs.
 #[derive(Debug, Clone)]
 pub struct CommandService {
     /// argv.
     pub command: Vec<String>,
     /// Upper bound on the command's run time.
     pub timeout: Duration,
+    /// How to tell whether Kafka's process runs.
+    pub process: ProcessCheck,
 }
 
 impl ServiceManager for CommandService {
+    async fn state(&self) -> ProcessState {
+        self.process.state().await
+    }
+
     async fn restart(&self) -> Result<(), RestartError> {
         let fail = |reason: String| RestartError::Command {
             command: self.command.clone(),
@@ -66,6 +84,7 @@ mod tests {
         CommandService {
             command: command.iter().map(|s| s.to_string()).collect(),
             timeout: Duration::from_millis(timeout_ms),
+            process: ProcessCheck::None,
         }
     }
 

@@ -103,6 +103,14 @@ pub enum RestartError {
         /// Why the Metadata request failed.
         cause: String,
     },
+    /// `run --once`: Kafka is starting, so whether it uses the new listener is not known yet.
+    #[error("Kafka at {bootstrap} is starting ({how}; nothing accepts connections yet): the change stays pending; run again once it answers (the daemon looks again every pass)")]
+    Starting {
+        /// Bootstrap servers.
+        bootstrap: String,
+        /// Who says it runs.
+        how: String,
+    },
     /// An ELBv2 call of the lock failed.
     #[error(transparent)]
     Nlb(#[from] NlbError),
@@ -166,6 +174,12 @@ pub enum Outcome {
     NotRunning,
     /// The broker already advertises the desired endpoint.
     AlreadyEffective,
+    /// Nothing accepts connections yet, but Kafka's process runs (log recovery): whether it
+    /// read the new file is not known; the change stays pending and is looked at again.
+    Starting {
+        /// Who says it runs (`kafka.service is activating`).
+        how: String,
+    },
     /// Applied as a per-broker dynamic config and verified.
     DynamicallyUpdated,
     /// Restarted under the cluster lock and verified.
@@ -186,6 +200,10 @@ impl std::fmt::Display for Outcome {
         match self {
             Outcome::NotRunning => f.write_str("not running (nothing accepts connections on restart.bootstrap_servers); it reads the file when it starts"),
             Outcome::AlreadyEffective => f.write_str("already advertises this endpoint"),
+            Outcome::Starting { how } => write!(
+                f,
+                "starting ({how}; nothing accepts connections yet): the change stays pending and is looked at again"
+            ),
             Outcome::DynamicallyUpdated => {
                 f.write_str("advertised.listeners updated dynamically (no restart)")
             }
@@ -215,6 +233,10 @@ pub struct Restarter<'a, L, K, S> {
     pub broker_id: i32,
     /// What kind of Kafka node it is (decides dynamic updates and controller ordering).
     pub role: NodeRole,
+    /// Where the broker binds (`host:port` from `listeners`, the managed listener left out, see
+    /// [`crate::properties::bound_addresses`]): probed when nothing accepts on
+    /// `restart.bootstrap_servers`, so a broker binding a specific address is not "not running".
+    pub bound: Vec<String>,
     /// The `broker.rack` the file now says, if `broker.rack` is configured: a running broker
     /// reporting another rack is restarted like a changed listener.
     pub rack: Option<&'a str>,
@@ -257,9 +279,20 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
             return Ok(outcome);
         }
         let name = &self.config.listener.name;
-        let running = match self.kafka.probe().await {
+        let liveness = crate::kafka::liveness(
+            self.kafka,
+            &self.config.restart.bootstrap_servers,
+            &self.bound,
+            self.service.state(),
+        )
+        .await;
+        let running = match liveness {
             Liveness::NotListening => false,
             Liveness::Answering => true,
+            Liveness::Starting { how } => {
+                tracing::info!(how = %how, "Kafka is starting: the change stays pending and is looked at again");
+                return Ok(Outcome::Starting { how });
+            }
             Liveness::Unreachable { bootstrap, cause } => {
                 return Err(RestartError::Unreachable { bootstrap, cause })
             }
