@@ -328,6 +328,10 @@ impl Default for RestartConfig {
     }
 }
 
+/// How long a real NLB takes to mark a (re-)registered target healthy with a TCP target group's
+/// default health checks: HealthCheckIntervalSeconds 30 × HealthyThresholdCount 5.
+pub const NLB_DEFAULT_HEALTHY_AFTER: Duration = Duration::from_secs(150);
+
 /// Where older agents (release 0.1) put the restart lock listener when `restart.lock_port` was unset.
 pub const LEGACY_LOCK_PORT: u16 = 9999;
 
@@ -588,6 +592,17 @@ impl Config {
             out.push(format!(
                 "restart.lock_port = {port} is deprecated and ignored: the restart lock is the target group {} now, not a listener; remove the key (a lock listener an older agent left on port {port} is still honoured until released)",
                 crate::registry::lock_group_name(&self.cluster)
+            ));
+        }
+        // AWS ("Health checks for Network Load Balancer target groups"): a TCP target group's
+        // defaults, HealthCheckIntervalSeconds 30 and HealthyThresholdCount 5.
+        if self.restart.mode == RestartMode::Rolling
+            && self.restart.timeout < NLB_DEFAULT_HEALTHY_AFTER + Duration::from_secs(60)
+        {
+            out.push(format!(
+                "restart.timeout = {} is short: after a restart the agent waits for Kafka and then for the NLB to mark the broker healthy, which takes {} with the target group's default health checks (30 s interval x 5); a broker not back within the timeout keeps the cluster restart lock failed",
+                humantime::format_duration(self.restart.timeout),
+                humantime::format_duration(NLB_DEFAULT_HEALTHY_AFTER)
             ));
         }
         out
@@ -1434,6 +1449,15 @@ load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbal
         assert_eq!(with(Some(10000)).legacy_lock_port(&nlb), None);
         assert_eq!(with(Some(10049)).legacy_lock_port(&nlb), None);
         assert!(parse(MINIMAL).unwrap().warnings().is_empty());
+        let short = parse(&format!("{MINIMAL}[restart]\ntimeout = \"2m\"\n")).unwrap();
+        assert_eq!(short.warnings().len(), 1, "{:?}", short.warnings());
+        assert!(short.warnings()[0].starts_with("restart.timeout = 2m is short"));
+        assert!(short.warnings()[0].contains("2m 30s"));
+        let never = parse(&format!(
+            "{MINIMAL}[restart]\ntimeout = \"2m\"\nmode = \"never\"\n"
+        ))
+        .unwrap();
+        assert!(never.warnings().is_empty());
     }
 
     #[test]

@@ -1222,6 +1222,14 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             holder: format!("{}/{}", ctx.broker_id, ctx.identity.instance_id),
             vpc_id: ctx.identity.vpc_id.clone(),
             bound: properties::bound_addresses(&text, &self.config.listener.name),
+            nlb_targets: Some(crate::restart::NlbTargets {
+                instance_id: report.instance_id.clone(),
+                groups: [&report.target_group_arn, &report.bootstrap_target_group_arn]
+                    .into_iter()
+                    .filter(|g| !g.is_empty())
+                    .cloned()
+                    .collect(),
+            }),
             legacy_lock: report.lock_listener_arn.clone(),
             lock_held,
         };

@@ -598,6 +598,7 @@ async fn change_listener(
         rack: rack.map(|(_, want)| want),
         holder: format!("{id}/i-{id}"),
         vpc_id: vpc_id.to_string(),
+        nlb_targets: None,
         bound: Vec::new(),
         legacy_lock: None,
         lock_held: &lock_held,
@@ -1247,4 +1248,132 @@ fn kplink_agent_properties_binding(bind: &str, port: u16) -> String {
          advertised.listeners=PLAINTEXT://{bind}:{port}\n\
          listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
     )
+}
+
+/// The NLB's own health is part of the restart: a real NLB marks a (re-)registered target
+/// `healthy` only after HealthyThresholdCount health checks HealthCheckIntervalSeconds apart
+/// (30 s × 5 by default). The launcher emulates that, time-compressed (scale 0.08: 2.4 s × 5),
+/// probing the instance's mapped address (the broker's tansu). The broker is done, and the
+/// cluster restart lock released, only once it is `healthy` in its own group and in the
+/// bootstrap group: the next broker never restarts while clients cannot reach this one through
+/// the NLB.
+#[test]
+fn the_lock_is_released_only_when_the_nlb_marks_the_restarted_broker_healthy() {
+    let world = tansu_world();
+    let host = &world.hosts[0];
+    let (port, log) = configure_tansu_host(&world, host);
+    let _tansu = Tansu::start(
+        &host.dir,
+        &host.properties(),
+        &format!("127.0.0.1:{port}"),
+        port,
+    );
+    // 12 s to healthy, well past the restart command's 5 s: without the NLB gate the agent
+    // returns while the target is still `initial`.
+    let scale = 0.08;
+    let health = format!("{}/_kplink/target-health", world.moto.url);
+    http_json_body(
+        "POST",
+        &health,
+        &format!(
+            "{{\"scale\": {scale}, \"addresses\": {{\"{}\": \"127.0.0.1:{port}\"}}}}",
+            host.instance_id
+        ),
+    );
+
+    let out = world.run(host, &["run", "--once", "--json"]);
+    let returned = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kafka"]["outcome"], "restarted", "{report}");
+    assert_eq!(windows(&log).len(), 1);
+    // Both groups of this broker marked it healthy before the agent returned (lock released).
+    let status = http_json("GET", &health);
+    let mine: Vec<&serde_json::Value> = status["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["id"] == host.instance_id.as_str())
+        .collect();
+    let groups: BTreeSet<&str> = mine
+        .iter()
+        .map(|t| {
+            let arn = t["target_group_arn"].as_str().unwrap();
+            arn.split('/').nth(1).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        BTreeSet::from([world.group(TANSU_ID).as_str(), world.boot_group().as_str()]),
+        "{status}"
+    );
+    for t in &mine {
+        assert_eq!(t["state"], "healthy", "{status}");
+        assert!(t["healthy_since"].as_f64().unwrap() <= returned, "{status}");
+    }
+    // Registered by this pass: 5 checks × 2.4 s before healthy, all inside the restart.
+    let took = report["kafka"]["took_ms"].as_u64().unwrap();
+    assert!(
+        took as f64 >= 5.0 * 30_000.0 * scale * 0.9,
+        "took {took} ms"
+    );
+    assert!(!world
+        .wiring()
+        .groups
+        .contains_key(&lock_group_name("orders")));
+    http_json("DELETE", &health);
+}
+
+/// A broker back in Kafka that the NLB never marks healthy (its traffic port closed: here the
+/// instance maps to a port nothing listens on) did not come back for clients: after
+/// `restart.timeout` the lock is kept in phase `failed` and the error names the NLB's state.
+#[test]
+fn a_broker_the_nlb_never_marks_healthy_keeps_the_lock_failed() {
+    let world = tansu_world();
+    let host = &world.hosts[0];
+    let port = free_port();
+    let log = host.dir.join("restarts.log");
+    let pidfile = host.dir.join("tansu.pid");
+    let config = restart_config(&world, host, port, &log, &pidfile, "")
+        .replace("timeout = \"20s\"", "timeout = \"8s\"");
+    std::fs::write(host.config(), config).unwrap();
+    let _tansu = Tansu::start(
+        &host.dir,
+        &host.properties(),
+        &format!("127.0.0.1:{port}"),
+        port,
+    );
+    let health = format!("{}/_kplink/target-health", world.moto.url);
+    http_json_body(
+        "POST",
+        &health,
+        &format!(
+            "{{\"scale\": 0.01, \"addresses\": {{\"{}\": \"127.0.0.1:{}\"}}}}",
+            host.instance_id,
+            free_port()
+        ),
+    );
+    let out = world.run(host, &["run", "--once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("did not come back")
+            && err.contains("the NLB does not mark")
+            && err.contains("unhealthy (Target.FailedHealthChecks)"),
+        "{err}"
+    );
+    let wiring = world.wiring();
+    let lock = wiring
+        .groups
+        .get(&lock_group_name("orders"))
+        .expect("lock kept");
+    assert_eq!(
+        lock.tags.get(TAG_LOCK_PHASE).map(String::as_str),
+        Some("failed"),
+        "{lock:?}"
+    );
+    http_json("DELETE", &health);
 }

@@ -9,15 +9,24 @@ use crate::registry;
 
 use super::{RestartError, Restarter, ServiceManager};
 
+/// Whether a target stands for a broker that may come back: registered, and not `unused` with
+/// reason `Target.InvalidState` (DescribeTargetHealth API reference, TargetHealth Reason: "The
+/// target is in the stopped or terminated state").
+pub fn is_live_target(t: &Target) -> bool {
+    t.state == TargetState::Registered
+        && !(t.health == "unused" && t.reason.as_deref() == Some("Target.InvalidState"))
+}
+
 /// The cluster's claims split by whether a broker is behind them: a claim whose dedicated group
-/// has no registered target belongs to a broker removed without `decommission` (a terminated
-/// instance: ELB deregisters it). Such a *stale* claim is reported and left out of the "every
-/// broker registered" gate, which it would otherwise block forever. Returns (live, stale).
+/// has no live target ([`is_live_target`]) belongs to a broker removed without `decommission`
+/// (a terminated instance: ELB deregisters it) or whose instance is stopped. Such a *stale*
+/// claim is reported and left out of the "every broker registered" gate, which it would
+/// otherwise block forever. Returns (live, stale).
 pub fn split_claims(claims: &BTreeMap<i32, Vec<Target>>) -> (BTreeSet<i32>, BTreeSet<i32>) {
     claims.iter().fold(
         (BTreeSet::new(), BTreeSet::new()),
         |(mut live, mut stale), (id, targets)| {
-            if targets.iter().any(|t| t.state == TargetState::Registered) {
+            if targets.iter().any(is_live_target) {
                 live.insert(*id);
             } else {
                 stale.insert(*id);
@@ -227,9 +236,31 @@ mod tests {
                 vec![t(TargetState::Draining), t(TargetState::Registered)],
             ),
         ]);
+        let mut claims = claims;
+        // A stopped (or terminated, still listed) instance: unused / Target.InvalidState.
+        claims.insert(
+            5,
+            vec![Target {
+                health: "unused".into(),
+                reason: Some("Target.InvalidState".into()),
+                ..t(TargetState::Registered)
+            }],
+        );
+        // unused for another reason (the group's listener is gone for a moment): still live.
+        claims.insert(
+            6,
+            vec![Target {
+                health: "unused".into(),
+                reason: Some("Target.NotInUse".into()),
+                ..t(TargetState::Registered)
+            }],
+        );
         let (live, stale) = split_claims(&claims);
-        assert_eq!(live, BTreeSet::from([1, 4]));
-        assert_eq!(stale, BTreeSet::from([2, 3]));
+        assert_eq!(live, BTreeSet::from([1, 4, 6]));
+        assert_eq!(stale, BTreeSet::from([2, 3, 5]));
+        claims.remove(&5);
+        claims.remove(&6);
+        let (live, _) = split_claims(&claims);
         // The gate then only waits for live brokers.
         let snap = snapshot(&[1, 4], vec![]);
         assert!(gate(&snap, 1, &live).blockers.is_empty());

@@ -89,6 +89,7 @@ impl World {
             rack: None,
             holder: holder.to_string(),
             vpc_id: "vpc-1".to_string(),
+            nlb_targets: None,
             bound: Vec::new(),
             legacy_lock: None,
             lock_held: &self.held,

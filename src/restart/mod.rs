@@ -74,14 +74,16 @@ use tokio::time::Instant;
 
 use crate::config::{Config, RestartMode};
 use crate::kafka::{KafkaCluster, KafkaError, Liveness};
-use crate::nlb::{LoadBalancer, NlbError};
+use crate::nlb::{LoadBalancer, NlbError, Target};
 use crate::node::NodeRole;
 
 /// Seconds since the Unix epoch; defined in [`crate::clock`], re-exported for existing callers.
 use crate::clock::unix_now;
 pub use command::{CommandService, ServiceManager};
 pub use decide::{decide, endpoint_of, same_listeners, Decision};
-pub use gate::{cluster_claims, cluster_listing, gate, split_claims, ClusterClaim, GateReport};
+pub use gate::{
+    cluster_claims, cluster_listing, gate, is_live_target, split_claims, ClusterClaim, GateReport,
+};
 pub use lock::{
     holder_ports, lock_action, read_cluster_lock, should_yield, wait_delay, LockAction, LockKind,
     LockPhase, LockState, MAX_WAITING_TAGS, TAG_LOCK_EXPIRES, TAG_LOCK_HOLDER, TAG_LOCK_PHASE,
@@ -233,6 +235,10 @@ pub struct Restarter<'a, L, K, S> {
     pub broker_id: i32,
     /// What kind of Kafka node it is (decides dynamic updates and controller ordering).
     pub role: NodeRole,
+    /// This broker's NLB targets: after a restart it is done only when the NLB marks it
+    /// `healthy` in each of these groups (its dedicated group and its NLB's bootstrap group).
+    /// `None`: not checked (a caller without a claim).
+    pub nlb_targets: Option<NlbTargets>,
     /// Where the broker binds (`host:port` from `listeners`, the managed listener left out, see
     /// [`crate::properties::bound_addresses`]): probed when nothing accepts on
     /// `restart.bootstrap_servers`, so a broker binding a specific address is not "not running".
@@ -254,6 +260,46 @@ pub struct Restarter<'a, L, K, S> {
     /// restart stays `true`. The caller owns the channel and reads it (the daemon feeds the
     /// `kplink_lock_held` metric from it, see [`crate::metrics::Metrics::lock_held_sender`]).
     pub lock_held: &'a watch::Sender<bool>,
+}
+
+/// A broker's registrations on its NLB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NlbTargets {
+    /// The registered instance.
+    pub instance_id: String,
+    /// Target group ARNs it must be healthy in.
+    pub groups: Vec<String>,
+}
+
+/// Why the NLB does not send this broker traffic yet, from each group's DescribeTargetHealth
+/// (pure): `None` when the instance is `healthy` in every group. AWS ("Health checks for Network
+/// Load Balancer target groups"): only `healthy` targets get new connections (a group whose
+/// targets are all unhealthy fails open, but a restarted broker must not count on that).
+pub fn nlb_not_ready(instance_id: &str, groups: &[(String, Vec<Target>)]) -> Option<String> {
+    let missing: Vec<String> = groups
+        .iter()
+        .filter_map(|(group, targets)| {
+            let name = crate::nlb::target_group_name(group).unwrap_or(group);
+            match targets.iter().find(|t| t.id == instance_id) {
+                Some(t) if t.health == "healthy" => None,
+                Some(t) => Some(format!(
+                    "{name}: {}{}",
+                    t.health,
+                    t.reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                )),
+                None => Some(format!("{name}: not registered")),
+            }
+        })
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "the NLB does not mark {instance_id} healthy yet ({})",
+            missing.join(", ")
+        )
+    })
 }
 
 /// How gating ended while holding the lock.
@@ -533,7 +579,43 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
         }
     }
 
-    /// After a restart: registered again, advertising `desired`, no under-replicated partition.
+    /// Kafka is back: does the NLB send it traffic? Asked at most every `check_interval` (two
+    /// DescribeTargetHealth calls; a real NLB takes `HealthCheckIntervalSeconds` ×
+    /// `HealthyThresholdCount`, 30 s × 5 by default, to mark a restarted broker healthy), the
+    /// last answer kept in between. An AWS error is a reason to wait, not to give up.
+    async fn nlb_health(
+        &self,
+        next: &mut Instant,
+        last: &mut Option<Option<String>>,
+    ) -> Option<String> {
+        let targets = self.nlb_targets.as_ref()?;
+        if Instant::now() < *next {
+            if let Some(answer) = last {
+                return answer.clone();
+            }
+        }
+        *next = Instant::now() + self.config.restart.check_interval;
+        let mut groups = Vec::with_capacity(targets.groups.len());
+        for group in &targets.groups {
+            match self.lb.targets(group).await {
+                Ok(t) => groups.push((group.clone(), t)),
+                Err(e) => {
+                    let why = format!("NLB target health unknown: {e}");
+                    *last = Some(Some(why.clone()));
+                    return Some(why);
+                }
+            }
+        }
+        let answer = nlb_not_ready(&targets.instance_id, &groups);
+        if let Some(why) = &answer {
+            tracing::info!(why = %why, "broker is back in Kafka; waiting for the NLB's health checks");
+        }
+        *last = Some(answer.clone());
+        answer
+    }
+
+    /// After a restart: registered again, advertising `desired`, no under-replicated partition,
+    /// and `healthy` in its NLB target groups.
     async fn verify_and_release(
         &self,
         lock: &LockState,
@@ -546,6 +628,8 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
         let deadline = Instant::now() + rc.timeout;
         let name = &self.config.listener.name;
         let mut why;
+        let mut next_nlb_check = Instant::now();
+        let mut nlb_why = None;
         loop {
             why = match self.kafka.snapshot().await {
                 Err(e) => e.to_string(),
@@ -571,6 +655,10 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
                         )
                     } else if urp > 0 {
                         format!("{urp} partition(s) not in sync")
+                    } else if let Some(why) =
+                        self.nlb_health(&mut next_nlb_check, &mut nlb_why).await
+                    {
+                        why
                     } else {
                         self.release(lock).await?;
                         tracing::info!(
@@ -599,5 +687,79 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
             self.renew(lock, LockPhase::Verifying, "verifying the restart")
                 .await?;
         }
+    }
+}
+
+#[cfg(test)]
+mod nlb_health_tests {
+    use super::*;
+    use crate::nlb::TargetState;
+
+    const BOOT: &str = "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/kp-orders-boot/1";
+    const MINE: &str = "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/kp-orders-b7/2";
+
+    fn target(id: &str, health: &str, reason: Option<&str>) -> Target {
+        Target {
+            id: id.into(),
+            port: 9094,
+            state: TargetState::Registered,
+            health: health.into(),
+            reason: reason.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_restarted_broker_is_ready_only_when_healthy_in_every_group() {
+        let groups = |mine: Vec<Target>, boot: Vec<Target>| {
+            vec![(MINE.to_string(), mine), (BOOT.to_string(), boot)]
+        };
+        let healthy = || target("i-1", "healthy", None);
+        assert_eq!(
+            nlb_not_ready(
+                "i-1",
+                &groups(
+                    vec![healthy()],
+                    vec![target("i-2", "unhealthy", None), healthy()]
+                )
+            ),
+            None
+        );
+        assert_eq!(
+            nlb_not_ready(
+                "i-1",
+                &groups(
+                    vec![target("i-1", "initial", Some("Elb.InitialHealthChecking"))],
+                    vec![healthy()]
+                )
+            )
+            .as_deref(),
+            Some("the NLB does not mark i-1 healthy yet (kp-orders-b7: initial (Elb.InitialHealthChecking))")
+        );
+        assert_eq!(
+            nlb_not_ready(
+                "i-1",
+                &groups(vec![healthy()], vec![target("i-2", "healthy", None)])
+            )
+            .as_deref(),
+            Some("the NLB does not mark i-1 healthy yet (kp-orders-boot: not registered)")
+        );
+        let both = nlb_not_ready(
+            "i-1",
+            &groups(
+                vec![target(
+                    "i-1",
+                    "unhealthy",
+                    Some("Target.FailedHealthChecks"),
+                )],
+                vec![target("i-1", "draining", None)],
+            ),
+        )
+        .unwrap();
+        assert!(
+            both.contains("kp-orders-b7: unhealthy (Target.FailedHealthChecks)")
+                && both.contains("kp-orders-boot: draining"),
+            "{both}"
+        );
+        assert_eq!(nlb_not_ready("i-1", &[]), None);
     }
 }

@@ -346,6 +346,33 @@ a test that does not ask for them sees none of their effects):
    ``DELETE /_kplink/lag`` turns it off and drops every pending deadline (all
    consistent at once).
 
+7. NLB target health over time (off by default; a patch of the backend's
+   ``register_targets``, ``deregister_targets`` and ``describe_target_health``
+   and a checker thread).
+
+   AWS ("Health checks for Network Load Balancer target groups"): a target
+   registered in a group a listener uses is ``initial`` ("Elb.RegistrationIn
+   Progress" while it registers, then "Elb.InitialHealthChecking") until the
+   load balancer has seen ``HealthyThresholdCount`` consecutive successful
+   health checks (TCP: the connection opens), ``HealthCheckIntervalSeconds``
+   apart; then ``healthy``. ``UnhealthyThresholdCount`` consecutive failures
+   make it ``unhealthy`` (``Target.FailedHealthChecks``, "Health checks
+   failed"), from ``initial`` or ``healthy``; ``HealthyThresholdCount``
+   successes make it ``healthy`` again. A TCP target group's defaults are
+   30 s, 5 and 2: a registered broker takes 2.5 minutes to get traffic. A
+   target whose instance is stopped or terminated and still listed is
+   ``unused`` / ``Target.InvalidState`` ("Target is in the stopped or
+   terminated state"; moto says so only for ``stopped``). moto 5.2.5 answers
+   ``healthy`` at once. With the emulation on, every registered target of a
+   used group is checked by a thread every ``interval × scale`` seconds (the
+   group's own interval and thresholds; ``scale`` compresses time for tests):
+   a TCP connect (0.2 s timeout) to the address the test maps its instance to
+   (``addresses``: instance id -> ``host:port``), and an instance with no
+   address passes every check (it has no real process to probe). Registering
+   again resets a target to ``initial``; deregistering forgets it. Turned on
+   by ``KPLINK_MOTO_HEALTH_SCALE=<scale>`` or ``POST /_kplink/target-health``;
+   ``DELETE`` turns it off (moto's instant ``healthy`` again).
+
 6. Control endpoints. They live under ``/_kplink/``; requests there are never
    counted, throttled or faulted. moto's own ``/moto-api/...`` endpoints (for
    example ``POST /moto-api/reset``) keep working and are never throttled.
@@ -402,6 +429,18 @@ Control API
     "tag_changes": 0, "hidden_listeners": 2}}`` (deadlines not yet passed).
 ``DELETE /_kplink/lag``
     Lag off, every pending deadline dropped (``{"ok": true, "seconds": 0.0}``).
+``POST /_kplink/target-health``
+    JSON ``{"scale": 0.02, "addresses": {"i-0abc": "127.0.0.1:41234"}}``
+    (``scale`` > 0, default 1; ``addresses`` optional, merged into the
+    current map): item 7 on. Targets registered before count as registered
+    now.
+``GET  /_kplink/target-health``
+    ``{"enabled": true, "scale": 0.02, "addresses": {...}, "targets":
+    [{"target_group_arn": ..., "id": ..., "port": ..., "state": "initial",
+    "reason": ..., "since": <unix time of the last state change>,
+    "healthy_since": <unix time or null>}, ...]}``
+``DELETE /_kplink/target-health``
+    Item 7 off, every record and address dropped.
 ``GET  /_kplink/health``
     ``{"ok": true}``
 
@@ -547,6 +586,178 @@ def lag_status() -> dict[str, Any]:
                 "hidden_listeners": len(LAG.listener_hidden_until),
             },
         }
+
+
+# --------------------------------------------------------------------------
+# 7. NLB target health over time (see the module docstring, item 7)
+# --------------------------------------------------------------------------
+
+HEALTH_ENV = "KPLINK_MOTO_HEALTH_SCALE"
+HEALTH_PROBE_TIMEOUT_S = 0.2
+INVALID_STATE_DESCRIPTION = "Target is in the stopped or terminated state"
+HEALTH_REASONS = {
+    "initial": ("Elb.InitialHealthChecking", "Initial health checks in progress"),
+    "unhealthy": ("Target.FailedHealthChecks", "Health checks failed"),
+    "healthy": (None, None),
+}
+
+
+class _TargetRecord:
+    """One registered target's health-check history (item 7)."""
+
+    def __init__(self, now: float) -> None:
+        self.state = "initial"
+        self.passes = 0
+        self.fails = 0
+        self.next_check = now
+        self.since = time.time()
+        self.healthy_since: float | None = None
+
+    def observe(self, ok: bool, healthy_threshold: int, unhealthy_threshold: int) -> None:
+        if ok:
+            self.passes, self.fails = self.passes + 1, 0
+            if self.state != "healthy" and self.passes >= healthy_threshold:
+                self.state, self.since = "healthy", time.time()
+                self.healthy_since = self.since
+        else:
+            self.passes, self.fails = 0, self.fails + 1
+            if self.state != "unhealthy" and self.fails >= unhealthy_threshold:
+                self.state, self.since = "unhealthy", time.time()
+                self.healthy_since = None
+
+
+class _Health:
+    """Item 7's state. Read and written under ``LISTENER_LOCK``; probes run outside it."""
+
+    def __init__(self) -> None:
+        self.scale: float | None = None
+        self.addresses: dict[str, str] = {}
+        # (target group ARN, instance id, port) -> record
+        self.records: dict[tuple[str, str, int], _TargetRecord] = {}
+        self.thread: threading.Thread | None = None
+
+    def record(self, key: tuple[str, str, int], now: float, interval: float) -> _TargetRecord:
+        rec = self.records.get(key)
+        if rec is None:
+            rec = self.records[key] = _TargetRecord(now + interval)
+        return rec
+
+
+HEALTH = _Health()
+
+
+def parse_health_scale(raw: Any, source: str) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source} must be a number, not {raw!r}") from None
+    if not math.isfinite(value) or not 0.0 < value <= 10.0:
+        raise ValueError(f"{source} must be within (0, 10], not {raw!r}")
+    return value
+
+
+def _group_timing(group: Any, scale: float) -> tuple[float, int, int]:
+    interval = float(getattr(group, "health_check_interval_seconds", 30) or 30) * scale
+    healthy = int(getattr(group, "healthy_threshold_count", 5) or 5)
+    unhealthy = int(getattr(group, "unhealthy_threshold_count", 2) or 2)
+    return interval, healthy, unhealthy
+
+
+def _probe(address: str | None) -> bool:
+    if address is None:
+        return True
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=HEALTH_PROBE_TIMEOUT_S):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _health_backends() -> list[Any]:
+    from moto.elbv2.models import elbv2_backends
+
+    out = []
+    for account in list(elbv2_backends.keys()):
+        for region in list(elbv2_backends[account].keys()):
+            out.append(elbv2_backends[account][region])
+    return out
+
+
+def _health_checker() -> None:
+    """Item 7's thread: checks every due target of every used group, then sleeps a little."""
+    while True:
+        due: list[tuple[tuple[str, str, int], str | None, int, int]] = []
+        with LISTENER_LOCK:
+            scale = HEALTH.scale
+            if scale is None:
+                HEALTH.thread = None
+                return
+            now = time.monotonic()
+            live: set[tuple[str, str, int]] = set()
+            for backend in _health_backends():
+                users = _target_group_users(backend)
+                for arn, group in list(backend.target_groups.items()):
+                    if arn not in users:
+                        continue
+                    interval, healthy, unhealthy = _group_timing(group, scale)
+                    for target in list(group.targets.values()):
+                        key = (arn, target["Id"], int(target["Port"]))
+                        live.add(key)
+                        rec = HEALTH.record(key, now, interval)
+                        if rec.next_check <= now:
+                            rec.next_check = now + interval
+                            due.append((key, HEALTH.addresses.get(target["Id"]), healthy, unhealthy))
+            for key in [k for k in HEALTH.records if k not in live]:
+                del HEALTH.records[key]
+        results = [(key, _probe(address), healthy, unhealthy) for key, address, healthy, unhealthy in due]
+        with LISTENER_LOCK:
+            for key, ok, healthy, unhealthy in results:
+                rec = HEALTH.records.get(key)
+                if rec is not None:
+                    rec.observe(ok, healthy, unhealthy)
+        time.sleep(0.02)
+
+
+def set_target_health(scale: float | None, addresses: dict[str, str] | None = None) -> None:
+    """Item 7 on with ``scale`` (addresses merged), or off (``None``: records and addresses dropped)."""
+    with LISTENER_LOCK:
+        if scale is None:
+            HEALTH.scale = None
+            HEALTH.records.clear()
+            HEALTH.addresses.clear()
+            return
+        HEALTH.scale = scale
+        HEALTH.addresses.update(addresses or {})
+        if HEALTH.thread is None:
+            HEALTH.thread = threading.Thread(target=_health_checker, name="kplink-target-health", daemon=True)
+            HEALTH.thread.start()
+
+
+def target_health_status() -> dict[str, Any]:
+    with LISTENER_LOCK:
+        return {
+            "enabled": HEALTH.scale is not None,
+            "scale": HEALTH.scale,
+            "addresses": dict(HEALTH.addresses),
+            "targets": [
+                {
+                    "target_group_arn": arn,
+                    "id": target_id,
+                    "port": port,
+                    "state": rec.state,
+                    "reason": HEALTH_REASONS[rec.state][0],
+                    "since": rec.since,
+                    "healthy_since": rec.healthy_since,
+                }
+                for (arn, target_id, port), rec in sorted(HEALTH.records.items())
+            ],
+        }
+
+
+def health_from_env() -> float | None:
+    raw = os.environ.get(HEALTH_ENV, "").strip()
+    return parse_health_scale(raw, HEALTH_ENV) if raw else None
 
 
 def _record_tag_change(arn: str, before: dict[str, str]) -> None:
@@ -734,6 +945,26 @@ class _ScratchBackend:
         return getattr(self._real, name)
 
 
+def _emulated_health(backend: Any, group: Any, arn: str, status: Any) -> Any:
+    """Item 7: moto's answer for one target of a used group, as AWS's health checks would have it."""
+    from moto.elbv2 import models as elbv2_models
+
+    if status.instance_id not in group.targets or status.status not in ("healthy", "unused"):
+        return status
+    instance = backend.ec2_backend.get_instance_by_id(status.instance_id)
+    if instance is not None and instance.state in ("stopping", "stopped", "shutting-down", "terminated"):
+        return elbv2_models.FakeHealthStatus(
+            status.instance_id, status.port, status.health_check_port,
+            "unused", "Target.InvalidState", INVALID_STATE_DESCRIPTION,
+        )
+    interval, _, _ = _group_timing(group, HEALTH.scale or 1.0)
+    rec = HEALTH.record((arn, status.instance_id, int(status.port)), time.monotonic(), interval)
+    reason, description = HEALTH_REASONS[rec.state]
+    return elbv2_models.FakeHealthStatus(
+        status.instance_id, status.port, status.health_check_port, rec.state, reason, description
+    )
+
+
 def patch_moto() -> None:
     """Install the ELBv2 rules and the lag of the module docstring (items 1a-1h, 5). Safe to call twice."""
     global _PATCHED
@@ -751,6 +982,7 @@ def patch_moto() -> None:
 
     max_listeners()  # a malformed KPLINK_MOTO_MAX_LISTENERS fails at start, not per request
     lag_from_env()  # so does a malformed KPLINK_MOTO_LAG_S
+    health_from_env()  # and KPLINK_MOTO_HEALTH_SCALE
     patch_moto_privatelink()  # interface endpoint DNS entries, Route 53 change status
     backend_cls = elbv2_models.ELBv2Backend
     orig = {
@@ -771,6 +1003,8 @@ def patch_moto() -> None:
             "describe_tags",
             "delete_target_group",
             "describe_target_health",
+            "register_targets",
+            "deregister_targets",
         )
     }
     orig_describe_listeners_response = elbv2_responses.ELBV2Response.describe_listeners
@@ -912,9 +1146,11 @@ def patch_moto() -> None:
     def describe_target_health(self, target_group_arn, targets):  # type: ignore[no-untyped-def]
         with LISTENER_LOCK:
             statuses = orig["describe_target_health"](self, target_group_arn, targets)
-            if target_group_arn in _target_group_users(self):
-                return statuses
             group = self.target_groups[target_group_arn]  # exists: moto raised TargetGroupNotFound otherwise
+            if target_group_arn in _target_group_users(self):
+                if HEALTH.scale is None:
+                    return statuses
+                return [_emulated_health(self, group, target_group_arn, st) for st in statuses]  # 7
             out = []
             for status in statuses:
                 if status.status == "healthy" and status.instance_id in group.targets:  # 1h
@@ -928,6 +1164,21 @@ def patch_moto() -> None:
                     )
                 out.append(status)
             return out
+
+    def register_targets(self, target_group_arn, instances):  # type: ignore[no-untyped-def]
+        with LISTENER_LOCK:
+            result = orig["register_targets"](self, target_group_arn, instances)
+            for target in instances:  # 7: registering (again) starts over at initial
+                port = int(target.get("Port", self.target_groups[target_group_arn].port))
+                HEALTH.records.pop((target_group_arn, target["Id"], port), None)
+            return result
+
+    def deregister_targets(self, target_group_arn, instances):  # type: ignore[no-untyped-def]
+        with LISTENER_LOCK:
+            result = orig["deregister_targets"](self, target_group_arn, instances)
+            for key in [k for k in HEALTH.records if k[0] == target_group_arn and k[1] in {t["Id"] for t in instances}]:
+                del HEALTH.records[key]  # 7
+            return result
 
     def describe_target_groups(self, load_balancer_arn, target_group_arns, names):  # type: ignore[no-untyped-def]
         with LISTENER_LOCK:
@@ -1019,6 +1270,8 @@ def patch_moto() -> None:
         "describe_tags": describe_tags,
         "delete_target_group": delete_target_group,
         "describe_target_health": describe_target_health,
+        "register_targets": register_targets,
+        "deregister_targets": deregister_targets,
     }
     for name, func in patched.items():
         if not func.__doc__:
@@ -1471,6 +1724,29 @@ class KplinkMiddleware:
                 self.throttle.set(tcfg)
                 return self._json(start_response, 200, {"ok": True, "config": tcfg})
             return self._json(start_response, 405, {"error": "method not allowed"})
+        if path == "/_kplink/target-health":
+            if method == "DELETE":
+                set_target_health(None)
+                return self._json(start_response, 200, {"ok": True})
+            if method == "GET":
+                return self._json(start_response, 200, target_health_status())
+            if method in ("POST", "PUT"):
+                raw = self._read_body(environ)
+                try:
+                    body = json.loads(raw or b"{}")
+                    if not isinstance(body, dict):
+                        raise ValueError('body must be {"scale": <float>, "addresses": {...}}')
+                    scale = parse_health_scale(body.get("scale", 1.0), "scale")
+                    addresses = body.get("addresses") or {}
+                    if not isinstance(addresses, dict) or not all(
+                        isinstance(k, str) and isinstance(v, str) and ":" in v for k, v in addresses.items()
+                    ):
+                        raise ValueError('addresses must map instance ids to "host:port"')
+                except (ValueError, TypeError) as exc:
+                    return self._json(start_response, 400, {"error": str(exc)})
+                set_target_health(scale, addresses)
+                return self._json(start_response, 200, target_health_status())
+            return self._json(start_response, 405, {"error": "method not allowed"})
         if path == "/_kplink/lag":
             if method == "DELETE":
                 set_lag(0.0)
@@ -1571,6 +1847,9 @@ class MotoServer:
 
         patch_moto()
         set_lag(lag_from_env())  # item 5 at start
+        health_scale = health_from_env()
+        if health_scale is not None:
+            set_target_health(health_scale)  # item 7 at start
         self.middleware = KplinkMiddleware(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(host, port, self.middleware, threaded=True, request_handler=MotoRequestHandler)
         self._server.daemon_threads = True  # type: ignore[attr-defined]

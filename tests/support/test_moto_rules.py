@@ -29,6 +29,11 @@ each rule of the launcher's module docstring with boto3:
   an unknown instance id fails as a whole with ``InvalidInstanceID.NotFound``;
 * DescribeTargetHealth of a group no listener uses: ``unused`` /
   ``Target.NotInUse``; ``healthy`` once a listener forwards to it;
+* target health over time (off unless turned on): ``initial`` after
+  registration, ``healthy`` after HealthyThresholdCount checks that open a TCP
+  connection to the instance's mapped address (time-compressed), ``unhealthy``
+  when it refuses, ``unused`` / ``Target.InvalidState`` for a stopped
+  instance, ``initial`` again on re-registration;
 * eventual consistency (lag, off unless turned on): within the lag,
   DeleteTargetGroup after DeleteListener -> ``ResourceInUse``, DescribeTags
   shows the tags from before CreateTargetGroup / AddTags / RemoveTags, and
@@ -365,6 +370,62 @@ class Rules:
         self.elb.delete_load_balancer(LoadBalancerArn=lb)
         return "unused group: registered target unused/Target.NotInUse; healthy while a listener forwards to it"
 
+    # -- target health over time (item 7) --------------------------------------
+    def target_health_over_time(self) -> str:
+        import socket as _socket
+
+        # A scale of 0.01: the 30 s interval is 0.3 s; 5 passes to healthy = 1.5 s, 2 fails = 0.6 s.
+        scale = 0.01
+        srv = _socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(16)
+        address = f"127.0.0.1:{srv.getsockname()[1]}"
+        up, down, stopped = self._instance(), self._instance(), self._instance()
+        tg = self._tg("rules-time", port=9400, HealthCheckProtocol="TCP", HealthCheckPort="traffic-port")
+        lb = self._nlb("rules-time")
+        self._listener(lb, 9400, tg)
+        self.control("POST", "/_kplink/target-health", {"scale": scale, "addresses": {up: address, down: "127.0.0.1:1"}})
+        try:
+            self.elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": i, "Port": 9400} for i in (up, down, stopped)])
+            started = time.monotonic()
+
+            def states() -> dict[str, tuple[str, str | None]]:
+                descs = self.elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+                return {d["Target"]["Id"]: (d["TargetHealth"]["State"], d["TargetHealth"].get("Reason")) for d in descs}
+
+            first = states()
+            assert first[up] == ("initial", "Elb.InitialHealthChecking"), first
+            assert first[down] == ("initial", "Elb.InitialHealthChecking"), first
+            self.ec2.stop_instances(InstanceIds=[stopped])
+            while states()[up][0] != "healthy":
+                assert time.monotonic() - started < 10, states()
+                time.sleep(0.05)
+            took = time.monotonic() - started
+            # 5 checks, the first one interval after registration: 5 x 0.3 s.
+            assert took >= 5 * 30 * scale * 0.9, f"healthy after {took:.2f} s, before 5 intervals"
+            now = states()
+            assert now[down] == ("unhealthy", "Target.FailedHealthChecks"), now
+            assert now[stopped] == ("unused", "Target.InvalidState"), now
+            # The listener closes: unhealthy after 2 failed checks; open again: healthy after 5.
+            srv.close()
+            while states()[up][0] != "unhealthy":
+                assert time.monotonic() - started < 20, states()
+                time.sleep(0.05)
+            status = self.control("GET", "/_kplink/target-health")
+            assert status["enabled"] and status["addresses"][up] == address, status
+            # Registering again starts over at initial.
+            self.elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": up, "Port": 9400}])
+            assert states()[up][0] == "initial", states()
+        finally:
+            srv.close()
+            self.control("DELETE", "/_kplink/target-health")
+        # Off: moto's instant healthy again.
+        assert states()[up] == ("healthy", None), states()
+        return (
+            f"target health over time (scale {scale}): initial -> healthy after {took:.2f} s (5 checks);"
+            " closed port unhealthy; stopped instance unused/Target.InvalidState; re-registered initial"
+        )
+
     # -- eventual consistency (lag) -------------------------------------------
     def lag(self) -> str:
         lag_s = 0.8
@@ -620,7 +681,7 @@ def main() -> int:
         print(f"FAIL KPLINK_MOTO_MAX_LISTENERS={os.environ['KPLINK_MOTO_MAX_LISTENERS']}: this script checks AWS's {QUOTA}")
         return 1
     # Throttling and lag are off unless a check turns them on.
-    for name in [n for n in os.environ if n.startswith("KPLINK_MOTO_THROTTLE") or n == "KPLINK_MOTO_LAG_S"]:
+    for name in [n for n in os.environ if n.startswith("KPLINK_MOTO_THROTTLE") or n in ("KPLINK_MOTO_LAG_S", "KPLINK_MOTO_HEALTH_SCALE")]:
         del os.environ[name]
     server = MotoServer("127.0.0.1", 0).start()
     failures = 0
@@ -639,6 +700,7 @@ def main() -> int:
             rules.concurrent_quota,
             rules.describe_unknown_instance,
             rules.target_not_in_use,
+            rules.target_health_over_time,
             rules.lag,
             rules.throttle_defaults,
             rules.throttle_refill,
