@@ -222,6 +222,11 @@ pub struct NlbConfig {
     /// Port of the shared bootstrap listener.
     #[serde(default = "default_bootstrap_port")]
     pub bootstrap_port: u16,
+    /// The listeners' TCP idle timeout (`tcp.idle_timeout.seconds`): `"auto"` (default: the
+    /// broker's `connections.max.idle.ms` plus a minute), `"off"`, or a duration (60 s-100 m).
+    /// See [`crate::idle`].
+    #[serde(default)]
+    pub idle_timeout: crate::idle::IdleTimeout,
 }
 
 /// One NLB of the cluster: its 0-based index in the configured list (`{shard}`) and its ARN.

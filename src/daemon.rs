@@ -639,6 +639,15 @@ impl Machinery {
                 state.stale_claims_counted(now);
             }
         }
+        // The accountant also keeps the cluster's listeners' idle timeout above Kafka's (see
+        // `crate::idle`): hourly, one read per listener.
+        if effects.ok {
+            let now = Instant::now();
+            if agent.steady.sweep_turn(now) == StaleTurn::Mine {
+                sweep_idle_timeouts(agent).await;
+                agent.steady.swept(now);
+            }
+        }
         if let (true, Ok(Some((report, _)))) = (effects.ok, output) {
             report.log();
         }
@@ -806,6 +815,30 @@ fn account<M, L, T>(
             if let Some(nlb) = nlbs.get(shard) {
                 metrics.set_claim(shard, &nlb.load_balancer_arn);
             }
+        }
+    }
+}
+
+/// The accountant's idle-timeout sweep (see [`crate::idle::sweep`]); a failure is a warning
+/// (tried again at the next sweep).
+async fn sweep_idle_timeouts<M, L: LoadBalancer, T>(agent: &Agent<M, L, T>) {
+    let text = crate::properties::read(&agent.config.broker.server_properties).unwrap_or_default();
+    let Some(want) = crate::idle::target(agent.config.nlb.idle_timeout, &text) else {
+        return;
+    };
+    match crate::idle::sweep(&agent.lb, &agent.config, want).await {
+        Ok(swept) => {
+            for (arn, had) in &swept.changed {
+                tracing::info!(
+                    listener_arn = %arn,
+                    had = ?had,
+                    seconds = want,
+                    "set the listener's TCP idle timeout above Kafka's connections.max.idle.ms"
+                );
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot sweep the listeners' idle timeout (nlb.idle_timeout = \"off\" silences this)")
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct Claim {
 pub struct Progress {
     /// The bootstrap group, once it exists.
     pub bootstrap_tg: Option<String>,
+    /// The bootstrap listener, when this pass created it.
+    pub bootstrap_created: Option<String>,
     /// Its targets (re-read when another host's bootstrap was joined).
     pub bootstrap_targets: Vec<Target>,
     /// A dedicated group created for a claim not made yet.
@@ -131,6 +133,9 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 let tg = self.group_arn(group, progress)?;
                 self.lb.deregister(&tg, targets).await?;
             }
+            Step::SetIdleTimeout { listener, seconds } => {
+                return Ok(self.set_idle_timeout(listener, *seconds, progress).await);
+            }
             Step::LeaveBootstrap { targets, .. } => {
                 let tg = self.group_arn("bootstrap", progress)?;
                 self.lb.deregister(&tg, targets).await?;
@@ -146,6 +151,32 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             }
         }
         Ok(Some(step.clone()))
+    }
+
+    /// Sets the idle timeout of the listener this pass created. Best effort: a refusal (an IAM
+    /// policy from before this permission, say) is a warning and a line in the report, never a
+    /// failed pass; the accountant's sweep tries again later (see [`crate::idle`]). `None` when
+    /// nothing was set (another host created the bootstrap listener, or the call failed).
+    async fn set_idle_timeout(
+        &self,
+        listener: &'static str,
+        seconds: u32,
+        progress: &mut Progress,
+    ) -> Option<Step> {
+        let arn = match listener {
+            "bootstrap" => progress.bootstrap_created.clone(),
+            _ => progress.claim.as_ref().map(|c| c.listener_arn.clone()),
+        }?;
+        match self.lb.set_listener_idle_timeout(&arn, seconds).await {
+            Ok(()) => Some(Step::SetIdleTimeout { listener, seconds }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot set the listener's idle timeout; NLB default 350 s stays (nlb.idle_timeout = \"off\" silences this)");
+                progress.races.push(format!(
+                    "idle timeout of the {listener} listener not set: {e}"
+                ));
+                None
+            }
+        }
     }
 
     fn cluster_tags(&self, role: &str, broker_id: Option<i32>) -> Vec<(String, String)> {
@@ -195,7 +226,10 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             .create_listener(lb_arn, d.bootstrap_port, &tg, &tags)
             .await?
         {
-            ListenerClaim::Claimed(_) => progress.bootstrap_tg = Some(tg),
+            ListenerClaim::Claimed(listener) => {
+                progress.bootstrap_tg = Some(tg);
+                progress.bootstrap_created = Some(listener);
+            }
             ListenerClaim::QuotaReached => {
                 self.lb.delete_target_group(&tg).await?;
                 return Err(Error::ListenerQuota {

@@ -39,6 +39,8 @@ pub struct FakeListener {
     pub tg: String,
     /// Tags.
     pub tags: BTreeMap<String, String>,
+    /// `tcp.idle_timeout.seconds` (AWS's default 350 until set).
+    pub idle_timeout: u32,
 }
 
 /// A target group held by the fake.
@@ -132,6 +134,7 @@ impl NlbState {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
+                idle_timeout: crate::idle::AWS_DEFAULT_SECONDS,
             },
         );
         arn
@@ -482,6 +485,7 @@ impl LoadBalancer for FakeNlb {
                 port,
                 tg: tg_arn.to_string(),
                 tags: tags.iter().cloned().collect(),
+                idle_timeout: crate::idle::AWS_DEFAULT_SECONDS,
             },
         );
         Ok(ListenerClaim::Claimed(arn))
@@ -607,6 +611,44 @@ impl LoadBalancer for FakeNlb {
                 })
             })
             .collect())
+    }
+
+    async fn listener_idle_timeout(&self, arn: &str) -> Result<Option<u32>, NlbError> {
+        self.calls.record("DescribeListenerAttributes");
+        match self.state.lock().unwrap().listeners.get(arn) {
+            Some(l) => Ok(Some(l.idle_timeout)),
+            None => Err(error(
+                "DescribeListenerAttributes",
+                arn,
+                "ListenerNotFound",
+                "One or more listeners not found",
+            )),
+        }
+    }
+
+    async fn set_listener_idle_timeout(&self, arn: &str, seconds: u32) -> Result<(), NlbError> {
+        self.calls.record("ModifyListenerAttributes");
+        // AWS's range (ListenerAttribute API reference), as the launcher enforces it.
+        if !(crate::idle::MIN_SECONDS..=crate::idle::MAX_SECONDS).contains(&seconds) {
+            return Err(error(
+                "ModifyListenerAttributes",
+                arn,
+                "ValidationError",
+                "tcp.idle_timeout.seconds must be between 60 and 6000",
+            ));
+        }
+        match self.state.lock().unwrap().listeners.get_mut(arn) {
+            Some(l) => {
+                l.idle_timeout = seconds;
+                Ok(())
+            }
+            None => Err(error(
+                "ModifyListenerAttributes",
+                arn,
+                "ListenerNotFound",
+                "One or more listeners not found",
+            )),
+        }
     }
 
     async fn health_check_traffic_port(&self, arn: &str) -> Result<(), NlbError> {

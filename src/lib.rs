@@ -38,6 +38,7 @@ pub mod metadata;
 pub mod node;
 
 // claim
+pub mod idle;
 pub mod nlb;
 pub mod registry;
 

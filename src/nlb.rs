@@ -250,6 +250,18 @@ pub trait LoadBalancer: Send + Sync {
         &self,
         arn: &str,
     ) -> impl Future<Output = Result<(), NlbError>> + Send;
+    /// The listener's `tcp.idle_timeout.seconds` (DescribeListenerAttributes); `None` when
+    /// AWS reports none (see [`crate::idle`]).
+    fn listener_idle_timeout(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<Option<u32>, NlbError>> + Send;
+    /// Sets the listener's `tcp.idle_timeout.seconds` (ModifyListenerAttributes).
+    fn set_listener_idle_timeout(
+        &self,
+        arn: &str,
+        seconds: u32,
+    ) -> impl Future<Output = Result<(), NlbError>> + Send;
 }
 
 pub use crate::backoff::CallCounter;
@@ -807,6 +819,43 @@ impl LoadBalancer for Elbv2 {
             .await
             .map_err(|e| NlbError::from_sdk("DescribeTargetGroups", arns.join(","), e))?;
         Ok(out.target_groups().iter().filter_map(group_info).collect())
+    }
+
+    async fn listener_idle_timeout(&self, arn: &str) -> Result<Option<u32>, NlbError> {
+        let out = self
+            .calls
+            .send("DescribeListenerAttributes", || {
+                self.client
+                    .describe_listener_attributes()
+                    .listener_arn(arn)
+                    .send()
+            })
+            .await
+            .map_err(|e| NlbError::from_sdk("DescribeListenerAttributes", arn, e))?;
+        Ok(out
+            .attributes()
+            .iter()
+            .find(|a| a.key() == Some(crate::idle::ATTRIBUTE))
+            .and_then(|a| a.value())
+            .and_then(|v| v.parse().ok()))
+    }
+
+    async fn set_listener_idle_timeout(&self, arn: &str, seconds: u32) -> Result<(), NlbError> {
+        let attribute = aws_sdk_elasticloadbalancingv2::types::ListenerAttribute::builder()
+            .key(crate::idle::ATTRIBUTE)
+            .value(seconds.to_string())
+            .build();
+        self.calls
+            .send("ModifyListenerAttributes", || {
+                self.client
+                    .modify_listener_attributes()
+                    .listener_arn(arn)
+                    .attributes(attribute.clone())
+                    .send()
+            })
+            .await
+            .map_err(|e| NlbError::from_sdk("ModifyListenerAttributes", arn, e))?;
+        Ok(())
     }
 
     async fn health_check_traffic_port(&self, arn: &str) -> Result<(), NlbError> {

@@ -112,17 +112,24 @@ async fn first_pass_then_steady_state() {
     assert_eq!(executed, planned);
     assert!(progress.races.is_empty());
     let kinds: Vec<String> = planned.iter().map(ToString::to_string).collect();
-    assert_eq!(kinds.len(), 6, "{kinds:#?}");
+    assert_eq!(kinds.len(), 8, "{kinds:#?}");
     assert!(kinds[0].starts_with("create bootstrap target group"));
+    // Each listener this agent creates gets the idle timeout above Kafka's 10 minutes.
+    assert!(kinds[1].contains("bootstrap listener's TCP idle timeout to 660 s"));
     assert!(
-        kinds[2].contains("claim a port: try 10004 first"),
+        kinds[3].contains("claim a port: try 10004 first"),
         "{kinds:?}"
     );
-    assert!(kinds[5].contains("-> kafka-use1-az6.orders.example.internal:10004"));
+    assert!(kinds[4].contains("claim listener's TCP idle timeout to 660 s"));
+    assert!(kinds[7].contains("-> kafka-use1-az6.orders.example.internal:10004"));
     assert_eq!(
         b.nlb.with(|s| s.port_of(&b.lb_arn, &group(3, &b))),
         Some(10004)
     );
+    let idle: Vec<u32> = b
+        .nlb
+        .with(|s| s.listeners.values().map(|l| l.idle_timeout).collect());
+    assert_eq!(idle, [660, 660], "bootstrap and claim");
     assert!(props(&a).contains("PRIVATELINK://kafka-use1-az6.orders.example.internal:10004"));
     // Steady state: nothing planned, nothing done, three reads.
     let before = a.calls.total();
@@ -678,4 +685,44 @@ async fn an_edit_kafka_would_refuse_to_start_on_is_refused_before_any_aws_call()
         "{}",
         props(&moved)
     );
+}
+
+/// The accountant's hourly sweep sets every listener of this cluster (claims and bootstrap,
+/// e.g. made by an older agent with AWS's 350 s) to the idle timeout above Kafka's, and never
+/// touches another cluster's listener on the same NLB.
+#[tokio::test]
+async fn the_idle_timeout_sweep_fixes_this_clusters_listeners_only() {
+    let b = Bench::new();
+    let a = b.host(3);
+    a.pass(&a.context().await.unwrap()).await.unwrap();
+    let foreign_tg = b.nlb.with(|s| {
+        let name = registry::dedicated_group_name("billing", &b.lb_arn, 7);
+        let tg = s.add_group(&name, "traffic-port", &[("kplink:cluster", "billing")]);
+        s.add_listener(&b.lb_arn, 10007, &tg, &[("kplink:cluster", "billing")]);
+        for l in s.listeners.values_mut() {
+            l.idle_timeout = crate::idle::AWS_DEFAULT_SECONDS;
+        }
+        tg
+    });
+    let swept = crate::idle::sweep(&a.lb, &a.config, 660).await.unwrap();
+    assert_eq!(swept.checked, 2, "bootstrap and claim: {swept:?}");
+    assert_eq!(swept.changed.len(), 2);
+    let idle: Vec<(u16, u32)> = b.nlb.with(|s| {
+        s.listeners
+            .values()
+            .map(|l| (l.port, l.idle_timeout))
+            .collect()
+    });
+    assert!(
+        idle.contains(&(10000, 660)) && idle.contains(&(10007, 350)),
+        "{idle:?} ({foreign_tg})"
+    );
+    assert_eq!(
+        idle.iter().filter(|(_, s)| *s == 660).count(),
+        2,
+        "{idle:?}"
+    );
+    // Nothing to do the next time: one read per listener, no write.
+    let again = crate::idle::sweep(&a.lb, &a.config, 660).await.unwrap();
+    assert!(again.changed.is_empty());
 }

@@ -52,6 +52,8 @@ pub struct Desired {
     pub listener: ListenerEdit,
     /// `broker.rack` as the file must say it (`None`: left alone).
     pub rack: Option<String>,
+    /// `nlb.idle_timeout`: what a listener this agent creates is given (see [`crate::idle`]).
+    pub idle_timeout: crate::idle::IdleTimeout,
 }
 
 impl Desired {
@@ -321,6 +323,14 @@ pub enum Step {
         /// Why it is leaving.
         reason: String,
     },
+    /// Set the TCP idle timeout of a listener this pass created (see [`crate::idle`]): the
+    /// claim's or the bootstrap listener (when this agent won its creation).
+    SetIdleTimeout {
+        /// `claim` or `bootstrap`.
+        listener: &'static str,
+        /// `tcp.idle_timeout.seconds`.
+        seconds: u32,
+    },
     /// Rewrite `server.properties`.
     WriteProperties {
         /// The file.
@@ -382,6 +392,10 @@ impl std::fmt::Display for Step {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            Step::SetIdleTimeout { listener, seconds } => write!(
+                f,
+                "set the {listener} listener's TCP idle timeout to {seconds} s (above Kafka's connections.max.idle.ms)"
+            ),
             Step::LeaveBootstrap { targets, reason } => write!(
                 f,
                 "leave the bootstrap target group: deregister {} (instance leaving: {reason})",
@@ -435,6 +449,9 @@ pub fn plan(
         &observed.bootstrap_targets,
         first_candidate,
     );
+    if let Some(seconds) = crate::idle::target(desired.idle_timeout, &observed.properties_text) {
+        steps = with_idle_timeouts(steps, seconds);
+    }
     let port = observed
         .assessment
         .claim
@@ -455,6 +472,23 @@ pub fn plan(
         }
     }
     Ok(steps)
+}
+
+/// A listener's idle timeout is set right after the step that creates it (pure).
+fn with_idle_timeouts(steps: Vec<Step>, seconds: u32) -> Vec<Step> {
+    let mut out = Vec::with_capacity(steps.len() + 2);
+    for step in steps {
+        let listener = match &step {
+            Step::CreateBootstrap { .. } => Some("bootstrap"),
+            Step::ClaimPort { .. } => Some("claim"),
+            _ => None,
+        };
+        out.push(step);
+        if let Some(listener) = listener {
+            out.push(Step::SetIdleTimeout { listener, seconds });
+        }
+    }
+    out
 }
 
 /// The steps of a leaving instance: out of the bootstrap group (every registration of this
@@ -551,6 +585,7 @@ mod tests {
                 security_protocol: "SSL".into(),
             },
             rack: None,
+            idle_timeout: crate::idle::IdleTimeout::Off,
         }
     }
     fn tg(name: &str) -> String {

@@ -489,6 +489,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             legacy_dedicated_group: registry::legacy_dedicated_group_name(cluster, broker_id),
             bootstrap_group: registry::bootstrap_group_name(cluster, &lb_arn),
             properties_path: self.config.broker.server_properties.clone(),
+            idle_timeout: self.config.nlb.idle_timeout,
             listener: ListenerEdit {
                 name: self.config.listener.name.clone(),
                 bind_port: self.config.listener.port,

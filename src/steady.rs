@@ -155,6 +155,7 @@ struct Inner {
     accountant: Option<bool>,
     cluster: usize,
     last_count: Option<Instant>,
+    last_sweep: Option<Instant>,
 }
 
 /// What the daemon keeps of the NLB between passes (see the module documentation).
@@ -230,6 +231,27 @@ impl Steady {
     /// Stale claims were counted at `at`.
     pub fn stale_counted(&self, at: Instant) {
         self.with(|i| i.last_count = Some(at));
+    }
+
+    /// Whether this broker sweeps the cluster's listeners' idle timeout now (the accountant,
+    /// every [`crate::idle::SWEEP_EVERY`]).
+    pub fn sweep_turn(&self, now: Instant) -> StaleTurn {
+        self.with(|i| {
+            let due = i
+                .last_sweep
+                .map_or(true, |t| now.duration_since(t) >= crate::idle::SWEEP_EVERY);
+            match i.accountant {
+                None => StaleTurn::Unknown,
+                Some(true) if due => StaleTurn::Mine,
+                Some(_) => StaleTurn::NotMine,
+            }
+        })
+        .unwrap_or(StaleTurn::Unknown)
+    }
+
+    /// The listeners were swept at `at`.
+    pub fn swept(&self, at: Instant) {
+        self.with(|i| i.last_sweep = Some(at));
     }
 }
 

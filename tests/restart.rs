@@ -390,6 +390,7 @@ impl KafkaCluster for ScriptedKafka {
                 }],
             }],
             default_min_insync_replicas: 1,
+            unreadable_configs: vec![],
         })
     }
     async fn advertised_listeners(&self, _broker_id: i32) -> Result<Option<String>, KafkaError> {

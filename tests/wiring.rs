@@ -93,11 +93,12 @@ fn three_hosts_in_three_azs_get_wired_and_a_rerun_changes_nothing() {
         let calls = world.calls(Some(&host.access_key));
         let total: u64 = calls.values().sum();
         // Read the NLB, check it serves this AZ, (first) create the bootstrap group and
-        // listener, create the dedicated group, claim, register twice. A joining broker reads
+        // listener, create the dedicated group, claim, register twice; set the idle timeout of
+        // each listener it created (ModifyListenerAttributes, a write). A joining broker reads
         // no bootstrap targets (it is in no group before its claim) and needs no tag look at a
         // bootstrap group under this cluster's own name.
         // (+1 where the lock note cannot be kept: see the steady state below.)
-        let limit = if host.broker_id == 1 { 8 } else { 6 } + u64::from(!state_dir_writable);
+        let limit = if host.broker_id == 1 { 10 } else { 7 } + u64::from(!state_dir_writable);
         assert!(
             total <= limit,
             "broker {} made {total} calls: {calls:?}",
@@ -311,4 +312,84 @@ fn status_shows_every_brokers_client_endpoint() {
     );
     let first = brokers[0]["advertised"].as_str().unwrap();
     assert!(text.contains(first), "{text}");
+}
+
+/// Each port → `tcp.idle_timeout.seconds` of the world's NLB's listeners, as AWS reports them.
+fn idle_timeouts(world: &World) -> std::collections::BTreeMap<u16, String> {
+    block_on(async {
+        let listeners = world
+            .elbv2
+            .describe_listeners()
+            .load_balancer_arn(&world.lb_arn)
+            .send()
+            .await
+            .unwrap();
+        let mut out = std::collections::BTreeMap::new();
+        for l in listeners.listeners() {
+            let attrs = world
+                .elbv2
+                .describe_listener_attributes()
+                .listener_arn(l.listener_arn().unwrap())
+                .send()
+                .await
+                .unwrap();
+            let idle = attrs
+                .attributes()
+                .iter()
+                .find(|a| a.key() == Some("tcp.idle_timeout.seconds"))
+                .and_then(|a| a.value())
+                .unwrap_or("?")
+                .to_string();
+            out.insert(l.port().unwrap() as u16, idle);
+        }
+        out
+    })
+}
+
+/// An NLB drops TCP flows idle for 350 s (its default) without telling either end, before
+/// Kafka's own 10-minute `connections.max.idle.ms`: the agent gives the listeners it creates an
+/// idle timeout a minute above the broker's, read from `server.properties`; `"off"` leaves
+/// AWS's default.
+#[test]
+fn listeners_get_an_idle_timeout_above_kafkas() {
+    let world = World::start(Options {
+        hosts: 2,
+        ..Options::default()
+    });
+    let (a, b) = (&world.hosts[0], &world.hosts[1]);
+    let text = std::fs::read_to_string(a.properties()).unwrap();
+    std::fs::write(
+        a.properties(),
+        format!("{text}connections.max.idle.ms=900000\n"),
+    )
+    .unwrap();
+    assert_ok(&world.run(a, &["run", "--once"]));
+    let port_a = assert_wired(&world, a);
+    let idle = idle_timeouts(&world);
+    assert_eq!(
+        idle.get(&10000).map(String::as_str),
+        Some("960"),
+        "{idle:?}"
+    );
+    assert_eq!(
+        idle.get(&port_a).map(String::as_str),
+        Some("960"),
+        "{idle:?}"
+    );
+
+    // "off": the new claim keeps AWS's 350 s.
+    let config = std::fs::read_to_string(b.config()).unwrap();
+    std::fs::write(
+        b.config(),
+        config.replace("[nlb]\n", "[nlb]\nidle_timeout = \"off\"\n"),
+    )
+    .unwrap();
+    assert_ok(&world.run(b, &["run", "--once"]));
+    let port_b = assert_wired(&world, b);
+    let idle = idle_timeouts(&world);
+    assert_eq!(
+        idle.get(&port_b).map(String::as_str),
+        Some("350"),
+        "{idle:?}"
+    );
 }

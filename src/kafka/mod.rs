@@ -88,6 +88,10 @@ pub struct ClusterSnapshot {
     pub topics: Vec<TopicState>,
     /// The broker-level `min.insync.replicas` (Kafka's default 1 when the broker does not say).
     pub default_min_insync_replicas: i32,
+    /// Topics whose configs the admin principal may not read (DescribeConfigs answered
+    /// `TOPIC_AUTHORIZATION_FAILED`: no DescribeConfigs ACL): their `min.insync.replicas` is not
+    /// known. Empty from [`KafkaCluster::partitions`], which reads no config.
+    pub unreadable_configs: Vec<String>,
 }
 
 impl ClusterSnapshot {
@@ -192,6 +196,13 @@ pub trait KafkaCluster: Send + Sync {
 
     /// Brokers, controller, topics with partition state, and `min.insync.replicas`.
     fn snapshot(&self) -> impl Future<Output = Result<ClusterSnapshot, KafkaError>> + Send;
+
+    /// Brokers, controller and topics with partition state, without any config (`min.insync`
+    /// left to the broker default): one Metadata request, for polls that need only partition
+    /// state (is the restarted broker back and in sync). The default reads a whole snapshot.
+    fn partitions(&self) -> impl Future<Output = Result<ClusterSnapshot, KafkaError>> + Send {
+        self.snapshot()
+    }
 
     /// The broker's current advertised listeners as the broker reports them: the
     /// `advertised.listeners` value from DescribeConfigs of the broker
@@ -355,10 +366,10 @@ impl RdKafka {
         &self,
         topics: &[String],
         default: i32,
-    ) -> Result<BTreeMap<String, i32>, KafkaError> {
+    ) -> Result<(BTreeMap<String, i32>, Vec<String>), KafkaError> {
         let mut overrides = BTreeMap::new();
         if topics.is_empty() {
-            return Ok(overrides);
+            return Ok((overrides, Vec::new()));
         }
         let specs: Vec<ResourceSpecifier<'_>> = topics
             .iter()
@@ -373,18 +384,58 @@ impl RdKafka {
                 topic: topics.join(","),
                 message: e.to_string(),
             })?;
+        let mut unreadable = Vec::new();
         for (topic, result) in topics.iter().zip(results) {
-            let resource = result.map_err(|code| KafkaError::DescribeTopicConfigs {
-                bootstrap: self.bootstrap.clone(),
-                topic: topic.clone(),
-                message: format!("{code:?}"),
-            })?;
+            let resource = match result {
+                Ok(r) => r,
+                // Kafka answers per resource (`KafkaApis.handleDescribeConfigsRequest`:
+                // `TOPIC_AUTHORIZATION_FAILED` for a topic without DescribeConfigs for this
+                // principal): the topic stays in the gate, its own min.insync unknown.
+                Err(rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed) => {
+                    unreadable.push(topic.clone());
+                    continue;
+                }
+                Err(code) => {
+                    return Err(KafkaError::DescribeTopicConfigs {
+                        bootstrap: self.bootstrap.clone(),
+                        topic: topic.clone(),
+                        message: format!("{code:?}"),
+                    })
+                }
+            };
             if let Some(value) = topic_override(resource.get("min.insync.replicas"), default) {
                 overrides.insert(topic.clone(), value);
             }
         }
-        Ok(overrides)
+        Ok((overrides, unreadable))
     }
+}
+
+/// The topics of a Metadata answer with their partition state; `overrides` are topics' own
+/// `min.insync.replicas`. Kafka lists, in an all-topics Metadata answer, only the topics the
+/// principal may DESCRIBE (`KafkaApis.handleTopicMetadataRequest` filters the others out
+/// silently), so the gate sees only those.
+fn topic_states(metadata: &Metadata, overrides: &BTreeMap<String, i32>) -> Vec<TopicState> {
+    metadata
+        .topics()
+        .iter()
+        .map(|t| TopicState {
+            name: t.name().to_string(),
+            internal: t.name().starts_with("__"),
+            min_insync_replicas: overrides.get(t.name()).copied(),
+            partitions: t
+                .partitions()
+                .iter()
+                .map(|p| PartitionState {
+                    topic: t.name().to_string(),
+                    partition: p.id(),
+                    leader: p.leader(),
+                    replicas: p.replicas().to_vec(),
+                    isr: p.isr().to_vec(),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// A topic's own `min.insync.replicas` from its DescribeConfigs entry.
@@ -535,34 +586,27 @@ impl KafkaCluster for RdKafka {
             .iter()
             .map(|t| t.name().to_string())
             .collect();
-        let overrides = self
+        let (overrides, unreadable_configs) = self
             .topic_min_insync(&names, default_min_insync_replicas)
             .await?;
-        let topics = metadata
-            .topics()
-            .iter()
-            .map(|t| TopicState {
-                name: t.name().to_string(),
-                internal: t.name().starts_with("__"),
-                min_insync_replicas: overrides.get(t.name()).copied(),
-                partitions: t
-                    .partitions()
-                    .iter()
-                    .map(|p| PartitionState {
-                        topic: t.name().to_string(),
-                        partition: p.id(),
-                        leader: p.leader(),
-                        replicas: p.replicas().to_vec(),
-                        isr: p.isr().to_vec(),
-                    })
-                    .collect(),
-            })
-            .collect();
         Ok(ClusterSnapshot {
             brokers,
             controller_id,
-            topics,
+            topics: topic_states(&metadata, &overrides),
             default_min_insync_replicas,
+            unreadable_configs,
+        })
+    }
+
+    async fn partitions(&self) -> Result<ClusterSnapshot, KafkaError> {
+        let (metadata, controller_id) = self.metadata(self.timeout).await?;
+        let brokers = broker_nodes(&metadata).map_err(|m| self.metadata_error(m))?;
+        Ok(ClusterSnapshot {
+            brokers,
+            controller_id,
+            topics: topic_states(&metadata, &BTreeMap::new()),
+            default_min_insync_replicas: KAFKA_DEFAULT_MIN_INSYNC_REPLICAS,
+            unreadable_configs: Vec::new(),
         })
     }
 
@@ -751,6 +795,7 @@ mod tests {
             controller_id: None,
             topics: vec![],
             default_min_insync_replicas: 2,
+            unreadable_configs: vec![],
         };
         assert_eq!(snapshot.min_insync_replicas(&topic(None)), 2);
         assert_eq!(snapshot.min_insync_replicas(&topic(Some(3))), 3);

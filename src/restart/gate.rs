@@ -58,8 +58,17 @@ pub fn gate(snapshot: &ClusterSnapshot, me: i32, expected: &BTreeSet<i32>) -> Ga
         r.blockers
             .push(format!("broker {me} (this one) is not registered"));
     }
+    if !snapshot.unreadable_configs.is_empty() {
+        r.notes.push(format!(
+            "min.insync.replicas of {} topic(s) unknown ({}{}: TOPIC_AUTHORIZATION_FAILED, grant the admin principal DescribeConfigs): the gate still requires each of their partitions online and fully in sync, but cannot tell which would be unavailable for acks=all while broker {me} restarts",
+            snapshot.unreadable_configs.len(),
+            snapshot.unreadable_configs.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+            if snapshot.unreadable_configs.len() > 3 { ", …" } else { "" }
+        ));
+    }
     for topic in &snapshot.topics {
         let min_isr = snapshot.min_insync_replicas(topic);
+        let min_isr_known = !snapshot.unreadable_configs.contains(&topic.name);
         for p in &topic.partitions {
             let tp = format!("{}-{}", p.topic, p.partition);
             if p.leader < 0 {
@@ -73,7 +82,7 @@ pub fn gate(snapshot: &ClusterSnapshot, me: i32, expected: &BTreeSet<i32>) -> Ga
                 ));
                 continue;
             }
-            if !p.isr.contains(&me) {
+            if !p.isr.contains(&me) || !min_isr_known {
                 continue;
             }
             if p.replicas.len() as i32 <= min_isr {
@@ -213,6 +222,7 @@ mod tests {
                 })
                 .collect(),
             default_min_insync_replicas: 1,
+            unreadable_configs: vec![],
         }
     }
 
@@ -267,6 +277,36 @@ mod tests {
         assert!(!gate(&snap, 1, &claims.keys().copied().collect())
             .blockers
             .is_empty());
+    }
+
+    /// A principal without DescribeConfigs on a topic (TOPIC_AUTHORIZATION_FAILED): the topic
+    /// still gates on its partitions (offline, under-replicated block), a note says what is not
+    /// known, and no replication-factor note is made up from the broker default.
+    #[test]
+    fn unreadable_topic_configs_still_gate_on_partition_state() {
+        let all: BTreeSet<i32> = [1, 2, 3].into();
+        let mut snap = snapshot(
+            &[1, 2, 3],
+            vec![
+                ("secret", None, vec![part("secret", 0, 1, &[1, 2], &[1, 2])]),
+                ("open", Some(2), vec![part("open", 0, 1, &[1, 2], &[1, 2])]),
+            ],
+        );
+        snap.unreadable_configs = vec!["secret".into()];
+        let r = gate(&snap, 1, &all);
+        assert!(r.blockers.is_empty(), "{r:?}");
+        assert_eq!(r.notes.len(), 2, "{r:?}");
+        assert!(r.notes[0].starts_with("min.insync.replicas of 1 topic(s) unknown (secret:"));
+        assert!(
+            r.notes[1].starts_with("open-0 has replication factor 2"),
+            "{r:?}"
+        );
+        snap.topics[0].partitions[0].isr = vec![1];
+        let r = gate(&snap, 1, &all);
+        assert_eq!(
+            r.blockers,
+            ["secret-0 is under-replicated (isr [1] of [1, 2])"]
+        );
     }
 
     #[test]

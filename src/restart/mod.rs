@@ -631,7 +631,9 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
         let mut next_nlb_check = Instant::now();
         let mut nlb_why = None;
         loop {
-            why = match self.kafka.snapshot().await {
+            // Partition state only: no topic config is needed here, and at 10,000 partitions a
+            // DescribeConfigs of every topic every 2 s would cost more than the whole check.
+            why = match self.kafka.partitions().await {
                 Err(e) => e.to_string(),
                 Ok(s) if s.broker(self.broker_id).is_none() => "not registered yet".to_string(),
                 Ok(s) => {

@@ -152,6 +152,18 @@ a test that does not ask for them sees none of their effects):
       ``initial``). The other half of ``Target.NotInUse``, a target in an
       Availability Zone its load balancer does not have, is not emulated.
 
+   i. A listener's TCP idle timeout is 60-6000 s, TCP listeners only
+      (``modify_listener_attributes``).
+
+      AWS (ListenerAttribute API reference: ``tcp.idle_timeout.seconds`` "The
+      valid range is 60-6000 seconds. The default is 350 seconds"; "Update
+      the TCP idle timeout for your Network Load Balancer listener": "The
+      connection idle timeout for TLS listeners is 350 seconds and can't be
+      modified"). moto 5.2.5 stores any key and value. The patch answers
+      ``ValidationError`` (HTTP 400) for another key, a value that is not a
+      whole number of seconds in range, or a listener whose protocol is not
+      TCP, and changes nothing.
+
    Checked and already correct in moto 5.2.5, so not patched (the rules test
    checks them): DescribeLoadBalancers returns ``AvailabilityZones``
    (``ZoneName`` + ``SubnetId``) of a network load balancer created with
@@ -1005,6 +1017,7 @@ def patch_moto() -> None:
             "describe_target_health",
             "register_targets",
             "deregister_targets",
+            "modify_listener_attributes",
         )
     }
     orig_describe_listeners_response = elbv2_responses.ELBV2Response.describe_listeners
@@ -1165,6 +1178,24 @@ def patch_moto() -> None:
                 out.append(status)
             return out
 
+    def modify_listener_attributes(self, listener_arn, attrs):  # type: ignore[no-untyped-def]
+        listener = self.describe_listeners(load_balancer_arn=None, listener_arns=[listener_arn])[0]
+        for attr in attrs:  # 1i: validate all before changing any
+            key, value = attr.get("Key"), str(attr.get("Value", ""))
+            if key != "tcp.idle_timeout.seconds":
+                raise ELBClientError("ValidationError", f"Listener attribute '{key}' is not supported")
+            if listener.protocol != "TCP":
+                raise ELBClientError(
+                    "ValidationError",
+                    f"The idle timeout of a {listener.protocol} listener cannot be modified",
+                )
+            if not value.isdigit() or not 60 <= int(value) <= 6000:
+                raise ELBClientError(
+                    "ValidationError",
+                    f"Listener attribute 'tcp.idle_timeout.seconds' must be between 60 and 6000, not '{value}'",
+                )
+        return orig["modify_listener_attributes"](self, listener_arn, attrs)
+
     def register_targets(self, target_group_arn, instances):  # type: ignore[no-untyped-def]
         with LISTENER_LOCK:
             result = orig["register_targets"](self, target_group_arn, instances)
@@ -1271,6 +1302,7 @@ def patch_moto() -> None:
         "delete_target_group": delete_target_group,
         "describe_target_health": describe_target_health,
         "register_targets": register_targets,
+        "modify_listener_attributes": modify_listener_attributes,
         "deregister_targets": deregister_targets,
     }
     for name, func in patched.items():

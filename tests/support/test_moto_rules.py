@@ -29,6 +29,8 @@ each rule of the launcher's module docstring with boto3:
   an unknown instance id fails as a whole with ``InvalidInstanceID.NotFound``;
 * DescribeTargetHealth of a group no listener uses: ``unused`` /
   ``Target.NotInUse``; ``healthy`` once a listener forwards to it;
+* listener idle timeout: ``tcp.idle_timeout.seconds`` 350 by default,
+  60-6000 s only, another key -> ``ValidationError``;
 * target health over time (off unless turned on): ``initial`` after
   registration, ``healthy`` after HealthyThresholdCount checks that open a TCP
   connection to the instance's mapped address (time-compressed), ``unhealthy``
@@ -370,6 +372,35 @@ class Rules:
         self.elb.delete_load_balancer(LoadBalancerArn=lb)
         return "unused group: registered target unused/Target.NotInUse; healthy while a listener forwards to it"
 
+    def idle_timeout(self) -> str:
+        lb = self._nlb("rules-idle")
+        tg = self._tg("rules-idle", port=9500)
+        arn = self._listener(lb, 9500, tg)["ListenerArn"]
+
+        def idle() -> str:
+            attrs = self.elb.describe_listener_attributes(ListenerArn=arn)["Attributes"]
+            return {a["Key"]: a["Value"] for a in attrs}["tcp.idle_timeout.seconds"]
+
+        assert idle() == "350", idle()
+        for bad in ("59", "6001", "ten"):
+            expect_error(
+                lambda: self.elb.modify_listener_attributes(
+                    ListenerArn=arn, Attributes=[{"Key": "tcp.idle_timeout.seconds", "Value": bad}]
+                ),
+                "ValidationError",
+            )
+        expect_error(
+            lambda: self.elb.modify_listener_attributes(ListenerArn=arn, Attributes=[{"Key": "x.y", "Value": "1"}]),
+            "ValidationError",
+        )
+        assert idle() == "350", idle()
+        self.elb.modify_listener_attributes(
+            ListenerArn=arn, Attributes=[{"Key": "tcp.idle_timeout.seconds", "Value": "660"}]
+        )
+        assert idle() == "660", idle()
+        self.elb.delete_load_balancer(LoadBalancerArn=lb)
+        return "listener idle timeout: 350 by default, 60-6000 s only (ValidationError otherwise), TCP only"
+
     # -- target health over time (item 7) --------------------------------------
     def target_health_over_time(self) -> str:
         import socket as _socket
@@ -701,6 +732,7 @@ def main() -> int:
             rules.describe_unknown_instance,
             rules.target_not_in_use,
             rules.target_health_over_time,
+            rules.idle_timeout,
             rules.lag,
             rules.throttle_defaults,
             rules.throttle_refill,
