@@ -307,7 +307,9 @@ def bench_single(binary: Path, t: Table) -> None:
     """First broker on an empty NLB, then a second broker on the serving NLB, then steady state."""
     with World(binary, 2, "10001-10049") as w:
         first, second = w.hosts
-        for label, h, limit in (("first broker, empty NLB", first, 8), ("new broker, serving NLB", second, 6)):
+        # Each listener an agent creates costs one ModifyListenerAttributes (its idle timeout,
+        # see src/idle.rs): the first broker creates two (bootstrap and claim), a new one one.
+        for label, h, limit in (("first broker, empty NLB", first, 10), ("new broker, serving NLB", second, 7)):
             w.reset_calls()
             rc, wall, report, err = w.run_once(h)
             ops = w.calls_by_key().get(h["access_key_id"], {})
@@ -402,7 +404,7 @@ def bench_burst(binary: Path, n: int, t: Table) -> None:
         if len(ports) != n or len(claim_listeners) != n:
             t.hard_failures.append(f"{label}: {len(ports)} ports in reports, {len(claim_listeners)} claim listeners, want {n}")
         t.row(label, "unique ports", f"{n}", f"{len(ports)} (NLB: {len(claim_listeners)} claims + {len(listener_ports) - len(claim_listeners)} bootstrap)", len(ports) == n and len(claim_listeners) == n)
-        t.row(label, "AWS calls per host, mean", "<= 8", f"{mean:.2f}", mean <= 8)
+        t.row(label, "AWS calls per host, mean", "<= 9", f"{mean:.2f}", mean <= 9)
         t.row(label, "AWS calls per host, max", "-", str(max(per_host)), None)
         t.row(label, "AWS calls, total", "-", str(sum(per_host)), None)
         t.row(label, "claim collisions (agent report)", "-", str(collisions), None)
@@ -548,9 +550,9 @@ def bench_shards(binary: Path, n: int, t: Table, nlbs: int = 3, port_range: str 
         t.row(label, "file advertises own shard and port", f"{fit}", str(advertised_ok), advertised_ok == fit)
         t.row(label, "bootstrap group = its NLB's brokers", f"{nlbs} of {nlbs}", f"{boot_ok} of {nlbs}", boot_ok == nlbs)
         t.row(label, "left behind by 'full' hosts", "0 groups, 0 files", f"{len(state['orphans'])} groups, {len(full) - untouched} files", not state["orphans"] and untouched == len(full))
-        t.row(label, "AWS calls per converged host, median", "<= 8", f"{median(ok_calls):g}", median(ok_calls) <= 8)
-        t.row(label, "AWS calls per converged host, mean", "<= 8", f"{sum(ok_calls) / max(1, len(ok_calls)):.2f}", sum(ok_calls) / max(1, len(ok_calls)) <= 8)
-        t.row(label, "AWS calls per converged host, max", "<= 8", str(max(ok_calls, default=0)), max(ok_calls, default=0) <= 8)
+        t.row(label, "AWS calls per converged host, median", "<= 9", f"{median(ok_calls):g}", median(ok_calls) <= 9)
+        t.row(label, "AWS calls per converged host, mean", "<= 9", f"{sum(ok_calls) / max(1, len(ok_calls)):.2f}", sum(ok_calls) / max(1, len(ok_calls)) <= 9)
+        t.row(label, "AWS calls per converged host, max", "<= 10", str(max(ok_calls, default=0)), max(ok_calls, default=0) <= 10)
         t.row(label, "AWS calls per 'full' host", "-", ", ".join(map(str, sorted(full_calls))) or "-", None)
         t.row(label, "AWS calls, total", "-", str(sum(ok_calls) + sum(full_calls)), None)
         t.row(label, "claim collisions (agent report)", "-", str(collisions), None)
@@ -595,7 +597,7 @@ def bench_shards(binary: Path, n: int, t: Table, nlbs: int = 3, port_range: str 
             t.hard_failures.append(f"{jlabel}: exit {rc}: {last_error(err)}")
         where = f"NLB {report['shard']}, port {report['port']}" if report else f"exit {rc}"
         expect = next((s for s, c in enumerate(counts) if c < per_nlb + 1), None)
-        t.row(jlabel, "AWS calls (server side)", "<= 8", str(total), rc == 0 and total <= 8)
+        t.row(jlabel, "AWS calls (server side)", "<= 9", str(total), rc == 0 and total <= 9)
         t.row(jlabel, "claimed on", f"NLB {expect}", where, bool(report) and report["shard"] == expect)
         t.row(jlabel, "wall time", "-", f"{wall:.2f} s" + ("" if rc == 0 else f" (exit {rc})"), None)
         t.details.append(f"join: {fmt_ops(ops)}")
