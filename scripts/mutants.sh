@@ -23,8 +23,20 @@ if [ "${1:-}" = --in-diff ]; then
   git diff "${BASE:-main}" -- src >"$out/changes.diff"
   args+=(--in-diff "$out/changes.diff")
 fi
+# With --file, only those files: cargo-mutants adds --file to the config's examine_globs, so the
+# config is skipped and its other settings given here.
+extra=() tail=()
+if printf '%s\n' "$@" | grep -qx -- --file; then
+  extra=(--no-config --exclude-re 'impl (std::fmt::|fmt::)?Display for'
+         --exclude-re 'impl (std::fmt::|fmt::)?Debug for')
+  tail=(-- --lib)
+fi
+# Debug info off for the mutants' builds (their own target dir, so the tests' stays warm): each
+# mutant rebuilds the crate's unit-test binary, and debug info is most of that time.
+export CARGO_TARGET_DIR="${MUTANTS_TARGET_DIR:-$HOME/.cache/kplink/mutants-target}"
+export CARGO_PROFILE_DEV_DEBUG=0
 rc=0
-cargo mutants --output "$out" --jobs 1 "${args[@]}" "$@" || rc=$?
+cargo mutants --output "$out" --jobs 1 "${extra[@]}" "${args[@]}" "$@" "${tail[@]}" || rc=$?
 # cargo-mutants: 0 all caught, 2 some missed, 3 some timed out; anything else is a failure of
 # the run itself (1 usage, 4 the unmutated tree fails its tests).
 case "$rc" in 0|2|3) ;; *) echo "cargo mutants failed (exit $rc)" >&2; exit "$rc" ;; esac

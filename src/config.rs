@@ -1523,6 +1523,11 @@ mod process_check_tests {
                 unit("kafka@a.service"),
             ),
             (&["/opt/kafka/bin/restart.sh"], unit("kafka.service")),
+            // Only systemctl names a unit: another program's "restart X" does not.
+            (
+                &["/opt/kafka/bin/ctl", "restart", "broker"],
+                unit("kafka.service"),
+            ),
             (&["systemctl", "restart", "a", "b"], unit("kafka.service")),
         ] {
             assert_eq!(
