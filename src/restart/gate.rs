@@ -307,6 +307,56 @@ mod tests {
             r.blockers,
             ["secret-0 is under-replicated (isr [1] of [1, 2])"]
         );
+        // Replication factor 1 on this broker: with the topic's config unknown, no note is
+        // made up from the broker default (1); with it known, the note is made.
+        snap.topics[0].partitions = vec![part("secret", 0, 1, &[1], &[1])];
+        let r = gate(&snap, 1, &all);
+        assert_eq!(r.notes.len(), 2, "{r:?}");
+        snap.unreadable_configs.clear();
+        let r = gate(&snap, 1, &all);
+        assert_eq!(r.notes.len(), 2, "{r:?}");
+        assert!(
+            r.notes[0].starts_with("secret-0 has replication factor 1"),
+            "{r:?}"
+        );
+        assert!(r.notes[1].starts_with("open-0"), "{r:?}");
+    }
+
+    /// Notes are about partitions this broker is in the ISR of: another broker's
+    /// replication-factor-1 partition is not this restart's concern.
+    #[test]
+    fn only_partitions_with_this_broker_in_the_isr_are_noted() {
+        let all: BTreeSet<i32> = [1, 2].into();
+        let snap = snapshot(
+            &[1, 2],
+            vec![(
+                "t",
+                None,
+                vec![part("t", 0, 2, &[2], &[2]), part("t", 1, 1, &[1], &[1])],
+            )],
+        );
+        let r = gate(&snap, 1, &all);
+        assert!(r.blockers.is_empty(), "{r:?}");
+        assert_eq!(r.notes.len(), 1, "{r:?}");
+        assert!(
+            r.notes[0].starts_with("t-1 has replication factor 1"),
+            "{r:?}"
+        );
+    }
+
+    /// Broker id 0 is a broker like any other (`broker.id=0` is common): a partition it leads is
+    /// online; only a negative leader (-1, none) is offline.
+    #[test]
+    fn a_partition_led_by_broker_0_is_online() {
+        let all: BTreeSet<i32> = [0, 1, 2].into();
+        let snap = snapshot(
+            &[0, 1, 2],
+            vec![("t", Some(1), vec![part("t", 0, 0, &[0, 1, 2], &[0, 1, 2])])],
+        );
+        assert!(gate(&snap, 1, &all).blockers.is_empty());
+        let mut offline = snap.clone();
+        offline.topics[0].partitions[0].leader = -1;
+        assert_eq!(gate(&offline, 1, &all).blockers, ["t-0 is offline"]);
     }
 
     #[test]
