@@ -29,10 +29,10 @@ extra=() tail=()
 if printf '%s\n' "$@" | grep -qx -- --file; then
   extra=(--no-config --exclude-re 'impl (std::fmt::|fmt::)?Display for'
          --exclude-re 'impl (std::fmt::|fmt::)?Debug for')
-  tail=(-- --lib)
+  tail=(--cargo-arg=--lib)
 fi
 # Debug info off for the mutants' builds (their own target dir, so the tests' stays warm): each
-# mutant rebuilds the crate's unit-test binary, and debug info is most of that time.
+# mutant rebuilds only the crate's unit-test binary (`--lib`).
 export CARGO_TARGET_DIR="${MUTANTS_TARGET_DIR:-$HOME/.cache/kplink/mutants-target}"
 export CARGO_PROFILE_DEV_DEBUG=0
 rc=0
