@@ -16,9 +16,10 @@ use crate::config::Config;
 use crate::daemon::LastPass;
 use crate::kafka::{KafkaCluster, KafkaError, Liveness, RdKafka};
 use crate::metadata::{self, Imds};
+use crate::model::{Agent, Error, PassReport};
 use crate::nlb::CallCounter;
 use crate::node::NodeRole;
-use crate::reconcile::{Agent, Context, Error, Observed, PassReport};
+use crate::plan::{Context, Observed};
 use crate::restart::{CommandService, Decision, LockState, RestartError};
 
 // The clap definition lives in its own file: build.rs includes it to generate the man pages and
@@ -35,79 +36,98 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
-/// Exit code for an invalid configuration (sysexits EX_CONFIG).
-pub const EXIT_CONFIG: u8 = 78;
-/// Exit code for a usage error (sysexits EX_USAGE).
-pub const EXIT_USAGE: u8 = 64;
-/// `plan`: changes are pending.
-pub const EXIT_CHANGES_PENDING: u8 = 2;
+/// Exit codes, re-exported under their first names (see [`crate::exit`]).
+pub use crate::exit::{
+    CHANGES_PENDING as EXIT_CHANGES_PENDING, CONFIG as EXIT_CONFIG, USAGE as EXIT_USAGE,
+};
 
 /// Runs a parsed command line; returns the process exit code. Errors are printed as one line.
+/// Each command is dispatched once; the configuration is loaded by the commands that need it
+/// (`consumer-dns` runs in the consumer's account: no agent.toml, no instance metadata).
 pub async fn run(cli: Cli) -> ExitCode {
-    // consumer-dns runs in the consumer's account: no agent.toml, no instance metadata.
-    if let Command::ConsumerDns(args) = &cli.command {
-        return crate::consumer_dns::main(args).await;
-    }
-    if let Command::CheckProperties { path: Some(path) } = &cli.command {
-        return check_properties(path);
-    }
-    let config = match Config::load(&cli.config) {
-        Ok(c) => c,
-        Err(e) => {
+    let Cli {
+        config: path,
+        command,
+        ..
+    } = cli;
+    let load = || {
+        Config::load(&path).map_err(|e| {
             eprintln!("error: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+            ExitCode::from(EXIT_CONFIG)
+        })
     };
-    let path = cli.config;
-    match cli.command {
-        Command::CheckConfig => {
-            for w in warnings(&config) {
-                eprintln!("warning: {w}");
+    let code = async {
+        Ok::<_, ExitCode>(match command {
+            Command::ConsumerDns(args) => {
+                crate::consumer_dns::main(&consumer_dns_request(&args), args.json).await
             }
-            println!("config OK: {}", path.display());
-            ExitCode::SUCCESS
-        }
-        Command::CheckProperties { .. } => check_properties(&config.broker.server_properties),
-        Command::Run {
-            once: false,
-            metadata_timeout,
-            ..
-        } => exit_logged(
-            daemon(config, path, metadata_timeout).await,
-            "daemon stopped",
-        ),
-        Command::Run {
-            once: true,
-            json,
-            metadata_timeout,
-        } => exit_logged(
-            run_once(config, path, metadata_timeout, json).await,
-            "pass failed",
-        ),
-        Command::Status {
-            json,
-            metadata_timeout,
-        } => exit(status(config, path, metadata_timeout, json).await),
-        Command::Decommission { yes: false, .. } => {
-            eprintln!(
-                "error: decommission deletes this broker's NLB listener and target group; rerun with --yes to confirm"
-            );
-            ExitCode::from(EXIT_USAGE)
-        }
-        Command::Decommission {
-            yes: true,
-            keep_config,
-            metadata_timeout,
-        } => exit(decommission(config, path, metadata_timeout, keep_config).await),
-        Command::Plan {
-            json,
-            metadata_timeout,
-        } => match plan(config, path, metadata_timeout, json).await {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(EXIT_CHANGES_PENDING),
-            Err(e) => exit(Err(e)),
-        },
-        Command::ConsumerDns(ref args) => crate::consumer_dns::main(args).await,
+            Command::CheckProperties { path: Some(file) } => check_properties(&file),
+            Command::CheckProperties { path: None } => {
+                check_properties(&load()?.broker.server_properties)
+            }
+            Command::CheckConfig => {
+                for w in warnings(&load()?) {
+                    eprintln!("warning: {w}");
+                }
+                println!("config OK: {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Command::Run {
+                once: false,
+                metadata_timeout,
+                ..
+            } => exit_logged(
+                daemon(load()?, path.clone(), metadata_timeout).await,
+                "daemon stopped",
+            ),
+            Command::Run {
+                once: true,
+                json,
+                metadata_timeout,
+            } => exit_logged(
+                run_once(load()?, path.clone(), metadata_timeout, json).await,
+                "pass failed",
+            ),
+            Command::Status {
+                json,
+                metadata_timeout,
+            } => exit(status(load()?, path.clone(), metadata_timeout, json).await),
+            Command::Decommission { yes: false, .. } => {
+                load()?;
+                eprintln!(
+                    "error: decommission deletes this broker's NLB listener and target group; rerun with --yes to confirm"
+                );
+                ExitCode::from(EXIT_USAGE)
+            }
+            Command::Decommission {
+                yes: true,
+                keep_config,
+                metadata_timeout,
+            } => exit(decommission(load()?, path.clone(), metadata_timeout, keep_config).await),
+            Command::Plan {
+                json,
+                metadata_timeout,
+            } => match plan(load()?, path.clone(), metadata_timeout, json).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(EXIT_CHANGES_PENDING),
+                Err(e) => exit(Err(e)),
+            },
+        })
+    };
+    code.await.unwrap_or_else(|code| code)
+}
+
+/// What `consumer-dns` was asked to do: its own request type, so [`crate::consumer_dns`] knows
+/// nothing of the command line.
+fn consumer_dns_request(a: &ConsumerDnsArgs) -> crate::consumer_dns::Request {
+    crate::consumer_dns::Request {
+        endpoint: a.endpoint.clone(),
+        zone_id: a.zone_id.clone(),
+        host_template: a.host_template.clone(),
+        bootstrap_host: a.bootstrap_host.clone(),
+        bootstrap_port: a.bootstrap_port,
+        apply: a.apply,
+        insync_timeout: a.insync_timeout,
     }
 }
 

@@ -226,7 +226,7 @@ pub struct NlbConfig {
     /// broker's `connections.max.idle.ms` plus a minute), `"off"`, or a duration (60 s-100 m).
     /// See [`crate::idle`].
     #[serde(default)]
-    pub idle_timeout: crate::idle::IdleTimeout,
+    pub idle_timeout: IdleTimeout,
 }
 
 /// One NLB of the cluster: its 0-based index in the configured list (`{shard}`) and its ARN.
@@ -995,6 +995,65 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
+}
+
+/// An NLB listener's idle timeout range (ListenerAttribute API reference: "The valid range is 60-6000 seconds").
+pub const IDLE_MIN_SECONDS: u32 = 60;
+/// See [`IDLE_MIN_SECONDS`].
+pub const IDLE_MAX_SECONDS: u32 = 6000;
+/// `nlb.idle_timeout` (what it does: [`crate::idle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdleTimeout {
+    /// The broker's `connections.max.idle.ms` plus [`crate::idle::MARGIN`], within AWS's range.
+    #[default]
+    Auto,
+    /// Leave the listeners' idle timeout alone.
+    Off,
+    /// This many seconds (validated within AWS's range).
+    Seconds(u32),
+}
+
+impl<'de> Deserialize<'de> for IdleTimeout {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.trim() {
+            "auto" => Ok(IdleTimeout::Auto),
+            "off" => Ok(IdleTimeout::Off),
+            other => {
+                let duration = humantime::parse_duration(other).map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "{other:?}: \"auto\", \"off\" or a duration like \"15m\" ({e})"
+                    ))
+                })?;
+                let secs = duration.as_secs();
+                if duration.subsec_nanos() != 0
+                    || !(u64::from(IDLE_MIN_SECONDS)..=u64::from(IDLE_MAX_SECONDS)).contains(&secs)
+                {
+                    return Err(serde::de::Error::custom(format!(
+                        "{other:?}: an NLB listener's idle timeout is whole seconds from {IDLE_MIN_SECONDS} to {IDLE_MAX_SECONDS} (AWS ListenerAttribute tcp.idle_timeout.seconds)"
+                    )));
+                }
+                Ok(IdleTimeout::Seconds(secs as u32))
+            }
+        }
+    }
+}
+
+/// As written in the configuration (`"auto"`, `"off"`, `"900s"`).
+impl serde::Serialize for IdleTimeout {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl fmt::Display for IdleTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdleTimeout::Auto => f.write_str("auto"),
+            IdleTimeout::Off => f.write_str("off"),
+            IdleTimeout::Seconds(s) => write!(f, "{s}s"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -43,8 +43,9 @@ use crate::kafka::KafkaCluster;
 use crate::lifecycle::Lifecycle;
 use crate::metadata::InstanceMetadata;
 use crate::metrics::Metrics;
+use crate::model::{Agent, Error, PassReport};
 use crate::nlb::LoadBalancer;
-use crate::reconcile::{Agent, Context, Error, PassReport};
+use crate::plan::Context;
 use crate::restart::{Outcome, ServiceManager};
 use crate::steady::StaleTurn;
 

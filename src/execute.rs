@@ -11,74 +11,15 @@
 //! the listener that claims a port for it and deleted again when no port can be had; a group left
 //! by a killed pass is adopted by the next one (CreateTargetGroup is idempotent).
 
-use rand::rngs::StdRng;
-use rand::SeedableRng;
-
+use crate::checks;
 use crate::ec2::InstanceTags;
 use crate::metadata::InstanceMetadata;
-use crate::nlb::{
-    ListenerClaim, LoadBalancer, NlbError, Target, TargetGroupSpec, MAX_LISTENERS_PER_NLB,
-};
-use crate::plan::{Assessment, Desired, Observed, Step};
+use crate::model::{Agent, Claim, Error, Progress};
+use crate::nlb::{ListenerClaim, LoadBalancer, NlbError, TargetGroupSpec, MAX_LISTENERS_PER_NLB};
+use crate::plan::{claim_candidates, claim_candidates_for, Context};
+use crate::plan::{Desired, Observed, Step};
 use crate::properties::{self, PropertiesError};
-use crate::reconcile::{Agent, Context, Error};
 use crate::registry;
-
-/// This broker's claim as it stands during a pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    /// The claimed port.
-    pub port: u16,
-    /// The claiming listener.
-    pub listener_arn: String,
-    /// The dedicated target group it forwards to.
-    pub target_group_arn: String,
-}
-
-/// What the executed steps have established so far (starts from the observation).
-#[derive(Debug, Clone, Default)]
-pub struct Progress {
-    /// The bootstrap group, once it exists.
-    pub bootstrap_tg: Option<String>,
-    /// The bootstrap listener, when this pass created it.
-    pub bootstrap_created: Option<String>,
-    /// Its targets (re-read when another host's bootstrap was joined).
-    pub bootstrap_targets: Vec<Target>,
-    /// A dedicated group created for a claim not made yet.
-    pub pending_group: Option<String>,
-    /// The claim, once it exists.
-    pub claim: Option<Claim>,
-    /// Groups this pass created or adopted (their health check is already right).
-    pub ensured: Vec<String>,
-    /// Ports another host took first during this pass.
-    pub collisions: u32,
-    /// How races with other hosts were resolved, one line each.
-    pub races: Vec<String>,
-    /// Whether `server.properties` was rewritten.
-    pub properties_written: bool,
-    /// The steps executed so far, as executed.
-    pub done: Vec<Step>,
-}
-
-impl Progress {
-    /// The starting point: what was observed.
-    pub fn from_observed(observed: &Observed) -> Progress {
-        let a = &observed.assessment;
-        Progress {
-            bootstrap_tg: a
-                .bootstrap
-                .as_ref()
-                .and_then(|l| l.target_group_arn.clone()),
-            bootstrap_targets: observed.bootstrap_targets.clone(),
-            claim: a.claim.as_ref().map(|l| Claim {
-                port: l.port,
-                listener_arn: l.arn.clone(),
-                target_group_arn: l.target_group_arn.clone().unwrap_or_default(),
-            }),
-            ..Progress::default()
-        }
-    }
-}
 
 impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     /// Runs `steps` in order, then makes sure the file advertises the claim actually made (a race
@@ -248,7 +189,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                     arn: l.arn.clone(),
                     port: l.port,
                 })?;
-                self.check_bootstrap_owner(d, &theirs).await?;
+                checks::bootstrap_owner(&self.lb, &self.checked, &self.config, d, &theirs).await?;
                 progress.bootstrap_targets = self.lb.targets(&theirs).await?;
                 progress.races.push(format!(
                     "another host created the bootstrap listener on port {} first; joined it",
@@ -448,7 +389,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         let current = crate::nlb::target_group_name(&tg)
             .is_some_and(|n| n == d.dedicated_group || n == d.bootstrap_group);
         if !progress.ensured.contains(&tg) && !current {
-            self.ensure_traffic_port(&tg).await?;
+            checks::traffic_port(&self.lb, &self.checked, &tg).await?;
         }
         self.lb
             .register(&tg, &[(d.instance_id.clone(), d.target_port)])
@@ -501,31 +442,4 @@ enum NoPort {
         /// Ports tried.
         tried: usize,
     },
-}
-
-/// The ports a new claim tries, in order; the same for `plan` and `run` (seeded by the instance).
-pub fn claim_candidates(ctx: &Context, observed: &Observed) -> Vec<u16> {
-    // The file's port is kept only on the NLB the file names (any, with one NLB).
-    let keep = (ctx.shards.len() == 1
-        || ctx.shard_of_endpoint(observed.file_endpoint.as_deref()) == Some(observed.shard))
-    .then(|| observed.file_port())
-    .flatten();
-    claim_candidates_for(ctx, observed.shard, &observed.assessment, keep)
-}
-
-/// [`claim_candidates`] on NLB `shard` as `assessment` describes it, keeping `keep` if free.
-pub fn claim_candidates_for(
-    ctx: &Context,
-    shard: usize,
-    assessment: &Assessment,
-    keep: Option<u16>,
-) -> Vec<u16> {
-    registry::candidates(
-        &ctx.shard(shard).port_range,
-        &assessment.occupied,
-        ctx.broker_id,
-        ctx.shards.len(),
-        keep,
-        &mut StdRng::seed_from_u64(registry::host_seed(&ctx.identity.instance_id)),
-    )
 }

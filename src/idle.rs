@@ -20,22 +20,16 @@
 //! and one DescribeListenerAttributes per listener of the cluster).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
-
 use crate::config::Config;
+pub use crate::config::{
+    IdleTimeout, IDLE_MAX_SECONDS as MAX_SECONDS, IDLE_MIN_SECONDS as MIN_SECONDS,
+};
 use crate::nlb::{LoadBalancer, NlbError};
 use crate::properties::Properties;
 use crate::registry;
 
-/// The listener attribute (ListenerAttribute API reference).
-pub const ATTRIBUTE: &str = "tcp.idle_timeout.seconds";
-/// Its range (ListenerAttribute API reference: "The valid range is 60-6000 seconds").
-pub const MIN_SECONDS: u32 = 60;
-/// See [`MIN_SECONDS`].
-pub const MAX_SECONDS: u32 = 6000;
 /// AWS's default for a listener nobody changed.
 pub const AWS_DEFAULT_SECONDS: u32 = 350;
 /// Kafka's broker default `connections.max.idle.ms` (10 minutes).
@@ -44,61 +38,6 @@ pub const KAFKA_DEFAULT_IDLE_MS: u64 = 600_000;
 pub const MARGIN: Duration = Duration::from_secs(60);
 /// How often the accountant sweeps the cluster's listeners.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
-
-/// `nlb.idle_timeout`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum IdleTimeout {
-    /// The broker's `connections.max.idle.ms` plus [`MARGIN`], within AWS's range.
-    #[default]
-    Auto,
-    /// Leave the listeners' idle timeout alone.
-    Off,
-    /// This many seconds (validated within AWS's range).
-    Seconds(u32),
-}
-
-impl<'de> Deserialize<'de> for IdleTimeout {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        match text.trim() {
-            "auto" => Ok(IdleTimeout::Auto),
-            "off" => Ok(IdleTimeout::Off),
-            other => {
-                let duration = humantime::parse_duration(other).map_err(|e| {
-                    serde::de::Error::custom(format!(
-                        "{other:?}: \"auto\", \"off\" or a duration like \"15m\" ({e})"
-                    ))
-                })?;
-                let secs = duration.as_secs();
-                if duration.subsec_nanos() != 0
-                    || !(u64::from(MIN_SECONDS)..=u64::from(MAX_SECONDS)).contains(&secs)
-                {
-                    return Err(serde::de::Error::custom(format!(
-                        "{other:?}: an NLB listener's idle timeout is whole seconds from {MIN_SECONDS} to {MAX_SECONDS} (AWS ListenerAttribute tcp.idle_timeout.seconds)"
-                    )));
-                }
-                Ok(IdleTimeout::Seconds(secs as u32))
-            }
-        }
-    }
-}
-
-/// As written in the configuration (`"auto"`, `"off"`, `"900s"`).
-impl serde::Serialize for IdleTimeout {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl fmt::Display for IdleTimeout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            IdleTimeout::Auto => f.write_str("auto"),
-            IdleTimeout::Off => f.write_str("off"),
-            IdleTimeout::Seconds(s) => write!(f, "{s}s"),
-        }
-    }
-}
 
 /// The idle timeout the listeners should have, in seconds (pure): `None` with `"off"`. `"auto"`:
 /// the file's `connections.max.idle.ms` (Kafka's default when absent or not a number) plus
@@ -170,7 +109,7 @@ pub async fn sweep<L: LoadBalancer>(lb: &L, config: &Config, want: u32) -> Resul
 mod tests {
     use super::*;
 
-    #[derive(Deserialize)]
+    #[derive(serde::Deserialize)]
     struct Wrap {
         t: IdleTimeout,
     }

@@ -14,12 +14,14 @@
 //!
 //! ## Module map, in pipeline order
 //!
+//! No circle between these modules (a unit test reads the tree and fails on one).
+//!
 //! | stage | modules |
 //! |---|---|
-//! | configure | [`config`] (typed `agent.toml`), [`cli`] (commands, adapters built once) |
+//! | configure | [`config`] (typed `agent.toml`), [`cli`] (commands, adapters built once), [`exit`] (exit codes) |
 //! | discover | [`metadata`] (IMDSv2 identity), [`lifecycle`] (staying or leaving), [`broker_id`], [`ec2`] (tag fallback), [`node`] (ZooKeeper/KRaft/controller-only) |
 //! | claim | [`registry`] (group names, port candidates), [`nlb`] (the `LoadBalancer` seam and its ELBv2 adapter) |
-//! | plan | [`plan`] (pure: observed → steps), [`reconcile`] (observe, checks, `pass`, `decommission`) |
+//! | plan | [`plan`] (pure: observed → steps; who this host is, port candidates), [`model`] (the pass's error, progress, report, agent seams), [`checks`] (once-per-process NLB checks), [`reconcile`] (observe, `pass`, `decommission`) |
 //! | wire and edit the file | [`execute`] (one small executor per step), [`properties`] (byte-preserving editor) |
 //! | make effective | [`kafka`] (admin client; FFI in `kafka/ffi.rs`), [`restart`] (decide, gates, lock, command) |
 //! | keep it so | [`daemon`] (the loop), [`steady`] (the converged state checked within the API budget), [`metrics`] (Prometheus), [`clock`] |
@@ -29,6 +31,7 @@
 // configure
 pub mod cli;
 pub mod config;
+pub mod exit;
 
 // discover
 pub mod broker_id;
@@ -43,6 +46,8 @@ pub mod nlb;
 pub mod registry;
 
 // plan
+pub mod checks;
+pub mod model;
 pub mod plan;
 pub mod reconcile;
 
@@ -69,6 +74,8 @@ pub mod consumer_dns;
 pub mod aws;
 pub mod backoff;
 pub mod fakes;
+#[cfg(test)]
+mod module_graph_tests;
 #[cfg(test)]
 mod pass_tests;
 #[cfg(test)]

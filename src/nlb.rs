@@ -264,6 +264,10 @@ pub trait LoadBalancer: Send + Sync {
     ) -> impl Future<Output = Result<(), NlbError>> + Send;
 }
 
+/// The NLB listener attribute holding its TCP idle timeout (ListenerAttribute API reference;
+/// see [`crate::idle`]).
+pub const IDLE_TIMEOUT_ATTRIBUTE: &str = "tcp.idle_timeout.seconds";
+
 pub use crate::backoff::CallCounter;
 
 /// Name of a target group from its ARN (`…:targetgroup/NAME/ID`), a documented, stable format.
@@ -835,14 +839,14 @@ impl LoadBalancer for Elbv2 {
         Ok(out
             .attributes()
             .iter()
-            .find(|a| a.key() == Some(crate::idle::ATTRIBUTE))
+            .find(|a| a.key() == Some(IDLE_TIMEOUT_ATTRIBUTE))
             .and_then(|a| a.value())
             .and_then(|v| v.parse().ok()))
     }
 
     async fn set_listener_idle_timeout(&self, arn: &str, seconds: u32) -> Result<(), NlbError> {
         let attribute = aws_sdk_elasticloadbalancingv2::types::ListenerAttribute::builder()
-            .key(crate::idle::ATTRIBUTE)
+            .key(IDLE_TIMEOUT_ATTRIBUTE)
             .value(seconds.to_string())
             .build();
         self.calls

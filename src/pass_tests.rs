@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::execute::Progress;
 use crate::fakes::{FakeImds, FakeNlb, FakeTags};
 use crate::lifecycle::{Lifecycle, SPOT_ACTION_PATH, TARGET_STATE_PATH};
+use crate::model::{Agent, Error, Progress};
+use crate::plan::Context;
 use crate::plan::Step;
-use crate::reconcile::{Agent, Context, Error};
 use crate::registry;
 
 pub(crate) const PROPS: &str = "# managed by config management\n\

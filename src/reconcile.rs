@@ -6,172 +6,28 @@
 //! dedicated target group is created before the listener that claims a port for it, and deleted
 //! again if no port can be had.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-use crate::broker_id::{self, BrokerIdError, Found, Source};
+use crate::broker_id::{self, Found, Source};
+use crate::checks;
 use crate::config::{render_host, Config, HostValues};
-use crate::ec2::{Ec2Error, InstanceTags};
-use crate::execute::{claim_candidates, claim_candidates_for, Progress};
+use crate::ec2::InstanceTags;
 use crate::kafka::KafkaCluster;
 use crate::lifecycle::{self, Lifecycle};
-use crate::metadata::{self, Identity, InstanceMetadata, MetadataError, TagLookup};
-use crate::nlb::{CallCounter, LoadBalancer, NlbError, MAX_LISTENERS_PER_NLB, TRAFFIC_PORT};
+use crate::metadata::{self, Identity, InstanceMetadata, TagLookup};
+use crate::model::{Agent, Error, PassReport};
+use crate::model::{Claim, Progress};
+use crate::nlb::{LoadBalancer, NlbError, MAX_LISTENERS_PER_NLB};
 use crate::node::NodeRole;
-pub use crate::plan::Observed;
+use crate::plan::Context;
+use crate::plan::Observed;
 use crate::plan::{self, Desired, Step};
+use crate::plan::{claim_candidates, claim_candidates_for};
 use crate::properties::{self, ListenerEdit, PropertiesError};
 use crate::registry;
 use crate::restart::{Outcome, Restarter, ServiceManager};
-use crate::steady::{self, Steady};
-
-/// Why a pass failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Instance metadata could not be read.
-    #[error(transparent)]
-    Metadata(#[from] MetadataError),
-    /// The broker id is missing, invalid or contested.
-    #[error(transparent)]
-    BrokerId(#[from] BrokerIdError),
-    /// An ELBv2 call failed.
-    #[error(transparent)]
-    Nlb(#[from] NlbError),
-    /// EC2 DescribeTags failed.
-    #[error(transparent)]
-    Ec2(#[from] Ec2Error),
-    /// `server.properties` or a `meta.properties` could not be read, edited or written.
-    #[error(transparent)]
-    Properties(#[from] PropertiesError),
-    /// The advertised host template could not be rendered.
-    #[error("listener.advertised_host: {0}")]
-    AdvertisedHost(String),
-    /// Every port in the range is held by another listener.
-    #[error("no free port in nlb.port_range {range} on {lb_arn} ({tried} tried); removed target group {group} again")]
-    RangeExhausted {
-        /// The configured range.
-        range: String,
-        /// The NLB.
-        lb_arn: String,
-        /// Ports attempted in this pass.
-        tried: usize,
-        /// The dedicated target group that was cleaned up.
-        group: String,
-    },
-    /// Making Kafka use the new listener failed.
-    #[error(transparent)]
-    Restart(#[from] crate::restart::RestartError),
-    /// The listener on the bootstrap port does not forward to a single target group.
-    #[error("listener {arn} on bootstrap port {port} does not forward to a single target group; fix or remove it")]
-    BootstrapUnusable {
-        /// Listener ARN.
-        arn: String,
-        /// Its port.
-        port: u16,
-    },
-    /// The listener on the bootstrap port belongs to another cluster (or to nobody the agent
-    /// knows): joining it would send this cluster's clients to another cluster's brokers.
-    #[error("the listener on nlb.bootstrap_port {port} of {lb_arn} forwards to target group {group}, which belongs to {owner}, not to cluster {cluster}; give this cluster its own bootstrap_port (nothing was changed)")]
-    BootstrapForeign {
-        /// The port.
-        port: u16,
-        /// The NLB.
-        lb_arn: String,
-        /// The listener's target group.
-        group: String,
-        /// Who owns it: `cluster X`, or a note that it has no cluster tag.
-        owner: String,
-        /// This cluster.
-        cluster: String,
-    },
-    /// The NLB is not enabled in this instance's Availability Zone: its targets here would never
-    /// receive traffic.
-    #[error("{lb_arn} is not enabled in this instance's Availability Zone {az_id} ({az}); it is enabled in [{enabled}]. Add a subnet in {az} to the NLB (nothing was created, server.properties unchanged)")]
-    AzNotEnabled {
-        /// The NLB.
-        lb_arn: String,
-        /// AZ ID.
-        az_id: String,
-        /// AZ name.
-        az: String,
-        /// The zones the NLB is enabled in.
-        enabled: String,
-    },
-    /// Every configured NLB is full (several NLBs; with one, the range or quota error says it).
-    #[error("all {count} NLBs in nlb.load_balancer_arns are full: {details}. Each NLB holds at most {max} listeners, AWS's quota per Network Load Balancer (not adjustable), one of them the bootstrap; add an NLB to nlb.load_balancer_arns (nothing was created, server.properties unchanged)")]
-    AllFull {
-        /// Number of NLBs.
-        count: usize,
-        /// The quota.
-        max: usize,
-        /// Per NLB: why it has no room.
-        details: String,
-    },
-    /// Another broker took this NLB's last port or listener slot during this pass (several NLBs
-    /// only): the pass looks again and claims on the next NLB with room. Never leaves a pass.
-    #[error("shard {shard} ({lb_arn}) filled up during this pass: {why}")]
-    ShardFilled {
-        /// The NLB's index.
-        shard: usize,
-        /// The NLB.
-        lb_arn: String,
-        /// What the claim ran into.
-        why: String,
-    },
-    /// The edit the agent would make breaks a listener rule Kafka checks at start-up: real Kafka
-    /// would refuse to start on the file (see [`crate::kafka_rules`]).
-    #[error("{path}: Kafka would refuse to start after the agent's edit: {violation}; {hint} (nothing was created, server.properties unchanged)")]
-    KafkaWouldRefuse {
-        /// `server.properties`.
-        path: String,
-        /// The first rule the edit would break, in Kafka's words.
-        violation: crate::kafka_rules::Violation,
-        /// Which agent setting to change.
-        hint: String,
-    },
-    /// CreateListener answered `TooManyListeners`.
-    #[error("{lb_arn} already has {max} listeners, AWS's quota per Network Load Balancer (not adjustable): cannot create the listener on port {port}; removed target group {group} again (nothing left behind)")]
-    ListenerQuota {
-        /// The NLB.
-        lb_arn: String,
-        /// The port that could not be taken.
-        port: u16,
-        /// The target group that was cleaned up.
-        group: String,
-        /// The quota.
-        max: usize,
-    },
-}
-
-impl Error {
-    /// Failure kind, the `kind` label of `kplink_pass_failures_total`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Error::Metadata(_) => "metadata",
-            Error::BrokerId(_) | Error::AdvertisedHost(_) => "broker_id",
-            Error::Nlb(_)
-            | Error::Ec2(_)
-            | Error::BootstrapUnusable { .. }
-            | Error::BootstrapForeign { .. }
-            | Error::AzNotEnabled { .. } => "aws",
-            Error::Properties(_) | Error::KafkaWouldRefuse { .. } => "properties",
-            Error::RangeExhausted { .. }
-            | Error::ListenerQuota { .. }
-            | Error::AllFull { .. }
-            | Error::ShardFilled { .. } => "port_range",
-            Error::Restart(
-                crate::restart::RestartError::Kafka(_)
-                | crate::restart::RestartError::Unreachable { .. }
-                | crate::restart::RestartError::Starting { .. },
-            ) => "kafka",
-            Error::Restart(_) => "restart",
-        }
-    }
-}
+use crate::steady;
 
 /// One NLB as a pass read it.
 #[derive(Debug)]
@@ -285,141 +141,6 @@ fn kafka_rule_hint(v: &crate::kafka_rules::Violation, config: &Config) -> String
             config.listener.security_protocol
         ),
         _ => format!("fix {} in server.properties first", v.setting),
-    }
-}
-
-/// Who this host is, resolved once per pass.
-#[derive(Debug, Clone, Serialize)]
-pub struct Context {
-    /// Instance identity.
-    pub identity: Identity,
-    /// Broker id.
-    pub broker_id: i32,
-    /// Where the broker id came from.
-    pub broker_id_source: String,
-    /// Desired shape on each configured NLB, in list order: `shards[i].shard == i` (one entry
-    /// with `nlb.load_balancer_arn`). The advertised host and group names differ per NLB.
-    pub shards: Vec<Desired>,
-}
-
-impl Context {
-    /// The desired shape on NLB `index` (clamped: the list is never empty).
-    pub fn shard(&self, index: usize) -> &Desired {
-        &self.shards[index.min(self.shards.len().saturating_sub(1))]
-    }
-
-    /// The NLB whose advertised host `endpoint` (`host:port`, from `server.properties`) names:
-    /// where this broker's claim most likely is, so the steady state reads one NLB only.
-    pub fn shard_of_endpoint(&self, endpoint: Option<&str>) -> Option<usize> {
-        let host = endpoint?.rsplit_once(':')?.0;
-        self.shards
-            .iter()
-            .position(|d| d.listener.advertised_host == host)
-    }
-}
-
-/// What a pass did.
-#[derive(Debug, Clone, Serialize)]
-pub struct PassReport {
-    /// Broker id.
-    pub broker_id: i32,
-    /// Instance id.
-    pub instance_id: String,
-    /// AZ ID.
-    pub az_id: String,
-    /// The claimed port.
-    pub port: u16,
-    /// Index of the NLB holding the claim in the configured list (`{shard}`).
-    pub shard: usize,
-    /// The NLB holding the claim.
-    pub load_balancer_arn: String,
-    /// Advertised endpoint, `host:port`.
-    pub advertised: String,
-    /// The claiming listener.
-    pub listener_arn: String,
-    /// The dedicated target group.
-    pub target_group_arn: String,
-    /// The bootstrap target group.
-    pub bootstrap_target_group_arn: String,
-    /// A legacy restart lock listener (on the port of
-    /// [`crate::config::RestartConfig::legacy_lock_port`], left by an older agent, release 0.1)
-    /// as the pass saw it; `None` almost always: the lock is a target group now, which the pass
-    /// does not read.
-    pub lock_listener_arn: Option<String>,
-    /// Whether this instance is leaving; if so the pass drained it (out of the bootstrap group,
-    /// claim and file kept) and Kafka is left alone.
-    pub lifecycle: Lifecycle,
-    /// Changes made, in order: the planned steps as executed.
-    pub changes: Vec<Step>,
-    /// How races with other hosts were resolved during the pass (see [`crate::execute`]).
-    pub races: Vec<String>,
-    /// Ports that another host took first during this pass.
-    pub claim_collisions: u32,
-    /// Whether `server.properties` was rewritten.
-    pub properties_written: bool,
-    /// AWS calls of this pass, by operation.
-    pub aws_calls: std::collections::BTreeMap<&'static str, u64>,
-    /// Throttled answers this pass rode through, by operation (the account's API budget was
-    /// exhausted for a moment: back-off, not failure).
-    pub aws_throttled: std::collections::BTreeMap<&'static str, u64>,
-    /// Wall time of the pass.
-    pub elapsed_ms: u128,
-}
-
-impl PassReport {
-    /// Logs the pass with the structured fields operators filter on (journald: `BROKER_ID`, …).
-    pub fn log(&self) {
-        tracing::info!(
-            broker_id = self.broker_id,
-            port = self.port,
-            shard = self.shard,
-            load_balancer_arn = %self.load_balancer_arn,
-            listener_arn = %self.listener_arn,
-            target_group_arn = %self.target_group_arn,
-            changes = self.changes.len(),
-            aws_calls = self.aws_calls.values().sum::<u64>(),
-            aws_throttled = self.aws_throttled.values().sum::<u64>(),
-            draining = self.lifecycle.is_leaving(),
-            "pass complete"
-        );
-    }
-}
-
-/// The agent's side-effect ports and configuration.
-pub struct Agent<M, L, T> {
-    /// Validated configuration.
-    pub config: Config,
-    /// Where it was loaded from (for messages).
-    pub config_path: PathBuf,
-    /// Instance metadata.
-    pub metadata: M,
-    /// The load balancer.
-    pub lb: L,
-    /// EC2 tag fallback.
-    pub tags: T,
-    /// AWS call counter shared with the adapters.
-    pub calls: CallCounter,
-    /// Bound on waiting for instance metadata.
-    pub metadata_timeout: Duration,
-    /// Checks that passed once in this process and need not be repeated every pass.
-    pub checked: Checked,
-    /// The converged observation the daemon keeps between passes (see [`crate::steady`]).
-    pub steady: Steady,
-}
-
-/// Once-per-process checks that passed (AZ coverage, bootstrap ownership, health check port),
-/// keyed by what they were about, so the steady state stays at three reads per pass.
-#[derive(Debug, Default)]
-pub struct Checked(Mutex<BTreeSet<String>>);
-
-impl Checked {
-    fn has(&self, key: &str) -> bool {
-        self.0.lock().map(|s| s.contains(key)).unwrap_or(false)
-    }
-    fn mark(&self, key: String) {
-        if let Ok(mut s) = self.0.lock() {
-            s.insert(key);
-        }
     }
 }
 
@@ -619,59 +340,8 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             .as_ref()
             .and_then(|l| l.target_group_arn.as_deref())
         {
-            self.check_bootstrap_owner(d, tg).await?;
+            checks::bootstrap_owner(&self.lb, &self.checked, &self.config, d, tg).await?;
         }
-        Ok(())
-    }
-
-    /// The bootstrap listener belongs to this cluster only if its group carries this cluster's
-    /// tag (the agent tags every group it creates). A group under this cluster's own bootstrap
-    /// name for this NLB needs no look at its tags: target group names are unique per account
-    /// and Region (ELBv2 API reference, CreateTargetGroup: "This name must be unique per region
-    /// per account"), the name hashes the cluster and the NLB (see [`crate::registry`]), and
-    /// `ensure_target_group` adopts a group of that name on the same grounds. That saves a
-    /// joining broker one call.
-    pub(crate) async fn check_bootstrap_owner(&self, d: &Desired, tg: &str) -> Result<(), Error> {
-        let key = format!("owner {tg}");
-        if self.checked.has(&key)
-            || crate::nlb::target_group_name(tg) == Some(d.bootstrap_group.as_str())
-        {
-            return Ok(());
-        }
-        let tags = self.lb.tags(tg).await?.unwrap_or_default();
-        let cluster = &self.config.cluster;
-        match registry::foreign_owner(&tags, cluster) {
-            None => {
-                self.checked.mark(key);
-                Ok(())
-            }
-            Some(owner) => Err(Error::BootstrapForeign {
-                port: self.config.nlb.bootstrap_port,
-                lb_arn: d.lb_arn.clone(),
-                group: crate::nlb::target_group_name(tg).unwrap_or(tg).to_string(),
-                owner,
-                cluster: cluster.clone(),
-            }),
-        }
-    }
-
-    /// Before registering into a group this pass did not create: its health check probes the
-    /// traffic port (groups made by 0.1 probe a fixed port, wrong once `listener.port` changes or
-    /// brokers of one bootstrap group use different ports).
-    pub(crate) async fn ensure_traffic_port(&self, tg: &str) -> Result<(), Error> {
-        let key = format!("health {tg}");
-        if self.checked.has(&key) {
-            return Ok(());
-        }
-        let info = self.lb.target_group_info(&[tg.to_string()]).await?;
-        if info.iter().any(|i| i.health_check_port != TRAFFIC_PORT) {
-            self.lb.health_check_traffic_port(tg).await?;
-            tracing::info!(
-                target_group = tg,
-                "health check now probes the traffic port"
-            );
-        }
-        self.checked.mark(key);
         Ok(())
     }
 
@@ -982,7 +652,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         let claim = match progress.claim.clone() {
             Some(claim) => claim,
             // Leaving before it ever claimed a port: nothing to keep.
-            None if leaving => crate::execute::Claim {
+            None if leaving => Claim {
                 port: 0,
                 listener_arn: String::new(),
                 target_group_arn: String::new(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::fakes::{FakeImds, FakeNlb, FakeTags};
-use crate::reconcile::{Agent, Error};
+use crate::model::{Agent, Error};
 use crate::registry;
 
 use crate::pass_tests::{PROPS, ZONES};
@@ -111,7 +111,7 @@ fn props(agent: &TestAgent) -> String {
     std::fs::read_to_string(&agent.config.broker.server_properties).unwrap()
 }
 
-async fn pass(agent: &TestAgent) -> Result<crate::reconcile::PassReport, Error> {
+async fn pass(agent: &TestAgent) -> Result<crate::model::PassReport, Error> {
     agent.pass(&agent.context().await?).await
 }
 

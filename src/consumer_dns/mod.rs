@@ -37,8 +37,6 @@ mod tests;
 
 pub use plan::{Az, Endpoint, PlanError, Planned, Record, Zone};
 
-use crate::cli::ConsumerDnsArgs;
-
 /// A failed AWS call: operation, resource, AWS's error code and message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{operation} {resource} failed: {code}: {message}")]
@@ -120,7 +118,7 @@ impl Error {
     /// The exit code: 64 for a usage error, else 1.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Plan(PlanError::Usage(_)) => crate::cli::EXIT_USAGE,
+            Error::Plan(PlanError::Usage(_)) => crate::exit::USAGE,
             _ => 1,
         }
     }
@@ -143,20 +141,6 @@ pub struct Request {
     pub apply: bool,
     /// `--insync-timeout`.
     pub insync_timeout: Duration,
-}
-
-impl From<&ConsumerDnsArgs> for Request {
-    fn from(a: &ConsumerDnsArgs) -> Self {
-        Request {
-            endpoint: a.endpoint.clone(),
-            zone_id: a.zone_id.clone(),
-            host_template: a.host_template.clone(),
-            bootstrap_host: a.bootstrap_host.clone(),
-            bootstrap_port: a.bootstrap_port,
-            apply: a.apply,
-            insync_timeout: a.insync_timeout,
-        }
-    }
 }
 
 /// The applied change batch.
@@ -306,13 +290,13 @@ pub fn render(report: &Report) -> String {
     out
 }
 
-/// `consumer-dns`: builds the SDK clients from the standard chain, runs, prints; the exit code.
-pub async fn main(args: &ConsumerDnsArgs) -> ExitCode {
-    let req = Request::from(args);
+/// `consumer-dns`: builds the SDK clients from the standard chain, runs `req`, prints (as JSON
+/// with `json`); the exit code.
+pub async fn main(req: &Request, json: bool) -> ExitCode {
     let result = match plan::check_names(&req.host_template, req.bootstrap_host.as_deref()) {
         Err(e) => Err(Error::from(e)),
         Ok(()) => match sdk::Sdk::from_env().await {
-            Some((aws, region)) => execute(&aws, &region, &req).await,
+            Some((aws, region)) => execute(&aws, &region, req).await,
             None => Err(Error::NoRegion(req.endpoint.clone())),
         },
     };
@@ -326,7 +310,7 @@ pub async fn main(args: &ConsumerDnsArgs) -> ExitCode {
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
-    if args.json {
+    if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
@@ -335,7 +319,7 @@ pub async fn main(args: &ConsumerDnsArgs) -> ExitCode {
         print!("{}", render(&report));
     }
     match report.changes_pending && report.applied.is_none() {
-        true => ExitCode::from(crate::cli::EXIT_CHANGES_PENDING),
+        true => ExitCode::from(crate::exit::CHANGES_PENDING),
         false => ExitCode::SUCCESS,
     }
 }
