@@ -8,7 +8,9 @@
 //! is idempotent for identical settings (port, VPC, health check port: the existing group comes
 //! back with its tags unchanged) and answers `DuplicateTargetGroupName` otherwise; at most 50
 //! tags per resource (`TooManyTags`); a group a listener forwards to cannot be deleted
-//! (`ResourceInUse`); a deleted resource has no tags (DescribeTags answers its NotFound code).
+//! (`ResourceInUse`); a deleted resource has no tags (DescribeTags answers its NotFound code); a
+//! target of a group no listener uses is `unused` (`Target.NotInUse`). The same rules are one
+//! contract, [`crate::nlb::contract`], run on this fake and on the real adapter against moto.
 //! It counts calls like the real adapter, and a test can run a closure right before the next
 //! CreateListener or CreateTargetGroup, to play another host winning a race. [`FakeImds`] and [`FakeTags`] stand in for instance metadata and EC2.
 //!
@@ -335,14 +337,21 @@ impl LoadBalancer for FakeNlb {
                 "no such group",
             )
         })?;
+        // TargetHealth API reference: a target of a group no listener uses is `unused`
+        // (`Target.NotInUse`); the fake's other targets are healthy at once.
+        let in_use = s.listeners.values().any(|l| l.tg == tg_arn);
+        let (health, reason) = match in_use {
+            true => ("healthy", None),
+            false => ("unused", Some("Target.NotInUse".to_string())),
+        };
         Ok(g.targets
             .iter()
             .map(|(id, port)| Target {
                 id: id.clone(),
                 port: *port,
                 state: TargetState::Registered,
-                health: "healthy".to_string(),
-                reason: None,
+                health: health.to_string(),
+                reason: reason.clone(),
             })
             .collect())
     }
@@ -722,5 +731,46 @@ impl InstanceTags for FakeTags {
             .0
             .get(&(instance_id.to_string(), key.to_string()))
             .cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nlb::contract;
+
+    #[tokio::test]
+    async fn the_fake_keeps_the_elbv2_rules_contract() {
+        let nlb = FakeNlb::default();
+        let (lb_a, lb_b) = nlb.with(|s| {
+            (
+                s.add_load_balancer("a", &["us-east-1a"]),
+                s.add_load_balancer("b", &["us-east-1a"]),
+            )
+        });
+        let world = contract::World {
+            lb_a,
+            lb_b,
+            vpc_id: "vpc-0fake".into(),
+            prefix: "kp-contract".into(),
+            base_port: 20000,
+            instance_id: "i-0fake".into(),
+        };
+        let broken = contract::broken(&nlb, &world).await;
+        assert!(
+            broken.is_empty(),
+            "the fake breaks AWS's rules:\n{}",
+            broken.join("\n")
+        );
+        // Every rule ran: the contract created and cleaned up its listeners and groups.
+        assert!(
+            nlb.calls
+                .snapshot()
+                .get("CreateListener")
+                .copied()
+                .unwrap_or(0)
+                >= 52
+        );
+        nlb.with(|s| assert!(s.listeners.is_empty() && s.groups.is_empty(), "{s:?}"));
     }
 }

@@ -73,7 +73,8 @@ pub mod consumer_dns;
 // seams: real AWS clients (calls paced by the account's API budget) and in-process fakes
 pub mod aws;
 pub mod backoff;
-pub mod fakes;
+#[cfg(test)]
+pub(crate) mod fakes;
 #[cfg(test)]
 mod module_graph_tests;
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Bad input gets a clear one-line error naming what and where, a non-zero exit, no half-written
 //! file and no leaked NLB resource.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

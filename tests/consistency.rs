@@ -2,7 +2,7 @@
 //! `tests/support/moto_launcher.py`) makes it answer as AWS can right after a change. Each test
 //! shows a pass that would fail against that lag without its handling.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -5,7 +5,7 @@
 //! a private zone associated with the VPC, a public zone and another VPC's private zone.
 //! Observations go straight to moto through the SDK, never through the agent.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

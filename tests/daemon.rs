@@ -1,7 +1,7 @@
 //! The daemon (`kplink-agent run`): drift repair, file watcher, SIGHUP, metrics, SIGTERM; and the
 //! operations commands `status` and `decommission`.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};

@@ -46,7 +46,7 @@
 //! PrivateLink's source NAT and proxy protocol, and Route 53's own resolution (the test follows
 //! the CNAMEs itself).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;

@@ -6,7 +6,7 @@
 //! bounded time, `server.properties` untouched and nothing created on the NLB; the parsers never
 //! panic and their errors are single lines.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

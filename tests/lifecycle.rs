@@ -3,7 +3,7 @@
 //! instance from the bootstrap target group; its claim and `server.properties` stay, and a
 //! replacement with the same broker id gets the port back.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Stdio};
 use std::time::Duration;

@@ -17,7 +17,7 @@
 //! - The user data is not run by moto: the test runs it with `/etc/kplink` redirected into a
 //!   temporary directory and stubs for the download, the package manager and systemctl.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;

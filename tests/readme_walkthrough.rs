@@ -28,7 +28,7 @@
 //!   tests/e2e_privatelink.rs); where no mount namespace is allowed (not root, no unprivileged
 //!   user namespaces) those two steps print SKIPPED (never as root, so never in CI).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;

@@ -4,7 +4,7 @@
 //! accepts connections but does not answer, stale claims, and config warnings. Everything runs
 //! against the strict test AWS (`tests/support/moto_launcher.py`, see `tests/emulator_rules.rs`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

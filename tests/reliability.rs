@@ -4,7 +4,7 @@
 //! The two tests take turns (a lock) so that one's ten concurrent agents do not skew the other's
 //! kill timing on a small CI machine.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! one broker with id 111; the multi-agent lock tests drive the library's `Restarter` with a
 //! scripted cluster view and a real restart command, against the real lock on moto.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

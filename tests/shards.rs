@@ -3,7 +3,7 @@
 //! 110 brokers booting at once, then filled to 147, a rerun that changes nothing and a 148th that
 //! fails cleanly.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,40 +14,9 @@ const TEMPLATE: &str = "kafka-{az_id}-s{shard}.orders.example.internal";
 
 /// Two more NLBs in the same subnets as the world's: returns all three ARNs, in list order.
 fn three_nlbs(world: &World) -> Vec<String> {
-    block_on(async {
-        let lb = world
-            .elbv2
-            .describe_load_balancers()
-            .load_balancer_arns(&world.lb_arn)
-            .send()
-            .await
-            .unwrap();
-        let subnets: Vec<String> = lb.load_balancers()[0]
-            .availability_zones()
-            .iter()
-            .filter_map(|z| z.subnet_id().map(str::to_string))
-            .collect();
-        let mut arns = vec![world.lb_arn.clone()];
-        for name in ["orders-nlb-b", "orders-nlb-c"] {
-            let out = world
-                .elbv2
-                .create_load_balancer()
-                .name(name)
-                .set_subnets(Some(subnets.clone()))
-                .r#type(aws_sdk_elasticloadbalancingv2::types::LoadBalancerTypeEnum::Network)
-                .scheme(aws_sdk_elasticloadbalancingv2::types::LoadBalancerSchemeEnum::Internal)
-                .send()
-                .await
-                .unwrap();
-            arns.push(
-                out.load_balancers()[0]
-                    .load_balancer_arn()
-                    .unwrap()
-                    .to_string(),
-            );
-        }
-        arns
-    })
+    let mut arns = vec![world.lb_arn.clone()];
+    arns.extend(more_nlbs(world, &["orders-nlb-b", "orders-nlb-c"]));
+    arns
 }
 
 fn sharded_config(world: &World, host: &Host, arns: &[String]) -> String {

@@ -5,7 +5,7 @@
 //!
 //! Both tests need root (containers, dpkg, apt-get), so they are `#[ignore]`d and a plain
 //! `cargo test` passes for other users. `.ci/run` (as root) runs them explicitly:
-//! `cargo test --test systemd -- --include-ignored`. Run that way without root, they fail, never
+//! `cargo test --test suite systemd:: -- --include-ignored`. Run that way without root, they fail, never
 //! skip silently.
 
 use std::path::Path;

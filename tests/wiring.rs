@@ -1,6 +1,6 @@
 //! Black-box tests of `kplink-agent run --once` / `plan` against moto and the IMDSv2 test server.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;

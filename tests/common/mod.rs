@@ -685,3 +685,41 @@ pub fn controller_only_properties() -> String {
     assert_ne!(props, SERVER_PROPERTIES);
     props
 }
+
+/// More NLBs, named `names`, in the same subnets as the world's; their ARNs, in order.
+pub fn more_nlbs(world: &World, names: &[&str]) -> Vec<String> {
+    block_on(async {
+        let lb = world
+            .elbv2
+            .describe_load_balancers()
+            .load_balancer_arns(&world.lb_arn)
+            .send()
+            .await
+            .unwrap();
+        let subnets: Vec<String> = lb.load_balancers()[0]
+            .availability_zones()
+            .iter()
+            .filter_map(|z| z.subnet_id().map(str::to_string))
+            .collect();
+        let mut arns = Vec::new();
+        for name in names {
+            let out = world
+                .elbv2
+                .create_load_balancer()
+                .name(*name)
+                .set_subnets(Some(subnets.clone()))
+                .r#type(elbv2::types::LoadBalancerTypeEnum::Network)
+                .scheme(elbv2::types::LoadBalancerSchemeEnum::Internal)
+                .send()
+                .await
+                .unwrap();
+            arns.push(
+                out.load_balancers()[0]
+                    .load_balancer_arn()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        arns
+    })
+}

@@ -50,7 +50,7 @@ each rule of the launcher's module docstring with boto3:
 
 Usage: ``python3 tests/support/test_moto_rules.py`` (no pytest needed). Prints
 one line per rule; exit status 0 when every rule holds, 1 otherwise. Run by
-``tests/emulator_rules.rs`` (``cargo test --test emulator_rules``).
+``tests/emulator_rules.rs`` (``cargo test --test suite emulator_rules::``).
 """
 
 from __future__ import annotations

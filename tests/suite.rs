@@ -1,0 +1,26 @@
+//! Every integration test in one crate, so the suite links once (issue 18: 19 crates, each linked
+//! on its own, became one). Each file is a module named as before: `cargo test --test suite
+//! restart::` runs what the `restart` test crate ran.
+
+mod common;
+
+mod bad_input;
+mod cli_meta;
+mod consistency;
+mod consumer_dns;
+mod daemon;
+mod e2e_privatelink;
+mod emulator_rules;
+mod fuzz_inputs;
+mod iam_policy;
+mod kafka_tansu;
+mod lifecycle;
+mod nlb_contract;
+mod provider_stack;
+mod readme_walkthrough;
+mod real_rules;
+mod reliability;
+mod restart;
+mod shards;
+mod systemd;
+mod wiring;
