@@ -74,6 +74,8 @@ pub mod consumer_dns;
 pub mod aws;
 pub mod backoff;
 #[cfg(test)]
+mod config_boundary_tests;
+#[cfg(test)]
 pub(crate) mod fakes;
 #[cfg(test)]
 mod module_graph_tests;
