@@ -53,185 +53,219 @@ fn code(r: &Result<impl std::fmt::Debug, NlbError>) -> String {
     }
 }
 
-/// Runs every rule of [`RULES`] on `lb` in `w`; returns the broken ones, one line each naming
-/// the rule, what AWS answers and what `lb` answered (empty: `lb` keeps AWS's rules). It cleans
-/// up what it created when the rules hold.
-pub async fn broken<L: LoadBalancer>(lb: &L, w: &World) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut fail = |rule: usize, want: &str, got: String| {
-        out.push(format!("{}: AWS answers {want}, got {got}", RULES[rule]));
-    };
-    let spec = |name: &str, lb_arn: &str| TargetGroupSpec {
-        name: format!("{}-{name}", w.prefix),
-        vpc_id: w.vpc_id.clone(),
-        port: 9094,
-        tags: vec![("kplink:contract".into(), w.prefix.clone())],
-        load_balancer_arn: lb_arn.to_string(),
-    };
+/// One run of the contract: the seam, the world, and the broken rules so far.
+struct Run<'a, L> {
+    lb: &'a L,
+    w: &'a World,
+    out: Vec<String>,
+}
 
-    // ELBv2 API reference, CreateTargetGroup: "This operation is idempotent, which means that it
-    // completes at most one time. If you attempt to create multiple target groups with the same
-    // settings, each call succeeds."
-    let g1 = match lb.ensure_target_group(&spec("g1", &w.lb_a)).await {
-        Ok(arn) => arn,
-        Err(e) => return vec![format!("{}: cannot create a group: {e}", RULES[0])],
-    };
-    let again = lb.ensure_target_group(&spec("g1", &w.lb_a)).await;
-    if again.as_deref().ok() != Some(g1.as_str()) {
-        fail(0, &format!("the same ARN {g1}"), code(&again));
-    }
-    let g2 = match lb.ensure_target_group(&spec("g2", &w.lb_a)).await {
-        Ok(arn) => arn,
-        Err(e) => return vec![format!("{}: cannot create a group: {e}", RULES[0])],
-    };
-
-    // Same page: "DuplicateTargetGroupName: A target group with the specified name already
-    // exists" when the settings differ (here the health check port).
-    let exact = |hc: u16| ExactGroupSpec {
-        name: format!("{}-exact", w.prefix),
-        vpc_id: w.vpc_id.clone(),
-        port: 1,
-        health_check_port: hc,
-        tags: vec![],
-    };
-    let first = lb.create_exact_target_group(&exact(1001)).await;
-    let repeat = lb.create_exact_target_group(&exact(1001)).await;
-    let other = lb.create_exact_target_group(&exact(1002)).await;
-    let exact_arn = match (&first, &repeat, &other) {
-        (Ok(GroupCreate::Created(a)), Ok(GroupCreate::Created(b)), Ok(GroupCreate::NameTaken))
-            if a == b =>
-        {
-            Some(a.clone())
-        }
-        _ => {
-            fail(
-                1,
-                "Created(arn), Created(same arn), NameTaken",
-                format!("{first:?}, {repeat:?}, {other:?}"),
-            );
-            None
-        }
-    };
-
-    // CreateListener: "DuplicateListener: A listener with the specified port already exists";
-    // identical settings are idempotent like CreateTargetGroup.
-    let p = w.base_port;
-    let l1 = lb.create_listener(&w.lb_a, p, &g1, &[]).await;
-    let l1_again = lb.create_listener(&w.lb_a, p, &g1, &[]).await;
-    let taken = lb.create_listener(&w.lb_a, p, &g2, &[]).await;
-    let listener = match (&l1, &l1_again, &taken) {
-        (
-            Ok(ListenerClaim::Claimed(a)),
-            Ok(ListenerClaim::Claimed(b)),
-            Ok(ListenerClaim::PortTaken),
-        ) if a == b => Some(a.clone()),
-        _ => {
-            fail(
-                2,
-                "Claimed(arn), Claimed(same arn), PortTaken",
-                format!("{l1:?}, {l1_again:?}, {taken:?}"),
-            );
-            None
-        }
-    };
-
-    // "TargetGroupAssociationLimit: You've reached the limit on the number of load balancers per
-    // target group" (a target group of an NLB forwards for one load balancer).
-    let shared = lb.create_listener(&w.lb_b, p, &g1, &[]).await;
-    if code(&shared) != "TargetGroupAssociationLimit" {
-        fail(3, "TargetGroupAssociationLimit", code(&shared));
+impl<L: LoadBalancer> Run<'_, L> {
+    fn fail(&mut self, rule: usize, want: &str, got: String) {
+        self.out
+            .push(format!("{}: AWS answers {want}, got {got}", RULES[rule]));
     }
 
-    // ListenerAttribute: tcp.idle_timeout.seconds, "The valid range is 60-6000 seconds".
-    if let Some(l) = &listener {
-        let set = lb.set_listener_idle_timeout(l, 661).await;
-        let read = lb.listener_idle_timeout(l).await;
-        let low = lb.set_listener_idle_timeout(l, 59).await;
-        if set.is_err() || read.as_ref().ok() != Some(&Some(661)) || low.is_ok() {
-            fail(
-                4,
-                "success, Some(661), ValidationError",
-                format!("{}, {read:?}, {}", code(&set), code(&low)),
-            );
+    fn spec(&self, name: &str, lb_arn: &str) -> TargetGroupSpec {
+        TargetGroupSpec {
+            name: format!("{}-{name}", self.w.prefix),
+            vpc_id: self.w.vpc_id.clone(),
+            port: 9094,
+            tags: vec![("kplink:contract".into(), self.w.prefix.clone())],
+            load_balancer_arn: lb_arn.to_string(),
         }
     }
 
-    // TargetHealth: "unused: The target is not registered to a target group, the target group is
-    // not used in a listener rule, ..." with reason Target.NotInUse.
-    let reg = lb.register(&g2, &[(w.instance_id.clone(), 9094)]).await;
-    let health = lb.targets(&g2).await;
-    let unused = health.as_ref().is_ok_and(|t| {
-        t.len() == 1 && t[0].health == "unused" && t[0].reason.as_deref() == Some("Target.NotInUse")
-    });
-    if reg.is_err() || !unused {
-        fail(
-            5,
-            "unused / Target.NotInUse",
-            format!("{}, {health:?}", code(&reg)),
-        );
+    /// Two groups for NLB A (`g1` created twice); `None` when groups cannot be created at all.
+    async fn groups(&mut self) -> Option<(String, String)> {
+        // ELBv2 API reference, CreateTargetGroup: "This operation is idempotent, which means that
+        // it completes at most one time. If you attempt to create multiple target groups with the
+        // same settings, each call succeeds."
+        let lb_a = self.w.lb_a.clone();
+        let g1 = self.lb.ensure_target_group(&self.spec("g1", &lb_a)).await;
+        let again = self.lb.ensure_target_group(&self.spec("g1", &lb_a)).await;
+        let g2 = self.lb.ensure_target_group(&self.spec("g2", &lb_a)).await;
+        let (Ok(g1), Ok(g2)) = (g1, g2) else {
+            self.fail(0, "two new groups", "an error".into());
+            return None;
+        };
+        if again.as_deref().ok() != Some(g1.as_str()) {
+            self.fail(0, &format!("the same ARN {g1}"), code(&again));
+        }
+        Some((g1, g2))
     }
 
-    // Quotas for your Network Load Balancers / tagging: "Maximum number of tags per resource: 50".
-    let tags: Vec<(String, String)> = (0..51).map(|i| (format!("k{i}"), "v".into())).collect();
-    let many = lb
-        .ensure_target_group(&TargetGroupSpec {
-            tags: tags.clone(),
-            ..spec("tags", &w.lb_a)
-        })
-        .await;
-    if code(&many) != "TooManyTags" {
-        fail(6, "TooManyTags", code(&many));
-    }
-
-    // Quotas for your Network Load Balancers: "Listeners per Network Load Balancer: 50"
-    // (TooManyListeners), not adjustable. Listeners of one NLB may share a group.
-    let mut filled = Vec::new();
-    let mut at_quota = None;
-    for i in 1..=MAX_LISTENERS_PER_NLB as u16 {
-        match lb.create_listener(&w.lb_a, p + i, &g1, &[]).await {
-            Ok(ListenerClaim::Claimed(a)) => filled.push(a),
-            other => {
-                at_quota = Some((i, code(&other)));
-                break;
+    /// The restart lock's exact group; its ARN when the rule holds.
+    async fn exact_group(&mut self) -> Option<String> {
+        // Same page: "DuplicateTargetGroupName: A target group with the specified name already
+        // exists" when the settings differ (here the health check port).
+        let exact = |hc: u16| ExactGroupSpec {
+            name: format!("{}-exact", self.w.prefix),
+            vpc_id: self.w.vpc_id.clone(),
+            port: 1,
+            health_check_port: hc,
+            tags: vec![],
+        };
+        let first = self.lb.create_exact_target_group(&exact(1001)).await;
+        let repeat = self.lb.create_exact_target_group(&exact(1001)).await;
+        let other = self.lb.create_exact_target_group(&exact(1002)).await;
+        match (&first, &repeat, &other) {
+            (
+                Ok(GroupCreate::Created(a)),
+                Ok(GroupCreate::Created(b)),
+                Ok(GroupCreate::NameTaken),
+            ) if a == b => Some(a.clone()),
+            _ => {
+                let got = format!("{first:?}, {repeat:?}, {other:?}");
+                self.fail(1, "Created(arn), Created(same arn), NameTaken", got);
+                None
             }
         }
     }
-    let repeat_at_quota = lb.create_listener(&w.lb_a, p, &g1, &[]).await;
-    let quota_ok = filled.len() == MAX_LISTENERS_PER_NLB - 1
-        && at_quota
-            .as_ref()
-            .is_some_and(|(i, c)| *i == MAX_LISTENERS_PER_NLB as u16 && c.contains("QuotaReached"))
-        && matches!(repeat_at_quota, Ok(ListenerClaim::Claimed(_)));
-    if !quota_ok {
-        fail(
-            7,
-            "49 more listeners, QuotaReached for the 51st, Claimed for an identical repeat",
-            format!(
-                "{} more, then {at_quota:?}, repeat {}",
-                filled.len(),
-                code(&repeat_at_quota)
-            ),
-        );
+
+    /// A listener on NLB A forwarding to `g1`; its ARN when the rules hold.
+    async fn listener(&mut self, g1: &str, g2: &str) -> Option<String> {
+        // CreateListener: "DuplicateListener: A listener with the specified port already
+        // exists"; identical settings are idempotent like CreateTargetGroup.
+        let (lb, w, p) = (self.lb, self.w, self.w.base_port);
+        let l1 = lb.create_listener(&w.lb_a, p, g1, &[]).await;
+        let l1_again = lb.create_listener(&w.lb_a, p, g1, &[]).await;
+        let taken = lb.create_listener(&w.lb_a, p, g2, &[]).await;
+        let listener = match (&l1, &l1_again, &taken) {
+            (
+                Ok(ListenerClaim::Claimed(a)),
+                Ok(ListenerClaim::Claimed(b)),
+                Ok(ListenerClaim::PortTaken),
+            ) if a == b => Some(a.clone()),
+            _ => {
+                let got = format!("{l1:?}, {l1_again:?}, {taken:?}");
+                self.fail(2, "Claimed(arn), Claimed(same arn), PortTaken", got);
+                None
+            }
+        };
+        // "TargetGroupAssociationLimit: You've reached the limit on the number of load balancers
+        // per target group" (a target group of an NLB forwards for one load balancer).
+        let shared = lb.create_listener(&w.lb_b, p, g1, &[]).await;
+        if code(&shared) != "TargetGroupAssociationLimit" {
+            self.fail(3, "TargetGroupAssociationLimit", code(&shared));
+        }
+        listener
     }
 
-    // Clean up, then: DescribeTags of a deleted resource answers its NotFound error (the seam:
-    // no tags).
-    for l in filled.iter().chain(listener.iter()) {
-        if let Err(e) = lb.delete_listener(l).await {
-            out.push(format!("cleanup: {e}"));
+    /// The listener's idle timeout, a target of an unused group, and the tag limit.
+    async fn attributes(&mut self, listener: Option<&str>, g2: &str) {
+        let lb = self.lb;
+        // ListenerAttribute: tcp.idle_timeout.seconds, "The valid range is 60-6000 seconds".
+        if let Some(l) = listener {
+            let set = lb.set_listener_idle_timeout(l, 661).await;
+            let read = lb.listener_idle_timeout(l).await;
+            let low = lb.set_listener_idle_timeout(l, 59).await;
+            if set.is_err() || read.as_ref().ok() != Some(&Some(661)) || low.is_ok() {
+                let got = format!("{}, {read:?}, {}", code(&set), code(&low));
+                self.fail(4, "success, Some(661), ValidationError", got);
+            }
+        }
+        // TargetHealth: "unused: The target is not registered to a target group, the target
+        // group is not used in a listener rule, ..." with reason Target.NotInUse.
+        let reg = lb.register(g2, &[(self.w.instance_id.clone(), 9094)]).await;
+        let health = lb.targets(g2).await;
+        let unused = health.as_ref().is_ok_and(|t| {
+            t.len() == 1
+                && t[0].health == "unused"
+                && t[0].reason.as_deref() == Some("Target.NotInUse")
+        });
+        if reg.is_err() || !unused {
+            let got = format!("{}, {health:?}", code(&reg));
+            self.fail(5, "unused / Target.NotInUse", got);
+        }
+        // Tagging: "Maximum number of tags per resource: 50".
+        let tags: Vec<(String, String)> = (0..51).map(|i| (format!("k{i}"), "v".into())).collect();
+        let many = TargetGroupSpec {
+            tags,
+            ..self.spec("tags", &self.w.lb_a)
+        };
+        let many = lb.ensure_target_group(&many).await;
+        if code(&many) != "TooManyTags" {
+            self.fail(6, "TooManyTags", code(&many));
         }
     }
-    for g in [&g1, &g2].into_iter().chain(exact_arn.iter()) {
-        if let Err(e) = lb.delete_target_group(g).await {
-            out.push(format!("cleanup: {e}"));
+
+    /// Fills NLB A to the listener quota; the listeners it created.
+    async fn quota(&mut self, g1: &str) -> Vec<String> {
+        // Quotas for your Network Load Balancers: "Listeners per Network Load Balancer: 50"
+        // (TooManyListeners), not adjustable. Listeners of one NLB may share a group.
+        let (lb, w, p) = (self.lb, self.w, self.w.base_port);
+        let mut filled = Vec::new();
+        let mut at_quota = None;
+        for i in 1..=MAX_LISTENERS_PER_NLB as u16 {
+            match lb.create_listener(&w.lb_a, p + i, g1, &[]).await {
+                Ok(ListenerClaim::Claimed(a)) => filled.push(a),
+                other => {
+                    at_quota = Some((i, code(&other)));
+                    break;
+                }
+            }
+        }
+        let repeat = lb.create_listener(&w.lb_a, p, g1, &[]).await;
+        let ok = filled.len() == MAX_LISTENERS_PER_NLB - 1
+            && at_quota.as_ref().is_some_and(|(i, c)| {
+                *i == MAX_LISTENERS_PER_NLB as u16 && c.contains("QuotaReached")
+            })
+            && matches!(repeat, Ok(ListenerClaim::Claimed(_)));
+        if !ok {
+            let got = format!(
+                "{} more, then {at_quota:?}, repeat {}",
+                filled.len(),
+                code(&repeat)
+            );
+            let want =
+                "49 more listeners, QuotaReached for the 51st, Claimed for an identical repeat";
+            self.fail(7, want, got);
+        }
+        filled
+    }
+
+    /// Deletes what the run created; then a deleted group has no tags.
+    async fn clean_up(&mut self, listeners: &[String], groups: &[String]) {
+        for l in listeners {
+            if let Err(e) = self.lb.delete_listener(l).await {
+                self.out.push(format!("cleanup: {e}"));
+            }
+        }
+        for g in groups {
+            if let Err(e) = self.lb.delete_target_group(g).await {
+                self.out.push(format!("cleanup: {e}"));
+            }
+        }
+        // DescribeTags of a deleted resource answers its NotFound error (the seam: no tags).
+        if let Some(g) = groups.first() {
+            let gone = self.lb.tags(g).await;
+            if !matches!(gone, Ok(None)) {
+                self.fail(8, "TargetGroupNotFound (no tags)", format!("{gone:?}"));
+            }
         }
     }
-    let gone = lb.tags(&g1).await;
-    if !matches!(gone, Ok(None)) {
-        out.push(format!(
-            "{}: AWS answers TargetGroupNotFound (no tags), got {gone:?}",
-            RULES[8]
-        ));
-    }
-    out
+}
+
+/// Runs every rule of [`RULES`] on `lb` in `w`; returns the broken ones, one line each naming
+/// the rule, what AWS answers and what `lb` answered (empty: `lb` keeps AWS's rules). It cleans
+/// up what it created.
+pub async fn broken<L: LoadBalancer>(lb: &L, w: &World) -> Vec<String> {
+    let mut run = Run {
+        lb,
+        w,
+        out: Vec::new(),
+    };
+    let Some((g1, g2)) = run.groups().await else {
+        return run.out;
+    };
+    let exact = run.exact_group().await;
+    let listener = run.listener(&g1, &g2).await;
+    run.attributes(listener.as_deref(), &g2).await;
+    let mut listeners = run.quota(&g1).await;
+    listeners.extend(listener);
+    let mut groups = vec![g1, g2];
+    groups.extend(exact);
+    run.clean_up(&listeners, &groups).await;
+    run.out
 }
