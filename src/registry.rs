@@ -318,6 +318,24 @@ mod tests {
     }
 
     #[test]
+    fn a_slug_squashes_dashes_and_fills_its_part_exactly() {
+        let hex = |s: &str| s.len() == 4 && s.chars().all(|c| c.is_ascii_hexdigit());
+        // Not lossless (a run of dashes): squashed, then the hash.
+        let slug = cluster_slug("Orders__Prod");
+        let (head, hash) = slug.rsplit_once('-').unwrap();
+        assert_eq!(head, "orders-prod");
+        assert!(hex(hash), "{slug}");
+        // Leading dashes go; nothing left but dashes: `c` and the hash.
+        assert!(cluster_slug("__x").starts_with("x-"));
+        let none = cluster_slug("___");
+        assert!(none.starts_with('c') && hex(&none[1..]), "{none}");
+        // A long name keeps as much of itself as fits, the hash included.
+        let long = cluster_slug(&"a".repeat(60));
+        assert_eq!(long.len(), MAX_CLUSTER_PART, "{long}");
+        assert!(long.starts_with(&"a".repeat(MAX_CLUSTER_PART - 5)));
+    }
+
+    #[test]
     fn the_lock_group_name_is_per_cluster_and_stable() {
         // Pinned: a changed name would let an upgraded agent miss a lock an older one holds.
         // One per cluster, whatever the NLB; never a claim or a bootstrap name.

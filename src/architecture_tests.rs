@@ -1,6 +1,8 @@
-//! The crate's top-level modules form no circle (issue 18): every `crate::x` a module's non-test
-//! code names is an edge, and the graph of edges between top-level modules must be acyclic, so
-//! each module can be read (and changed) knowing only the ones below it.
+//! The crate's shape, checked (issue 18). Its top-level modules form no circle: every `crate::x`
+//! a module's non-test code names is an edge, and the graph of edges between top-level modules
+//! must be acyclic, so each module can be read (and changed) knowing only the ones below it. No
+//! file holds more than [`MAX_FILE_LINES`] lines of non-test code, and no function is longer
+//! than [`MAX_FN_LINES`] lines: a file has one job, a function fits on a screen.
 //!
 //! Read with `syn` from the module tree that `src/lib.rs` declares (`mod x;` → `x.rs` or
 //! `x/mod.rs`, `#[path]` honoured; `#[cfg(test)]` items and files skipped). Paths inside macro
@@ -10,6 +12,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use syn::visit::Visit;
+
+/// Lines of non-test code a file may hold (up to the end of its last non-test item).
+const MAX_FILE_LINES: usize = 600;
+/// Lines a function may span, from `fn` to its closing brace (doc comments not counted).
+const MAX_FN_LINES: usize = 80;
 
 /// Top-level module → the top-level modules its non-test code names.
 type Graph = BTreeMap<String, BTreeSet<String>>;
@@ -231,4 +238,148 @@ fn the_circle_finder_finds_a_circle() {
         circles(&g),
         vec![vec!["a".to_string(), "b".into(), "c".into()]]
     );
+}
+
+/// Every non-test file of the crate, parsed.
+fn all_files(src: &Path) -> Vec<(PathBuf, syn::File)> {
+    let mut files = Vec::new();
+    module_files(&src.join("lib.rs"), src, &mut files);
+    files
+}
+
+/// Collects functions longer than [`MAX_FN_LINES`] outside test items.
+struct LongFns<'p> {
+    file: &'p Path,
+    found: Vec<String>,
+}
+
+impl LongFns<'_> {
+    fn check(&mut self, name: &syn::Ident, start: usize, end: usize) {
+        let lines = end + 1 - start;
+        if lines > MAX_FN_LINES {
+            let f = self.file.display();
+            self.found
+                .push(format!("{f}:{start} fn {name}: {lines} lines"));
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for LongFns<'_> {
+    fn visit_item(&mut self, i: &'ast syn::Item) {
+        let test_only = match i {
+            syn::Item::Mod(m) => is_test_only(&m.attrs),
+            syn::Item::Fn(f) => is_test_only(&f.attrs),
+            syn::Item::Impl(m) => is_test_only(&m.attrs),
+            _ => false,
+        };
+        if !test_only {
+            syn::visit::visit_item(self, i);
+        }
+    }
+    fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
+        let start = f.sig.fn_token.span.start().line;
+        self.check(
+            &f.sig.ident,
+            start,
+            f.block.brace_token.span.close().end().line,
+        );
+        syn::visit::visit_item_fn(self, f);
+    }
+    fn visit_impl_item_fn(&mut self, f: &'ast syn::ImplItemFn) {
+        let start = f.sig.fn_token.span.start().line;
+        self.check(
+            &f.sig.ident,
+            start,
+            f.block.brace_token.span.close().end().line,
+        );
+        syn::visit::visit_impl_item_fn(self, f);
+    }
+    fn visit_trait_item_fn(&mut self, f: &'ast syn::TraitItemFn) {
+        if let Some(block) = &f.default {
+            let start = f.sig.fn_token.span.start().line;
+            self.check(
+                &f.sig.ident,
+                start,
+                block.brace_token.span.close().end().line,
+            );
+        }
+        syn::visit::visit_trait_item_fn(self, f);
+    }
+}
+
+/// The last line of a file's non-test code: the end of its last item that is not `#[cfg(test)]`.
+fn non_test_lines(ast: &syn::File) -> usize {
+    use syn::spanned::Spanned;
+    ast.items
+        .iter()
+        .filter(|i| {
+            let attrs = match i {
+                syn::Item::Mod(m) => &m.attrs,
+                syn::Item::Fn(f) => &f.attrs,
+                syn::Item::Impl(m) => &m.attrs,
+                syn::Item::Use(u) => &u.attrs,
+                _ => return true,
+            };
+            !is_test_only(attrs)
+        })
+        .map(|i| i.span().end().line)
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "until the file splits of issue 18 land"]
+fn no_non_test_file_is_over_600_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let files = all_files(&src);
+    assert!(files.len() > 40, "the module tree was not read");
+    let long: Vec<String> = files
+        .iter()
+        .map(|(path, ast)| (path, non_test_lines(ast)))
+        .filter(|(_, n)| *n > MAX_FILE_LINES)
+        .map(|(path, n)| format!("{}: {n} lines", path.display()))
+        .collect();
+    assert!(
+        long.is_empty(),
+        "files over {MAX_FILE_LINES} non-test lines: {long:#?}"
+    );
+}
+
+#[test]
+#[ignore = "until the file splits of issue 18 land"]
+fn no_function_is_over_80_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    for (path, ast) in all_files(&src) {
+        let mut v = LongFns {
+            file: &path,
+            found: Vec::new(),
+        };
+        v.visit_file(&ast);
+        found.extend(v.found);
+    }
+    assert!(
+        found.is_empty(),
+        "functions over {MAX_FN_LINES} lines: {found:#?}"
+    );
+}
+
+#[test]
+fn the_size_checks_see_long_functions_and_files() {
+    let text = format!(
+        "fn short() {{}}\nfn long() {{\n{}}}\n#[cfg(test)]\nmod tests {{\n{}}}\n",
+        "    let _ = 1;\n".repeat(MAX_FN_LINES),
+        "    fn in_tests() {}\n".repeat(MAX_FILE_LINES)
+    );
+    let ast = syn::parse_file(&text).unwrap();
+    let mut v = LongFns {
+        file: Path::new("x.rs"),
+        found: Vec::new(),
+    };
+    v.visit_file(&ast);
+    assert_eq!(
+        v.found,
+        vec![format!("x.rs:2 fn long: {} lines", MAX_FN_LINES + 2)]
+    );
+    assert_eq!(non_test_lines(&ast), MAX_FN_LINES + 3);
 }
