@@ -318,6 +318,15 @@ mod tests {
     }
 
     #[test]
+    fn each_host_has_its_own_stable_seed() {
+        let a = host_seed("i-0123456789abcdef0");
+        assert_eq!(a, host_seed("i-0123456789abcdef0"));
+        let seeds: BTreeSet<u64> = (0..50).map(|i| host_seed(&format!("i-{i:017x}"))).collect();
+        assert_eq!(seeds.len(), 50, "hosts share a port order");
+        assert!(!seeds.contains(&0) && !seeds.contains(&1));
+    }
+
+    #[test]
     fn a_slug_squashes_dashes_and_fills_its_part_exactly() {
         let hex = |s: &str| s.len() == 4 && s.chars().all(|c| c.is_ascii_hexdigit());
         // Not lossless (a run of dashes): squashed, then the hash.
