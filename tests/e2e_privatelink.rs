@@ -415,7 +415,8 @@ fn run_session(dir: &Path, unshare: &[&str], name: &str, hosts: &str, spec: &Val
         .arg(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "client_session",
+            // The suite is one crate (tests/suite.rs): test names carry their module's path.
+            "e2e_privatelink::client_session",
             "--ignored",
             "--nocapture",
             "--test-threads=1",
@@ -430,7 +431,14 @@ fn run_session(dir: &Path, unshare: &[&str], name: &str, hosts: &str, spec: &Val
         stderr(&out)
     );
     eprintln!("{name} took {:?}", started.elapsed());
-    serde_json::from_str(&std::fs::read_to_string(&result_path).unwrap()).unwrap()
+    let result = std::fs::read_to_string(&result_path).unwrap_or_else(|e| {
+        panic!(
+            "{name}: no result at {} ({e}); did the re-executed binary run client_session?\nstdout: {}",
+            result_path.display(),
+            stdout(&out)
+        )
+    });
+    serde_json::from_str(&result).unwrap()
 }
 
 /// `kplink-agent consumer-dns --apply` with the consumer's credentials (no instance metadata, no
