@@ -27,7 +27,7 @@
 //! | make effective | [`kafka`] (admin client; FFI in `kafka/ffi.rs`), [`restart`] (decide, gates, lock, command) |
 //! | keep it so | [`daemon`] (the loop), [`steady`] (the converged state checked within the API budget), [`metrics`] (Prometheus), [`clock`] |
 //! | consumer side | [`consumer_dns`] (`consumer-dns`: CNAMEs for an interface endpoint in the consumer's private zone; pure planner in `consumer_dns::plan`) |
-//! | test seams | [`fakes`] (in-process NLB/IMDS/tags with AWS's rules), [`aws`] (real SDK clients), [`backoff`] (every AWS call: counted, throttling ridden through until the pass deadline) |
+//! | test seams | `fakes` (in-process NLB/IMDS/tags with AWS's rules), [`aws`] (real SDK clients), [`backoff`] (every AWS call: counted, throttling ridden through until the pass deadline) |
 
 // configure
 pub mod cli;

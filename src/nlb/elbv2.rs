@@ -1,37 +1,16 @@
 //! [`Elbv2`]: the [`LoadBalancer`] seam through the AWS SDK, one thin method per ELBv2 call.
+//! The conversions between SDK types and the seam's are in `elbv2/convert.rs`.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_elasticloadbalancingv2 as elbv2;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use elbv2::error::ProvideErrorMetadata;
-use elbv2::types::{
-    Action, ActionTypeEnum, ProtocolEnum, Tag, TargetDescription, TargetHealthStateEnum,
-    TargetTypeEnum,
-};
+use elbv2::types::{Action, ActionTypeEnum, ProtocolEnum, TargetHealthStateEnum, TargetTypeEnum};
+
+mod convert;
 
 use super::*;
-use crate::backoff::Attempted;
-
-impl NlbError {
-    fn from_sdk<E>(
-        operation: &'static str,
-        resource: impl Into<String>,
-        attempted: Attempted<elbv2::error::SdkError<E, HttpResponse>>,
-    ) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-    {
-        let code = attempted.code().to_string();
-        let message = attempted.message();
-        NlbError {
-            operation,
-            resource: resource.into(),
-            code,
-            message,
-        }
-    }
-}
+use convert::{descriptions, empty_response, group_info, sdk_tags};
 
 /// ELBv2 through the AWS SDK.
 #[derive(Debug, Clone)]
@@ -147,43 +126,6 @@ impl Elbv2 {
             }),
         }
     }
-}
-
-fn group_info(tg: &elbv2::types::TargetGroup) -> Option<TargetGroupInfo> {
-    Some(TargetGroupInfo {
-        arn: tg.target_group_arn()?.to_string(),
-        load_balancer_arns: tg.load_balancer_arns().to_vec(),
-        health_check_port: tg.health_check_port().unwrap_or_default().to_string(),
-    })
-}
-
-/// Our `(key, value)` tags as the SDK's.
-fn sdk_tags(tags: &[(String, String)]) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
-
-/// A success answer without what it must contain.
-fn empty_response(operation: &'static str, resource: impl Into<String>, what: &str) -> NlbError {
-    NlbError {
-        operation,
-        resource: resource.into(),
-        code: "EmptyResponse".into(),
-        message: what.to_string(),
-    }
-}
-
-fn descriptions(targets: &[(String, u16)]) -> Vec<TargetDescription> {
-    targets
-        .iter()
-        .map(|(id, port)| {
-            TargetDescription::builder()
-                .id(id)
-                .port(i32::from(*port))
-                .build()
-        })
-        .collect()
 }
 
 impl LoadBalancer for Elbv2 {

@@ -9,20 +9,25 @@
 //! An instance that is leaving ([`crate::lifecycle`]) is *drained*: its plan has at most one step,
 //! [`Step::LeaveBootstrap`]. It registers nothing, creates nothing, keeps its claim (a replacement
 //! with the same broker id gets the port back) and never writes the file.
+//!
+//! Layout: reading the NLB ([`assess`], [`no_room`], [`plan_targets`]) in `assessment.rs`, who this
+//! host is and the ports a claim tries ([`Context`], [`claim_candidates`]) in `context.rs`; this
+//! file holds the desired and observed state and the steps ([`plan`], [`nlb_steps`]).
 
-use std::collections::BTreeSet;
+mod assessment;
+mod context;
+
+pub use assessment::{assess, no_room, plan_targets, Assessment, TargetChanges};
+pub use context::{claim_candidates, claim_candidates_for, Context};
+
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use serde::Serialize;
 
 use crate::lifecycle::{LeaveReason, Lifecycle};
-use crate::metadata::Identity;
-use crate::nlb::{target_group_name, Listener, Target, TargetState, MAX_LISTENERS_PER_NLB};
+use crate::nlb::{Target, TargetState};
 use crate::properties::{self, EditError, ListenerEdit};
-use crate::registry;
 
 /// What this broker should look like on the NLB.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -107,7 +112,7 @@ pub struct RackChange {
 /// Everything a pass looks at (read by `Agent::observe`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Observed {
-    /// The NLB (index into [`crate::reconcile::Context::shards`]) the claim is on, or the one a
+    /// The NLB (index into [`Context::shards`]) the claim is on, or the one a
     /// new claim goes to: the first in order with a free port and room under the listener quota.
     pub shard: usize,
     /// NLBs read by this observation that had no room for a new claim (index, why).
@@ -141,136 +146,6 @@ pub fn endpoint_port(endpoint: Option<&str>) -> Option<u16> {
     endpoint
         .and_then(|e| e.rsplit_once(':'))
         .and_then(|(_, p)| p.parse().ok())
-}
-
-/// What the listeners say about this broker and the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct Assessment {
-    /// The bootstrap listener, if present.
-    pub bootstrap: Option<Listener>,
-    /// A legacy restart lock listener (an older agent, release 0.1, holds the lock); the
-    /// lock itself is a target group now, which no pass reads.
-    pub lock: Option<Listener>,
-    /// This broker's claim: the listener in range forwarding to its dedicated group.
-    pub claim: Option<Listener>,
-    /// Further listeners forwarding to the dedicated group (a race between an old and a new
-    /// instance of the same broker); they are deleted so each broker has exactly one port.
-    pub duplicate_claims: Vec<Listener>,
-    /// Ports in range held by other listeners.
-    pub occupied: BTreeSet<u16>,
-    /// A listener on a port in range that this agent cannot interpret (no single forward target).
-    pub foreign_in_range: usize,
-}
-
-/// Reads the NLB's listeners. `keep_port` (the port in `server.properties`) decides which claim
-/// survives when there are several, so clients keep the address Kafka already advertises.
-pub fn assess(desired: &Desired, listeners: &[Listener], keep_port: Option<u16>) -> Assessment {
-    let mut a = Assessment::default();
-    let mut claims: Vec<Listener> = Vec::new();
-    for l in listeners {
-        if l.port == desired.bootstrap_port {
-            a.bootstrap = Some(l.clone());
-            continue;
-        }
-        if Some(l.port) == desired.lock_port {
-            a.lock = Some(l.clone());
-            continue;
-        }
-        if !desired.port_range.contains(&l.port) {
-            continue;
-        }
-        let group = l.target_group_arn.as_deref().and_then(target_group_name);
-        if group
-            .is_some_and(|g| g == desired.dedicated_group || g == desired.legacy_dedicated_group)
-        {
-            claims.push(l.clone());
-        } else {
-            if group.is_none() {
-                a.foreign_in_range += 1;
-            }
-            a.occupied.insert(l.port);
-        }
-    }
-    claims.sort_by_key(|l| (Some(l.port) != keep_port, l.port));
-    let mut claims = claims.into_iter();
-    a.claim = claims.next();
-    a.duplicate_claims = claims.collect();
-    a
-}
-
-/// Why a new claim cannot go on the NLB `assessment` describes (`None`: it can): no free port in
-/// the range (`first_candidate` is `None`), or no room under the listener quota for the claim and,
-/// where there is none yet, the bootstrap listener. Pure.
-pub fn no_room(
-    desired: &Desired,
-    assessment: &Assessment,
-    listener_count: usize,
-    first_candidate: Option<u16>,
-) -> Option<String> {
-    if first_candidate.is_none() {
-        return Some(format!(
-            "no free port in nlb.port_range {}-{}",
-            desired.port_range.start(),
-            desired.port_range.end()
-        ));
-    }
-    let needed = 1 + usize::from(assessment.bootstrap.is_none());
-    (listener_count + needed > MAX_LISTENERS_PER_NLB).then(|| {
-        format!("{listener_count} of {MAX_LISTENERS_PER_NLB} listeners used, {needed} needed")
-    })
-}
-
-/// Target registrations to change in one group.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct TargetChanges {
-    /// Register this instance.
-    pub register_self: bool,
-    /// Stale targets to deregister: `(instance id, port)`.
-    pub deregister: Vec<(String, u16)>,
-}
-
-impl TargetChanges {
-    /// No change needed.
-    pub fn is_empty(&self) -> bool {
-        !self.register_self && self.deregister.is_empty()
-    }
-}
-
-/// Computes registrations: the dedicated group holds exactly this instance on the target port; the
-/// bootstrap group holds this instance, and loses targets that were stale in the dedicated group
-/// (a replaced instance of this broker). Other brokers' bootstrap targets are never touched.
-pub fn plan_targets(
-    desired: &Desired,
-    dedicated: &[Target],
-    bootstrap: &[Target],
-) -> (TargetChanges, TargetChanges) {
-    let is_self = |t: &Target| t.id == desired.instance_id && t.port == desired.target_port;
-    let active = |t: &&Target| t.state == TargetState::Registered;
-    let stale: Vec<(String, u16)> = dedicated
-        .iter()
-        .filter(active)
-        .filter(|t| !is_self(t))
-        .map(|t| (t.id.clone(), t.port))
-        .collect();
-    let dedicated_changes = TargetChanges {
-        register_self: !dedicated.iter().filter(active).any(is_self),
-        deregister: stale.clone(),
-    };
-    let bootstrap_changes = TargetChanges {
-        register_self: !bootstrap.iter().filter(active).any(is_self),
-        deregister: bootstrap
-            .iter()
-            .filter(active)
-            .filter(|t| {
-                !is_self(t)
-                    && stale
-                        .iter()
-                        .any(|(id, port)| *id == t.id && *port == t.port)
-            })
-            .map(|t| (t.id.clone(), t.port))
-            .collect(),
-    };
-    (dedicated_changes, bootstrap_changes)
 }
 
 /// One change a pass makes, in execution order.
@@ -561,69 +436,12 @@ pub fn nlb_steps(
     }
     steps
 }
-
-/// Who this host is, resolved once per pass.
-#[derive(Debug, Clone, Serialize)]
-pub struct Context {
-    /// Instance identity.
-    pub identity: Identity,
-    /// Broker id.
-    pub broker_id: i32,
-    /// Where the broker id came from.
-    pub broker_id_source: String,
-    /// Desired shape on each configured NLB, in list order: `shards[i].shard == i` (one entry
-    /// with `nlb.load_balancer_arn`). The advertised host and group names differ per NLB.
-    pub shards: Vec<Desired>,
-}
-
-impl Context {
-    /// The desired shape on NLB `index` (clamped: the list is never empty).
-    pub fn shard(&self, index: usize) -> &Desired {
-        &self.shards[index.min(self.shards.len().saturating_sub(1))]
-    }
-
-    /// The NLB whose advertised host `endpoint` (`host:port`, from `server.properties`) names:
-    /// where this broker's claim most likely is, so the steady state reads one NLB only.
-    pub fn shard_of_endpoint(&self, endpoint: Option<&str>) -> Option<usize> {
-        let host = endpoint?.rsplit_once(':')?.0;
-        self.shards
-            .iter()
-            .position(|d| d.listener.advertised_host == host)
-    }
-}
-
-/// The ports a new claim tries, in order; the same for `plan` and `run` (seeded by the instance).
-pub fn claim_candidates(ctx: &Context, observed: &Observed) -> Vec<u16> {
-    // The file's port is kept only on the NLB the file names (any, with one NLB).
-    let keep = (ctx.shards.len() == 1
-        || ctx.shard_of_endpoint(observed.file_endpoint.as_deref()) == Some(observed.shard))
-    .then(|| observed.file_port())
-    .flatten();
-    claim_candidates_for(ctx, observed.shard, &observed.assessment, keep)
-}
-
-/// [`claim_candidates`] on NLB `shard` as `assessment` describes it, keeping `keep` if free.
-pub fn claim_candidates_for(
-    ctx: &Context,
-    shard: usize,
-    assessment: &Assessment,
-    keep: Option<u16>,
-) -> Vec<u16> {
-    registry::candidates(
-        &ctx.shard(shard).port_range,
-        &assessment.occupied,
-        ctx.broker_id,
-        ctx.shards.len(),
-        keep,
-        &mut StdRng::seed_from_u64(registry::host_seed(&ctx.identity.instance_id)),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nlb::Listener;
 
-    fn desired() -> Desired {
+    pub(super) fn desired() -> Desired {
         Desired {
             shard: 0,
             lb_arn: "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/kafka/1"
@@ -652,14 +470,14 @@ mod tests {
     fn tg(name: &str) -> String {
         format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{name}/0123")
     }
-    fn listener(port: u16, group: Option<&str>) -> Listener {
+    pub(super) fn listener(port: u16, group: Option<&str>) -> Listener {
         Listener {
             arn: format!("arn:listener/{port}"),
             port,
             target_group_arn: group.map(tg),
         }
     }
-    fn target(id: &str, port: u16) -> Target {
+    pub(super) fn target(id: &str, port: u16) -> Target {
         Target {
             id: id.into(),
             port,
@@ -667,97 +485,6 @@ mod tests {
             health: "healthy".into(),
             reason: None,
         }
-    }
-
-    #[test]
-    fn assess_table() {
-        let d = desired();
-        // Empty NLB.
-        let a = assess(&d, &[], None);
-        assert!(a.bootstrap.is_none() && a.claim.is_none() && a.occupied.is_empty());
-        // Others' claims occupy ports; ours is found; ports outside the range are ignored.
-        let ls = [
-            listener(10000, Some("kp-orders-5c1e-boot")),
-            listener(10001, Some("kp-orders-5c1e-b1")),
-            listener(10004, Some("kp-orders-5c1e-b3")),
-            listener(10005, None),
-            listener(443, Some("other")),
-        ];
-        let a = assess(&d, &ls, None);
-        assert_eq!(a.bootstrap.as_ref().map(|l| l.port), Some(10000));
-        assert_eq!(a.claim.as_ref().map(|l| l.port), Some(10004));
-        assert_eq!(a.occupied, BTreeSet::from([10001, 10005]));
-        assert_eq!(a.foreign_in_range, 1);
-        // A 0.1 claim (name without the NLB) is still this broker's; another NLB's group is not.
-        let ls = [
-            listener(10006, Some("kp-orders-b3")),
-            listener(10007, Some("kp-orders-77aa-b3")),
-        ];
-        let a = assess(&d, &ls, None);
-        assert_eq!(a.claim.as_ref().map(|l| l.port), Some(10006));
-        assert_eq!(a.occupied, BTreeSet::from([10007]));
-        // Two claims: the one in server.properties survives, else the lowest.
-        let ls = [
-            listener(10002, Some("kp-orders-5c1e-b3")),
-            listener(10007, Some("kp-orders-5c1e-b3")),
-        ];
-        let a = assess(&d, &ls, Some(10007));
-        assert_eq!(a.claim.as_ref().map(|l| l.port), Some(10007));
-        assert_eq!(
-            a.duplicate_claims
-                .iter()
-                .map(|l| l.port)
-                .collect::<Vec<_>>(),
-            vec![10002]
-        );
-        let a = assess(&d, &ls, None);
-        assert_eq!(a.claim.as_ref().map(|l| l.port), Some(10002));
-    }
-
-    #[test]
-    fn target_table() {
-        let d = desired();
-        let none: (TargetChanges, TargetChanges) = Default::default();
-        let reg_both = (
-            TargetChanges {
-                register_self: true,
-                deregister: vec![],
-            },
-            TargetChanges {
-                register_self: true,
-                deregister: vec![],
-            },
-        );
-        // Converged.
-        assert_eq!(
-            plan_targets(
-                &d,
-                &[target("i-new", 9094)],
-                &[target("i-new", 9094), target("i-b1", 9094)]
-            ),
-            none
-        );
-        // Fresh.
-        assert_eq!(plan_targets(&d, &[], &[]), reg_both);
-        // Replacement: the old instance leaves both groups; other brokers stay in bootstrap.
-        let (ded, boot) = plan_targets(
-            &d,
-            &[target("i-old", 9094)],
-            &[target("i-old", 9094), target("i-b1", 9094)],
-        );
-        assert!(ded.register_self && boot.register_self);
-        assert_eq!(ded.deregister, vec![("i-old".to_string(), 9094)]);
-        assert_eq!(boot.deregister, vec![("i-old".to_string(), 9094)]);
-        // Same instance on a wrong port is stale too.
-        let (ded, _) = plan_targets(&d, &[target("i-new", 9092)], &[]);
-        assert_eq!(ded.deregister, vec![("i-new".to_string(), 9092)]);
-        // Draining self is registered again; draining others are left alone.
-        let mut draining = target("i-new", 9094);
-        draining.state = TargetState::Draining;
-        let mut old = target("i-old", 9094);
-        old.state = TargetState::Draining;
-        let (ded, _) = plan_targets(&d, &[draining, old], &[target("i-new", 9094)]);
-        assert!(ded.register_self && ded.deregister.is_empty());
     }
 
     #[test]
