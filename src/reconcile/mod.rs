@@ -5,7 +5,6 @@
 //! without registrations, an unchanged file). The order matters where a crash could leak: the
 //! dedicated target group is created before the listener that claims a port for it, and deleted
 //! again if no port can be had.
-
 //!
 //! The pass itself, its preflight checks and its retries live here; the other steps in
 //! submodules: `discover` (who this host is and what it wants on each NLB), `observe` (reading
@@ -72,6 +71,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         Ok(())
     }
 
+    /// The steps a pass would take now (for `plan`; `pass` runs exactly these).
     pub fn plan(&self, ctx: &Context, observed: &Observed) -> Result<Vec<Step>, Error> {
         let first = claim_candidates(ctx, observed).first().copied();
         plan::plan(ctx.shard(observed.shard), observed, first).map_err(|e| {
