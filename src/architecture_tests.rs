@@ -328,7 +328,6 @@ fn non_test_lines(ast: &syn::File) -> usize {
 }
 
 #[test]
-#[ignore = "until the file splits of issue 18 land"]
 fn no_non_test_file_is_over_600_lines() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let files = all_files(&src);
@@ -346,7 +345,6 @@ fn no_non_test_file_is_over_600_lines() {
 }
 
 #[test]
-#[ignore = "until the file splits of issue 18 land"]
 fn no_function_is_over_80_lines() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut found = Vec::new();
