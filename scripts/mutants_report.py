@@ -7,7 +7,7 @@ Reads ``<dir>/outcomes.json`` (cargo-mutants' machine-readable result) and print
 per source file: caught, missed, unviable (did not build), timeouts, and caught as a share of the
 viable mutants (caught + missed + timeouts). Then every missed mutant, one per line, so each can
 be killed by a test or written down as equivalent (``scripts/mutants-equivalent.txt``: one
-line per mutant, ``<file>:<line>: <description> -- why``). Mutants listed there count as
+line per mutant, ``<file>: <description> -- why``; line numbers, if given, are ignored). Mutants listed there count as
 equivalent, not missed. Exit status 1 when a file is under ``--min`` percent (default 90).
 Python 3.11 stdlib only.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -39,13 +40,19 @@ def describe(m: dict) -> str:
     return f"{m.get('file', '?')}:{line}: {name}"
 
 
+def without_lines(description: str) -> str:
+    """``file: mutant``, without line and column numbers (they move as code is added above)."""
+    m = re.match(r"^(\S+?):[\d?]+(?::\d+)?: (?:\S+?:\d+:\d+: )?(.*)$", description)
+    return f"{m.group(1)}: {m.group(2)}" if m else description
+
+
 def equivalents() -> dict[str, str]:
     out = {}
     if EQUIVALENT.exists():
         for raw in EQUIVALENT.read_text().splitlines():
             if raw.strip() and not raw.startswith("#") and " -- " in raw:
                 what, why = raw.split(" -- ", 1)
-                out[what.strip()] = why.strip()
+                out[without_lines(what.strip())] = why.strip()
     return out
 
 
@@ -70,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             "Unviable": "unviable",
             "Timeout": "timeout",
         }.get(summary, summary)
-        if kind == "missed" and describe(m) in eq:
+        if kind == "missed" and without_lines(describe(m)) in eq:
             kind = "equivalent"
         rows[file][kind] += 1
         if kind == "missed":

@@ -213,7 +213,8 @@ impl NlbState {
         GroupCreate::Created(arn)
     }
 
-    fn tags_of(&mut self, arn: &str) -> Option<&mut BTreeMap<String, String>> {
+    /// The tags of a group or listener, to change as another host would.
+    pub fn tags_of(&mut self, arn: &str) -> Option<&mut BTreeMap<String, String>> {
         if let Some(l) = self.listeners.get_mut(arn) {
             return Some(&mut l.tags);
         }
@@ -232,6 +233,8 @@ pub struct FakeNlb {
     pub calls: CallCounter,
     before_create_listener: Arc<Mutex<Vec<Hook>>>,
     before_create_group: Arc<Mutex<Vec<Hook>>>,
+    /// Errors the next calls of an operation answer (by operation name), oldest first.
+    failures: Arc<Mutex<Vec<(&'static str, String)>>>,
 }
 
 impl std::fmt::Debug for FakeNlb {
@@ -268,6 +271,28 @@ impl FakeNlb {
             calls: CallCounter::default(),
             before_create_listener: Arc::clone(&self.before_create_listener),
             before_create_group: Arc::clone(&self.before_create_group),
+            failures: Arc::clone(&self.failures),
+        }
+    }
+
+    /// The next call of `operation` (any handle) fails with the ELBv2 error `code`, as when the
+    /// resource went away between two calls or the account's API budget ran out.
+    pub fn fail_next(&self, operation: &'static str, code: &str) {
+        self.failures
+            .lock()
+            .unwrap()
+            .push((operation, code.to_string()));
+    }
+
+    /// The error queued for this call of `operation` by [`FakeNlb::fail_next`], if any.
+    fn injected(&self, operation: &'static str, resource: &str) -> Result<(), NlbError> {
+        let mut failures = self.failures.lock().unwrap();
+        match failures.iter().position(|(op, _)| *op == operation) {
+            Some(i) => {
+                let (_, code) = failures.remove(i);
+                Err(error(operation, resource, &code, "injected by the test"))
+            }
+            None => Ok(()),
         }
     }
 
@@ -535,6 +560,7 @@ impl LoadBalancer for FakeNlb {
 
     async fn add_tags(&self, arn: &str, tags: &[(String, String)]) -> Result<(), NlbError> {
         self.calls.record("AddTags");
+        self.injected("AddTags", arn)?;
         let mut s = self.state.lock().unwrap();
         let current = s
             .tags_of(arn)

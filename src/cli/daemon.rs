@@ -35,7 +35,7 @@ pub(super) async fn daemon(
         agent,
         ctx,
         kafka_adapters,
-        move || Config::load(&path),
+        move || super::load_config(&path),
         shutdown_signal(),
     )
     .await?;

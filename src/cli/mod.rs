@@ -60,7 +60,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         ..
     } = cli;
     let load = || {
-        Config::load(&path).map_err(|e| {
+        load_config(&path).map_err(|e| {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_CONFIG)
         })
@@ -218,6 +218,12 @@ fn kafka_adapters(config: &Config) -> Result<(RdKafka, CommandService), Error> {
         process: config.restart.process_check(),
     };
     Ok((kafka, service))
+}
+
+/// Loads the config at `path` with systemd's `STATE_DIRECTORY` (set by the unit's
+/// `StateDirectory=`) applied: the one place the agent reads it.
+pub(crate) fn load_config(path: &std::path::Path) -> Result<Config, crate::config::ConfigError> {
+    Ok(Config::load(path)?.with_state_directory(std::env::var_os("STATE_DIRECTORY").as_deref()))
 }
 
 #[cfg(test)]

@@ -79,13 +79,24 @@ impl Config {
         Ok(config)
     }
 
-    /// The state directory: systemd's `STATE_DIRECTORY` if set (its first entry), else
-    /// `daemon.state_dir`.
+    /// The state directory: `daemon.state_dir`, or systemd's if the CLI applied it
+    /// ([`Config::with_state_directory`]).
     pub fn state_dir(&self) -> PathBuf {
-        std::env::var_os("STATE_DIRECTORY")
+        self.daemon.state_dir.clone()
+    }
+
+    /// The config with systemd's `StateDirectory=` applied: `systemd` is the value of
+    /// `STATE_DIRECTORY` as the unit passes it (colon-separated when it names several; the
+    /// first wins), which takes the place of `daemon.state_dir`. The CLI reads the environment;
+    /// the config never does, so a test or a library user decides.
+    pub fn with_state_directory(mut self, systemd: Option<&std::ffi::OsStr>) -> Config {
+        let first = systemd
             .map(|v| PathBuf::from(v.to_string_lossy().split(':').next().unwrap_or_default()))
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or_else(|| self.daemon.state_dir.clone())
+            .filter(|p| !p.as_os_str().is_empty());
+        if let Some(dir) = first {
+            self.daemon.state_dir = dir;
+        }
+        self
     }
 
     /// The ports of `nlb.port_range`.
@@ -127,6 +138,29 @@ mod tests {
 
     use crate::config::test_util::{parse, MINIMAL};
     use crate::kafka::process::ProcessCheck;
+
+    /// systemd's `STATE_DIRECTORY` (its first entry) takes the place of `daemon.state_dir`;
+    /// unset or empty, the configured one stays.
+    #[test]
+    fn systemds_state_directory_wins_when_given() {
+        let config = parse(&format!("{MINIMAL}[daemon]\nstate_dir = \"/srv/kplink\"\n")).unwrap();
+        let with = |v: Option<&str>| {
+            config
+                .clone()
+                .with_state_directory(v.map(std::ffi::OsStr::new))
+                .state_dir()
+        };
+        assert_eq!(with(None), Path::new("/srv/kplink"));
+        assert_eq!(with(Some("")), Path::new("/srv/kplink"));
+        assert_eq!(
+            with(Some("/var/lib/kplink-agent")),
+            Path::new("/var/lib/kplink-agent")
+        );
+        assert_eq!(
+            with(Some("/var/lib/kplink-agent:/var/lib/other")),
+            Path::new("/var/lib/kplink-agent")
+        );
+    }
 
     #[test]
     fn minimal_config_gets_documented_defaults() {

@@ -98,13 +98,6 @@ pub struct TargetChanges {
     pub deregister: Vec<(String, u16)>,
 }
 
-impl TargetChanges {
-    /// No change needed.
-    pub fn is_empty(&self) -> bool {
-        !self.register_self && self.deregister.is_empty()
-    }
-}
-
 /// Computes registrations: the dedicated group holds exactly this instance on the target port; the
 /// bootstrap group holds this instance, and loses targets that were stale in the dedicated group
 /// (a replaced instance of this broker). Other brokers' bootstrap targets are never touched.

@@ -578,4 +578,27 @@ mod tests {
         )
         .is_empty());
     }
+
+    /// The claim step counts the ports still free: the range less the ports other brokers hold.
+    #[test]
+    fn the_claim_step_counts_the_ports_left() {
+        let d = desired();
+        let ls = [
+            listener(10000, Some("kp-orders-5c1e-boot")),
+            listener(10001, Some("kp-orders-5c1e-b1")),
+            listener(10002, Some("kp-orders-5c1e-b2")),
+        ];
+        let a = assess(&d, &ls, None);
+        let steps = nlb_steps(&d, &a, &[], &[], Some(10004));
+        assert!(
+            steps.iter().any(|s| matches!(
+                s,
+                Step::ClaimPort {
+                    free_ports: 8,
+                    first_candidate: 10004
+                }
+            )),
+            "{steps:?}"
+        );
+    }
 }

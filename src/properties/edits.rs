@@ -153,6 +153,9 @@ mod tests {
                 Some(v),
                 "{text:?}"
             );
+            // Kafka reads the file as ISO-8859-1: what the agent writes is plain ASCII.
+            assert!(escape_value(v).is_ascii(), "{v:?}");
         }
+        assert_eq!(escape_value("é\x01~"), "\\u00E9\\u0001~");
     }
 }

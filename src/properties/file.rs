@@ -434,6 +434,11 @@ mod tests {
             Some("kafka-use1-az1.orders.example.internal:10003")
         );
         assert!(remove_listener_from_file(&path, "PRIVATELINK", None).unwrap());
+        // Nothing left to remove: no write at all (same inode, same bytes).
+        let (inode, bytes) = (fs::metadata(&path).unwrap().ino(), fs::read(&path).unwrap());
+        assert!(!remove_listener_from_file(&path, "PRIVATELINK", None).unwrap());
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+        assert_eq!(fs::read(&path).unwrap(), bytes);
 
         fs::write(&path, "a=1\nlisteners=A://:1\nlisteners=B://:2\n").unwrap();
         let err = apply_listener_to_file(&path, &edit(), None).unwrap_err();
@@ -444,5 +449,58 @@ mod tests {
                 path.display()
             )
         );
+    }
+
+    /// A write that fails after its temp file exists (here the rename) removes the temp file.
+    #[test]
+    fn a_failed_rename_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let like = dir.path().join("server.properties");
+        fs::write(&like, "a=1\n").unwrap();
+        // A non-empty directory where the file should go: rename(2) refuses to replace it.
+        let dest = dir.path().join("taken");
+        fs::create_dir(&dest).unwrap();
+        fs::write(dest.join("inside"), "x").unwrap();
+        let err = replace_file(&dest, b"a=2\n", &fs::metadata(&like).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("rename temp file"), "{err}");
+        assert!(no_temp_files(dir.path()));
+    }
+
+    /// A leftover temp path of this pid that cannot be removed stops the write, named as such.
+    #[test]
+    fn a_stale_temp_path_that_cannot_go_stops_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.properties");
+        fs::write(&path, "a=1\n").unwrap();
+        let stale = dir.path().join(format!(
+            ".server.properties.kplink-tmp.{}",
+            std::process::id()
+        ));
+        fs::create_dir(&stale).unwrap();
+        fs::write(stale.join("inside"), "x").unwrap();
+        let err = write_atomic(&path, "a=2\n", None).unwrap_err();
+        assert!(err.to_string().contains("remove stale temp file"), "{err}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "a=1\n");
+    }
+
+    /// The new file keeps the old one's owner and group (Kafka's user must still read it),
+    /// each on its own. Needs root to hand files to another user; skipped otherwise.
+    #[test]
+    fn the_new_file_keeps_the_owner_and_the_group() {
+        let me = fs::metadata("/proc/self").unwrap();
+        if me.uid() != 0 {
+            eprintln!("skipped: needs root to chown");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.properties");
+        for (uid, gid) in [(4321, me.gid()), (me.uid(), 4321), (4321, 4322)] {
+            fs::write(&path, "a=1\n").unwrap();
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+            write_atomic(&path, "a=2\n", None).unwrap();
+            let m = fs::metadata(&path).unwrap();
+            assert_eq!((m.uid(), m.gid()), (uid, gid));
+            fs::remove_file(&path).unwrap();
+        }
     }
 }

@@ -31,6 +31,9 @@ mod edits;
 mod file;
 mod listeners;
 
+#[cfg(test)]
+mod edge_tests;
+
 pub use edits::{apply_rack, BROKER_RACK};
 pub use file::{
     apply_listener_to_file, backup_path, read, remove_listener_from_file, write_atomic,

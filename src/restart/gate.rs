@@ -85,15 +85,13 @@ pub fn gate(snapshot: &ClusterSnapshot, me: i32, expected: &BTreeSet<i32>) -> Ga
             if !p.isr.contains(&me) || !min_isr_known {
                 continue;
             }
+            // Every replica is in sync here (an under-replicated partition blocked above), so
+            // with this broker gone the ISR holds RF - 1 replicas: below min.insync.replicas
+            // exactly when RF <= min.insync.replicas, which no restart order can avoid.
             if p.replicas.len() as i32 <= min_isr {
                 r.notes.push(format!(
                     "{tp} has replication factor {} <= min.insync.replicas {min_isr}: unavailable for acks=all while broker {me} restarts",
                     p.replicas.len()
-                ));
-            } else if (p.isr.len() as i32) - 1 < min_isr {
-                r.blockers.push(format!(
-                    "{tp} would fall below min.insync.replicas {min_isr} (isr {:?})",
-                    p.isr
                 ));
             }
         }
@@ -507,5 +505,61 @@ mod tests {
             r.blockers.is_empty() && r.notes.len() == 1,
             "RF 5 <= min 5 is a note: {r:?}"
         );
+    }
+
+    /// The claims the gate expects, read from the NLB: one per broker (its first NLB's claim),
+    /// only listeners in the port range forwarding to this cluster's dedicated groups; a claim
+    /// whose group has no target is stale and left out of the gate.
+    #[tokio::test(start_paused = true)]
+    async fn the_gate_expects_the_live_claims_the_nlb_shows() {
+        use crate::restart::lock::fake_tests::{world, Untouched, CLUSTER};
+        let w = world();
+        let lb = w.lb_arn.clone();
+        let range = w.config.port_range();
+        let (first, last) = (*range.start(), *range.end());
+        let group = |id: i32| registry::dedicated_group_name(CLUSTER, &lb, id);
+        w.nlb.with(|s| {
+            let claim = |s: &mut crate::fakes::NlbState, id: i32, port: u16, target: bool| {
+                let tg = s.group_arn(&group(id)).unwrap_or_else(|| {
+                    s.add_group(
+                        &group(id),
+                        "traffic-port",
+                        &[(registry::TAG_CLUSTER, CLUSTER)],
+                    )
+                });
+                if target {
+                    s.groups.get_mut(&tg).unwrap().targets = vec![(format!("i-{id}"), 9094)];
+                }
+                s.add_listener(&lb, port, &tg, &[]);
+            };
+            claim(s, 1, first, true);
+            claim(s, 2, first + 1, false);
+            // Broker 1 claimed twice: its first claim (lowest port) is the one shown.
+            claim(s, 1, last, true);
+            // Outside the range: the bootstrap listener's port, say; not a claim.
+            claim(s, 3, first - 1, true);
+            // Another cluster's group in the range: not this cluster's claim.
+            let other = s.add_group(
+                &registry::dedicated_group_name("payments", &lb, 4),
+                "traffic-port",
+                &[(registry::TAG_CLUSTER, "payments")],
+            );
+            s.add_listener(&lb, first + 2, &other, &[]);
+        });
+        let listing = cluster_listing(&w.nlb, &w.config).await.unwrap();
+        let shown: Vec<(i32, u16, usize)> = listing
+            .iter()
+            .map(|c| (c.broker_id, c.port, c.targets.len()))
+            .collect();
+        assert_eq!(shown, vec![(1, first, 1), (2, first + 1, 0)]);
+        assert!(listing
+            .iter()
+            .all(|c| c.load_balancer_arn == lb && c.shard == 0));
+        let claims = cluster_claims(&w.nlb, &w.config).await.unwrap();
+        assert_eq!(claims.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(claims[&1][0].id, "i-1");
+        let agent: crate::restart::Restarter<'_, _, Untouched, Untouched> =
+            w.agent(&w.nlb, "1/i-1");
+        assert_eq!(agent.expected_brokers().await.unwrap(), BTreeSet::from([1]));
     }
 }

@@ -538,7 +538,7 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
 
 #[cfg(test)]
 #[path = "lock_tests.rs"]
-mod fake_tests;
+pub(super) mod fake_tests;
 
 #[cfg(test)]
 mod tests {

@@ -15,10 +15,10 @@ use crate::kafka::{ClusterSnapshot, KafkaError, Liveness};
 use crate::nlb::MAX_LISTENERS_PER_NLB;
 use crate::restart::{Restarter, ServiceManager};
 
-const CLUSTER: &str = "orders";
+pub(in crate::restart) const CLUSTER: &str = "orders";
 
 /// Kafka and the service are never touched by the lock protocol.
-struct Untouched;
+pub(in crate::restart) struct Untouched;
 
 impl KafkaCluster for Untouched {
     async fn probe(&self) -> Liveness {
@@ -44,16 +44,16 @@ impl ServiceManager for Untouched {
     }
 }
 
-struct World {
-    nlb: FakeNlb,
-    lb_arn: String,
-    config: Config,
+pub(in crate::restart) struct World {
+    pub(in crate::restart) nlb: FakeNlb,
+    pub(in crate::restart) lb_arn: String,
+    pub(in crate::restart) config: Config,
     held: watch::Sender<bool>,
     /// The agents' state directory (their lock notes).
     _state: tempfile::TempDir,
 }
 
-fn world() -> World {
+pub(in crate::restart) fn world() -> World {
     let nlb = FakeNlb::default();
     let lb_arn = nlb.with(|s| s.add_load_balancer("kafka", &["us-east-1a"]));
     let state = tempfile::tempdir().unwrap();
@@ -74,7 +74,7 @@ fn world() -> World {
 }
 
 impl World {
-    fn agent<'a>(
+    pub(in crate::restart) fn agent<'a>(
         &'a self,
         nlb: &'a FakeNlb,
         holder: &str,
@@ -548,4 +548,184 @@ async fn a_host_resuming_after_a_crash_waits_when_another_host_holds_the_lock() 
     assert_eq!(groups[0].0, arn);
     assert_eq!(groups[0].1[TAG_LOCK_HOLDER], "2/i-b");
     assert_eq!(groups[0].1[TAG_LOCK_PHASE], "restarting");
+}
+
+/// A lock group whose create left no tags visible yet (or made by hand), its ARN.
+fn put_untagged_lock(w: &World) -> String {
+    let (port, health_check_port) = holder_ports("9/i-other");
+    let spec = ExactGroupSpec {
+        name: registry::lock_group_name(CLUSTER),
+        vpc_id: "vpc-1".to_string(),
+        port,
+        health_check_port,
+        tags: Vec::new(),
+    };
+    match w.nlb.with(|s| s.create_exact(&spec)) {
+        GroupCreate::Created(arn) => arn,
+        GroupCreate::NameTaken => panic!("lock group exists"),
+    }
+}
+
+/// Only a group with neither a holder nor an expiry is "untagged" (tags lagging behind the
+/// create); one with either tag is a lease to honour or break by its expiry.
+#[test]
+fn untagged_means_neither_holder_nor_expiry() {
+    let tags = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let state = |pairs: &[(&str, &str)]| LockState::from_tags("arn:tg", &tags(pairs));
+    assert!(state(&[]).untagged());
+    assert!(state(&[(registry::TAG_CLUSTER, CLUSTER)]).untagged());
+    assert!(!state(&[(TAG_LOCK_HOLDER, "2/i-b")]).untagged());
+    assert!(!state(&[(TAG_LOCK_EXPIRES, "1700000000")]).untagged());
+    let mut legacy = state(&[]);
+    legacy.kind = LockKind::LegacyListener;
+    assert!(!legacy.untagged(), "a legacy listener is never settling");
+}
+
+/// An untagged lock group is waited for, not broken, while it is younger than a lease (its
+/// creator's tags may still be on their way); the waiter gives up at its deadline.
+#[tokio::test(start_paused = true)]
+async fn an_untagged_lock_is_waited_for_within_a_lease() {
+    let w = world();
+    let arn = put_untagged_lock(&w);
+    let a = w.agent(&w.nlb, "1/i-a");
+    // The deadline (20 s) comes before a whole lease (30 s) has passed.
+    let err = a
+        .acquire(Instant::now() + Duration::from_secs(20))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RestartError::LockBusy { .. }), "{err}");
+    let groups = w.lock_groups();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups[0].0, arn, "not broken");
+    assert!(!*w.held.borrow());
+}
+
+/// ... and broken once it stayed untagged for a whole lease; then taken.
+#[tokio::test(start_paused = true)]
+async fn an_untagged_lock_is_broken_after_a_whole_lease() {
+    let w = world();
+    let arn = put_untagged_lock(&w);
+    let a = w.agent(&w.nlb, "1/i-a");
+    let lock = a
+        .acquire(Instant::now() + Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_ne!(lock.arn, arn);
+    let groups = w.lock_groups();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups[0].1[TAG_LOCK_HOLDER], "1/i-a");
+}
+
+/// A check of Kafka never lists listeners to find its own lock: the pass already did and tells
+/// it about a legacy lock listener it saw (an AWS read saved per check, fleet-wide).
+#[tokio::test(start_paused = true)]
+async fn own_lock_never_lists_listeners() {
+    let w = world();
+    w.put_legacy_lock(CLUSTER, "1/i-a", unix_now() + 600, "restarting");
+    let nlb = w.nlb.another_host();
+    let a = w.agent(&nlb, "1/i-a");
+    a.marker().set();
+    assert!(a.own_lock().await.unwrap().is_none());
+    assert_eq!(nlb.calls.snapshot().get("DescribeListeners"), None);
+}
+
+/// Renewing checks the holder tag first: a lock that now names another holder is lost, and
+/// its tags are left as they are (never overwritten with this holder's lease).
+#[tokio::test(start_paused = true)]
+async fn renewing_a_lock_that_names_another_holder_fails_and_leaves_it() {
+    let w = world();
+    let a = w.agent(&w.nlb, "1/i-a");
+    let lock = a.acquire(soon()).await.unwrap();
+    w.nlb.with(|s| {
+        s.tags_of(&lock.arn)
+            .unwrap()
+            .insert(TAG_LOCK_HOLDER.to_string(), "2/i-b".to_string());
+    });
+    let err = a
+        .renew(&lock, LockPhase::Restarting, "restarting")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RestartError::LockLost { .. }), "{err}");
+    assert!(!*w.held.borrow());
+    let tags = &w.lock_groups()[0].1;
+    assert_eq!(tags[TAG_LOCK_HOLDER], "2/i-b");
+    assert_eq!(tags[TAG_LOCK_PHASE], "gating");
+}
+
+/// A lock deleted between the holder check and the lease update is lost; any other failure
+/// (throttling) is an error to retry, and the lock is still held.
+#[tokio::test(start_paused = true)]
+async fn a_renewal_failing_is_a_lost_lock_only_when_the_lock_is_gone() {
+    let w = world();
+    let a = w.agent(&w.nlb, "1/i-a");
+    let lock = a.acquire(soon()).await.unwrap();
+    w.nlb.fail_next("AddTags", "Throttling");
+    let err = a
+        .renew(&lock, LockPhase::Restarting, "restarting")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RestartError::Nlb(e) if e.code == "Throttling"),
+        "{err}"
+    );
+    assert!(*w.held.borrow(), "throttled, not lost");
+    w.nlb.fail_next("AddTags", "TargetGroupNotFound");
+    let err = a
+        .renew(&lock, LockPhase::Restarting, "restarting")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RestartError::LockLost { .. }), "{err}");
+    assert!(!*w.held.borrow());
+}
+
+/// The waiting tags on the (one) lock group.
+fn waiting_tags(w: &World) -> Vec<String> {
+    w.lock_groups()[0]
+        .1
+        .keys()
+        .filter(|k| k.starts_with(TAG_WAITING_PREFIX))
+        .cloned()
+        .collect()
+}
+
+/// A waiter puts its waiting tag on the holder's lock (so the holder yields between restarts)
+/// and removes it when it stops waiting.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_tags_the_lock_and_removes_its_tag_when_done() {
+    let w = world();
+    w.put_group_lock("2/i-b", unix_now() + 600, "restarting");
+    let nlb = w.nlb.another_host();
+    let a = w.agent(&nlb, "1/i-a");
+    let err = a.acquire(soon()).await.unwrap_err();
+    assert!(matches!(err, RestartError::LockBusy { .. }), "{err}");
+    assert!(nlb.calls.snapshot().get("AddTags").copied().unwrap_or(0) >= 1);
+    assert_eq!(nlb.calls.snapshot().get("RemoveTags"), Some(&1));
+    assert!(waiting_tags(&w).is_empty());
+}
+
+/// With [`MAX_WAITING_TAGS`] others waiting, a new waiter puts no tag (the lock's 50-tag
+/// quota); one already among them refreshes its own.
+#[tokio::test(start_paused = true)]
+async fn waiting_tags_stop_at_the_quota_but_a_listed_waiter_refreshes() {
+    let w = world();
+    let arn = w.put_group_lock("2/i-b", unix_now() + 600, "restarting");
+    let others: Vec<(String, String)> = (100..100 + MAX_WAITING_TAGS as i32)
+        .map(|id| (format!("{TAG_WAITING_PREFIX}{id}"), "1".to_string()))
+        .collect();
+    w.nlb.with(|s| s.tags_of(&arn).unwrap().extend(others));
+    let nlb = w.nlb.another_host();
+    let a = w.agent(&nlb, "1/i-a");
+    assert!(a.acquire(soon()).await.is_err());
+    assert_eq!(nlb.calls.snapshot().get("AddTags"), None, "no room");
+    assert_eq!(waiting_tags(&w).len(), MAX_WAITING_TAGS);
+    // Broker 100 is one of the waiters: it refreshes its tag.
+    let nlb = w.nlb.another_host();
+    let listed = w.agent(&nlb, "100/i-c");
+    assert!(listed.acquire(soon()).await.is_err());
+    assert!(nlb.calls.snapshot().get("AddTags").copied().unwrap_or(0) >= 1);
 }

@@ -302,8 +302,31 @@ fn names_are_checked_before_any_call() {
             Some("bootstrap.orders.example.internal."),
         ),
     ];
+    // The longest name DNS allows (253 characters) passes; one more does not.
+    let longest = format!(
+        "{}.{}.{}.{}.example.internal",
+        "a".repeat(59),
+        "b".repeat(59),
+        "c".repeat(59),
+        "d".repeat(56)
+    );
+    assert_eq!(longest.len(), 253);
+    let too_long = format!("e{longest}");
+    let ok = ok.into_iter().chain([
+        (T, Some(longest.as_str())),
+        // '_' is allowed in a label (private zones hold such names).
+        (T, Some("boot_strap.orders.example.internal")),
+    ]);
     for (t, b) in ok {
         check_names(t, b).unwrap_or_else(|e| panic!("{t} {b:?}: {e}"));
+    }
+    for (b, why) in [
+        (too_long.as_str(), "fully qualified"),
+        ("boot}.orders.example.internal", "write the shard's index"),
+        ("{boot.orders.example.internal", "write the shard's index"),
+    ] {
+        let e = check_names(T, Some(b)).expect_err(b);
+        assert!(e.to_string().contains(why), "{b}: {e}");
     }
     let bad = [
         (
