@@ -157,3 +157,49 @@ impl Ec2Tags {
             .collect())
     }
 }
+
+impl Ec2Tags {
+    /// The Regions other than `region` each NLB's endpoint service accepts consumers from (EC2
+    /// DescribeVpcEndpointServiceConfigurations, `SupportedRegions[].Region`; cross-Region
+    /// PrivateLink, AWS PrivateLink guide, "Share your services through AWS PrivateLink",
+    /// https://docs.aws.amazon.com/vpc/latest/privatelink/privatelink-share-your-services.html#endpoint-service-cross-region).
+    /// Keyed by NLB ARN, only NLBs of `lb_arns` whose service has such a Region; `status` only.
+    pub async fn other_service_regions(
+        &self,
+        lb_arns: &[String],
+        region: &str,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, String> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .calls
+                .send("DescribeVpcEndpointServiceConfigurations", || {
+                    self.client
+                        .describe_vpc_endpoint_service_configurations()
+                        .set_next_token(token.clone())
+                        .send()
+                })
+                .await
+                .map_err(|a| failed("DescribeVpcEndpointServiceConfigurations", &a))?;
+            for svc in page.service_configurations() {
+                let others: Vec<String> = svc
+                    .supported_regions()
+                    .iter()
+                    .filter_map(|r| r.region())
+                    .filter(|r| *r != region)
+                    .map(str::to_string)
+                    .collect();
+                for arn in svc.network_load_balancer_arns() {
+                    if !others.is_empty() && lb_arns.contains(arn) {
+                        out.insert(arn.clone(), others.clone());
+                    }
+                }
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}

@@ -25,12 +25,18 @@ struct Consumer {
 impl Consumer {
     /// A moto of its own and a consumer in `region` with endpoint subnets in `azs`.
     fn start(region: &str, azs: &str) -> Consumer {
+        Consumer::start_with(region, azs, &[])
+    }
+
+    /// As [`Consumer::start`], with more `consumer_world.py seed` arguments.
+    fn start_with(region: &str, azs: &str, extra: &[&str]) -> Consumer {
         let moto = start_server("moto_launcher.py", &["--port", "0"]);
         let out = Command::new("python3")
             .arg(support("consumer_world.py"))
             .args([
                 "seed", "--moto", &moto.url, "--region", region, "--azs", azs,
             ])
+            .args(extra)
             .output()
             .expect("run consumer_world.py");
         assert!(out.status.success(), "consumer_world.py: {}", stderr(&out));
@@ -559,4 +565,133 @@ fn the_launcher_reports_route53_changes_pending_then_insync() {
     let err = block_on(r53.get_change().id("C0000000000000").send()).unwrap_err();
     let code = route53::error::ProvideErrorMetadata::code(&err);
     assert_eq!(code, Some("NoSuchChange"));
+}
+
+#[test]
+fn a_consumer_in_another_region_points_every_provider_az_id_at_the_regional_entry() {
+    // The cluster in us-east-1, its endpoint service supporting us-west-2; the consumer's
+    // endpoint in us-west-2 names ServiceRegion us-east-1 (moto_privatelink.py item 3).
+    let c = Consumer::start_with(
+        "us-west-2",
+        "us-west-2a,us-west-2b",
+        &["--service-region", "us-east-1"],
+    );
+    assert_eq!(c.get("service_region"), "us-east-1");
+    let (regional, _) = c.entries();
+    assert!(
+        regional.ends_with(".us-east-1.vpce.amazonaws.com"),
+        "AWS names it after the service's Region: {regional}"
+    );
+    let plan = c.run_ours(&["--bootstrap-host", BOOTSTRAP, "--json"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", stderr(&plan));
+    let json: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(json["region"], "us-west-2");
+    assert_eq!(json["service_region"], "us-east-1");
+    assert_eq!(json["cross_region"], true);
+    let rows: Vec<(String, String, String)> = json["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            (s("name"), s("role"), s("value"))
+        })
+        .collect();
+    // us-east-1's six AZ IDs (DescribeAvailabilityZones in us-east-1), none of us-west-2's.
+    let mut want: Vec<(String, String, String)> = (1..=6)
+        .map(|i| {
+            let name = format!("kafka-use1-az{i}.orders.example.internal");
+            (name, "cross_region".to_string(), regional.clone())
+        })
+        .collect();
+    want.push((BOOTSTRAP.into(), "bootstrap".into(), regional.clone()));
+    assert_eq!(rows, want);
+    let warnings = json["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let w = warnings[0].as_str().unwrap();
+    assert!(
+        w.contains("reaches an endpoint service in us-east-1 (cross-Region)")
+            && w.contains("cross-zone load balancing on"),
+        "{w}"
+    );
+    assert_eq!(stderr(&plan).lines().count(), 1, "{}", stderr(&plan));
+    assert_eq!(
+        json["client_settings"]["client_rack"],
+        serde_json::json!([])
+    );
+
+    assert_ok(&c.run_ours(&["--bootstrap-host", BOOTSTRAP, "--apply"]));
+    let zone = c.get("zone_id");
+    let written: Vec<_> = c.cnames(&zone).into_iter().map(|r| (r.0, r.3)).collect();
+    assert_eq!(written.len(), 7, "{written:?}");
+    assert!(
+        written.iter().all(|(_, v)| *v == [regional.clone()]),
+        "{written:?}"
+    );
+    let again = c.run_ours(&["--bootstrap-host", BOOTSTRAP]);
+    assert_ok(&again);
+    assert!(
+        stdout(&again).contains(": nothing to do\n"),
+        "{}",
+        stdout(&again)
+    );
+}
+
+#[test]
+fn it_prints_the_client_settings_for_the_vpc() {
+    let c = Consumer::start("eu-west-1", "eu-west-1a,eu-west-1b");
+    let text = c.run_ours(&["--bootstrap-host", BOOTSTRAP]);
+    let out = stdout(&text);
+    for line in [
+        "client settings:\n",
+        "  connections.max.idle.ms=300000\n",
+        "  client.rack=euw1-az3   (clients in eu-west-1a)\n",
+        "  client.rack=euw1-az1   (clients in eu-west-1b)\n",
+        "  client.rack=euw1-az2   (clients in eu-west-1c)\n",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    assert!(
+        !out.contains("ssl.endpoint.identification.algorithm"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("bootstrap.servers=kafka.orders.example.internal:10000\n"),
+        "{out}"
+    );
+
+    let json = c.run_ours(&[
+        "--bootstrap-host",
+        BOOTSTRAP,
+        "--json",
+        "--tls",
+        "--nlb-idle-timeout",
+        "660",
+    ]);
+    let json: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let settings = &json["client_settings"];
+    assert_eq!(
+        settings["properties"],
+        serde_json::json!({
+            "bootstrap.servers": "kafka.orders.example.internal:10000",
+            "connections.max.idle.ms": "540000",
+            "ssl.endpoint.identification.algorithm": "https",
+        })
+    );
+    assert_eq!(
+        json["bootstrap_servers"],
+        settings["properties"]["bootstrap.servers"]
+    );
+    assert_eq!(settings["client_rack"][0]["az_name"], "eu-west-1a");
+    assert_eq!(settings["client_rack"][0]["client_rack"], "euw1-az3");
+    assert_eq!(json["cross_region"], false);
+
+    let bad = c.run_ours(&["--nlb-idle-timeout", "30"]);
+    assert_eq!(bad.status.code(), Some(64), "{}", stderr(&bad));
+    assert_eq!(stderr(&bad).lines().count(), 1, "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).starts_with("error: --nlb-idle-timeout 30: "),
+        "{}",
+        stderr(&bad)
+    );
 }

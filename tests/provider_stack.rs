@@ -22,7 +22,7 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Instant;
 
 use common::*;
@@ -80,6 +80,21 @@ fn start_servers() -> (Server, Server) {
         start_server("moto_cfn_launcher.py", &["--port", "0"]),
         start_server("imds_server.py", &["--control-port", "0"]),
     )
+}
+
+/// `provider_stack.py deploy` (see its docstring) into `dir`, its output as it is.
+fn try_deploy(moto: &Server, imds: &Server, dir: &Path, params: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("python3");
+    cmd.arg(support("provider_stack.py"))
+        .args(["deploy", "--moto", &moto.url, "--imds", &imds.url])
+        .args(["--stack", "kplink-orders", "--hosts", "0", "--template"])
+        .arg(repo().join(TEMPLATE))
+        .arg("--out")
+        .arg(dir);
+    for (k, v) in params {
+        cmd.args(["--param", &format!("{k}={v}")]);
+    }
+    cmd.output().expect("run provider_stack.py")
 }
 
 /// `provider_stack.py deploy` (see its docstring) into a fresh directory.
@@ -861,4 +876,118 @@ fn run_user_data(facts: &Value, toml_text: &str) {
         "{calls}"
     );
     assert!(!written.exists());
+}
+
+/// Consumers in other Regions: `SupportedRegions` reaches every endpoint service, and the rule
+/// `CrossRegionNeedsCrossZone` refuses it without cross-zone load balancing (CloudFormation
+/// checks rules before it creates anything; `moto_cfn_launcher.py` does as AWS does).
+#[test]
+fn supported_regions_need_cross_zone_load_balancing() {
+    let (moto, imds) = start_servers();
+    let base = [
+        ("ClusterName", "orders"),
+        (
+            "AdvertisedHost",
+            "kafka-{az_id}-{shard}.orders.example.internal",
+        ),
+        ("PackageUrl", PACKAGE_URL),
+        ("ShardCount", "2"),
+        ("SupportedRegions", "us-west-2,eu-west-1"),
+    ];
+    let refused_dir = tempfile::tempdir().unwrap();
+    let refused = try_deploy(&moto, &imds, refused_dir.path(), &base);
+    assert!(!refused.status.success(), "deployed: {}", stdout(&refused));
+    let err = stderr(&refused);
+    assert!(
+        err.contains("ValidationError")
+            && err.contains("SupportedRegions needs CrossZoneLoadBalancing=true"),
+        "{err}"
+    );
+    let lbs = block_on(elbv2_client(&moto.url).describe_load_balancers().send()).unwrap();
+    assert!(lbs.load_balancers().is_empty(), "nothing created: {lbs:?}");
+
+    let mut params = base.to_vec();
+    params.push(("CrossZoneLoadBalancing", "true"));
+    let (dir, facts) = deploy(&moto, &imds, "kplink-orders-x", 1, &params);
+    let services = facts["endpoint_services"].as_array().unwrap();
+    assert_eq!(services.len(), 2);
+    for svc in services {
+        assert_eq!(
+            svc["supported_regions"],
+            json!(["us-west-2", "eu-west-1"]),
+            "{svc}"
+        );
+    }
+    for nlb in facts["nlbs"].as_object().unwrap().values() {
+        assert_eq!(
+            nlb["attributes"]["load_balancing.cross_zone.enabled"],
+            "true"
+        );
+    }
+
+    // `status` on a broker: quiet while cross-zone is on, a warning once someone turns it off.
+    let toml_text = output(&facts, "AgentToml").to_string();
+    let world = world_from(moto, imds, dir, &facts);
+    let host = &world.hosts[0];
+    std::fs::write(host.properties(), SERVER_PROPERTIES).unwrap();
+    std::fs::write(host.config(), host_config(&toml_text, host)).unwrap();
+    let status = |json: bool| {
+        let args: &[&str] = if json {
+            &["status", "--json"]
+        } else {
+            &["status"]
+        };
+        let out = world.run(host, args);
+        assert_ok(&out);
+        out
+    };
+    let quiet: Value = serde_json::from_slice(&status(true).stdout).unwrap();
+    assert_eq!(quiet["cross_region_warnings"], json!([]), "{quiet:#}");
+    let first = nlb_arns(&facts)[0].clone();
+    let off = aws_sdk_elasticloadbalancingv2::types::LoadBalancerAttribute::builder()
+        .key("load_balancing.cross_zone.enabled")
+        .value("false")
+        .build();
+    let call = world.elbv2.modify_load_balancer_attributes();
+    block_on(call.load_balancer_arn(&first).attributes(off).send()).unwrap();
+    let loud: Value = serde_json::from_slice(&status(true).stdout).unwrap();
+    let warnings = loud["cross_region_warnings"].as_array().unwrap();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "only the NLB with cross-zone off: {warnings:?}"
+    );
+    let want = format!("the endpoint service of {first} accepts consumers from us-west-2, eu-west-1 but the NLB has cross-zone load balancing off");
+    assert!(s(&warnings[0]).starts_with(&want), "{warnings:?}");
+    let text = stdout(&status(false));
+    assert!(
+        text.contains(&format!("cross-region  WARNING: {want}")),
+        "{text}"
+    );
+
+    // Back to one Region (allowed with cross-zone either way): the services drop the Regions.
+    let after = update(
+        &world.moto,
+        world.dir.path(),
+        &[
+            ("SupportedRegions", ""),
+            ("CrossZoneLoadBalancing", "false"),
+        ],
+    );
+    for svc in after["endpoint_services"].as_array().unwrap() {
+        assert_eq!(svc["supported_regions"], json!([]), "{svc}");
+    }
+    let quiet: Value = serde_json::from_slice(&status(true).stdout).unwrap();
+    assert_eq!(quiet["cross_region_warnings"], json!([]), "{quiet:#}");
+    // And an update that adds Regions without cross-zone is refused too.
+    let mut cmd = Command::new("python3");
+    cmd.arg(support("provider_stack.py"))
+        .args(["update", "--moto", &world.moto.url, "--template"])
+        .arg(repo().join(TEMPLATE))
+        .arg("--out")
+        .arg(world.dir.path())
+        .args(["--param", "SupportedRegions=us-west-2"]);
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "updated: {}", stdout(&out));
+    assert!(stderr(&out).contains("SupportedRegions needs CrossZoneLoadBalancing=true"));
 }

@@ -141,4 +141,12 @@ pub struct ConsumerDnsArgs {
     /// How long --apply waits for INSYNC before giving up (exit 1; the records stay written).
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub insync_timeout: Duration,
+    /// The brokers' PrivateLink listener uses TLS: print ssl.endpoint.identification.algorithm=https
+    /// (the certificates must name the broker and bootstrap names).
+    #[arg(long)]
+    pub tls: bool,
+    /// The provider's NLB TCP idle timeout in seconds (60-6000; AWS's default 350 unless the
+    /// provider says otherwise), for the printed connections.max.idle.ms.
+    #[arg(long, value_name = "SECONDS", default_value_t = 350)]
+    pub nlb_idle_timeout: u64,
 }

@@ -137,6 +137,10 @@ fn consumer_dns_request(a: &ConsumerDnsArgs) -> crate::consumer_dns::Request {
         bootstrap_port: a.bootstrap_port,
         apply: a.apply,
         insync_timeout: a.insync_timeout,
+        clients: crate::consumer_dns::clients::Options {
+            tls: a.tls,
+            nlb_idle_timeout: a.nlb_idle_timeout,
+        },
     }
 }
 

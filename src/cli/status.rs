@@ -63,6 +63,8 @@ struct StatusView {
     /// Name of the cluster's restart lock target group.
     lock_group: String,
     last: Option<LastPass>,
+    /// Endpoint services open to other Regions on NLBs without cross-zone load balancing.
+    cross_region: Vec<String>,
 }
 
 impl StatusView {
@@ -89,6 +91,8 @@ impl StatusView {
             .collect();
         let (_, stale_claims) = crate::restart::split_claims(&claims);
         let clients = client_view(agent, &ctx.identity.region, &listing).await;
+        let lb_arns: Vec<String> = ctx.shards.iter().map(|d| d.lb_arn.clone()).collect();
+        let cross_region = cross_region_warnings(agent, &lb_arns, &ctx.identity.region).await;
         let listener = &agent.config.listener.name;
         let broker_endpoint = in_broker
             .as_deref()
@@ -129,6 +133,7 @@ impl StatusView {
             lock,
             lock_group: crate::registry::lock_group_name(&agent.config.cluster),
             last,
+            cross_region,
         })
     }
 
@@ -172,6 +177,7 @@ impl StatusView {
             "lifecycle": observed.lifecycle,
             "draining": observed.lifecycle.is_leaving(),
             "last_pass": self.last,
+            "cross_region_warnings": self.cross_region,
         })
     }
 
@@ -183,6 +189,9 @@ impl StatusView {
             .write_identity(&mut out)
             .and_then(|()| self.write_kafka(&mut out))
             .and_then(|()| self.write_state(&mut out));
+        for w in &self.cross_region {
+            out.push_str(&format!("cross-region  WARNING: {w}\n"));
+        }
         out.push_str(&self.clients.text());
         out
     }
@@ -359,6 +368,39 @@ async fn client_view(
     }
 }
 
+/// The warning for an NLB whose endpoint service accepts consumers from `regions` (other
+/// Regions) while cross-zone load balancing is off (`None` when it is on). A consumer in another
+/// Region has no zonal entry in the provider's AZs (AZ IDs belong to one Region) and reaches the
+/// brokers only through the endpoint's regional name; with cross-zone off an NLB node forwards
+/// only to targets in its own zone ("Cross-zone load balancing for target groups", ELB Network
+/// Load Balancers guide), so connections to brokers in the other zones time out.
+fn cross_region_warning(lb_arn: &str, regions: &[String], cross_zone: bool) -> Option<String> {
+    (!cross_zone).then(|| {
+        format!(
+            "the endpoint service of {lb_arn} accepts consumers from {} but the NLB has cross-zone load balancing off: their connections to brokers outside the zone of the NLB node they reach time out; set load_balancing.cross_zone.enabled=true (provider stack: CrossZoneLoadBalancing=true)",
+            regions.join(", ")
+        )
+    })
+}
+
+/// [`cross_region_warning`] for each of `lb_arns` (EC2 DescribeVpcEndpointServiceConfigurations,
+/// then DescribeLoadBalancerAttributes only for NLBs open to other Regions). What AWS does not
+/// tell (no permission, say) becomes a note: `status` never fails for it.
+async fn cross_region_warnings(agent: &RealAgent, lb_arns: &[String], region: &str) -> Vec<String> {
+    let open = match agent.tags.other_service_regions(lb_arns, region).await {
+        Ok(open) => open,
+        Err(e) => return vec![format!("not checked (endpoint services unknown: {e})")],
+    };
+    let mut out = Vec::new();
+    for (arn, regions) in &open {
+        match agent.lb.cross_zone_enabled(arn).await {
+            Ok(on) => out.extend(cross_region_warning(arn, regions, on)),
+            Err(e) => out.push(format!("not checked for {arn} (cross-zone unknown: {e})")),
+        }
+    }
+    out
+}
+
 /// Whether Kafka answers and, if so, what this broker advertises.
 async fn kafka_state(config: &Config, broker_id: i32) -> (Liveness, Option<String>) {
     match kafka_client(config) {
@@ -388,5 +430,22 @@ async fn kafka_state(config: &Config, broker_id: i32) -> (Liveness, Option<Strin
             },
             None,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cross_region_warning;
+
+    #[test]
+    fn cross_region_needs_cross_zone() {
+        let regions = ["us-west-2".to_string(), "eu-west-1".to_string()];
+        assert_eq!(cross_region_warning("arn:nlb", &regions, true), None);
+        let w = cross_region_warning("arn:nlb", &regions, false).unwrap();
+        assert!(
+            w.starts_with("the endpoint service of arn:nlb accepts consumers from us-west-2, eu-west-1 but the NLB has cross-zone load balancing off"),
+            "{w}"
+        );
+        assert!(w.contains("CrossZoneLoadBalancing=true"), "{w}");
     }
 }

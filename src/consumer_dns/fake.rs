@@ -14,8 +14,12 @@ use super::{AwsError, Az, Change, ConsumerAws, Endpoint, Record, Zone};
 pub struct FakeAws {
     /// Endpoints by id.
     pub endpoints: BTreeMap<String, Endpoint>,
-    /// The Region's AZs.
+    /// The client Region's AZs.
     pub azs: Vec<Az>,
+    /// Other Regions' AZs (DescribeAvailabilityZones there); a Region in neither fails.
+    pub other_regions: BTreeMap<String, Vec<Az>>,
+    /// The Regions DescribeAvailabilityZones was asked about, in order.
+    pub az_regions: Mutex<Vec<String>>,
     /// Zones (and their records) by id.
     pub zones: Mutex<BTreeMap<String, (Zone, Vec<Record>)>>,
     /// GetChange answers PENDING this many times per change.
@@ -42,6 +46,7 @@ pub fn interface_endpoint(id: &str, vpc: &str, region: &str, az_names: &[&str]) 
         service_name: format!("com.amazonaws.vpce.{region}.vpce-svc-0123456789abcdef0"),
         state: "available".into(),
         dns_names,
+        service_region: Some(region.into()),
     }
 }
 
@@ -144,9 +149,20 @@ impl ConsumerAws for FakeAws {
         })
     }
 
-    async fn availability_zones(&self) -> Result<Vec<Az>, AwsError> {
+    async fn availability_zones(&self, region: &str) -> Result<Vec<Az>, AwsError> {
         self.log("DescribeAvailabilityZones");
-        Ok(self.azs.clone())
+        self.az_regions.lock().unwrap().push(region.into());
+        let own = self.azs.first().is_none_or(|a| a.name.starts_with(region));
+        match (own, self.other_regions.get(region)) {
+            (_, Some(azs)) => Ok(azs.clone()),
+            (true, None) => Ok(self.azs.clone()),
+            (false, None) => Err(error(
+                "DescribeAvailabilityZones",
+                region,
+                "AuthFailure",
+                "AWS was not able to validate the provided access credentials",
+            )),
+        }
     }
 
     async fn hosted_zone(&self, id: &str) -> Result<Zone, AwsError> {

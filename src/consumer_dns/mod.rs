@@ -12,14 +12,19 @@
 //! | `kafka-<az id>.orders.example.internal.` CNAME, TTL 60 | the endpoint's zonal entry `vpce-…-<suffix>-<az name>.vpce-svc-….<region>.vpce.amazonaws.com` when it has a subnet in that AZ, else its Regional entry `vpce-…-<suffix>.vpce-svc-….<region>.vpce.amazonaws.com` (warning: needs cross-zone load balancing on the provider's NLB) |
 //! | `--bootstrap-host` (`kafka.orders.example.internal.`) CNAME, TTL 60 | the Regional entry |
 //!
+//! A cross-Region endpoint (its `ServiceRegion` is not the client's Region, see [`cross_region`])
+//! gets one CNAME per AZ ID of the *provider's* Region, each to the Regional entry, with a
+//! warning that the provider's NLB needs cross-zone load balancing on.
+//!
 //! Names are written in lower case with the trailing dot, one value each, no set identifier; the
 //! values are the endpoint's DNS names exactly as DescribeVpcEndpoints returns them. Records it
 //! does not want are never touched (nothing is deleted).
 //!
 //! Without `--apply` it prints the plan (exit 0 nothing to do, 2 changes pending); with `--apply`
 //! it UPSERTs the changes in one ChangeResourceRecordSets batch and waits (GetChange, bounded by
-//! `--insync-timeout`) until Route 53 reports them `INSYNC`. Either way it prints the clients'
-//! `bootstrap.servers`. The decisions are in the pure [`plan`] module; [`ConsumerAws`] is the seam
+//! `--insync-timeout`) until Route 53 reports them `INSYNC`. Either way it prints what the
+//! clients should set ([`clients`]: `bootstrap.servers`, `connections.max.idle.ms`,
+//! `client.rack` per AZ, `ssl.endpoint.identification.algorithm` with `--tls`). The decisions are in the pure [`plan`] module; [`ConsumerAws`] is the seam
 //! to AWS ([`sdk::Sdk`] in production, an in-process fake in the unit tests).
 
 use std::future::Future;
@@ -28,6 +33,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub mod clients;
+pub mod cross_region;
 #[cfg(test)]
 mod fake;
 pub mod plan;
@@ -71,8 +78,12 @@ impl Change {
 pub trait ConsumerAws: Send + Sync {
     /// DescribeVpcEndpoints of one endpoint.
     fn endpoint(&self, id: &str) -> impl Future<Output = Result<Endpoint, AwsError>> + Send;
-    /// DescribeAvailabilityZones (zone type `availability-zone`) of the client's Region.
-    fn availability_zones(&self) -> impl Future<Output = Result<Vec<Az>, AwsError>> + Send;
+    /// DescribeAvailabilityZones (zone type `availability-zone`) of `region`: the client's, or
+    /// a cross-Region endpoint's service Region.
+    fn availability_zones(
+        &self,
+        region: &str,
+    ) -> impl Future<Output = Result<Vec<Az>, AwsError>> + Send;
     /// GetHostedZone.
     fn hosted_zone(&self, id: &str) -> impl Future<Output = Result<Zone, AwsError>> + Send;
     /// ListResourceRecordSets, every page.
@@ -141,6 +152,8 @@ pub struct Request {
     pub apply: bool,
     /// `--insync-timeout`.
     pub insync_timeout: Duration,
+    /// `--tls`, `--nlb-idle-timeout`: for the client settings.
+    pub clients: clients::Options,
 }
 
 /// The applied change batch.
@@ -161,8 +174,13 @@ pub struct Report {
     pub endpoint: Endpoint,
     /// The zone.
     pub zone: Zone,
-    /// The Region (of the client and the endpoint).
+    /// The Region of the client and the endpoint.
     pub region: String,
+    /// The Region of the endpoint service (`region` unless cross-Region).
+    pub service_region: String,
+    /// The endpoint reaches a service in another Region: every name points at its Regional
+    /// entry.
+    pub cross_region: bool,
     /// Every desired record and its action, before `--apply`.
     pub records: Vec<Planned>,
     /// Whether the zone had to change.
@@ -173,6 +191,8 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// For the clients' `bootstrap.servers`.
     pub bootstrap_servers: String,
+    /// What clients in the VPC should set (`bootstrap.servers` among them).
+    pub client_settings: clients::ClientSettings,
 }
 
 /// Reads, plans and (with `apply`) writes. No change is made unless every check passed.
@@ -181,19 +201,25 @@ pub async fn execute<A: ConsumerAws>(
     region: &str,
     req: &Request,
 ) -> Result<Report, Error> {
-    plan::check_names(&req.host_template, req.bootstrap_host.as_deref())?;
+    check_request(req)?;
     let endpoint = aws.endpoint(&req.endpoint).await?;
     plan::check_endpoint(&endpoint)?;
     let zone = aws.hosted_zone(&req.zone_id).await?;
     plan::check_zone(&zone, &endpoint, region)?;
-    let azs = aws.availability_zones().await?;
+    let cross_region = endpoint.is_cross_region(region);
+    let service_region = endpoint.service_region(region).to_string();
+    // The brokers' names carry the AZ IDs of the provider's Region. Same Region: this account's
+    // AZ map (names differ per account, IDs do not). Cross-Region: DescribeAvailabilityZones in
+    // the service's Region, with a client for that Region (an EC2 client answers for its own
+    // Region only; AZ IDs are the same in every account, EC2 User Guide, "AZ IDs for your AWS
+    // resources"), rather than a list built in: Regions gain AZs.
+    let azs = aws.availability_zones(&service_region).await?;
     let entries = plan::entries(&endpoint, &azs)?;
-    let desired = plan::desired(
-        &entries,
-        &azs,
-        &req.host_template,
-        req.bootstrap_host.as_deref(),
-    );
+    let (template, bootstrap) = (&req.host_template, req.bootstrap_host.as_deref());
+    let desired = match cross_region {
+        true => cross_region::desired_cross_region(&entries, &azs, template, bootstrap),
+        false => plan::desired(&entries, &azs, template, bootstrap),
+    };
     plan::check_in_zone(&desired, &zone)?;
     let observed = aws.records(&zone.id).await?;
     let records = plan::plan(&desired, &observed, &zone.id)?;
@@ -202,16 +228,30 @@ pub async fn execute<A: ConsumerAws>(
         (true, true) => Some(apply(aws, &zone, &endpoint, &records, req.insync_timeout).await?),
         _ => None,
     };
+    let mut warnings = plan::warnings(&endpoint, &records);
+    if cross_region {
+        warnings.push(cross_region::cross_region_warning(&endpoint, region));
+    }
+    let bootstrap_servers = plan::bootstrap_servers(&desired, req.bootstrap_port);
     Ok(Report {
-        warnings: plan::warnings(&endpoint, &records),
-        bootstrap_servers: plan::bootstrap_servers(&desired, req.bootstrap_port),
+        warnings,
+        client_settings: clients::settings(&bootstrap_servers, &azs, cross_region, &req.clients),
+        bootstrap_servers,
         endpoint,
         zone,
         region: region.to_string(),
+        service_region,
+        cross_region,
         records,
         changes_pending,
         applied,
     })
+}
+
+/// The checks of the command line made before any AWS call (usage errors).
+pub fn check_request(req: &Request) -> Result<(), PlanError> {
+    plan::check_names(&req.host_template, req.bootstrap_host.as_deref())?;
+    clients::check(&req.clients).map_err(PlanError::Usage)
 }
 
 /// UPSERTs the changed records in one batch and polls GetChange until INSYNC or `timeout`.
@@ -279,6 +319,9 @@ pub fn render(report: &Report) -> String {
             plan::Role::CrossZone { az_id, az_name } => {
                 format!("{az_id} = {az_name}: no endpoint subnet, Regional (cross-zone)")
             }
+            plan::Role::CrossRegion { az_id } => {
+                format!("{az_id}: provider's Region, Regional (cross-Region)")
+            }
             plan::Role::Bootstrap => "bootstrap: Regional".to_string(),
         };
         out.push_str(&format!(
@@ -286,6 +329,7 @@ pub fn render(report: &Report) -> String {
             p.record.name, p.record.value
         ));
     }
+    out.push_str(&clients::render(&report.client_settings));
     out.push_str(&format!("bootstrap.servers={}\n", report.bootstrap_servers));
     out
 }
@@ -293,7 +337,7 @@ pub fn render(report: &Report) -> String {
 /// `consumer-dns`: builds the SDK clients from the standard chain, runs `req`, prints (as JSON
 /// with `json`); the exit code.
 pub async fn main(req: &Request, json: bool) -> ExitCode {
-    let result = match plan::check_names(&req.host_template, req.bootstrap_host.as_deref()) {
+    let result = match check_request(req) {
         Err(e) => Err(Error::from(e)),
         Ok(()) => match sdk::Sdk::from_env().await {
             Some((aws, region)) => execute(&aws, &region, req).await,

@@ -35,6 +35,9 @@ pub struct Endpoint {
     pub state: String,
     /// `DnsEntries[].DnsName`, in AWS's order.
     pub dns_names: Vec<String>,
+    /// `ServiceRegion`: the Region of the endpoint service (a cross-Region endpoint names
+    /// another Region than its own; absent from older answers: the endpoint's own Region).
+    pub service_region: Option<String>,
 }
 
 /// An Availability Zone of this account: its name (per account) and ID (the same everywhere).
@@ -333,6 +336,13 @@ pub enum Role {
         az_id: String,
         /// This account's name for it.
         az_name: String,
+    },
+    /// A cross-Region endpoint: every AZ ID of the provider's Region points at the Regional
+    /// entry (the endpoint's AZs are the consumer's, not the provider's; needs cross-zone load
+    /// balancing on the provider's NLB).
+    CrossRegion {
+        /// AZ ID in the provider's Region.
+        az_id: String,
     },
     /// `--bootstrap-host`: the Regional entry.
     Bootstrap,

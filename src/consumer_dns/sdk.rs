@@ -20,6 +20,7 @@ use super::{AwsError, Az, Change, ConsumerAws, Endpoint, Record, Zone};
 pub struct Sdk {
     ec2: ec2::Client,
     route53: route53::Client,
+    config: aws_config::SdkConfig,
 }
 
 impl Sdk {
@@ -31,6 +32,7 @@ impl Sdk {
             Sdk {
                 ec2: ec2::Client::new(&config),
                 route53: route53::Client::new(&config),
+                config: config.clone(),
             },
             region,
         ))
@@ -144,12 +146,23 @@ impl ConsumerAws for Sdk {
                 .iter()
                 .filter_map(|d| d.dns_name().map(str::to_string))
                 .collect(),
+            service_region: e.service_region().map(str::to_string),
         })
     }
 
-    async fn availability_zones(&self) -> Result<Vec<Az>, AwsError> {
-        let out = self
-            .ec2
+    async fn availability_zones(&self, region: &str) -> Result<Vec<Az>, AwsError> {
+        // An EC2 client answers for its own Region: another Region's AZs need a client for that
+        // Region (same credentials, retry policy and endpoint overrides).
+        let own = self.config.region().is_some_and(|r| r.as_ref() == region);
+        let client = match own {
+            true => self.ec2.clone(),
+            false => ec2::Client::from_conf(
+                ec2::config::Builder::from(&self.config)
+                    .region(ec2::config::Region::new(region.to_string()))
+                    .build(),
+            ),
+        };
+        let out = client
             .describe_availability_zones()
             .filters(
                 ec2::types::Filter::builder()
@@ -159,7 +172,7 @@ impl ConsumerAws for Sdk {
             )
             .send()
             .await
-            .map_err(|e| aws_error("DescribeAvailabilityZones", "(this Region)", e))?;
+            .map_err(|e| aws_error("DescribeAvailabilityZones", region, e))?;
         Ok(out
             .availability_zones()
             .iter()

@@ -49,6 +49,7 @@ fn request(apply: bool) -> Request {
         bootstrap_port: 10000,
         apply,
         insync_timeout: Duration::from_secs(120),
+        clients: clients::Options::default(),
     }
 }
 
@@ -324,4 +325,156 @@ async fn shards_are_one_invocation_per_endpoint_and_leave_each_other_alone() {
         let again = execute(&aws, "us-east-1", &plan).await.unwrap();
         assert!(!again.changes_pending, "shard {n}");
     }
+}
+
+/// Two AZs of us-west-2 (the fake's own mapping).
+fn usw2_azs() -> Vec<Az> {
+    [("us-west-2a", "usw2-az1"), ("us-west-2b", "usw2-az2")]
+        .iter()
+        .map(|(name, id)| Az {
+            name: (*name).into(),
+            id: (*id).into(),
+        })
+        .collect()
+}
+
+/// A consumer in us-west-2 with an endpoint (subnets in 2a and 2b) to a service in us-east-1.
+fn cross_region_world() -> FakeAws {
+    let mut aws = FakeAws {
+        azs: usw2_azs(),
+        ..FakeAws::default()
+    };
+    aws.other_regions.insert("us-east-1".into(), use1_azs());
+    // AWS names a cross-Region endpoint's entries after the service's Region.
+    let e = interface_endpoint(E, VPC, "us-east-1", &["us-west-2a", "us-west-2b"]);
+    aws.endpoints.insert(E.into(), e);
+    aws.add_zone(
+        "Z1",
+        "orders.example.internal.",
+        true,
+        &[(VPC, "us-west-2")],
+    );
+    aws
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cross_region_endpoint_points_every_provider_az_id_at_the_regional_entry() {
+    let aws = cross_region_world();
+    let report = execute(&aws, "us-west-2", &request(true)).await.unwrap();
+    assert!(report.cross_region);
+    assert_eq!(
+        (report.region.as_str(), report.service_region.as_str()),
+        ("us-west-2", "us-east-1")
+    );
+    assert_eq!(
+        *aws.az_regions.lock().unwrap(),
+        ["us-east-1"],
+        "the provider's AZ IDs, from its Region"
+    );
+    let regional = format!("{E}-mmzfdbs8.vpce-svc-0123456789abcdef0.us-east-1.vpce.amazonaws.com");
+    let name = |id: &str| format!("kafka-{id}.orders.example.internal.");
+    assert_eq!(
+        cnames(&aws),
+        vec![
+            (name("use1-az1"), regional.clone()),
+            (name("use1-az2"), regional.clone()),
+            (name("use1-az6"), regional.clone()),
+            ("kafka.orders.example.internal.".into(), regional.clone()),
+        ]
+    );
+    let roles: Vec<&plan::Role> = report.records.iter().map(|p| &p.record.role).collect();
+    assert!(
+        roles[..3]
+            .iter()
+            .all(|r| matches!(r, plan::Role::CrossRegion { .. })),
+        "{roles:?}"
+    );
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    let w = &report.warnings[0];
+    assert!(
+        w.contains("in us-west-2 reaches an endpoint service in us-east-1 (cross-Region)")
+            && w.contains("cross-zone load balancing on"),
+        "{w}"
+    );
+    assert!(report.client_settings.client_rack.is_empty());
+    let text = render(&report);
+    assert!(
+        text.contains("(create; use1-az6: provider's Region, Regional (cross-Region))"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["cross_region"], true);
+    assert_eq!(json["records"][0]["role"], "cross_region");
+    assert_eq!(json["records"][0]["az_id"], "use1-az1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_same_region_endpoint_reads_only_its_own_region() {
+    let aws = world(0);
+    let report = execute(&aws, "us-east-1", &request(false)).await.unwrap();
+    assert!(!report.cross_region);
+    assert_eq!(report.service_region, "us-east-1");
+    assert_eq!(*aws.az_regions.lock().unwrap(), ["us-east-1"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_report_carries_client_settings_for_the_vpc() {
+    let aws = world(0);
+    let report = execute(&aws, "us-east-1", &request(false)).await.unwrap();
+    let s = &report.client_settings;
+    assert_eq!(
+        s.properties["bootstrap.servers"], report.bootstrap_servers,
+        "the same bootstrap.servers"
+    );
+    assert_eq!(s.properties["connections.max.idle.ms"], "300000");
+    assert!(!s
+        .properties
+        .contains_key("ssl.endpoint.identification.algorithm"));
+    let racks: Vec<(&str, &str)> = s
+        .client_rack
+        .iter()
+        .map(|r| (r.az_name.as_str(), r.client_rack.as_str()))
+        .collect();
+    assert_eq!(
+        racks,
+        [
+            ("us-east-1a", "use1-az6"),
+            ("us-east-1b", "use1-az1"),
+            ("us-east-1c", "use1-az2")
+        ]
+    );
+    let text = render(&report);
+    let tail: Vec<&str> = text.lines().rev().take(4).collect();
+    assert_eq!(
+        tail[0], "bootstrap.servers=kafka.orders.example.internal:10000",
+        "still the last line: {text}"
+    );
+    assert!(text.contains("client settings:\n  connections.max.idle.ms=300000\n  client.rack=use1-az6   (clients in us-east-1a)\n"), "{text}");
+
+    let tls = Request {
+        clients: clients::Options {
+            tls: true,
+            nlb_idle_timeout: 660,
+        },
+        ..request(false)
+    };
+    let report = execute(&aws, "us-east-1", &tls).await.unwrap();
+    let p = &report.client_settings.properties;
+    assert_eq!(p["ssl.endpoint.identification.algorithm"], "https");
+    assert_eq!(p["connections.max.idle.ms"], "540000");
+
+    let bad = Request {
+        clients: clients::Options {
+            tls: false,
+            nlb_idle_timeout: 30,
+        },
+        ..request(true)
+    };
+    let e = execute(&aws, "us-east-1", &bad).await.unwrap_err();
+    assert_eq!(e.exit_code(), crate::exit::USAGE, "{e}");
+    assert_eq!(
+        aws.count("DescribeVpcEndpoints"),
+        2,
+        "no AWS call for a usage error"
+    );
 }

@@ -7,6 +7,7 @@ use aws_sdk_elasticloadbalancingv2 as elbv2;
 use elbv2::error::ProvideErrorMetadata;
 use elbv2::types::{Action, ActionTypeEnum, ProtocolEnum, TargetHealthStateEnum, TargetTypeEnum};
 
+mod attributes;
 mod convert;
 
 use super::*;

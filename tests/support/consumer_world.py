@@ -8,6 +8,9 @@ What it creates (in one Region of a moto server started by ``moto_launcher.py``,
   (CreateVpcEndpointServiceConfiguration) for ``--nlb-arn``, else for a new internal network load
   balancer ``provider-nlb`` in a provider VPC ``10.30.0.0/16`` with a subnet in each of the
   Region's first three AZs;
+* with ``--service-region R`` (a cross-Region consumer): the provider VPC, its NLB and the
+  endpoint service are made in Region ``R`` with ``SupportedRegions`` = the consumer's Region,
+  and the interface endpoint names ``ServiceRegion`` ``R`` (``moto_privatelink.py`` item 3);
 * the consumer VPC ``10.20.0.0/16`` with one subnet per AZ name in ``--azs`` (default: the
   Region's first two AZs), an interface endpoint to the service in those subnets, and a gateway
   endpoint to ``com.amazonaws.<region>.s3``;
@@ -27,7 +30,8 @@ only the consumer VPC and its subnets and prints ``{"vpc_id", "cidr", "subnets":
 (tests/readme_walkthrough.rs makes the rest with the README's commands).
 
 Usage: ``consumer_world.py seed --moto URL [--region us-east-1] [--azs us-east-1a,us-east-1b]
-[--service-name NAME | --nlb-arn ARN] [--zone orders.example.internal] [--out PATH]``.
+[--service-name NAME | --nlb-arn ARN | --service-region REGION] [--zone orders.example.internal]
+[--out PATH]``.
 """
 
 from __future__ import annotations
@@ -58,12 +62,17 @@ def _vpc(ec2: Any, cidr: str, azs: list[str]) -> tuple[str, dict[str, str]]:
 def _service(ec2: Any, elbv2: Any, args: argparse.Namespace, all_azs: list[str]) -> str:
     if args.service_name:
         return args.service_name
+    if args.service_region:
+        ec2, elbv2, _ = _clients(args.moto, args.service_region)
+        zones = ec2.describe_availability_zones(Filters=[{"Name": "zone-type", "Values": ["availability-zone"]}])
+        all_azs = sorted(z["ZoneName"] for z in zones["AvailabilityZones"])
     nlb = args.nlb_arn
     if not nlb:
         _, subnets = _vpc(ec2, "10.30.0.0/16", all_azs[:3])
         lb = elbv2.create_load_balancer(Name="provider-nlb", Subnets=list(subnets.values()), Type="network", Scheme="internal")
         nlb = lb["LoadBalancers"][0]["LoadBalancerArn"]
-    config = ec2.create_vpc_endpoint_service_configuration(NetworkLoadBalancerArns=[nlb], AcceptanceRequired=False)
+    regions = {"SupportedRegions": [args.region]} if args.service_region else {}
+    config = ec2.create_vpc_endpoint_service_configuration(NetworkLoadBalancerArns=[nlb], AcceptanceRequired=False, **regions)
     return config["ServiceConfiguration"]["ServiceName"]
 
 
@@ -82,7 +91,10 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
     azs = args.azs.split(",") if args.azs else names[:2]
     service = _service(ec2, elbv2, args, names)
     vpc, subnets = _vpc(ec2, "10.20.0.0/16", azs)
-    endpoint = ec2.create_vpc_endpoint(VpcId=vpc, ServiceName=service, VpcEndpointType="Interface", SubnetIds=list(subnets.values()))
+    cross = {"ServiceRegion": args.service_region} if args.service_region else {}
+    endpoint = ec2.create_vpc_endpoint(
+        VpcId=vpc, ServiceName=service, VpcEndpointType="Interface", SubnetIds=list(subnets.values()), **cross
+    )
     endpoint = endpoint["VpcEndpoint"]
     gateway = ec2.create_vpc_endpoint(VpcId=vpc, ServiceName=f"com.amazonaws.{args.region}.s3", VpcEndpointType="Gateway")
     other_vpc, _ = _vpc(ec2, "10.40.0.0/16", names[:1])
@@ -90,6 +102,7 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "moto": args.moto,
         "region": args.region,
+        "service_region": args.service_region or args.region,
         "service_name": service,
         "vpc_id": vpc,
         "subnets": subnets,
@@ -114,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--azs", help="comma-separated AZ names of the endpoint's subnets")
     s.add_argument("--service-name")
     s.add_argument("--nlb-arn")
+    s.add_argument("--service-region", help="the provider's Region (a cross-Region endpoint)")
     s.add_argument("--zone", default="orders.example.internal")
     s.add_argument("--out")
     v = sub.add_parser("vpc", help="create only the consumer VPC and its subnets")

@@ -183,7 +183,9 @@ a test that does not ask for them sees none of their effects):
    installed by ``patch_moto()`` too): interface endpoints list AWS's DNS
    entries (the Regional one, then one zonal ``vpce-…-<az-name>.vpce-svc-…``
    per subnet AZ), and Route 53 changes start ``PENDING`` and turn ``INSYNC``
-   (``GetChange``), each with its own change id.
+   (``GetChange``), each with its own change id; a cross-Region interface
+   endpoint (``CreateVpcEndpoint`` ``ServiceRegion``) needs a service that
+   supports the consumer's Region and is described with its ``ServiceRegion``.
 
 2. A call counter on the server side (WSGI middleware). Every SigV4-signed
    request is counted once as (service, action), before any fault is injected:
@@ -995,7 +997,7 @@ def patch_moto() -> None:
     max_listeners()  # a malformed KPLINK_MOTO_MAX_LISTENERS fails at start, not per request
     lag_from_env()  # so does a malformed KPLINK_MOTO_LAG_S
     health_from_env()  # and KPLINK_MOTO_HEALTH_SCALE
-    patch_moto_privatelink()  # interface endpoint DNS entries, Route 53 change status
+    patch_moto_privatelink()  # interface endpoint DNS entries, ServiceRegion, Route 53 change status
     backend_cls = elbv2_models.ELBv2Backend
     orig = {
         name: getattr(backend_cls, name)

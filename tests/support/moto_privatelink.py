@@ -44,6 +44,27 @@ shapes against the launcher.
    themselves are changed at once, as moto does (AWS's authoritative data changes at once too;
    only propagation to the name servers takes time).
 
+3. Cross-Region endpoints (``CreateVpcEndpoint`` ``ServiceRegion``; ``VpcEndpoint.ServiceRegion``).
+
+   AWS (AWS PrivateLink guide, "Share your services through AWS PrivateLink", cross-Region
+   access,
+   https://docs.aws.amazon.com/vpc/latest/privatelink/privatelink-share-your-services.html#endpoint-service-cross-region;
+   CreateVpcEndpoint and VpcEndpoint API reference): a consumer creates an interface endpoint to
+   a service in another Region by naming that Region in ``ServiceRegion``; the service must list
+   the consumer's Region in its supported Regions (``SupportedRegions`` of
+   CreateVpcEndpointServiceConfiguration, ``AddSupportedRegions`` of
+   ModifyVpcEndpointServiceConfiguration), else the endpoint is refused. DescribeVpcEndpoints
+   returns ``ServiceRegion``, "the Region where the service is hosted", and the endpoint's DNS
+   names carry that Region: ``endpoint_id.endpoint_service_id.service_region.vpce.amazonaws.com``.
+
+   moto 5.2.5 records a service configuration's ``SupportedRegions`` (and returns them as
+   ``SupportedRegions[].Region`` with ``ServiceState`` ``Available``) but ignores
+   ``ServiceRegion``. The patch reads it: a ``ServiceRegion`` other than the endpoint's own
+   Region needs an endpoint service of that name in that Region (any account) whose supported
+   Regions include the endpoint's Region, else ``InvalidServiceName``, nothing created; the
+   endpoint keeps it and DescribeVpcEndpoints returns it (the endpoint's own Region for an
+   interface endpoint created without it), and item 1's DNS entries use it.
+
 Checked in moto 5.2.5 and AWS-like already, so not patched: GetHostedZone returns ``VPCs``
 (``VPCId``, ``VPCRegion``) for a private zone and none for a public one, with
 ``HostedZone.Config.PrivateZone``; an unknown zone is ``NoSuchHostedZone``; DescribeVpcEndpoints
@@ -84,9 +105,9 @@ def _service_id(service_name: str, region: str) -> str:
 
 
 def _interface_dns_entries(endpoint: Any, stored: list[dict[str, str]]) -> list[dict[str, str]]:
-    """Item 1: the Regional entry, then one zonal entry per subnet AZ."""
+    """Item 1: the Regional entry, then one zonal entry per subnet AZ (item 3: in the service's Region)."""
     backend = endpoint.ec2_backend
-    region = backend.region_name
+    region = endpoint.__dict__.get("_kplink_service_region") or backend.region_name
     first = stored[0]
     suffix = endpoint.__dict__.get("_kplink_dns_suffix")
     if suffix is None:
@@ -119,6 +140,49 @@ def _patch_endpoint_dns_entries() -> None:
         self.__dict__["_kplink_dns_entries"] = value
 
     VPCEndPoint.dns_entries = property(getter, setter, doc="kplink: AWS's DnsEntries shape")  # type: ignore[assignment]
+
+
+def _service_supports(service_name: str, service_region: str, consumer_region: str) -> bool:
+    from moto.ec2.models import ec2_backends
+
+    for account in list(ec2_backends.keys()):
+        backend = ec2_backends[account].get(service_region) if hasattr(ec2_backends[account], "get") else None
+        if backend is None:
+            continue
+        for config in backend.configurations.values():
+            if config.service_name == service_name:
+                return consumer_region in config._supported_region_names
+    return False
+
+
+def _patch_service_region() -> None:
+    """Item 3."""
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.vpcs import VPCEndPoint
+    from moto.ec2.responses.vpcs import VPCs
+
+    orig_create = VPCs.create_vpc_endpoint
+
+    def create_vpc_endpoint(self: Any) -> Any:
+        region = self.ec2_backend.region_name
+        service_region = self._get_param("ServiceRegion") or None
+        service_name = self._get_param("ServiceName")
+        if service_region and service_region != region and not _service_supports(service_name, service_region, region):
+            raise EC2ClientError(
+                "InvalidServiceName",
+                f"The Vpc Endpoint Service '{service_name}' does not exist in {service_region} or does not support {region}",
+            )
+        result = orig_create(self)
+        endpoint = result.result["VpcEndpoint"]  # type: ignore[attr-defined]
+        if (endpoint.vpc_endpoint_type or "").lower() == "interface":
+            endpoint.__dict__["_kplink_service_region"] = service_region or region
+        return result
+
+    def service_region(self: Any) -> str | None:
+        return self.__dict__.get("_kplink_service_region")
+
+    VPCs.create_vpc_endpoint = create_vpc_endpoint  # type: ignore[method-assign]
+    VPCEndPoint.service_region = property(service_region, doc="kplink: ServiceRegion")  # type: ignore[attr-defined]
 
 
 def _patch_route53_changes() -> None:
@@ -176,11 +240,12 @@ def route53_action(method: str, path: str) -> str | None:
 
 
 def patch_moto_privatelink() -> None:
-    """Install items 1 and 2 of the module docstring. Safe to call twice."""
+    """Install items 1 to 3 of the module docstring. Safe to call twice."""
     global _PATCHED
     if _PATCHED:
         return
     insync_seconds()  # a malformed value fails at start, not per request
     _patch_endpoint_dns_entries()
+    _patch_service_region()
     _patch_route53_changes()
     _PATCHED = True

@@ -123,6 +123,9 @@ def moto_variant(template: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     return variant, removed, removed_outputs
 
 
+NO_VALUE = object()  # Ref AWS::NoValue: the property is left out
+
+
 class Evaluator:
     """Conditions and Refs of the removed resources, from parameters and deployed resources."""
 
@@ -132,6 +135,11 @@ class Evaluator:
         self.physical = physical
 
     def value(self, node: Any) -> Any:
+        if node == {"Ref": "AWS::NoValue"}:
+            return NO_VALUE
+        if isinstance(node, dict) and "Fn::If" in node:
+            cond, yes, no = node["Fn::If"]
+            return self.value(yes if self.condition(cond) else no)
         if isinstance(node, dict) and "Ref" in node:
             name = node["Ref"]
             if name in self.params:
@@ -171,6 +179,20 @@ class Evaluator:
         raise RuntimeError(f"no evaluator for condition {op}")
 
 
+def update_supported_regions(ec2: Any, service_id: str, props: dict[str, Any], ev: Evaluator) -> None:
+    """A stack update changing SupportedRegions: ModifyVpcEndpointServiceConfiguration."""
+    want = ev.value(props.get("SupportedRegions", {"Ref": "AWS::NoValue"}))
+    want = [] if want is NO_VALUE else list(want)
+    cfg = ec2.describe_vpc_endpoint_service_configurations(ServiceIds=[service_id])["ServiceConfigurations"][0]
+    have = [r["Region"] for r in cfg.get("SupportedRegions", [])]
+    add = [r for r in want if r not in have]
+    remove = [r for r in have if r not in want and r != REGION]
+    if add or remove:
+        ec2.modify_vpc_endpoint_service_configuration(
+            ServiceId=service_id, AddSupportedRegions=add, RemoveSupportedRegions=remove
+        )
+
+
 def reconcile_stand_ins(
     ec2: Any, removed: dict[str, Any], ev: Evaluator, previous: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -195,6 +217,8 @@ def reconcile_stand_ins(
     for logical in order:
         res = removed[logical]
         if logical in kept:
+            if res["Type"] == "AWS::EC2::VPCEndpointService":
+                update_supported_regions(ec2, kept[logical]["service_id"], res.get("Properties", {}), ev)
             made.append(kept[logical])
             continue
         if "Condition" in res and not ev.condition(res["Condition"]):
@@ -205,6 +229,9 @@ def reconcile_stand_ins(
                 "NetworkLoadBalancerArns": ev.value(props["NetworkLoadBalancerArns"]),
                 "AcceptanceRequired": str(ev.value(props["AcceptanceRequired"])).lower() == "true",
             }
+            regions = ev.value(props.get("SupportedRegions", {"Ref": "AWS::NoValue"}))
+            if regions is not NO_VALUE:
+                kwargs["SupportedRegions"] = regions
             if props.get("Tags"):
                 tags = [{"Key": t["Key"], "Value": str(ev.value(t["Value"]))} for t in props["Tags"]]
                 kwargs["TagSpecifications"] = [{"ResourceType": "vpc-endpoint-service", "Tags": tags}]
@@ -386,6 +413,7 @@ def apply(args: argparse.Namespace, params: dict[str, str], previous: list[dict[
                 "service_name": cfg["ServiceName"],
                 "load_balancer_arns": cfg.get("NetworkLoadBalancerArns", []),
                 "acceptance_required": cfg.get("AcceptanceRequired"),
+                "supported_regions": [r["Region"] for r in cfg.get("SupportedRegions", [])],
                 "allowed_principals": sorted(p["Principal"] for p in perms),
                 "tags": {t["Key"]: t["Value"] for t in cfg.get("Tags", [])},
             }

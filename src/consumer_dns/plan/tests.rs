@@ -32,6 +32,7 @@ fn endpoint(dns: &[&str]) -> Endpoint {
         service_name: "com.amazonaws.vpce.us-east-1.vpce-svc-1".into(),
         state: "available".into(),
         dns_names: dns.iter().map(|s| s.to_string()).collect(),
+        service_region: None,
     }
 }
 
@@ -114,6 +115,7 @@ fn one_record_per_az_id_zonal_where_the_endpoint_has_a_subnet_else_regional() {
             let role = match &d.role {
                 Role::Zonal { .. } => "zonal",
                 Role::CrossZone { .. } => "cross-zone",
+                Role::CrossRegion { .. } => "cross-region",
                 Role::Bootstrap => "bootstrap",
             };
             (d.name.as_str(), d.value.as_str(), role)
@@ -472,4 +474,62 @@ fn a_pending_endpoint_is_warned_about() {
     let w = warnings(&e, &[]);
     assert_eq!(w.len(), 1);
     assert!(w[0].contains("pendingAcceptance"), "{w:?}");
+}
+
+#[test]
+fn the_service_region_decides_cross_region() {
+    use crate::consumer_dns::cross_region::desired_cross_region;
+    let with = |r: Option<&str>| Endpoint {
+        service_region: r.map(str::to_string),
+        ..endpoint(&[REGIONAL])
+    };
+    for (service_region, client, cross) in [
+        (None, "us-east-1", false),
+        (Some(""), "us-east-1", false),
+        (Some("us-east-1"), "us-east-1", false),
+        (Some("us-east-1"), "us-west-2", true),
+        (Some("eu-west-1"), "us-east-1", true),
+    ] {
+        let e = with(service_region);
+        assert_eq!(
+            e.is_cross_region(client),
+            cross,
+            "{service_region:?} from {client}"
+        );
+        let want = service_region.filter(|r| !r.is_empty()).unwrap_or(client);
+        assert_eq!(e.service_region(client), want);
+    }
+    // Every AZ ID of the provider's Region, once, sorted, to the Regional entry; zonal entries
+    // (named after the consumer's AZs) are never used.
+    let e = endpoint(&[REGIONAL, &zonal("us-east-1a")]);
+    let mut provider = azs();
+    provider.push(provider[0].clone());
+    let got = desired_cross_region(
+        &entries(&e, &azs()).unwrap(),
+        &provider,
+        T,
+        Some("kafka.orders.example.internal"),
+    );
+    let rows: Vec<(&str, &str, &Role)> = got
+        .iter()
+        .map(|d| (d.name.as_str(), d.value.as_str(), &d.role))
+        .collect();
+    let cr = |id: &str| Role::CrossRegion { az_id: id.into() };
+    let (r1, r2, r6) = (cr("use1-az1"), cr("use1-az2"), cr("use1-az6"));
+    assert_eq!(
+        rows,
+        vec![
+            ("kafka-use1-az1.orders.example.internal", REGIONAL, &r1),
+            ("kafka-use1-az2.orders.example.internal", REGIONAL, &r2),
+            ("kafka-use1-az6.orders.example.internal", REGIONAL, &r6),
+            ("kafka.orders.example.internal", REGIONAL, &Role::Bootstrap),
+        ]
+    );
+    assert_eq!(
+        bootstrap_servers(&got[..3], 10000),
+        "kafka-use1-az1.orders.example.internal:10000,kafka-use1-az2.orders.example.internal:10000,kafka-use1-az6.orders.example.internal:10000",
+        "no bootstrap host: every name (each leads to the Regional entry)"
+    );
+    // No cross-zone warnings: one cross-Region warning instead (mod.rs adds it).
+    assert!(warnings(&e, &plan(&got, &[], "Z1").unwrap()).is_empty());
 }
