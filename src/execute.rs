@@ -16,8 +16,8 @@ use crate::ec2::InstanceTags;
 use crate::metadata::InstanceMetadata;
 use crate::model::{Agent, Claim, Error, Progress};
 use crate::nlb::{ListenerClaim, LoadBalancer, NlbError, TargetGroupSpec, MAX_LISTENERS_PER_NLB};
-use crate::plan::{claim_candidates, claim_candidates_for, Context};
-use crate::plan::{Desired, Observed, Step};
+use crate::plan::Context;
+use crate::plan::{Desired, GroupKind, ListenerKind, Observed, Step};
 use crate::properties::{self, PropertiesError};
 use crate::registry;
 
@@ -63,22 +63,34 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     ) -> Result<Option<Step>, Error> {
         let d = ctx.shard(observed.shard);
         match step {
-            Step::CreateBootstrap { .. } => self.create_bootstrap(ctx, d, progress).await?,
-            Step::CreateDedicatedGroup { .. } => {
-                self.create_dedicated_group(ctx, d, progress).await?;
+            Step::CreateBootstrap { group, port } => {
+                self.create_bootstrap(ctx, d, group, *port, progress)
+                    .await?;
             }
-            Step::ClaimPort { .. } => self.claim_port(ctx, observed, progress).await?,
+            Step::CreateDedicatedGroup { group } => {
+                self.create_dedicated_group(ctx, d, group, progress).await?;
+            }
+            Step::ClaimPort { candidates, .. } => {
+                self.claim_port(ctx, d, candidates, progress).await?;
+            }
             Step::DeleteDuplicateListener { arn, .. } => self.lb.delete_listener(arn).await?,
-            Step::Register { group, .. } => self.register(d, group, progress).await?,
+            Step::Register {
+                group,
+                instance_id,
+                port,
+            } => {
+                self.register(d, *group, (instance_id, *port), progress)
+                    .await?;
+            }
             Step::Deregister { group, targets } => {
-                let tg = self.group_arn(group, progress)?;
+                let tg = self.group_arn(*group, progress)?;
                 self.lb.deregister(&tg, targets).await?;
             }
             Step::SetIdleTimeout { listener, seconds } => {
-                return Ok(self.set_idle_timeout(listener, *seconds, progress).await);
+                return Ok(self.set_idle_timeout(*listener, *seconds, progress).await);
             }
             Step::LeaveBootstrap { targets, .. } => {
-                let tg = self.group_arn("bootstrap", progress)?;
+                let tg = self.group_arn(GroupKind::Bootstrap, progress)?;
                 self.lb.deregister(&tg, targets).await?;
             }
             Step::WriteProperties { .. } => {
@@ -100,13 +112,13 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     /// nothing was set (another host created the bootstrap listener, or the call failed).
     async fn set_idle_timeout(
         &self,
-        listener: &'static str,
+        listener: ListenerKind,
         seconds: u32,
         progress: &mut Progress,
     ) -> Option<Step> {
         let arn = match listener {
-            "bootstrap" => progress.bootstrap_created.clone(),
-            _ => progress.claim.as_ref().map(|c| c.listener_arn.clone()),
+            ListenerKind::Bootstrap => progress.bootstrap_created.clone(),
+            ListenerKind::Claim => progress.claim.as_ref().map(|c| c.listener_arn.clone()),
         }?;
         match self.lb.set_listener_idle_timeout(&arn, seconds).await {
             Ok(()) => Some(Step::SetIdleTimeout { listener, seconds }),
@@ -148,25 +160,24 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         }
     }
 
-    /// Creates the bootstrap group and listener; joins another host's if it came first.
+    /// Creates the bootstrap group `group` and its listener on `port`; joins another host's if
+    /// it came first.
     async fn create_bootstrap(
         &self,
         ctx: &Context,
         d: &Desired,
+        group: &str,
+        port: u16,
         progress: &mut Progress,
     ) -> Result<(), Error> {
         let lb_arn = &d.lb_arn;
         let tags = self.cluster_tags("bootstrap", None);
         let tg = self
             .lb
-            .ensure_target_group(&self.spec(ctx, d, &d.bootstrap_group, &tags))
+            .ensure_target_group(&self.spec(ctx, d, group, &tags))
             .await?;
         progress.ensured.push(tg.clone());
-        match self
-            .lb
-            .create_listener(lb_arn, d.bootstrap_port, &tg, &tags)
-            .await?
-        {
+        match self.lb.create_listener(lb_arn, port, &tg, &tags).await? {
             ListenerClaim::Claimed(listener) => {
                 progress.bootstrap_tg = Some(tg);
                 progress.bootstrap_created = Some(listener);
@@ -175,8 +186,8 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 self.lb.delete_target_group(&tg).await?;
                 return Err(Error::ListenerQuota {
                     lb_arn: lb_arn.clone(),
-                    port: d.bootstrap_port,
-                    group: d.bootstrap_group.clone(),
+                    port,
+                    group: group.to_string(),
                     max: MAX_LISTENERS_PER_NLB,
                 });
             }
@@ -184,7 +195,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 // Another host created it between our read and now: ours is unused; theirs
                 // must be this cluster's to be joined.
                 self.lb.delete_target_group(&tg).await?;
-                let l = self.winning_bootstrap(d).await?;
+                let l = self.winning_bootstrap(d, port).await?;
                 let theirs = l.target_group_arn.clone().ok_or(Error::BootstrapUnusable {
                     arn: l.arn.clone(),
                     port: l.port,
@@ -192,8 +203,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 checks::bootstrap_owner(&self.lb, &self.checked, &self.config, d, &theirs).await?;
                 progress.bootstrap_targets = self.lb.targets(&theirs).await?;
                 progress.races.push(format!(
-                    "another host created the bootstrap listener on port {} first; joined it",
-                    d.bootstrap_port
+                    "another host created the bootstrap listener on port {port} first; joined it"
                 ));
                 progress.bootstrap_tg = Some(theirs);
             }
@@ -205,7 +215,11 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     /// consistent: the winner's listener can be missing from DescribeListeners for a moment after
     /// CreateListener answered us `DuplicateListener`, so it is read again with back-off until it
     /// shows or the pass deadline comes.
-    async fn winning_bootstrap(&self, d: &Desired) -> Result<crate::nlb::Listener, Error> {
+    async fn winning_bootstrap(
+        &self,
+        d: &Desired,
+        port: u16,
+    ) -> Result<crate::nlb::Listener, Error> {
         let lb_arn = &d.lb_arn;
         let started = std::time::Instant::now();
         let mut attempt = 0;
@@ -215,14 +229,14 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 .listeners(lb_arn)
                 .await?
                 .into_iter()
-                .find(|l| l.port == d.bootstrap_port);
+                .find(|l| l.port == port);
             if let Some(l) = found {
                 return Ok(l);
             }
             if !self.calls.pause(attempt, started).await {
                 return Err(Error::Nlb(NlbError {
                     operation: "CreateListener",
-                    resource: format!("{lb_arn} port {}", d.bootstrap_port),
+                    resource: format!("{lb_arn} port {port}"),
                     code: "DuplicateListener".into(),
                     message: format!(
                         "port reported taken but no listener showed on it in {} read(s) until the pass deadline",
@@ -234,41 +248,46 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         }
     }
 
-    /// Creates (or adopts, after a killed pass) the dedicated group a claim will forward to.
+    /// Creates (or adopts, after a killed pass) the dedicated group `group` a claim will
+    /// forward to.
     async fn create_dedicated_group(
         &self,
         ctx: &Context,
         d: &Desired,
+        group: &str,
         progress: &mut Progress,
     ) -> Result<String, Error> {
         let tags = self.cluster_tags("broker", Some(ctx.broker_id));
         let tg = self
             .lb
-            .ensure_target_group(&self.spec(ctx, d, &d.dedicated_group, &tags))
+            .ensure_target_group(&self.spec(ctx, d, group, &tags))
             .await?;
         progress.ensured.push(tg.clone());
         progress.pending_group = Some(tg.clone());
         Ok(tg)
     }
 
-    /// Claims a port for the pending group: the candidates in the plan's order, moving on when
+    /// Claims a port for the pending group: the step's candidates in order, moving on when
     /// another host took one first. No port (or the listener quota): the group is deleted again;
     /// with several NLBs the pass then looks for the next NLB with room ([`Error::ShardFilled`]).
     async fn claim_port(
         &self,
         ctx: &Context,
-        observed: &Observed,
+        d: &Desired,
+        candidates: &[u16],
         progress: &mut Progress,
     ) -> Result<(), Error> {
-        let d = ctx.shard(observed.shard);
         // The plan puts CreateDedicatedGroup first; a caller running ClaimPort alone gets one.
         let tg = match progress.pending_group.clone() {
             Some(tg) => tg,
-            None => self.create_dedicated_group(ctx, d, progress).await?,
+            None => {
+                self.create_dedicated_group(ctx, d, &d.dedicated_group, progress)
+                    .await?
+            }
         };
         let tags = self.cluster_tags("broker", Some(ctx.broker_id));
         let search = self
-            .search_ports(ctx, observed, &tg, &tags, progress)
+            .search_ports(d, candidates, &tg, &tags, progress)
             .await?;
         let (port, arn) = match search {
             Ok(claimed) => claimed,
@@ -294,21 +313,21 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         Ok(())
     }
 
-    /// Tries ports on the observed NLB until one is claimed, the quota is reached or no port is
-    /// free. After a port turns out taken, the NLB is read again: in a burst of hosts most ports
-    /// seen free at the observation are gone, and one DescribeListeners tells which are really
-    /// free (and whether the quota leaves room) where trying each stale port would cost one
-    /// refused CreateListener apiece. Each port is tried at most once.
+    /// Tries ports on NLB `d`, the plan's `candidates` first, until one is claimed, the quota
+    /// is reached or no port is free. After a port turns out taken, the NLB is read again: in a
+    /// burst of hosts most ports seen free at the observation are gone, and one
+    /// DescribeListeners tells which are really free (and whether the quota leaves room) where
+    /// trying each stale port would cost one refused CreateListener apiece. Each port is tried
+    /// at most once.
     async fn search_ports(
         &self,
-        ctx: &Context,
-        observed: &Observed,
+        d: &Desired,
+        candidates: &[u16],
         tg: &str,
         tags: &[(String, String)],
         progress: &mut Progress,
     ) -> Result<Result<(u16, String), NoPort>, Error> {
-        let d = ctx.shard(observed.shard);
-        let mut candidates = claim_candidates(ctx, observed);
+        let mut candidates = candidates.to_vec();
         let mut tried = std::collections::BTreeSet::new();
         while let Some(port) = candidates.iter().copied().find(|p| !tried.contains(p)) {
             tried.insert(port);
@@ -322,8 +341,9 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                     if listeners.len() >= MAX_LISTENERS_PER_NLB {
                         return Ok(Err(NoPort::Quota { port }));
                     }
+                    // The step's order stays; only ports now seen taken drop out.
                     let fresh = crate::plan::assess(d, &listeners, None);
-                    candidates = claim_candidates_for(ctx, d.shard, &fresh, None);
+                    candidates.retain(|p| !fresh.occupied.contains(p));
                 }
             }
         }
@@ -365,10 +385,10 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         }
     }
 
-    fn group_arn(&self, group: &str, progress: &Progress) -> Result<String, Error> {
+    fn group_arn(&self, group: GroupKind, progress: &Progress) -> Result<String, Error> {
         let arn = match group {
-            "bootstrap" => progress.bootstrap_tg.clone(),
-            _ => progress.claim.as_ref().map(|c| c.target_group_arn.clone()),
+            GroupKind::Bootstrap => progress.bootstrap_tg.clone(),
+            GroupKind::Dedicated => progress.claim.as_ref().map(|c| c.target_group_arn.clone()),
         };
         arn.ok_or_else(|| {
             Error::Nlb(NlbError {
@@ -380,9 +400,15 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         })
     }
 
-    /// Registers this instance; first points a group this release did not create at the traffic
-    /// port for health checks.
-    async fn register(&self, d: &Desired, group: &str, progress: &Progress) -> Result<(), Error> {
+    /// Registers `target` (this instance) in `group`; first points a group this release did not
+    /// create at the traffic port for health checks.
+    async fn register(
+        &self,
+        d: &Desired,
+        group: GroupKind,
+        (instance_id, port): (&str, u16),
+        progress: &Progress,
+    ) -> Result<(), Error> {
         let tg = self.group_arn(group, progress)?;
         // Groups under this release's names were created with `traffic-port`; only 0.1's (and
         // adopted ones) may probe a fixed port.
@@ -392,7 +418,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             checks::traffic_port(&self.lb, &self.checked, &tg).await?;
         }
         self.lb
-            .register(&tg, &[(d.instance_id.clone(), d.target_port)])
+            .register(&tg, &[(instance_id.to_string(), port)])
             .await?;
         Ok(())
     }

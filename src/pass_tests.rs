@@ -726,3 +726,63 @@ async fn the_idle_timeout_sweep_fixes_this_clusters_listeners_only() {
     let again = crate::idle::sweep(&a.lb, &a.config, 660).await.unwrap();
     assert!(again.changed.is_empty());
 }
+
+/// A step is an instruction: the executor claims the ports the `ClaimPort` step lists, in its
+/// order, and creates the groups it names; it computes none of them again.
+#[tokio::test]
+async fn the_executor_does_what_the_steps_say() {
+    let b = Bench::new();
+    let a = b.host(3);
+    let ctx = a.context().await.unwrap();
+    let observed = a.observe(&ctx).await.unwrap();
+    let mut steps = a.plan(&ctx, &observed).unwrap();
+    let planned_first = steps.iter().find_map(|s| match s {
+        Step::ClaimPort { candidates, .. } => Some(candidates[0]),
+        _ => None,
+    });
+    // Another port than the plan's first choice, and 10009 after it.
+    let other = if planned_first == Some(10008) {
+        10002
+    } else {
+        10008
+    };
+    for step in &mut steps {
+        if let Step::ClaimPort {
+            candidates,
+            first_candidate,
+            ..
+        } = step
+        {
+            *candidates = vec![other, 10009];
+            *first_candidate = other;
+        }
+    }
+    let mut progress = Progress::from_observed(&observed);
+    a.execute(&ctx, &observed, &steps, &mut progress)
+        .await
+        .unwrap();
+    assert_eq!(progress.claim.as_ref().map(|c| c.port), Some(other));
+    assert_eq!(
+        b.nlb.with(|s| s.port_of(&b.lb_arn, &group(3, &b))),
+        Some(other)
+    );
+    // Its port taken by another host first: the next in the step's list.
+    let c = b.host(4);
+    let ctx = c.context().await.unwrap();
+    let observed = c.observe(&ctx).await.unwrap();
+    let mut steps = c.plan(&ctx, &observed).unwrap();
+    for step in &mut steps {
+        if let Step::ClaimPort { candidates, .. } = step {
+            *candidates = vec![10010, 10005];
+        }
+    }
+    let tg = b
+        .nlb
+        .with(|s| s.add_group("kp-someone-else", "traffic-port", &[]));
+    b.nlb.with(|s| s.add_listener(&b.lb_arn, 10010, &tg, &[]));
+    let mut progress = Progress::from_observed(&observed);
+    c.execute(&ctx, &observed, &steps, &mut progress)
+        .await
+        .unwrap();
+    assert_eq!(progress.claim.as_ref().map(|cl| cl.port), Some(10005));
+}

@@ -148,7 +148,47 @@ pub fn endpoint_port(endpoint: Option<&str>) -> Option<u16> {
         .and_then(|(_, p)| p.parse().ok())
 }
 
-/// One change a pass makes, in execution order.
+/// Which of this broker's target groups on its NLB a step acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupKind {
+    /// The group only this broker is in, forwarded to by its claim listener.
+    Dedicated,
+    /// The cluster's group on this NLB, forwarded to by the bootstrap listener.
+    Bootstrap,
+}
+
+impl std::fmt::Display for GroupKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GroupKind::Dedicated => "dedicated",
+            GroupKind::Bootstrap => "bootstrap",
+        })
+    }
+}
+
+/// Which listener a step acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerKind {
+    /// This broker's claim listener (its own port).
+    Claim,
+    /// The cluster's bootstrap listener on this NLB.
+    Bootstrap,
+}
+
+impl std::fmt::Display for ListenerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ListenerKind::Claim => "claim",
+            ListenerKind::Bootstrap => "bootstrap",
+        })
+    }
+}
+
+/// One change a pass makes, in execution order. A step is an instruction: it holds what the
+/// executor needs (the ports a claim tries, in order; which group or listener), so what `plan`
+/// prints is what `run` does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Step {
@@ -164,12 +204,15 @@ pub enum Step {
         /// Target group name.
         group: String,
     },
-    /// Claim a port with a new listener.
+    /// Claim a port with a new listener: the candidates in order (see
+    /// [`crate::registry::candidates`]); a port another host takes first moves the claim on.
     ClaimPort {
         /// First candidate.
         first_candidate: u16,
         /// Free ports in range.
         free_ports: usize,
+        /// The ports to try, in order (`first_candidate` first).
+        candidates: Vec<u16>,
     },
     /// Delete a duplicate claim.
     DeleteDuplicateListener {
@@ -180,8 +223,8 @@ pub enum Step {
     },
     /// Register this instance in a group.
     Register {
-        /// `dedicated` or `bootstrap`.
-        group: &'static str,
+        /// Which group.
+        group: GroupKind,
         /// Instance id.
         instance_id: String,
         /// Port.
@@ -189,8 +232,8 @@ pub enum Step {
     },
     /// Deregister stale targets from a group.
     Deregister {
-        /// `dedicated` or `bootstrap`.
-        group: &'static str,
+        /// Which group.
+        group: GroupKind,
         /// The targets.
         targets: Vec<(String, u16)>,
     },
@@ -205,8 +248,8 @@ pub enum Step {
     /// Set the TCP idle timeout of a listener this pass created (see [`crate::idle`]): the
     /// claim's or the bootstrap listener (when this agent won its creation).
     SetIdleTimeout {
-        /// `claim` or `bootstrap`.
-        listener: &'static str,
+        /// Which listener.
+        listener: ListenerKind,
         /// `tcp.idle_timeout.seconds`.
         seconds: u32,
     },
@@ -247,6 +290,7 @@ impl std::fmt::Display for Step {
             Step::ClaimPort {
                 first_candidate,
                 free_ports,
+                ..
             } => write!(
                 f,
                 "claim a port: try {first_candidate} first ({free_ports} free in range)"
@@ -311,13 +355,14 @@ impl std::fmt::Display for Step {
 
 /// The steps of a pass, in execution order: the NLB steps, then the file write when the file does
 /// not yet advertise the claim (the observed claim's port, else the first port a new claim tries).
-/// `first_candidate` comes from [`crate::registry::candidates`] (`None`: the range is full).
-/// A leaving instance gets [`drain_steps`] instead.
+/// `candidates` are the ports a new claim tries, in order, from [`crate::registry::candidates`]
+/// (empty: the range is full). A leaving instance gets [`drain_steps`] instead.
 pub fn plan(
     desired: &Desired,
     observed: &Observed,
-    first_candidate: Option<u16>,
+    candidates: &[u16],
 ) -> Result<Vec<Step>, EditError> {
+    let first_candidate = candidates.first().copied();
     if let Some(reason) = observed.lifecycle.leaving() {
         return Ok(drain_steps(desired, &observed.bootstrap_targets, reason));
     }
@@ -326,7 +371,7 @@ pub fn plan(
         &observed.assessment,
         &observed.dedicated_targets,
         &observed.bootstrap_targets,
-        first_candidate,
+        candidates,
     );
     if let Some(seconds) = crate::idle::target(desired.idle_timeout, &observed.properties_text) {
         steps = with_idle_timeouts(steps, seconds);
@@ -358,8 +403,8 @@ fn with_idle_timeouts(steps: Vec<Step>, seconds: u32) -> Vec<Step> {
     let mut out = Vec::with_capacity(steps.len() + 2);
     for step in steps {
         let listener = match &step {
-            Step::CreateBootstrap { .. } => Some("bootstrap"),
-            Step::ClaimPort { .. } => Some("claim"),
+            Step::CreateBootstrap { .. } => Some(ListenerKind::Bootstrap),
+            Step::ClaimPort { .. } => Some(ListenerKind::Claim),
             _ => None,
         };
         out.push(step);
@@ -387,14 +432,14 @@ pub fn drain_steps(desired: &Desired, bootstrap: &[Target], reason: &LeaveReason
     }]
 }
 
-/// Turns an assessment and observed targets into NLB steps. `first_candidate` is the port a new
-/// claim would try first (from [`crate::registry::candidates`]), `None` when the range is full.
+/// Turns an assessment and observed targets into NLB steps. `candidates` are the ports a new
+/// claim tries, in order (from [`crate::registry::candidates`]), empty when the range is full.
 pub fn nlb_steps(
     desired: &Desired,
     assessment: &Assessment,
     dedicated_targets: &[Target],
     bootstrap_targets: &[Target],
-    first_candidate: Option<u16>,
+    candidates: &[u16],
 ) -> Vec<Step> {
     let mut steps = Vec::new();
     if assessment.bootstrap.is_none() {
@@ -408,8 +453,9 @@ pub fn nlb_steps(
             group: desired.dedicated_group.clone(),
         });
         steps.push(Step::ClaimPort {
-            first_candidate: first_candidate.unwrap_or(0),
+            first_candidate: candidates.first().copied().unwrap_or(0),
             free_ports: desired.port_range.clone().count() - assessment.occupied.len(),
+            candidates: candidates.to_vec(),
         });
     }
     for dup in &assessment.duplicate_claims {
@@ -419,7 +465,10 @@ pub fn nlb_steps(
         });
     }
     let (dedicated, bootstrap) = plan_targets(desired, dedicated_targets, bootstrap_targets);
-    for (name, changes) in [("dedicated", dedicated), ("bootstrap", bootstrap)] {
+    for (name, changes) in [
+        (GroupKind::Dedicated, dedicated),
+        (GroupKind::Bootstrap, bootstrap),
+    ] {
         if !changes.deregister.is_empty() {
             steps.push(Step::Deregister {
                 group: name,
@@ -436,6 +485,7 @@ pub fn nlb_steps(
     }
     steps
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,7 +585,7 @@ mod tests {
             properties_text: "listeners=PLAINTEXT://:9092\n".into(),
             lifecycle: crate::lifecycle::Lifecycle::Leaving { reason },
         };
-        assert_eq!(plan(&d, &observed, Some(10004)).unwrap(), vec![]);
+        assert_eq!(plan(&d, &observed, &[10004]).unwrap(), vec![]);
         let step = &drain_steps(
             &d,
             &[target("i-new", 9094)],
@@ -552,7 +602,7 @@ mod tests {
     fn steps_for_first_broker_and_steady_state() {
         let d = desired();
         let a = assess(&d, &[], None);
-        let steps = nlb_steps(&d, &a, &[], &[], Some(10004));
+        let steps = nlb_steps(&d, &a, &[], &[], &[10004, 10007]);
         let kinds: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
         assert_eq!(
             kinds,
@@ -574,7 +624,7 @@ mod tests {
             &a,
             &[target("i-new", 9094)],
             &[target("i-new", 9094)],
-            None
+            &[]
         )
         .is_empty());
     }
@@ -589,13 +639,14 @@ mod tests {
             listener(10002, Some("kp-orders-5c1e-b2")),
         ];
         let a = assess(&d, &ls, None);
-        let steps = nlb_steps(&d, &a, &[], &[], Some(10004));
+        let steps = nlb_steps(&d, &a, &[], &[], &[10004, 10007]);
         assert!(
             steps.iter().any(|s| matches!(
                 s,
                 Step::ClaimPort {
                     free_ports: 8,
-                    first_candidate: 10004
+                    first_candidate: 10004,
+                    ..
                 }
             )),
             "{steps:?}"

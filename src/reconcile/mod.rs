@@ -73,8 +73,8 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
 
     /// The steps a pass would take now (for `plan`; `pass` runs exactly these).
     pub fn plan(&self, ctx: &Context, observed: &Observed) -> Result<Vec<Step>, Error> {
-        let first = claim_candidates(ctx, observed).first().copied();
-        plan::plan(ctx.shard(observed.shard), observed, first).map_err(|e| {
+        let candidates = claim_candidates(ctx, observed);
+        plan::plan(ctx.shard(observed.shard), observed, &candidates).map_err(|e| {
             Error::Properties(PropertiesError::from_edit(
                 &self.config.broker.server_properties,
                 e,
