@@ -52,3 +52,65 @@ pub(super) fn warnings(config: &Config) -> Vec<String> {
     }
     out
 }
+
+/// `check-config`: the config's warnings, then the certificate pre-flight; 0, or 1 when the
+/// certificate refuses (one error line).
+pub(super) fn check_config(config: &Config, path: &std::path::Path) -> ExitCode {
+    for w in warnings(config) {
+        eprintln!("warning: {w}");
+    }
+    match certificate(config) {
+        Err(line) => {
+            eprintln!("error: {line}");
+            return ExitCode::FAILURE;
+        }
+        Ok(Some(outcome)) => {
+            if let crate::tls::Outcome::Checked(summary) = &outcome {
+                println!("{}", summary.line());
+            }
+            for w in outcome.warnings() {
+                eprintln!("warning: {w}");
+            }
+        }
+        Ok(None) => {}
+    }
+    println!("config OK: {}", path.display());
+    ExitCode::SUCCESS
+}
+
+/// The certificate pre-flight without the instance (`check-config` needs neither AWS nor
+/// instance metadata): the host templates with `{cluster}` and `{shard}` filled in and the
+/// other placeholders kept, which a wildcard covers and a list of zonal names covers in part
+/// (see [`crate::tls::check::coverage`]). `None` when `server.properties` cannot be read or
+/// parsed (other commands report that).
+pub(super) fn certificate(config: &Config) -> Result<Option<crate::tls::Outcome>, String> {
+    let Ok(text) = std::fs::read_to_string(&config.broker.server_properties) else {
+        return Ok(None);
+    };
+    let Ok(props) = crate::properties::Properties::parse(&text) else {
+        return Ok(None);
+    };
+    let templates = [
+        Some(&config.listener.advertised_host),
+        config.listener.bootstrap_host.as_ref(),
+    ];
+    let mut hosts: Vec<String> = Vec::new();
+    for shard in config.nlb.load_balancers() {
+        for template in templates.iter().flatten() {
+            let host = template
+                .replace("{cluster}", &config.cluster)
+                .replace("{shard}", &shard.index.to_string());
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+    }
+    crate::tls::preflight(&crate::tls::Request {
+        properties: &props,
+        listener: &config.listener.name,
+        default_protocol: config.listener.security_protocol.as_str(),
+        hosts,
+        now: crate::clock::unix_now() as i64,
+    })
+    .map(Some)
+}

@@ -29,7 +29,7 @@ mod once;
 mod plan;
 mod status;
 
-use check::{check_properties, warnings};
+use check::{check_config, check_properties};
 use daemon::daemon;
 use decommission::decommission;
 use once::run_once;
@@ -74,13 +74,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Command::CheckProperties { path: None } => {
                 check_properties(&load()?.broker.server_properties)
             }
-            Command::CheckConfig => {
-                for w in warnings(&load()?) {
-                    eprintln!("warning: {w}");
-                }
-                println!("config OK: {}", path.display());
-                ExitCode::SUCCESS
-            }
+            Command::CheckConfig => check_config(&load()?, &path),
             Command::Run {
                 once: false,
                 metadata_timeout,
