@@ -441,6 +441,7 @@ mod tests {
         m.set_lock_held(true);
         m.set_draining(true);
         m.drain_started();
+        m.set_certificate_expiry("PRIVATELINK", 1_800_000_000);
         let text = m.render();
         for needle in [
             "kplink_passes_total 2",
@@ -457,6 +458,7 @@ mod tests {
             "kplink_lock_held 1",
             "kplink_draining 1",
             "kplink_drains_total 1",
+            "kplink_certificate_expiry_timestamp_seconds{listener=\"PRIVATELINK\"} 1800000000",
         ] {
             assert!(text.contains(needle), "{needle} missing in\n{text}");
         }
