@@ -57,7 +57,7 @@ pub struct Summary {
 
 /// The pre-flight's result when it does not refuse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "certificate")]
+#[serde(rename_all = "snake_case", tag = "result")]
 pub enum Outcome {
     /// The listener is not TLS (or has no keystore: `missing_keystore` warns): nothing to check.
     NotTls,
