@@ -8,7 +8,7 @@ use crate::common;
 use common::*;
 
 /// A PKCS12 keystore holding a self-signed certificate for `names` (2020 to 2099).
-fn pkcs12(names: &[&str], password: &str) -> Vec<u8> {
+pub fn pkcs12(names: &[&str], password: &str) -> Vec<u8> {
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     let mut params = rcgen::CertificateParams::new(names).unwrap();
     params.not_before = rcgen::date_time_ymd(2020, 1, 1);
