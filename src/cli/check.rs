@@ -114,3 +114,68 @@ pub(super) fn certificate(config: &Config) -> Result<Option<crate::tls::Outcome>
     })
     .map(Some)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config whose `server.properties` (in `dir`) maps the listener to SSL with a PEM
+    /// keystore for `names`.
+    fn config(dir: &std::path::Path, names: &[&str], listener: &str) -> Config {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let pem = dir.join("broker.pem");
+        std::fs::write(&pem, format!("{}{}", key.serialize_pem(), cert.pem())).unwrap();
+        let props = dir.join("server.properties");
+        std::fs::write(
+            &props,
+            format!(
+                "listener.security.protocol.map=PRIVATELINK:SSL\nssl.keystore.type=PEM\nssl.keystore.location={}\n",
+                pem.display()
+            ),
+        )
+        .unwrap();
+        let text = format!(
+            "cluster = \"orders\"\n[broker]\nserver_properties = \"{}\"\n[listener]\n{listener}\n[nlb]\n\
+             load_balancer_arn = \"arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/net/k/1\"\n",
+            props.display()
+        );
+        Config::parse(&text, std::path::Path::new("/test/agent.toml")).unwrap()
+    }
+
+    #[test]
+    fn check_config_checks_the_templates_with_what_it_knows() {
+        let dir = tempfile::tempdir().unwrap();
+        // {cluster} is filled in; {az_id} stands for any label, which the wildcard covers.
+        let c = config(
+            dir.path(),
+            &["*.orders.example.internal", "boot.example.internal"],
+            "advertised_host = \"kafka-{az_id}.{cluster}.example.internal\"\nbootstrap_host = \"boot.example.internal\"",
+        );
+        let Ok(Some(crate::tls::Outcome::Checked(s))) = certificate(&c) else {
+            panic!("{:?}", certificate(&c));
+        };
+        assert_eq!(
+            s.hosts,
+            [
+                "kafka-{az_id}.orders.example.internal",
+                "boot.example.internal"
+            ]
+        );
+        // The bootstrap name is checked too.
+        let c = config(
+            dir.path(),
+            &["*.orders.example.internal"],
+            "advertised_host = \"kafka-{az_id}.orders.example.internal\"\nbootstrap_host = \"bootstrap.{cluster}.other.internal\"",
+        );
+        let refused = certificate(&c).unwrap_err();
+        assert!(
+            refused.contains("does not cover bootstrap.orders.other.internal; it names *.orders.example.internal"),
+            "{refused}"
+        );
+    }
+}
