@@ -22,7 +22,7 @@
 //! | configure | [`config`] (typed `agent.toml`), [`cli`] (commands, adapters built once), [`exit`] (exit codes) |
 //! | discover | [`metadata`] (IMDSv2 identity), [`lifecycle`] (staying or leaving), [`broker_id`], [`ec2`] (tag fallback), [`node`] (ZooKeeper/KRaft/controller-only) |
 //! | claim | [`registry`] (group names, port candidates), [`nlb`] (the `LoadBalancer` seam and its ELBv2 adapter) |
-//! | plan | [`plan`] (pure: observed → steps; who this host is, port candidates), [`model`] (the pass's error, progress, report, agent seams), [`checks`] (once-per-process NLB checks), [`reconcile`] (observe, `pass`, `decommission`) |
+//! | plan | [`plan`] (pure: observed → steps; who this host is, port candidates), [`model`] (the pass's error, progress, report, agent seams), [`checks`] (once-per-process NLB checks), [`tls`] (the certificate pre-flight: the keystore's leaf certificate covers the advertised names), [`reconcile`] (observe, `pass`, `decommission`) |
 //! | wire and edit the file | [`execute`] (one small executor per step), [`properties`] (byte-preserving editor) |
 //! | make effective | [`kafka`] (admin client; FFI in `kafka/ffi.rs`), [`restart`] (decide, gates, lock, command) |
 //! | keep it so | [`daemon`] (the loop), [`steady`] (the converged state checked within the API budget), [`metrics`] (Prometheus), [`clock`] |
@@ -51,6 +51,7 @@ pub mod checks;
 pub mod model;
 pub mod plan;
 pub mod reconcile;
+pub mod tls;
 
 // wire and edit the file
 pub mod execute;

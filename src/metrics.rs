@@ -3,7 +3,7 @@
 //! | metric | type | meaning |
 //! |---|---|---|
 //! | `kplink_passes_total` | counter | reconcile passes finished |
-//! | `kplink_pass_failures_total{kind}` | counter | failed passes by kind (`metadata`, `broker_id`, `aws`, `properties`, `port_range`, `kafka`, `restart`, `other`) |
+//! | `kplink_pass_failures_total{kind}` | counter | failed passes by kind (`metadata`, `broker_id`, `aws`, `properties`, `port_range`, `kafka`, `restart`, `certificate`, `other`) |
 //! | `kplink_aws_calls_total{operation}` | counter | AWS API calls by operation |
 //! | `kplink_aws_throttled_total{operation}` | counter | throttled AWS answers by operation (the account's API budget; each was retried after a back-off) |
 //! | `kplink_drift_repairs_total` | counter | changes made after the broker had converged once |
@@ -16,6 +16,7 @@
 //! | `kplink_stale_claims` | gauge | claims of this cluster whose target group has no registered target |
 //! | `kplink_draining` | gauge | 1 while this instance is leaving and drained from the bootstrap group |
 //! | `kplink_drains_total` | counter | drains started (instance seen leaving: scale-in, Spot interruption) |
+//! | `kplink_certificate_expiry_timestamp_seconds{listener}` | gauge | `notAfter` (Unix time) of the managed TLS listener's certificate, as the last pass's pre-flight read it (absent for a listener without TLS; see `crate::tls`) |
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -60,6 +61,7 @@ struct Inner {
     stale_claims: Gauge,
     draining: Gauge,
     drains: Counter,
+    certificate_expiry: Family<Labels, Gauge>,
     aws_seen: Mutex<BTreeMap<&'static str, u64>>,
     throttled_seen: Mutex<BTreeMap<&'static str, u64>>,
     last_ok_unix: AtomicI64,
@@ -141,6 +143,11 @@ fn register_all(registry: &mut Registry, inner: &Inner) {
         inner.draining.clone(),
     );
     registry.register(
+        "kplink_certificate_expiry_timestamp_seconds",
+        "notAfter (Unix time) of the managed TLS listener's certificate, as the last pass's pre-flight read it",
+        inner.certificate_expiry.clone(),
+    );
+    registry.register(
         "kplink_drains",
         "Drains started: this instance was seen leaving and taken out of the bootstrap target group",
         inner.drains.clone(),
@@ -166,6 +173,7 @@ impl Metrics {
             stale_claims: Gauge::default(),
             draining: Gauge::default(),
             drains: Counter::default(),
+            certificate_expiry: Family::default(),
             aws_seen: Mutex::new(BTreeMap::new()),
             throttled_seen: Mutex::new(BTreeMap::new()),
             last_ok_unix: AtomicI64::new(0),
@@ -190,6 +198,17 @@ impl Metrics {
         if let Ok(mut f) = self.inner.last_failure.lock() {
             *f = None;
         }
+    }
+
+    /// The managed listener's certificate expires at `not_after` (Unix seconds): one
+    /// `kplink_certificate_expiry_timestamp_seconds` series, replacing any earlier one.
+    pub fn set_certificate_expiry(&self, listener: &str, not_after: i64) {
+        let labels = vec![("listener".to_string(), listener.to_string())];
+        self.inner.certificate_expiry.clear();
+        self.inner
+            .certificate_expiry
+            .get_or_create(&labels)
+            .set(not_after);
     }
 
     /// The NLB holding the claim: one `kplink_claim_info` series, replacing any earlier one.
@@ -422,6 +441,7 @@ mod tests {
         m.set_lock_held(true);
         m.set_draining(true);
         m.drain_started();
+        m.set_certificate_expiry("PRIVATELINK", 1_800_000_000);
         let text = m.render();
         for needle in [
             "kplink_passes_total 2",
@@ -438,6 +458,7 @@ mod tests {
             "kplink_lock_held 1",
             "kplink_draining 1",
             "kplink_drains_total 1",
+            "kplink_certificate_expiry_timestamp_seconds{listener=\"PRIVATELINK\"} 1800000000",
         ] {
             assert!(text.contains(needle), "{needle} missing in\n{text}");
         }

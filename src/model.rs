@@ -126,6 +126,10 @@ pub enum Error {
         /// Which agent setting to change.
         hint: String,
     },
+    /// The managed listener is TLS and its certificate does not cover a name the agent
+    /// advertises, is not valid now, or its keystore cannot be read (see [`crate::tls`]).
+    #[error("{0} (nothing was created, server.properties unchanged)")]
+    Certificate(String),
     /// CreateListener answered `TooManyListeners`.
     #[error("{lb_arn} already has {max} listeners, AWS's quota per Network Load Balancer (not adjustable): cannot create the listener on port {port}; removed target group {group} again (nothing left behind)")]
     ListenerQuota {
@@ -152,6 +156,7 @@ impl Error {
             | Error::BootstrapForeign { .. }
             | Error::AzNotEnabled { .. } => "aws",
             Error::Properties(_) | Error::KafkaWouldRefuse { .. } => "properties",
+            Error::Certificate(_) => "certificate",
             Error::RangeExhausted { .. }
             | Error::ListenerQuota { .. }
             | Error::AllFull { .. }
@@ -253,6 +258,8 @@ pub struct PassReport {
     /// Whether this instance is leaving; if so the pass drained it (out of the bootstrap group,
     /// claim and file kept) and Kafka is left alone.
     pub lifecycle: Lifecycle,
+    /// The certificate pre-flight's result (see [`crate::tls`]).
+    pub certificate: Option<crate::tls::Outcome>,
     /// Changes made, in order: the planned steps as executed.
     pub changes: Vec<Step>,
     /// How races with other hosts were resolved during the pass (see [`crate::execute`]).

@@ -786,3 +786,49 @@ async fn the_executor_does_what_the_steps_say() {
         .unwrap();
     assert_eq!(progress.claim.as_ref().map(|cl| cl.port), Some(10005));
 }
+
+/// A PEM keystore (key and self-signed certificate for `names`) at `path`.
+fn pem_keystore(path: &Path, names: &[&str]) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let cert = rcgen::CertificateParams::new(names)
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(path, format!("{}{}", key.serialize_pem(), cert.pem())).unwrap();
+}
+
+#[tokio::test]
+async fn an_uncovered_certificate_stops_the_pass_before_any_nlb_call() {
+    let b = Bench::new();
+    let a = b.host(3);
+    let keystore = b.dir.path().join("broker.pem");
+    pem_keystore(&keystore, &["*.other.internal", "broker1.example.internal"]);
+    let text = format!(
+        "{}listener.name.privatelink.ssl.keystore.type=PEM\nlistener.name.privatelink.ssl.keystore.location={}\n",
+        PROPS.replace("PLAINTEXT:PLAINTEXT", "PLAINTEXT:PLAINTEXT,PRIVATELINK:SSL"),
+        keystore.display()
+    );
+    std::fs::write(&a.config.broker.server_properties, &text).unwrap();
+    let ctx = a.context().await.unwrap();
+    let before = a.calls.total();
+    let err = a.pass(&ctx).await.unwrap_err();
+    assert_eq!(err.kind(), "certificate");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "certificate check: {} (listener PRIVATELINK): does not cover kafka-use1-az6.orders.example.internal; it names *.other.internal, broker1.example.internal (nothing was created, server.properties unchanged)",
+            keystore.display()
+        )
+    );
+    assert_eq!(a.calls.total(), before, "no NLB call");
+    assert_eq!(props(&a), text);
+    // A wildcard over the zonal names: the pass goes on and reports the certificate.
+    pem_keystore(&keystore, &["*.orders.example.internal"]);
+    let report = a.pass(&ctx).await.unwrap();
+    let Some(crate::tls::Outcome::Checked(c)) = &report.certificate else {
+        panic!("{:?}", report.certificate);
+    };
+    assert_eq!(c.names, ["*.orders.example.internal"]);
+    assert!(props(&a).contains("PRIVATELINK://kafka-use1-az6.orders.example.internal:"));
+}

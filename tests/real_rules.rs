@@ -459,11 +459,22 @@ fn check_config_warns_about_the_listener_quota_and_a_missing_keystore() {
         "{err}"
     );
     // The default range (49 claims + bootstrap = 50: the lock takes no listener) and a
-    // keystore: no warning.
+    // keystore whose certificate covers the zonal names (the pre-flight reads it): no warning.
     write_config(host, &world.config_text(host, "10001-10049", ""));
+    let keystore = host.dir.join("ks.p12");
+    std::fs::write(
+        &keystore,
+        crate::tls::pkcs12(&["*.orders.example.internal"], "pw"),
+    )
+    .unwrap();
     std::fs::write(
         host.properties(),
-        format!("{SERVER_PROPERTIES}listener.name.privatelink.ssl.keystore.location=/etc/kafka/ks.p12\n"),
+        format!(
+            "{SERVER_PROPERTIES}listener.name.privatelink.ssl.keystore.location={}\n\
+             listener.name.privatelink.ssl.keystore.type=PKCS12\n\
+             listener.name.privatelink.ssl.keystore.password=pw\n",
+            keystore.display()
+        ),
     )
     .unwrap();
     let out = world.run(host, &["check-config"]);

@@ -23,4 +23,5 @@ mod reliability;
 mod restart;
 mod shards;
 mod systemd;
+mod tls;
 mod wiring;

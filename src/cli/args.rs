@@ -64,7 +64,9 @@ pub enum Command {
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         metadata_timeout: Duration,
     },
-    /// Validate the configuration file without touching AWS: exit 0 or 78.
+    /// Validate the configuration file without touching AWS, and the managed TLS listener's
+    /// certificate (it covers the advertised names, valid now): exit 0, 1 the certificate is
+    /// refused, or 78.
     CheckConfig,
     /// Check a server.properties against Kafka's start-up listener rules: exit 0 Kafka would start, 1 it would refuse.
     ///

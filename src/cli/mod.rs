@@ -1,9 +1,9 @@
 //! Command line (public contract): `kplink-agent [-c|--config PATH] <command>`.
 //!
 //! Exit codes: `run --once` 0 when the broker is fully wired, 1 otherwise; `plan` 0 nothing to do,
-//! 2 changes pending, 1 error; `check-config` 0 or 78 (EX_CONFIG); `check-properties` 0 Kafka would
-//! start on the file, 1 it would refuse; `consumer-dns` (no config
-//! file: [`crate::consumer_dns`]) as `plan`. Any other command exits 78 when the config file is
+//! 2 changes pending, 1 error; `check-config` 0, 1 certificate refused (see [`crate::tls`]), or 78
+//! (EX_CONFIG); `check-properties` 0 Kafka would start on the file, 1 it would refuse;
+//! `consumer-dns` (no config file: [`crate::consumer_dns`]) as `plan`. Any other command exits 78 when the config file is
 //! invalid; every command 64 (EX_USAGE) on a usage error.
 
 use std::path::PathBuf;
@@ -29,7 +29,7 @@ mod once;
 mod plan;
 mod status;
 
-use check::{check_properties, warnings};
+use check::{check_config, check_properties};
 use daemon::daemon;
 use decommission::decommission;
 use once::run_once;
@@ -74,13 +74,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Command::CheckProperties { path: None } => {
                 check_properties(&load()?.broker.server_properties)
             }
-            Command::CheckConfig => {
-                for w in warnings(&load()?) {
-                    eprintln!("warning: {w}");
-                }
-                println!("config OK: {}", path.display());
-                ExitCode::SUCCESS
-            }
+            Command::CheckConfig => check_config(&load()?, &path),
             Command::Run {
                 once: false,
                 metadata_timeout,

@@ -48,6 +48,7 @@ pub(super) async fn plan(
             "restart_lock_listener": observed.assessment.lock.as_ref().map(|l| l.arn.clone()),
             "restart_lock_group": crate::registry::lock_group_name(&agent.config.cluster),
             "lifecycle": observed.lifecycle,
+            "certificate": observed.certificate,
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else if steps.is_empty() {
@@ -74,18 +75,29 @@ pub(super) async fn plan(
             println!("  + {step}");
         }
     }
-    if let (false, Some(why)) = (json, observed.lifecycle.leaving()) {
+    if !json {
+        print_notes(&observed);
+    }
+    Ok(steps.is_empty())
+}
+
+/// The notes under the plan for people: the certificate pre-flight's line, a leaving
+/// instance, a legacy lock listener.
+fn print_notes(observed: &Observed) {
+    if let Some(line) = observed.certificate.as_ref().and_then(|c| c.line()) {
+        println!("  {line}");
+    }
+    if let Some(why) = observed.lifecycle.leaving() {
         println!(
             "  note: this instance is leaving ({why}): a pass only takes it out of the bootstrap target group; its port, target group and server.properties stay"
         );
     }
-    if let (false, Some(l)) = (json, &observed.assessment.lock) {
+    if let Some(l) = &observed.assessment.lock {
         println!(
             "  note: a legacy cluster restart lock listener (an older agent, release 0.1) is held on port {}; `kplink-agent status` shows by whom",
             l.port
         );
     }
-    Ok(steps.is_empty())
 }
 
 /// ` on shard K (NLB ARN)` when several NLBs are configured, and which were full; `""` with one.

@@ -176,6 +176,7 @@ impl StatusView {
             "changes_pending": self.changes_pending,
             "lifecycle": observed.lifecycle,
             "draining": observed.lifecycle.is_leaving(),
+            "certificate": observed.certificate,
             "last_pass": self.last,
             "cross_region_warnings": self.cross_region,
         })
@@ -242,7 +243,11 @@ impl StatusView {
             "advertised    file: {}   desired: {}",
             observed.file_endpoint.as_deref().unwrap_or("(none)"),
             self.desired_endpoint.as_deref().unwrap_or("(no claim yet)")
-        )
+        )?;
+        match observed.certificate.as_ref().and_then(|c| c.line()) {
+            Some(line) => writeln!(out, "certificate   {line}"),
+            None => Ok(()),
+        }
     }
 
     fn write_kafka(&self, out: &mut String) -> std::fmt::Result {

@@ -106,6 +106,11 @@ pub struct ListenerConfig {
     /// Security protocol mapped to the listener name if the file has no mapping for it yet.
     #[serde(default)]
     pub security_protocol: SecurityProtocol,
+    /// The name clients bootstrap from (e.g. `bootstrap.orders.example.internal`; same
+    /// placeholders as `advertised_host`), if any: on a TLS listener the certificate pre-flight
+    /// checks that the broker certificate covers it too (see [`crate::tls`]).
+    #[serde(default)]
+    pub bootstrap_host: Option<String>,
 }
 
 fn default_listener_name() -> String {

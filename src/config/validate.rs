@@ -119,6 +119,16 @@ fn validate_listener(listener: &ListenerConfig, cluster: &str) -> Result<(), Inv
             ),
         ));
     }
+    if let Some(template) = &listener.bootstrap_host {
+        let host = render_host(template, &probe_values(cluster))
+            .map_err(|reason| invalid("listener.bootstrap_host", reason))?;
+        if !is_hostname(&host) {
+            return Err(invalid(
+                "listener.bootstrap_host",
+                format!("{template:?} does not render to a valid DNS name (e.g. {host:?})"),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -304,10 +314,26 @@ mod tests {
                 ),
                 "broker.server_properties: x is not an absolute path",
             ),
+            (
+                MINIMAL.replace("[listener]", "[listener]\nbootstrap_host = \"boot_strap..x\""),
+                "listener.bootstrap_host: \"boot_strap..x\" does not render to a valid DNS name",
+            ),
+            (
+                MINIMAL.replace("[listener]", "[listener]\nbootstrap_host = \"b.{zone}.x\""),
+                "listener.bootstrap_host: unknown placeholder {zone}",
+            ),
         ];
         for (text, needle) in cases {
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains(needle), "{err:?} lacks {needle:?}");
         }
+        let ok = MINIMAL.replace(
+            "[listener]",
+            "[listener]\nbootstrap_host = \"bootstrap.{cluster}.example.internal\"",
+        );
+        assert_eq!(
+            parse(&ok).unwrap().listener.bootstrap_host.as_deref(),
+            Some("bootstrap.{cluster}.example.internal")
+        );
     }
 }

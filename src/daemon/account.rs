@@ -19,6 +19,11 @@ pub(super) fn account<M, L, T>(
     failures: u32,
     properties: &Path,
 ) {
+    if let Ok(Some((report, _))) = output {
+        if let Some(crate::tls::Outcome::Checked(c)) = &report.certificate {
+            metrics.set_certificate_expiry(&c.listener, c.not_after);
+        }
+    }
     match output {
         Ok(None) => {
             if effects.log_idle {

@@ -132,6 +132,9 @@ pub struct Observed {
     pub properties_text: String,
     /// Whether this instance is leaving (scale-in, Spot interruption): then it is drained.
     pub lifecycle: Lifecycle,
+    /// The certificate pre-flight's result (`None` for a leaving instance, which advertises
+    /// nothing new).
+    pub certificate: Option<crate::tls::Outcome>,
 }
 
 impl Observed {
@@ -584,6 +587,7 @@ mod tests {
             file_rack: None,
             properties_text: "listeners=PLAINTEXT://:9092\n".into(),
             lifecycle: crate::lifecycle::Lifecycle::Leaving { reason },
+            certificate: None,
         };
         assert_eq!(plan(&d, &observed, &[10004]).unwrap(), vec![]);
         let step = &drain_steps(

@@ -435,6 +435,27 @@ pub fn bound_addresses(text: &str, except: &str) -> Vec<String> {
         .collect()
 }
 
+/// The security protocol of listener `name`: its entry in `listener.security.protocol.map`,
+/// else `default_protocol` (what the agent maps it to), upper-cased.
+pub fn listener_protocol(props: &Properties, name: &str, default_protocol: &str) -> String {
+    props
+        .get("listener.security.protocol.map")
+        .and_then(|map| {
+            csv(&map).find_map(|entry| {
+                let (n, p) = entry.split_once(':')?;
+                n.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| p.trim().to_ascii_uppercase())
+            })
+        })
+        .unwrap_or_else(|| default_protocol.to_ascii_uppercase())
+}
+
+/// Whether `protocol` (as [`listener_protocol`] gives it) serves TLS: `SSL` or `SASL_SSL`.
+pub fn is_tls(protocol: &str) -> bool {
+    protocol == "SSL" || protocol == "SASL_SSL"
+}
+
 /// Why Kafka would refuse to start listener `name` for lack of a keystore, if it would: the
 /// listener's protocol (its entry in `listener.security.protocol.map`, else `default_protocol`,
 /// what the agent maps it to) is SSL or SASL_SSL and neither `listener.name.<name>.ssl.keystore.*`
@@ -445,18 +466,8 @@ pub fn missing_keystore(
     default_protocol: &str,
 ) -> Result<Option<String>, EditError> {
     let props = Properties::parse(text)?;
-    let protocol = props
-        .get("listener.security.protocol.map")
-        .and_then(|map| {
-            csv(&map).find_map(|entry| {
-                let (n, p) = entry.split_once(':')?;
-                n.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| p.trim().to_ascii_uppercase())
-            })
-        })
-        .unwrap_or_else(|| default_protocol.to_ascii_uppercase());
-    if protocol != "SSL" && protocol != "SASL_SSL" {
+    let protocol = listener_protocol(&props, name, default_protocol);
+    if !is_tls(&protocol) {
         return Ok(None);
     }
     let prefix = format!("listener.name.{}.", name.to_ascii_lowercase());

@@ -40,8 +40,8 @@ pub use file::{
     PropertiesError,
 };
 pub use listeners::{
-    advertised_endpoint, apply_listener, bound_addresses, missing_keystore, remove_listener,
-    ListenerEdit,
+    advertised_endpoint, apply_listener, bound_addresses, is_tls, listener_protocol,
+    missing_keystore, remove_listener, ListenerEdit,
 };
 
 pub(crate) const LISTENERS: &str = "listeners";

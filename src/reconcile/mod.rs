@@ -11,6 +11,7 @@
 //! the NLBs and the file, choosing the NLB of a new claim), `decommission`, and `effective`
 //! (making the running broker use what a pass wrote).
 
+mod certificate;
 mod decommission;
 mod discover;
 mod effective;
@@ -151,6 +152,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             bootstrap_target_group_arn: progress.bootstrap_tg.unwrap_or_default(),
             lock_listener_arn: observed.assessment.lock.as_ref().map(|l| l.arn.clone()),
             lifecycle: observed.lifecycle,
+            certificate: observed.certificate,
             changes,
             races: progress.races,
             claim_collisions: progress.collisions,

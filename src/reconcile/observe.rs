@@ -173,6 +173,11 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             file_endpoint,
             file_rack,
         } = self.read_file_checked(ctx)?;
+        // Before any NLB call: a certificate that does not cover the names advertised.
+        let certificate = match lifecycle.is_leaving() {
+            false => Some(self.certificate_preflight(ctx, &text)?),
+            true => None,
+        };
         if full.is_empty() && !lifecycle.is_leaving() {
             if let Some(kept) = self.steady_view(ctx).await? {
                 return Ok(Observed {
@@ -185,6 +190,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                     file_rack,
                     properties_text: text,
                     lifecycle,
+                    certificate,
                 });
             }
         }
@@ -227,6 +233,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             file_rack,
             properties_text: text,
             lifecycle,
+            certificate,
         })
     }
 
