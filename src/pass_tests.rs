@@ -405,8 +405,24 @@ async fn decommission_removes_everything_of_this_broker_and_is_idempotent() {
         a.pass(&a.context().await.unwrap()).await.unwrap();
     }
     let ctx = y.context().await.unwrap();
+    // What --dry-run shows is what runs, and showing it changes nothing.
+    let planned = y.decommission_plan(&ctx, false).await.unwrap();
+    let shown: Vec<String> = planned.iter().map(ToString::to_string).collect();
+    assert_eq!(shown.len(), 4, "{shown:#?}");
+    assert!(
+        shown[0].starts_with("deregister i-")
+            && shown[0].contains("bootstrap target group of shard 0")
+    );
+    assert!(shown[1].starts_with("delete listener on port 100"));
+    assert!(shown[2].starts_with(&format!("delete target group {}", group(2, &b))));
+    assert!(shown[3].starts_with("remove listener PRIVATELINK from "));
+    assert!(
+        b.nlb.with(|s| s.group_arn(&group(2, &b)).is_some()),
+        "dry run"
+    );
     let done = y.decommission(&ctx, false).await.unwrap();
-    assert_eq!(done.len(), 4, "{done:#?}");
+    let expected: Vec<String> = planned.iter().map(|s| s.done()).collect();
+    assert_eq!(done, expected);
     b.nlb.with(|s| {
         assert!(s.group_arn(&group(2, &b)).is_none());
         assert!(

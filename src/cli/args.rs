@@ -98,6 +98,10 @@ pub enum Command {
         /// Leave server.properties as it is.
         #[arg(long)]
         keep_config: bool,
+        /// Print the steps it would take and change nothing (no --yes needed): exit 0 nothing to
+        /// remove, 2 steps pending.
+        #[arg(long)]
+        dry_run: bool,
         /// How long to wait for instance metadata before giving up.
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         metadata_timeout: Duration,

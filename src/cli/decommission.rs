@@ -1,5 +1,5 @@
 //! `decommission`: removes this broker's NLB listener and target group (and, in ZooKeeper mode,
-//! its dynamic advertised.listeners override).
+//! its dynamic advertised.listeners override); `--dry-run` prints the steps instead.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,4 +59,38 @@ pub(super) async fn decommission(
         }
     }
     Ok(())
+}
+
+/// `decommission --dry-run`: prints the planned steps; true when there is nothing to remove.
+pub(super) async fn decommission_plan(
+    config: Config,
+    path: PathBuf,
+    metadata_timeout: Duration,
+    keep_config: bool,
+) -> Result<bool, Error> {
+    if let Some(message) = controller_only(&config)? {
+        println!("{message}");
+        return Ok(true);
+    }
+    let (agent, identity) = agent(config, path, metadata_timeout).await?;
+    let ctx = agent.context_for(identity).await?;
+    let steps = agent.decommission_plan(&ctx, keep_config).await?;
+    if steps.is_empty() {
+        println!(
+            "broker {}: nothing to remove (already decommissioned)",
+            ctx.broker_id
+        );
+        return Ok(true);
+    }
+    println!(
+        "broker {}: decommission --yes would (nothing changed now):",
+        ctx.broker_id
+    );
+    for step in &steps {
+        println!("  {step}");
+    }
+    if !keep_config && agent.node_role()?.dynamic_advertised_listeners() {
+        println!("  and remove a dynamic advertised.listeners override of broker {} if Kafka has one (ZooKeeper mode)", ctx.broker_id);
+    }
+    Ok(false)
 }

@@ -31,7 +31,7 @@ mod status;
 
 use check::{check_config, check_properties};
 use daemon::daemon;
-use decommission::decommission;
+use decommission::{decommission, decommission_plan};
 use once::run_once;
 use plan::plan;
 use status::status;
@@ -95,6 +95,19 @@ pub async fn run(cli: Cli) -> ExitCode {
                 json,
                 metadata_timeout,
             } => exit(status(load()?, path.clone(), metadata_timeout, json).await),
+            Command::Decommission {
+                dry_run: true,
+                keep_config,
+                metadata_timeout,
+                ..
+            } => {
+                match decommission_plan(load()?, path.clone(), metadata_timeout, keep_config).await
+                {
+                    Ok(true) => ExitCode::SUCCESS,
+                    Ok(false) => ExitCode::from(EXIT_CHANGES_PENDING),
+                    Err(e) => exit(Err(e)),
+                }
+            }
             Command::Decommission { yes: false, .. } => {
                 load()?;
                 eprintln!(
@@ -106,6 +119,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 yes: true,
                 keep_config,
                 metadata_timeout,
+                ..
             } => exit(decommission(load()?, path.clone(), metadata_timeout, keep_config).await),
             Command::Plan {
                 json,

@@ -490,11 +490,11 @@ pub fn nlb_steps(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::nlb::Listener;
 
-    pub(super) fn desired() -> Desired {
+    pub(crate) fn desired() -> Desired {
         Desired {
             shard: 0,
             lb_arn: "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/kafka/1"
