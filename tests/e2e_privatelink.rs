@@ -103,7 +103,7 @@ fn produce_and_consume_through_privatelink() {
     };
 
     // Loopback plan: 127.N.1.k are the endpoint's ENIs, 127.N.2.k the broker hosts.
-    let net = 100 + std::process::id() % 150;
+    let net = loopback_net();
     let host_address = |i: usize| format!("127.{net}.2.{}", i + 1);
     let world = World::start(Options {
         hosts: 2,

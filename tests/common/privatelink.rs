@@ -176,3 +176,15 @@ pub fn start_endpoint(
     let dns: BTreeMap<String, Vec<String>> = serde_json::from_value(view["dns"].clone()).unwrap();
     (endpoint, view, dns)
 }
+
+/// The `N` of a test's loopback plan (`127.N.1.k` the endpoint's ENIs, `127.N.2.k` the broker
+/// hosts): spread by the process id (other test processes on the machine), and distinct for each
+/// call within this process, since the suite is one process whose tests run in parallel and every
+/// test's emulated NLB listens on the same ports (three users today: two in
+/// tests/e2e_privatelink.rs, one in tests/readme_walkthrough.rs; more than `SLOTS` share nets).
+pub fn loopback_net() -> u32 {
+    const SLOTS: u32 = 4;
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let slot = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SLOTS;
+    100 + (std::process::id() % 37) * SLOTS + slot
+}
