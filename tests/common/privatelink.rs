@@ -44,12 +44,29 @@ impl Drop for Tansu {
 /// every tansu of the test: each is a stateless broker over the same topics). Started only if
 /// real Kafka would start on `properties` (tansu.py checks it with `kplink-agent check-properties`).
 pub fn start_tansu(moto: &str, properties: &Path, address: &str, pidfile: PathBuf) -> Tansu {
-    let out = Command::new("python3")
+    start_tansu_on_port(moto, properties, address, None, pidfile)
+}
+
+/// [`start_tansu`], listening on `port` instead of the listener's port when given (behind a TLS
+/// terminator that holds the listener's port: tests/common/tls.rs).
+pub fn start_tansu_on_port(
+    moto: &str,
+    properties: &Path,
+    address: &str,
+    port: Option<u16>,
+    pidfile: PathBuf,
+) -> Tansu {
+    let mut command = Command::new("python3");
+    command
         .arg(support("tansu.py"))
         .args(["start", "--from-properties"])
         .arg(properties)
         .args(["--check-with", env!("CARGO_BIN_EXE_kplink-agent")])
-        .args(["--listener-name", "PRIVATELINK", "--host", address])
+        .args(["--listener-name", "PRIVATELINK", "--host", address]);
+    if let Some(port) = port {
+        command.args(["--port", &port.to_string()]);
+    }
+    let out = command
         .args(["--storage", "s3://tansu/", "--pidfile"])
         .arg(&pidfile)
         .env("AWS_ENDPOINT", moto)
