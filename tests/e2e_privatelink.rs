@@ -42,23 +42,43 @@
 //!   to the bootstrap port and to its broker's zonal port through the ENI in the broker's AZ,
 //!   and nowhere else.
 //!
-//! Not shown here: TLS (tansu cannot serve it), a real multi-broker Kafka cluster (see above),
-//! PrivateLink's source NAT and proxy protocol, and Route 53's own resolution (the test follows
-//! the CNAMEs itself).
+//! - TLS ([`produce_and_consume_over_tls_through_privatelink`]): the same path with the agent's
+//!   listener on SSL. A test CA and broker keystores are made at test time (`openssl` CLI,
+//!   tests/common/tls.rs); each broker's `server.properties` names its PEM keystore (KIP-651:
+//!   `ssl.keystore.type=PEM`, `ssl.keystore.location`), which satisfies the agent's keystore
+//!   check. tansu cannot serve TLS, so `tests/support/tls_terminator.py` takes the listener's
+//!   port on the host's address (where the NLB's targets point), reading the port, the protocol
+//!   and the keystore from `server.properties` as Kafka does, and forwards plaintext to tansu on
+//!   another port; tansu still advertises the zonal name the agent wrote, so the client dials
+//!   every broker by that name, through the endpoint, with TLS. The client uses what
+//!   `consumer-dns --tls` printed (`ssl.endpoint.identification.algorithm=https`) and trusts the
+//!   test CA. The terminators log every handshake with the name the client asked for (SNI):
+//!   every connection the endpoint forwarded must be a completed handshake for the bootstrap or
+//!   a zonal name. Then the failures: a client trusting another CA, and brokers serving a
+//!   certificate (same CA) without the zonal names; each must consume nothing, with librdkafka
+//!   reporting the failed verification and the broker's side hearing the client's alert.
+//!
+//! Not shown here: a real multi-broker Kafka cluster (see above), Kafka's own TLS stack (the
+//! terminator is Python's OpenSSL), PrivateLink's source NAT and proxy protocol, and Route 53's
+//! own resolution (the test follows the CNAMEs itself).
 
 use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::privatelink::*;
+use common::tls::{self, Certs};
 use common::*;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -69,6 +89,8 @@ const BOOTSTRAP_HOST: &str = "kafka.orders.example.internal";
 const BOOTSTRAP_PORT: u16 = 10000;
 const HOST_TEMPLATE: &str = "kafka-{az_id}.orders.example.internal";
 const LISTENER_PORT: u16 = 9094;
+/// Where tansu listens behind the TLS terminator, which holds the listener's port.
+const TANSU_BEHIND_TLS_PORT: u16 = 19094;
 const TOPIC: &str = "orders";
 const TANSU_NODE_ID: i32 = 111;
 const MESSAGES: usize = 20;
@@ -83,8 +105,218 @@ struct Zonal {
     port: u16,
 }
 
+/// The whole path, provider to consumer, set up and checked by [`set_up`]: what a client
+/// session needs.
+struct Setup {
+    started: Instant,
+    // Dropped in this order: the endpoint, the TLS listeners, the brokers, moto, the files.
+    _endpoint: Server,
+    terminators: Vec<Server>,
+    _brokers: Vec<Tansu>,
+    world: World,
+    scratch: tempfile::TempDir,
+    unshare: &'static [&'static str],
+    /// 127.N.1.k are the endpoint's ENIs, 127.N.2.k the broker hosts.
+    net: u32,
+    zonal: BTreeMap<String, Zonal>,
+    /// The endpoint's connection log (privatelink.py).
+    log: PathBuf,
+    /// The TLS listeners' connection log (tls_terminator.py).
+    tls_log: PathBuf,
+    eni_address: BTreeMap<String, String>,
+    /// What the bootstrap (regional) name resolves to: every ENI.
+    regional: Vec<String>,
+    /// Every other name of the zone, resolved.
+    served: BTreeMap<String, Vec<String>>,
+    system_hosts: String,
+    /// The `bootstrap.servers` consumer-dns printed.
+    bootstrap: String,
+    /// The other client properties it printed (`client_settings.properties`).
+    client_properties: Value,
+}
+
+impl Setup {
+    fn host_address(&self, i: usize) -> String {
+        host_address(self.net, i)
+    }
+
+    fn step(&self, what: &str) {
+        eprintln!("{what} after {:?}", self.started.elapsed());
+    }
+
+    /// The client's `/etc/hosts`: the system's, the zone's names, the bootstrap name.
+    fn hosts_file(&self, bootstrap: &[String]) -> String {
+        let mut text = format!(
+            "{}\n# served by tests/e2e_privatelink.rs\n",
+            self.system_hosts
+        );
+        for (name, addresses) in &self.served {
+            for a in addresses {
+                text.push_str(&format!("{a} {name}\n"));
+            }
+        }
+        for a in bootstrap {
+            text.push_str(&format!("{a} {BOOTSTRAP_HOST}\n"));
+        }
+        text
+    }
+
+    /// (Re)starts each broker's TLS listener from its `server.properties` (the listener's port,
+    /// the keystore it names), in front of its tansu.
+    fn start_terminators(&mut self) {
+        self.terminators.clear();
+        for (i, host) in self.world.hosts.iter().enumerate() {
+            let address = host_address(self.net, i);
+            self.terminators.push(tls::start_terminator(
+                &host.properties(),
+                "PRIVATELINK",
+                &address,
+                &format!("{address}:{TANSU_BEHIND_TLS_PORT}"),
+                &self.tls_log,
+            ));
+        }
+    }
+}
+
+fn host_address(net: u32, i: usize) -> String {
+    format!("127.{net}.2.{}", i + 1)
+}
+
 #[test]
 fn produce_and_consume_through_privatelink() {
+    let Some(setup) = set_up(None) else { return };
+    run_sessions(&setup, &json!({}));
+
+    // Cross-zone load balancing is off: a broker's port through the other AZ's ENI is reset.
+    let (az_a, broker_a) = setup.zonal.iter().next().unwrap();
+    let other_eni = setup
+        .eni_address
+        .iter()
+        .find(|(az, _)| *az != az_a)
+        .unwrap()
+        .1;
+    let before = log_lines(&setup.log, 0).len();
+    if let Ok(mut s) = std::net::TcpStream::connect((other_eni.as_str(), broker_a.port)) {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.read(&mut [0u8; 1]);
+    }
+    wait_until(
+        "the reset connection in the log",
+        Duration::from_secs(5),
+        || !log_lines(&setup.log, before).is_empty(),
+    );
+    let reset = &log_lines(&setup.log, before)[0];
+    assert!(
+        reset["result"].as_str().unwrap().starts_with(&format!(
+            "no target in {}",
+            reset["az_id"].as_str().unwrap()
+        )),
+        "{reset}"
+    );
+
+    // Printed, not asserted: speed targets live in benches/ (each wait above is bounded).
+    eprintln!("end to end took {:?}", setup.started.elapsed());
+}
+
+/// The same path with the managed listener on SSL (`[listener] security_protocol = "SSL"`), the
+/// brokers' `server.properties` naming a PEM keystore (KIP-651) for `*.<zone>` and the bootstrap
+/// name, TLS terminated where the NLB's targets are (tests/support/tls_terminator.py, from what
+/// each `server.properties` says, in front of tansu), and a client verifying the certificate and
+/// the host name (`ssl.endpoint.identification.algorithm=https`, librdkafka's default since 2.0,
+/// CONFIGURATION.md) against the test CA. Then the two ways it must fail: a client trusting
+/// another CA, and brokers serving a certificate without the zonal names.
+#[test]
+fn produce_and_consume_over_tls_through_privatelink() {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let wildcard = format!("*.{ZONE}");
+    let certs = tls::make(
+        certs_dir.path(),
+        &[&wildcard, BOOTSTRAP_HOST],
+        &["other.example.internal"],
+    );
+    let Some(mut setup) = set_up(Some(&certs)) else {
+        return;
+    };
+    // What consumer-dns --tls told the client to set (the host name check among it), plus the
+    // protocol and the CA to trust.
+    assert_eq!(
+        setup.client_properties["ssl.endpoint.identification.algorithm"], "https",
+        "{:#}",
+        setup.client_properties
+    );
+    let properties = setup.client_properties.clone();
+    let settings = |ca: &Path| {
+        let mut settings = properties.clone();
+        settings["security.protocol"] = json!("ssl");
+        settings["ssl.ca.location"] = json!(ca);
+        settings
+    };
+
+    // 1. Every connection through the endpoint is TLS, by the names the agent and consumer-dns
+    // wrote, and the messages go through.
+    let tls_before = log_lines(&setup.tls_log, 0).len();
+    let sessions = run_sessions(&setup, &settings(&certs.ca));
+    let forwarded = log_lines(&setup.log, 0)
+        .iter()
+        .filter(|l| l["result"] == "forwarded")
+        .count();
+    wait_until(
+        "a TLS handshake for every connection the endpoint forwarded",
+        Duration::from_secs(5),
+        || log_lines(&setup.tls_log, tls_before).len() >= forwarded,
+    );
+    let handshakes = log_lines(&setup.tls_log, tls_before);
+    assert_eq!(handshakes.len(), forwarded, "{handshakes:#?}");
+    let zonal_names: BTreeSet<&str> = setup.zonal.values().map(|b| b.name.as_str()).collect();
+    for h in &handshakes {
+        assert_eq!(h["result"], "tls", "{h}");
+        let sni = h["sni"].as_str().unwrap_or_default();
+        assert!(
+            sni == BOOTSTRAP_HOST || zonal_names.contains(sni),
+            "a TLS connection asked for {sni:?}: {h}"
+        );
+    }
+    for (az_id, broker) in &setup.zonal {
+        let listen = format!("{}:{LISTENER_PORT}", setup.host_address(broker.host));
+        let names: BTreeSet<&str> = handshakes
+            .iter()
+            .filter(|h| h["listen"] == listen.as_str())
+            .filter_map(|h| h["sni"].as_str())
+            .collect();
+        assert!(
+            names.contains(broker.name.as_str()) && names.contains(BOOTSTRAP_HOST),
+            "broker in {az_id} ({listen}): TLS by the names {names:?}, want {} and {BOOTSTRAP_HOST}",
+            broker.name
+        );
+    }
+    setup.step(&format!(
+        "{} TLS sessions, {} handshakes",
+        sessions,
+        handshakes.len()
+    ));
+
+    // 2. A client that trusts another CA: certificate verification fails, nothing is consumed,
+    // and the brokers' side of the handshake hears the client's `unknown ca` alert.
+    let failure = failing_session(&setup, "wrong-ca", &settings(&certs.other_ca));
+    assert_refused(&setup, &failure, "unknown ca");
+
+    // 3. The brokers' certificate renewed without the zonal names (same CA, only
+    // other.example.internal): the host name check fails, nothing is consumed, and the alert
+    // is `bad certificate`. Kafka reads its keystore at start-up: the listeners are restarted.
+    for host in &setup.world.hosts {
+        std::fs::copy(&certs.bad_keystore, host.dir.join("keystore.pem")).unwrap();
+    }
+    setup.start_terminators();
+    let failure = failing_session(&setup, "other-names", &settings(&certs.ca));
+    assert_refused(&setup, &failure, "bad certificate");
+
+    eprintln!("TLS end to end took {:?}", setup.started.elapsed());
+}
+
+/// Sets up the path (see the module docs); with `tls`, the managed listener is SSL and each
+/// broker's `server.properties` names the good keystore of `tls`. None (after saying SKIPPED)
+/// where the client cannot have its own `/etc/hosts`.
+fn set_up(tls: Option<&Certs>) -> Option<Setup> {
     let started = Instant::now();
     let scratch = tempfile::tempdir().unwrap();
     let probe = scratch.path().join("probe-hosts");
@@ -99,21 +331,24 @@ fn produce_and_consume_through_privatelink() {
             "SKIPPED: the client needs its own /etc/hosts (a mount namespace: root, or \
              unprivileged user namespaces); neither `unshare -m` nor `unshare -r -m` works here"
         );
-        return;
+        return None;
     };
 
-    // Loopback plan: 127.N.1.k are the endpoint's ENIs, 127.N.2.k the broker hosts.
-    let net = 100 + std::process::id() % 150;
-    let host_address = |i: usize| format!("127.{net}.2.{}", i + 1);
+    let net = loopback_net();
+    let host_address = |i: usize| host_address(net, i);
     let world = World::start(Options {
         hosts: 2,
         ..Options::default()
     });
 
-    let zonal = wire(&world, &host_address);
     let step = |what: &str| eprintln!("{what} after {:?}", started.elapsed());
+    let protocol = if tls.is_some() { "SSL" } else { "PLAINTEXT" };
+    let zonal = wire(&world, &host_address, protocol);
     step("agents wired");
-    let brokers = start_brokers(&world, &host_address);
+    if let Some(certs) = tls {
+        add_keystores(&world, certs);
+    }
+    let brokers = start_brokers(&world, &host_address, tls.is_some());
     step("brokers started");
 
     // The consumer VPC (tests/support/consumer_world.py): an interface endpoint to the NLB's
@@ -174,7 +409,7 @@ fn produce_and_consume_through_privatelink() {
     step("endpoint up");
 
     // The consumer's DNS as consumer-dns wrote it into Route 53, followed to the ENIs.
-    let bootstrap = consumer_dns(&world, endpoint_id, zone_id);
+    let (bootstrap, client_properties) = consumer_dns(&world, endpoint_id, zone_id, tls.is_some());
     assert_eq!(bootstrap, format!("{BOOTSTRAP_HOST}:{BOOTSTRAP_PORT}"));
     let records: Vec<Value> = serde_json::from_str(&python_ok(
         "privatelink.py",
@@ -191,12 +426,12 @@ fn produce_and_consume_through_privatelink() {
         );
     }
     // Every name in the zone is served (the bootstrap name per session, below).
-    let served: BTreeMap<&str, Vec<String>> = records
+    let served: BTreeMap<String, Vec<String>> = records
         .iter()
         .filter(|r| r["type"] == "CNAME" && r["name"] != BOOTSTRAP_HOST)
         .map(|r| {
             let name = r["name"].as_str().unwrap();
-            (name, resolve(name, &records, &endpoint_dns).1)
+            (name.to_string(), resolve(name, &records, &endpoint_dns).1)
         })
         .collect();
     let (chain, regional) = resolve(BOOTSTRAP_HOST, &records, &endpoint_dns);
@@ -205,43 +440,62 @@ fn produce_and_consume_through_privatelink() {
         eni_address.values().collect::<BTreeSet<_>>(),
         "{BOOTSTRAP_HOST} must reach every ENI (the regional name; chain {chain:?})"
     );
-    let system_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-    let hosts_file = |bootstrap: &[String]| {
-        let mut text = format!("{system_hosts}\n# served by tests/e2e_privatelink.rs\n");
-        for (name, addresses) in &served {
-            for a in addresses {
-                text.push_str(&format!("{a} {name}\n"));
-            }
-        }
-        for a in bootstrap {
-            text.push_str(&format!("{a} {BOOTSTRAP_HOST}\n"));
-        }
-        text
+    let mut setup = Setup {
+        started,
+        _endpoint: endpoint,
+        terminators: Vec::new(),
+        _brokers: brokers,
+        world,
+        tls_log: scratch.path().join("tls.jsonl"),
+        scratch,
+        unshare,
+        net,
+        zonal,
+        log,
+        eni_address,
+        regional,
+        served,
+        system_hosts: std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        bootstrap,
+        client_properties,
     };
-    step("DNS served");
+    if tls.is_some() {
+        setup.start_terminators();
+        setup.step("TLS listeners up");
+    }
+    setup.step("DNS served");
+    Some(setup)
+}
 
-    // Client sessions. Route 53 answers the regional name with every ENI and librdkafka picks
-    // one at random: a session per AZ is served only that AZ's ENI for it, so its broker is known
-    // in advance; a last session is served the full answer.
+/// Client sessions, each with `settings` (librdkafka properties) on top of the bootstrap
+/// server. Route 53 answers the regional name with every ENI and librdkafka picks one at random:
+/// a session per AZ is served only that AZ's ENI for it, so its broker is known in advance; a
+/// last session is served the full answer. Each produces, then consumes everything produced so
+/// far; the endpoint's log must show exactly the connections the session should make. Returns
+/// the number of sessions.
+fn run_sessions(setup: &Setup, settings: &Value) -> usize {
+    let zonal = &setup.zonal;
     let mut sessions: Vec<Option<&String>> = zonal.keys().map(Some).collect();
     sessions.push(None);
+    let count = sessions.len();
     let mut produced = Vec::new();
     for (round, pinned) in sessions.into_iter().enumerate() {
         let label = pinned.map_or("regional".to_string(), |az| format!("in {az}"));
         let bootstrap_enis = match pinned {
-            Some(az_id) => vec![eni_address[az_id].clone()],
-            None => regional.clone(),
+            Some(az_id) => vec![setup.eni_address[az_id].clone()],
+            None => setup.regional.clone(),
         };
         let messages: Vec<String> = (0..MESSAGES).map(|n| format!("{round}-{n}")).collect();
         produced.extend(messages.iter().cloned());
-        let before = log_lines(&log, 0).len();
+        let before = log_lines(&setup.log, 0).len();
         let result = run_session(
-            scratch.path(),
-            unshare,
+            setup.scratch.path(),
+            setup.unshare,
             &format!("session-{round}"),
-            &hosts_file(&bootstrap_enis),
+            &setup.hosts_file(&bootstrap_enis),
             &json!({
-                "bootstrap": bootstrap,
+                "bootstrap": setup.bootstrap,
+                "settings": settings,
                 "topic": TOPIC,
                 "create_topic": round == 0,
                 "produce": messages,
@@ -266,7 +520,7 @@ fn produce_and_consume_through_privatelink() {
 
         // Its connections: all forwarded; the bootstrap port through an ENI to the broker in that
         // ENI's AZ; a broker's port only through the ENI in the broker's AZ, to that broker.
-        let lines = log_lines(&log, before);
+        let lines = log_lines(&setup.log, before);
         for line in &lines {
             assert_eq!(line["result"], "forwarded", "session {label}: {line}");
             let eni_az = line["az_id"].as_str().unwrap();
@@ -281,7 +535,7 @@ fn produce_and_consume_through_privatelink() {
                 assert_eq!(eni_az, az_id, "session {label}: {line}");
                 broker
             };
-            let backend = format!("{}:{LISTENER_PORT}", host_address(broker.host));
+            let backend = format!("{}:{LISTENER_PORT}", setup.host_address(broker.host));
             assert_eq!(line["backend"], backend.as_str(), "session {label}: {line}");
         }
         let ports: BTreeSet<u16> = lines
@@ -297,50 +551,110 @@ fn produce_and_consume_through_privatelink() {
             assert_eq!(ports.len(), 2, "session {label}: {lines:#?}");
         }
         let to_zonal = lines.iter().filter(|l| l["port"] != BOOTSTRAP_PORT).count();
-        step(&format!(
+        setup.step(&format!(
             "session {label} ({} connections, {to_zonal} to broker ports, told {}:{})",
             lines.len(),
             told_broker.name,
             told_broker.port
         ));
     }
-
-    // Cross-zone load balancing is off: a broker's port through the other AZ's ENI is reset.
-    let (az_a, broker_a) = zonal.iter().next().unwrap();
-    let other_eni = eni_address.iter().find(|(az, _)| *az != az_a).unwrap().1;
-    let before = log_lines(&log, 0).len();
-    if let Ok(mut s) = std::net::TcpStream::connect((other_eni.as_str(), broker_a.port)) {
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let _ = s.read(&mut [0u8; 1]);
-    }
-    wait_until(
-        "the reset connection in the log",
-        Duration::from_secs(5),
-        || !log_lines(&log, before).is_empty(),
-    );
-    let reset = &log_lines(&log, before)[0];
-    assert!(
-        reset["result"].as_str().unwrap().starts_with(&format!(
-            "no target in {}",
-            reset["az_id"].as_str().unwrap()
-        )),
-        "{reset}"
-    );
-
-    drop(endpoint);
-    drop(brokers);
-    // Printed, not asserted: speed targets live in benches/ (each wait above is bounded).
-    eprintln!("end to end took {:?}", started.elapsed());
+    count
 }
 
+/// What a client that must fail reported, and the TLS listeners' log lines of its session.
+struct Failure {
+    label: String,
+    result: Value,
+    handshakes: Vec<Value>,
+}
+
+/// A session pinned to the first AZ whose client is expected to fail (see [`failing_client`]).
+fn failing_session(setup: &Setup, label: &str, settings: &Value) -> Failure {
+    let az_id = setup.zonal.keys().next().unwrap();
+    let tls_before = log_lines(&setup.tls_log, 0).len();
+    let result = run_session(
+        setup.scratch.path(),
+        setup.unshare,
+        &format!("failing-{label}"),
+        &setup.hosts_file(&[setup.eni_address[az_id].clone()]),
+        &json!({
+            "bootstrap": setup.bootstrap,
+            "settings": settings,
+            "topic": TOPIC,
+            "expect_failure": true,
+        }),
+    );
+    setup.step(&format!("failing session {label}"));
+    let handshakes = log_lines(&setup.tls_log, tls_before);
+    eprintln!(
+        "failing session {label}: metadata {}; librdkafka's first report {}; {} handshakes, the \
+         first {}",
+        result["metadata_error"],
+        result["reported"][0],
+        handshakes.len(),
+        handshakes
+            .first()
+            .map_or("none".into(), |h| h["result"].to_string())
+    );
+    Failure {
+        label: label.to_string(),
+        result,
+        handshakes,
+    }
+}
+
+/// The client got no metadata and consumed nothing from a topic that holds messages, librdkafka
+/// reported a failed certificate verification, and every handshake of the session failed on the
+/// brokers' side with the client's `alert` (OpenSSL's alert for the verification error: `unknown
+/// ca` for an untrusted issuer, `bad certificate` for a host name mismatch).
+fn assert_refused(setup: &Setup, failure: &Failure, alert: &str) {
+    let Failure {
+        label,
+        result,
+        handshakes,
+    } = failure;
+    assert_eq!(result["consumed"], json!([]), "{label}: {result:#}");
+    assert!(
+        result["metadata_error"].is_string(),
+        "{label}: metadata must fail: {result:#}"
+    );
+    let reported = result["reported"].as_array().unwrap();
+    assert!(
+        reported
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("certificate verify failed")),
+        "{label}: librdkafka must report the failed verification: {result:#}"
+    );
+    assert!(
+        !handshakes.is_empty(),
+        "{label}: no TLS connection reached a broker"
+    );
+    let broker = &setup.zonal[setup.zonal.keys().next().unwrap()];
+    for h in handshakes {
+        let outcome = h["result"].as_str().unwrap();
+        assert!(
+            outcome.starts_with("handshake failed") && outcome.contains(alert),
+            "{label}: want the client's `{alert}` alert: {h}"
+        );
+        let sni = h["sni"].as_str().unwrap_or_default();
+        assert!(
+            sni == BOOTSTRAP_HOST || sni == broker.name,
+            "{label}: {sni:?}: {h}"
+        );
+    }
+}
 /// Runs the agent once on each host (before Kafka's first start); checks what it wrote against
 /// the NLB it wired. Returns each AZ ID's broker.
-fn wire(world: &World, host_address: &dyn Fn(usize) -> String) -> BTreeMap<String, Zonal> {
+fn wire(
+    world: &World,
+    host_address: &dyn Fn(usize) -> String,
+    protocol: &str,
+) -> BTreeMap<String, Zonal> {
     for (i, host) in world.hosts.iter().enumerate() {
         let config = format!(
             "cluster = \"orders\"\n\n[broker]\nserver_properties = \"{}\"\n\n\
              [listener]\nname = \"PRIVATELINK\"\nport = {LISTENER_PORT}\n\
-             advertised_host = \"{HOST_TEMPLATE}\"\nsecurity_protocol = \"PLAINTEXT\"\n\n\
+             advertised_host = \"{HOST_TEMPLATE}\"\nsecurity_protocol = \"{protocol}\"\n\n\
              [nlb]\nload_balancer_arn = \"{}\"\n\
              port_range = \"10001-10049\"\nbootstrap_port = {BOOTSTRAP_PORT}\n\n[restart]\n\
              bootstrap_servers = \"{}:{LISTENER_PORT}\"\n",
@@ -366,6 +680,15 @@ fn wire(world: &World, host_address: &dyn Fn(usize) -> String) -> BTreeMap<Strin
             "{} is not in the bootstrap group",
             host.name
         );
+        let text = host.read_properties();
+        let mapping = format!("PRIVATELINK:{protocol}");
+        assert!(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("listener.security.protocol.map="))
+                .any(|map| map.split(',').any(|e| e.trim() == mapping)),
+            "{}: PRIVATELINK must map to {protocol}:\n{text}",
+            host.name
+        );
         let (name, port) = written.rsplit_once(':').unwrap();
         let broker = Zonal {
             host: i,
@@ -379,18 +702,24 @@ fn wire(world: &World, host_address: &dyn Fn(usize) -> String) -> BTreeMap<Strin
 }
 
 /// A tansu per host on the host's address, all on one S3 bucket in moto, each started from what
-/// the agent wrote into its `server.properties`.
-fn start_brokers(world: &World, host_address: &dyn Fn(usize) -> String) -> Vec<Tansu> {
+/// the agent wrote into its `server.properties`; `behind_tls`: on another port, the listener's
+/// port being the TLS terminator's.
+fn start_brokers(
+    world: &World,
+    host_address: &dyn Fn(usize) -> String,
+    behind_tls: bool,
+) -> Vec<Tansu> {
     python_ok(
         "privatelink.py",
         &["bucket", "--moto", &world.moto.url, "--name", "tansu"],
     );
     let mut brokers = Vec::new();
     for (i, host) in world.hosts.iter().enumerate() {
-        brokers.push(start_tansu(
+        brokers.push(start_tansu_on_port(
             &world.moto.url,
             &host.properties(),
             &host_address(i),
+            behind_tls.then_some(TANSU_BEHIND_TLS_PORT),
             host.dir.join("tansu.pid"),
         ));
     }
@@ -442,8 +771,9 @@ fn run_session(dir: &Path, unshare: &[&str], name: &str, hosts: &str, spec: &Val
 }
 
 /// `kplink-agent consumer-dns --apply` with the consumer's credentials (no instance metadata, no
-/// config file); returns the `bootstrap.servers` it tells clients to use.
-fn consumer_dns(world: &World, endpoint_id: &str, zone_id: &str) -> String {
+/// config file), `--tls` for a TLS listener; returns the `bootstrap.servers` and the client
+/// properties (`client_settings.properties`) it tells clients to use.
+fn consumer_dns(world: &World, endpoint_id: &str, zone_id: &str, tls: bool) -> (String, Value) {
     let out = Command::new(BIN)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -469,41 +799,83 @@ fn consumer_dns(world: &World, endpoint_id: &str, zone_id: &str) -> String {
         ])
         .args(["--bootstrap-port", &BOOTSTRAP_PORT.to_string()])
         .args(["--apply", "--json"])
+        .args(tls.then_some("--tls"))
         .output()
         .expect("run kplink-agent consumer-dns");
     assert_ok(&out);
     let report: Value = serde_json::from_slice(&out.stdout).expect("consumer-dns --json");
     assert_eq!(report["applied"]["status"], "INSYNC", "{report:#}");
-    report["bootstrap_servers"].as_str().unwrap().to_string()
+    (
+        report["bootstrap_servers"].as_str().unwrap().to_string(),
+        report["client_settings"]["properties"].clone(),
+    )
 }
 
-/// The client half of [`produce_and_consume_through_privatelink`]: run by it, in its own mount
+/// After the agent made the listener SSL and before Kafka starts, as an operator prepares a TLS
+/// broker: each `server.properties` names a PEM keystore (KIP-651; apache/kafka
+/// `DefaultSslEngineFactory.createKeystore`: type `PEM` with a location holding the key and the
+/// chain, no `ssl.keystore.password`), a copy of the good keystore in the host's directory. The
+/// agent's own check agrees: `check-config` warns that Kafka would refuse the SSL listener
+/// without a keystore, and no longer once one is named.
+fn add_keystores(world: &World, certs: &Certs) {
+    let refused = "Kafka would refuse to start";
+    for host in &world.hosts {
+        let out = world.run(host, &["check-config"]);
+        assert_ok(&out);
+        assert!(stderr(&out).contains(refused), "{}", stderr(&out));
+
+        let keystore = host.dir.join("keystore.pem");
+        std::fs::copy(&certs.good_keystore, &keystore).unwrap();
+        let mut text = host.read_properties();
+        text.push_str(&format!(
+            "ssl.keystore.type=PEM\nssl.keystore.location={}\n",
+            keystore.display()
+        ));
+        std::fs::write(host.properties(), text).unwrap();
+        let out = world.run(host, &["check-config"]);
+        assert_ok(&out);
+        assert!(!stderr(&out).contains(refused), "{}", stderr(&out));
+    }
+}
+
+/// The client half of the tests above: run by them, in its own mount
 /// namespace, with the spec in `$KPLINK_E2E_SESSION`; does nothing otherwise.
 #[test]
-#[ignore = "the client half of produce_and_consume_through_privatelink, which runs it"]
+#[ignore = "the client half of the tests above, which run it"]
 fn client_session() {
     let Ok(spec_path) = std::env::var(SESSION_ENV) else {
         eprintln!("{SESSION_ENV} not set: nothing to do");
         return;
     };
     let spec: Value = serde_json::from_str(&std::fs::read_to_string(spec_path).unwrap()).unwrap();
-    let result = block_on(client(&spec));
+    let result = if spec["expect_failure"] == true {
+        failing_client(&spec)
+    } else {
+        block_on(client(&spec))
+    };
     std::fs::write(spec["result"].as_str().unwrap(), result.to_string()).unwrap();
 }
 
-async fn client(spec: &Value) -> Value {
-    let bootstrap = spec["bootstrap"].as_str().unwrap();
-    let topic = spec["topic"].as_str().unwrap();
-    let config = |extra: &[(&str, &str)]| {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", bootstrap)
-            .set("broker.address.family", "v4")
-            .set("socket.timeout.ms", "10000");
-        for (k, v) in extra {
-            c.set(*k, *v);
+/// The spec's client configuration: its bootstrap server and `settings`, then `extra`.
+fn client_config(spec: &Value, extra: &[(&str, &str)]) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", spec["bootstrap"].as_str().unwrap())
+        .set("broker.address.family", "v4")
+        .set("socket.timeout.ms", "10000");
+    if let Some(settings) = spec["settings"].as_object() {
+        for (k, v) in settings {
+            c.set(k, v.as_str().map_or_else(|| v.to_string(), str::to_string));
         }
-        c
-    };
+    }
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c
+}
+
+async fn client(spec: &Value) -> Value {
+    let topic = spec["topic"].as_str().unwrap();
+    let config = |extra: &[(&str, &str)]| client_config(spec, extra);
     let timeout = Duration::from_secs(10);
 
     if spec["create_topic"].as_bool().unwrap() {
@@ -574,4 +946,69 @@ async fn client(spec: &Value) -> Value {
         }
     }
     json!({"metadata_brokers": brokers, "consumed": consumed})
+}
+
+/// What librdkafka reports (its error and log callbacks), kept for the result.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+
+impl ClientContext for Recorder {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("log {level:?} {fac}: {message}"));
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("error {error}: {reason}"));
+    }
+}
+
+impl ConsumerContext for Recorder {}
+
+/// A client expected to fail: asks for metadata, then consumes the topic from the beginning for
+/// a few seconds; reports the metadata error, what librdkafka said, and what it consumed.
+fn failing_client(spec: &Value) -> Value {
+    let topic = spec["topic"].as_str().unwrap();
+    let consumer: BaseConsumer<Recorder> = client_config(
+        spec,
+        &[
+            ("group.id", "e2e-must-fail"),
+            ("enable.auto.commit", "false"),
+        ],
+    )
+    .create_with_context(Recorder::default())
+    .unwrap();
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(4));
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let mut consumed = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                consumed.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned())
+            }
+            Some(Err(e)) => consumer
+                .context()
+                .0
+                .lock()
+                .unwrap()
+                .push(format!("poll {e}")),
+            None => {}
+        }
+    }
+    let reported = consumer.context().0.lock().unwrap().clone();
+    json!({
+        "metadata_error": metadata.err().map(|e| e.to_string()),
+        "reported": reported,
+        "consumed": consumed,
+    })
 }

@@ -367,7 +367,7 @@ fn readme_walkthrough_runs_as_written() {
     step("brokers launched");
 
     // 4. On each broker host. Host i runs on 127.N.2.i (the endpoint's ENIs on 127.N.1.k).
-    let net = 100 + std::process::id() % 150;
+    let net = loopback_net();
     let host_address = |i: usize| format!("127.{net}.2.{}", i + 1);
     let on_host = block("broker-host");
     assert_eq!(on_host.len(), 6, "{on_host:?}");

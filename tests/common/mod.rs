@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod privatelink;
+pub mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};

@@ -44,12 +44,29 @@ impl Drop for Tansu {
 /// every tansu of the test: each is a stateless broker over the same topics). Started only if
 /// real Kafka would start on `properties` (tansu.py checks it with `kplink-agent check-properties`).
 pub fn start_tansu(moto: &str, properties: &Path, address: &str, pidfile: PathBuf) -> Tansu {
-    let out = Command::new("python3")
+    start_tansu_on_port(moto, properties, address, None, pidfile)
+}
+
+/// [`start_tansu`], listening on `port` instead of the listener's port when given (behind a TLS
+/// terminator that holds the listener's port: tests/common/tls.rs).
+pub fn start_tansu_on_port(
+    moto: &str,
+    properties: &Path,
+    address: &str,
+    port: Option<u16>,
+    pidfile: PathBuf,
+) -> Tansu {
+    let mut command = Command::new("python3");
+    command
         .arg(support("tansu.py"))
         .args(["start", "--from-properties"])
         .arg(properties)
         .args(["--check-with", env!("CARGO_BIN_EXE_kplink-agent")])
-        .args(["--listener-name", "PRIVATELINK", "--host", address])
+        .args(["--listener-name", "PRIVATELINK", "--host", address]);
+    if let Some(port) = port {
+        command.args(["--port", &port.to_string()]);
+    }
+    let out = command
         .args(["--storage", "s3://tansu/", "--pidfile"])
         .arg(&pidfile)
         .env("AWS_ENDPOINT", moto)
@@ -175,4 +192,16 @@ pub fn start_endpoint(
     let view: Value = serde_json::from_str(&endpoint.url).expect("READY <json>");
     let dns: BTreeMap<String, Vec<String>> = serde_json::from_value(view["dns"].clone()).unwrap();
     (endpoint, view, dns)
+}
+
+/// The `N` of a test's loopback plan (`127.N.1.k` the endpoint's ENIs, `127.N.2.k` the broker
+/// hosts): spread by the process id (other test processes on the machine), and distinct for each
+/// call within this process, since the suite is one process whose tests run in parallel and every
+/// test's emulated NLB listens on the same ports (three users today: two in
+/// tests/e2e_privatelink.rs, one in tests/readme_walkthrough.rs; more than `SLOTS` share nets).
+pub fn loopback_net() -> u32 {
+    const SLOTS: u32 = 4;
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let slot = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SLOTS;
+    100 + (std::process::id() % 37) * SLOTS + slot
 }
