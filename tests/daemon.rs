@@ -220,8 +220,42 @@ fn decommission_requires_yes_is_complete_and_idempotent() {
     assert_eq!(out.status.code(), Some(64));
     assert!(world.wiring().port_of(&world.group(2)).is_some());
 
+    // --dry-run: the steps, in order, exit 2, nothing changed.
+    let before = (
+        world.wiring().port_of(&world.group(2)),
+        host.read_properties(),
+    );
+    let dry = world.run(host, &["decommission", "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(2), "{}", stdout(&dry));
+    let shown: Vec<String> = stdout(&dry)
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().to_string())
+        .collect();
+    assert_eq!(shown.len(), 4, "{shown:#?}");
+    assert!(shown[0].starts_with(&format!("deregister {}:", host.instance_id)));
+    assert!(shown[1].starts_with("delete listener on port "));
+    assert!(shown[2].starts_with(&format!("delete target group {}", world.group(2))));
+    assert!(shown[3].starts_with("remove listener PRIVATELINK from "));
+    assert_eq!(
+        (
+            world.wiring().port_of(&world.group(2)),
+            host.read_properties()
+        ),
+        before
+    );
+
     let out = world.run(host, &["decommission", "--yes"]);
     assert_ok(&out);
+    // It did what the dry run showed, in that order.
+    let done: Vec<String> = stdout(&out)
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().to_string())
+        .collect();
+    assert_eq!(done.len(), 4, "{done:#?}");
+    assert!(done[0].starts_with(&format!("deregistered {}:", host.instance_id)));
+    assert!(done[2].starts_with(&format!("deleted target group {}", world.group(2))));
     let w = world.wiring();
     assert!(w.port_of(&world.group(2)).is_none());
     assert!(!w.groups.contains_key(&world.group(2)));
