@@ -848,3 +848,106 @@ async fn an_uncovered_certificate_stops_the_pass_before_any_nlb_call() {
     assert_eq!(c.names, ["*.orders.example.internal"]);
     assert!(props(&a).contains("PRIVATELINK://kafka-use1-az6.orders.example.internal:"));
 }
+
+/// Kafka not running: it reads the file when it starts, so nothing is restarted.
+struct KafkaDown;
+
+impl crate::kafka::KafkaCluster for KafkaDown {
+    async fn probe(&self) -> crate::kafka::Liveness {
+        crate::kafka::Liveness::NotListening
+    }
+    async fn snapshot(&self) -> Result<crate::kafka::ClusterSnapshot, crate::kafka::KafkaError> {
+        unreachable!("a stopped Kafka is never asked")
+    }
+    async fn advertised_listeners(
+        &self,
+        _: i32,
+    ) -> Result<Option<String>, crate::kafka::KafkaError> {
+        unreachable!("a stopped Kafka is never asked")
+    }
+    async fn set_advertised_listeners(
+        &self,
+        _: i32,
+        _: &str,
+    ) -> Result<(), crate::kafka::KafkaError> {
+        unreachable!("a stopped Kafka is never asked")
+    }
+    async fn clear_dynamic_advertised_listeners(
+        &self,
+        _: i32,
+    ) -> Result<bool, crate::kafka::KafkaError> {
+        unreachable!("a stopped Kafka is never asked")
+    }
+}
+
+impl crate::restart::ServiceManager for KafkaDown {
+    async fn restart(&self) -> Result<(), crate::restart::RestartError> {
+        unreachable!("a stopped Kafka is never restarted")
+    }
+}
+
+/// Waits (real time: the daemon's file watcher is a real one) until `ok`, at most 20 s.
+async fn eventually(what: &str, ok: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !ok() {
+        assert!(started.elapsed() < Duration::from_secs(20), "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The daemon loop itself, in process on the fakes (mini-redis's `tests/server.rs` style): its
+/// first pass wires the broker and writes the file, a rewrite of the file by someone else wakes
+/// it and is repaired, its last pass is recorded for `status`, and the injected shutdown stops
+/// it cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_wires_repairs_a_rewritten_file_and_stops_on_shutdown() {
+    let b = Bench::new();
+    let state = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[daemon]\nstate_dir = \"{}\"\nmetrics_listen = \"\"\n",
+        state.path().display()
+    );
+    let a = b.host_with(3, "i-0000000000000d003", "10001-10010", &extra);
+    let config = a.config.clone();
+    let path = config.broker.server_properties.clone();
+    let advertises = || {
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("PRIVATELINK://kafka-use1-az6")
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let reloaded = config.clone();
+    let daemon = crate::daemon::run(
+        a,
+        None,
+        |_: &Config| Ok((KafkaDown, KafkaDown)),
+        move || Ok(reloaded.clone()),
+        async {
+            let _ = stopped.await;
+        },
+    );
+    let driver = async {
+        eventually("the first pass writes the file", advertises).await;
+        assert!(b
+            .nlb
+            .with(|s| s.port_of(&b.lb_arn, &group(3, &b)).is_some()));
+        // Config management puts its own version back.
+        std::fs::write(&path, PROPS).unwrap();
+        // Repaired on the watcher's wake-up, well before the timer's next pass (2.5 s at the
+        // earliest after a pass that changed the NLB).
+        let rewritten = std::time::Instant::now();
+        eventually("the rewritten file is repaired", advertises).await;
+        assert!(
+            rewritten.elapsed() < Duration::from_millis(2500),
+            "repaired only after {:?}: the rewrite did not wake the loop",
+            rewritten.elapsed()
+        );
+        eventually("the last pass is recorded", || {
+            crate::daemon::read_last_pass(&config).is_some_and(|l| l.ok && l.port.is_some())
+        })
+        .await;
+        stop.send(()).unwrap();
+    };
+    let (result, ()) = tokio::join!(daemon, driver);
+    result.unwrap();
+}

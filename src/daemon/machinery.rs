@@ -48,7 +48,7 @@ pub(super) struct Machinery {
     _watchdog: AbortOnDrop,
     wake_tx: mpsc::Sender<Wake>,
     wake_rx: mpsc::Receiver<Wake>,
-    file: PropertiesFile,
+    pub(super) file: PropertiesFile,
     hangup: Signal,
     state_dir: PathBuf,
     pub(super) readiness: Readiness,
@@ -144,7 +144,6 @@ impl Machinery {
         if let (true, Ok(Some((report, _)))) = (effects.ok, output) {
             report.log();
         }
-        self.file.remember();
         publish(effects, &self.state_dir, &mut self.readiness);
     }
 

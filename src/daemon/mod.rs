@@ -55,7 +55,7 @@ use crate::restart::{Outcome, ServiceManager};
 pub use last_pass::{read_last_pass, LastPass, LAST_PASS_FILE};
 pub use state::{Effects, LoopState, PassResult, Wired};
 
-use machinery::{Machinery, Readiness};
+use machinery::Machinery;
 use state::PassOutput;
 use watch::Wake;
 
@@ -165,12 +165,11 @@ where
             // Rebuilt from the new [restart] keys when Kafka is next looked at.
             kafka = None;
         }
-        let readiness = &mut m.readiness;
         let output = tokio::select! {
             biased;
             () = &mut shutdown => break,
             // An interrupted restart is resumed on the next start: the lock says where it was.
-            output = one_pass(&agent, &mut ctx, &state, &mut kafka, &adapters, &lock_held, readiness) => output,
+            output = one_pass(&agent, &mut ctx, &state, &mut kafka, &adapters, &lock_held, &mut m) => output,
         };
         let effects = state.after_pass(PassResult::of(&output), Instant::now());
         m.finish_pass(&agent, &output, &effects, &mut state).await;
@@ -209,7 +208,7 @@ async fn one_pass<M, L, T, K, S>(
     kafka: &mut Option<(K, S)>,
     adapters: &impl Fn(&Config) -> Result<(K, S), Error>,
     lock_held: &tokio::sync::watch::Sender<bool>,
-    readiness: &mut Readiness,
+    m: &mut Machinery,
 ) -> PassOutput
 where
     M: InstanceMetadata,
@@ -228,13 +227,17 @@ where
         unreachable!("context was just set")
     };
     let report = agent.pass_after(c, &state.lifecycle).await?;
+    // The file as this pass left it, taken at once: a rewrite by someone else during what
+    // follows (a rolling restart takes minutes, the accountant's reads seconds) is drift that
+    // must wake the loop, not be mistaken for the agent's own write.
+    m.file.remember();
     if report.lifecycle.is_leaving() || (!state.check_kafka() && !report.properties_written) {
         return Ok(Some((report, None)));
     }
     // READY=1 as soon as the NLB and the file are done, before any Kafka restart: systemd
     // holds kafka.service's start job behind ours (Before=kafka.service), so a restart
     // issued before READY would leave Kafka stopped until the start finished.
-    readiness.announce(Some(&format!(
+    m.readiness.announce(Some(&format!(
         "broker {} wired on port {}; checking Kafka",
         report.broker_id, report.port
     )));
