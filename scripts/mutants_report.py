@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Per-module summary of a cargo-mutants run: caught / missed / unviable / timeouts.
 
-    python3 scripts/mutants_report.py [mutants.out] [--min 90]
+    python3 scripts/mutants_report.py [mutants.out] [--min 90] [--previous OLD/mutants.out]
 
 Reads ``<dir>/outcomes.json`` (cargo-mutants' machine-readable result) and prints one Markdown row
 per source file: caught, missed, unviable (did not build), timeouts, and caught as a share of the
@@ -60,8 +60,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dir", nargs="?", default="mutants.out")
     ap.add_argument("--min", type=float, default=90.0)
+    ap.add_argument(
+        "--previous",
+        help="the mutants.out of the run an `--iterate` run continued: its caught and unviable "
+        "mutants (which --iterate skips) count too",
+    )
     args = ap.parse_args(argv)
     data = json.loads((Path(args.dir) / "outcomes.json").read_text())
+    if args.previous:
+        earlier = json.loads((Path(args.previous) / "outcomes.json").read_text())
+        skipped = [
+            o
+            for o in earlier.get("outcomes", [])
+            if mutant_of(o) is not None and o.get("summary") in ("CaughtMutant", "Unviable")
+        ]
+        data["outcomes"] = skipped + data.get("outcomes", [])
     eq = equivalents()
     rows: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     missed: list[str] = []

@@ -36,7 +36,14 @@ fn pkcs12(m: &Made, password: &str) -> Vec<u8> {
     let chain = p12_keystore::PrivateKeyChain::new(&m.key_der, [7u8; 20], [cert]);
     let mut store = p12_keystore::KeyStore::new();
     store.add_entry("kafka", p12_keystore::KeyStoreEntry::PrivateKeyChain(chain));
-    store.writer(password).write().unwrap()
+    // Few key-derivation rounds: the reader is the same for any count, and the default
+    // (thousands of unoptimized PBKDF2 rounds) made these tests the slowest unit tests.
+    store
+        .writer(password)
+        .encryption_iterations(16)
+        .mac_iterations(16)
+        .write()
+        .unwrap()
 }
 
 /// A JKS file (version 2): a trusted certificate entry, then one private key entry holding
