@@ -886,11 +886,12 @@ impl crate::restart::ServiceManager for KafkaDown {
     }
 }
 
-/// Waits (real time: the daemon's file watcher is a real one) until `ok`, at most 20 s.
+/// Waits (real time: the daemon's file watcher is a real one) until `ok`, at most 5 s (on the
+/// fakes each step takes milliseconds).
 async fn eventually(what: &str, ok: impl Fn() -> bool) {
     let started = std::time::Instant::now();
     while !ok() {
-        assert!(started.elapsed() < Duration::from_secs(20), "never: {what}");
+        assert!(started.elapsed() < Duration::from_secs(5), "never: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
