@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Per-module summary of a cargo-mutants run: caught / missed / unviable / timeouts.
 
-    python3 scripts/mutants_report.py [mutants.out] [--min 90] [--previous OLD/mutants.out]
+    python3 scripts/mutants_report.py [mutants.out] [--min 90]
+        [--previous OLD/mutants.out ... --current LIST]   # after `cargo mutants --iterate`
 
 Reads ``<dir>/outcomes.json`` (cargo-mutants' machine-readable result) and prints one Markdown row
 per source file: caught, missed, unviable (did not build), timeouts, and caught as a share of the
@@ -62,19 +63,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min", type=float, default=90.0)
     ap.add_argument(
         "--previous",
-        help="the mutants.out of the run an `--iterate` run continued: its caught and unviable "
-        "mutants (which --iterate skips) count too",
+        action="append",
+        default=[],
+        help="the mutants.out of a run an `--iterate` run continued (repeat for a chain of "
+        "runs): its caught and unviable mutants, which --iterate skips, count too",
+    )
+    ap.add_argument(
+        "--current",
+        help="`cargo mutants --list` of the tree now: with --previous, only these mutants count",
     )
     args = ap.parse_args(argv)
     data = json.loads((Path(args.dir) / "outcomes.json").read_text())
-    if args.previous:
-        earlier = json.loads((Path(args.previous) / "outcomes.json").read_text())
-        skipped = [
-            o
-            for o in earlier.get("outcomes", [])
-            if mutant_of(o) is not None and o.get("summary") in ("CaughtMutant", "Unviable")
-        ]
-        data["outcomes"] = skipped + data.get("outcomes", [])
+    # Mutants of the tree as it is now (`cargo mutants --list`): an earlier run's outcome counts
+    # only for a mutant that still exists, and once (the newest run's outcome wins).
+    current = set(Path(args.current).read_text().splitlines()) if args.current else None
+    seen = {mutant_of(o).get("name") for o in data.get("outcomes", []) if mutant_of(o)}
+    for previous in args.previous:
+        earlier = json.loads((Path(previous) / "outcomes.json").read_text())
+        for o in earlier.get("outcomes", []):
+            m = mutant_of(o)
+            if m is None or o.get("summary") not in ("CaughtMutant", "Unviable"):
+                continue
+            name = m.get("name")
+            if name in seen or (current is not None and name not in current):
+                continue
+            seen.add(name)
+            data["outcomes"].append(o)
     eq = equivalents()
     rows: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     missed: list[str] = []
