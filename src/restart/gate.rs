@@ -534,6 +534,7 @@ mod tests {
             };
             claim(s, 1, first, true);
             claim(s, 2, first + 1, false);
+            claim(s, 5, first + 3, true);
             // Broker 1 claimed twice: its first claim (lowest port) is the one shown.
             claim(s, 1, last, true);
             // Outside the range: the bootstrap listener's port, say; not a claim.
@@ -551,15 +552,21 @@ mod tests {
             .iter()
             .map(|c| (c.broker_id, c.port, c.targets.len()))
             .collect();
-        assert_eq!(shown, vec![(1, first, 1), (2, first + 1, 0)]);
+        assert_eq!(
+            shown,
+            vec![(1, first, 1), (2, first + 1, 0), (5, first + 3, 1)]
+        );
         assert!(listing
             .iter()
             .all(|c| c.load_balancer_arn == lb && c.shard == 0));
         let claims = cluster_claims(&w.nlb, &w.config).await.unwrap();
-        assert_eq!(claims.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(claims.keys().copied().collect::<Vec<_>>(), vec![1, 2, 5]);
         assert_eq!(claims[&1][0].id, "i-1");
         let agent: crate::restart::Restarter<'_, _, Untouched, Untouched> =
             w.agent(&w.nlb, "1/i-1");
-        assert_eq!(agent.expected_brokers().await.unwrap(), BTreeSet::from([1]));
+        assert_eq!(
+            agent.expected_brokers().await.unwrap(),
+            BTreeSet::from([1, 5])
+        );
     }
 }
