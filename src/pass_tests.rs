@@ -952,3 +952,49 @@ async fn the_daemon_wires_repairs_a_rewritten_file_and_stops_on_shutdown() {
     let (result, ()) = tokio::join!(daemon, driver);
     result.unwrap();
 }
+
+/// `decommission` also finds this broker's dedicated group when no listener forwards to it (a
+/// pass killed before its claim): by this release's name, or release 0.1's name on the first
+/// NLB unless another load balancer uses that group.
+#[tokio::test]
+async fn decommission_finds_a_group_left_without_its_claim() {
+    let deleted_groups = |steps: &[crate::reconcile::DecommissionStep]| -> Vec<String> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                crate::reconcile::DecommissionStep::DeleteTargetGroup { name, .. } => {
+                    Some(name.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    // This release's name.
+    let b = Bench::new();
+    let a = b.host(3);
+    b.nlb
+        .with(|s| s.add_group(&group(3, &b), "traffic-port", &[]));
+    let ctx = a.context().await.unwrap();
+    let steps = a.decommission_plan(&ctx, true).await.unwrap();
+    assert_eq!(deleted_groups(&steps), vec![group(3, &b)]);
+
+    // Release 0.1's name, on the first NLB, used by no other load balancer.
+    let b = Bench::new();
+    let a = b.host(3);
+    let legacy = registry::legacy_dedicated_group_name("orders", 3);
+    b.nlb.with(|s| s.add_group(&legacy, "9094", &[]));
+    let ctx = a.context().await.unwrap();
+    let steps = a.decommission_plan(&ctx, true).await.unwrap();
+    assert_eq!(deleted_groups(&steps), vec![legacy.clone()]);
+
+    // ... but another load balancer forwards to it: not this broker's to delete.
+    let other = b
+        .nlb
+        .with(|s| s.add_load_balancer("other", &["us-east-1a"]));
+    b.nlb.with(|s| {
+        let tg = s.group_arn(&legacy).unwrap();
+        s.add_listener(&other, 10001, &tg, &[]);
+    });
+    let steps = a.decommission_plan(&ctx, true).await.unwrap();
+    assert!(deleted_groups(&steps).is_empty(), "{steps:?}");
+}

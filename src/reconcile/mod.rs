@@ -13,6 +13,8 @@
 
 mod certificate;
 mod decommission;
+
+pub use decommission::{shard_steps, DecommissionStep, ShardHoldings};
 mod discover;
 mod effective;
 mod observe;

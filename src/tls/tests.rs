@@ -121,6 +121,11 @@ fn names_cover_hosts_as_rfc_6125_says() {
         ("kafka-use1-az1.*.example.internal", HOST, None),
         ("*", "localhost", None),
         ("*.internal", "kafka.internal", None),
+        // Two labels after the wildcard are enough.
+        ("*.example.internal", "kafka.example.internal", All),
+        // A name is compared label by label, all of them: a prefix of the host is not it.
+        ("kafka.example", "kafka.example.internal", None),
+        ("kafka.example.internal", "kafka.example", None),
         ("*.other.internal", HOST, None),
         // Templates (check-config): a wildcard covers every rendering, a zonal name some.
         (
