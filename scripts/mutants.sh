@@ -36,7 +36,10 @@ fi
 export CARGO_TARGET_DIR="${MUTANTS_TARGET_DIR:-$HOME/.cache/kplink/mutants-target}"
 export CARGO_PROFILE_DEV_DEBUG=0
 rc=0
-cargo mutants --output "$out" --jobs 1 "${extra[@]}" "${args[@]}" "$@" "${tail[@]}" || rc=$?
+# 10 s per test run: the unit tests take about 2; a mutant that sends a property test into a
+# loop is a timeout (counted as caught) instead of 20 s of waiting.
+cargo mutants --output "$out" --jobs 1 --timeout "${MUTANTS_TIMEOUT:-10}" \
+  "${extra[@]}" "${args[@]}" "$@" "${tail[@]}" || rc=$?
 # cargo-mutants: 0 all caught, 2 some missed, 3 some timed out; anything else is a failure of
 # the run itself (1 usage, 4 the unmutated tree fails its tests).
 case "$rc" in 0|2|3) ;; *) echo "cargo mutants failed (exit $rc)" >&2; exit "$rc" ;; esac
