@@ -203,13 +203,12 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             DecommissionStep::RemoveListener { listener, .. } => {
                 // Read again: config management may have rewritten the file since the plan.
                 let path = &self.config.broker.server_properties;
-                let text = properties::read(path)?;
-                let Some(new_text) = properties::remove_listener(&text, listener)
-                    .map_err(|e| PropertiesError::from_edit(path, e))?
-                else {
-                    return Ok(false);
-                };
-                properties::write_atomic(path, &new_text, Some(&properties::backup_path(path)))?;
+                let backup = properties::backup_path(path);
+                return Ok(properties::remove_listener_from_file(
+                    path,
+                    listener,
+                    Some(&backup),
+                )?);
             }
         }
         Ok(true)
