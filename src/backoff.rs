@@ -20,13 +20,15 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use rand::Rng;
+// tokio's clock, so that tests with paused time drive the deadline as they drive the sleeps.
+use tokio::time::Instant;
 
 /// First back-off step (the random sleep is within `[0, BASE × 2^attempt]`).
 pub const BASE: Duration = Duration::from_millis(200);
@@ -37,6 +39,9 @@ pub const BASE: Duration = Duration::from_millis(200);
 pub const CAP: Duration = Duration::from_secs(20);
 /// Without a pass deadline (one-off calls, e.g. `status`), how long one call may keep retrying.
 pub const UNBOUNDED_CALL_LIMIT: Duration = Duration::from_secs(60);
+/// Below this much time left before the deadline, no further try is made: a last try needs
+/// the time of one round trip, and waits shorter than this would only spin.
+pub const LAST_TRY_FLOOR: Duration = Duration::from_millis(100);
 
 /// Why an AWS answer may be retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,26 +205,47 @@ impl CallCounter {
         PassScope(self.clone())
     }
 
+    /// The end of the running pass, or, outside a pass, [`UNBOUNDED_CALL_LIMIT`] after
+    /// `call_started`.
+    fn end(&self, call_started: Instant) -> Instant {
+        self.with(|l| l.deadline)
+            .flatten()
+            .unwrap_or(call_started + UNBOUNDED_CALL_LIMIT)
+    }
+
     /// Whether a sleep of `delay` from now ends before the deadline (or, without one, before
     /// `UNBOUNDED_CALL_LIMIT` after `call_started`).
     fn may_wait(&self, delay: Duration, call_started: Instant) -> bool {
-        let end = self
-            .with(|l| l.deadline)
-            .flatten()
-            .unwrap_or(call_started + UNBOUNDED_CALL_LIMIT);
-        Instant::now() + delay < end
+        Instant::now() + delay < self.end(call_started)
+    }
+
+    /// How long to wait before the next try, given the back-off's `delay`: the delay itself,
+    /// or only the time left when the delay would end past the deadline, so that the last try
+    /// is made at the deadline instead of giving up one whole back-off early (with a 20 s cap, a
+    /// 10 s deadline could otherwise end after 2 s). `None` once less than [`LAST_TRY_FLOOR`]
+    /// is left: give up.
+    fn wait_before_retry(&self, delay: Duration, call_started: Instant) -> Option<Duration> {
+        if self.may_wait(delay, call_started) {
+            return Some(delay);
+        }
+        let left = self
+            .end(call_started)
+            .saturating_duration_since(Instant::now());
+        (left >= LAST_TRY_FLOOR).then_some(left)
     }
 
     /// Sleeps before attempt `attempt` of something that is not an AWS error, such as a read
     /// that does not yet show what ELBv2 just answered (eventual consistency). `false`: the
-    /// deadline is too near, give up.
+    /// deadline has come, give up.
     pub async fn pause(&self, attempt: u32, since: Instant) -> bool {
         let delay = full_jitter(attempt, &mut rand::thread_rng());
-        if !self.may_wait(delay, since) {
-            return false;
+        match self.wait_before_retry(delay, since) {
+            Some(wait) => {
+                tokio::time::sleep(wait).await;
+                true
+            }
+            None => false,
         }
-        tokio::time::sleep(delay).await;
-        true
     }
 
     /// Sends one AWS operation: counts it, then retries throttled and transient answers with
@@ -261,13 +287,13 @@ impl CallCounter {
                 }
             }
             let delay = full_jitter(n, &mut rand::thread_rng());
-            if !self.may_wait(delay, started) {
+            let Some(wait) = self.wait_before_retry(delay, started) else {
                 return Err(Attempted {
                     error,
                     throttled,
                     deadline: true,
                 });
-            }
+            };
             if kind == Retry::Throttled && throttled % 10 == 1 {
                 tracing::info!(
                     operation,
@@ -275,7 +301,7 @@ impl CallCounter {
                     "AWS throttled the call (account API budget); backing off"
                 );
             }
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep(wait).await;
             n += 1;
         }
     }
@@ -413,6 +439,61 @@ mod tests {
         assert!(!calls.may_wait(Duration::from_secs(3), now));
         drop(scope);
         assert!(calls.may_wait(Duration::from_secs(3), now));
+    }
+
+    fn throttled() -> SdkError<aws_smithy_types::error::ErrorMetadata, HttpResponse> {
+        let code = aws_smithy_types::error::ErrorMetadata::builder()
+            .code("Throttling")
+            .build();
+        let status = aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap();
+        let raw = HttpResponse::new(status, aws_smithy_types::body::SdkBody::empty());
+        SdkError::service_error(code, raw)
+    }
+
+    /// A throttled call retries until the pass deadline itself, not until the first back-off
+    /// that would end past it: with the 20 s cap, a 10 s pass gave up after 2 s one run in five.
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_call_retries_until_the_deadline() {
+        for seed_run in 0..20 {
+            let calls = CallCounter::default();
+            let _scope = calls.begin_pass(Duration::from_secs(10));
+            let started = Instant::now();
+            let tries = std::cell::Cell::new(0u32);
+            let got: Result<(), _> = calls
+                .send("DescribeListeners", || {
+                    tries.set(tries.get() + 1);
+                    async { Err(throttled()) }
+                })
+                .await;
+            let took = started.elapsed();
+            let err = got.expect_err("always throttled");
+            assert!(err.deadline, "run {seed_run}");
+            assert_eq!(err.throttled, tries.get(), "run {seed_run}");
+            assert!(
+                took >= Duration::from_secs(10) - LAST_TRY_FLOOR && took <= Duration::from_secs(10),
+                "run {seed_run}: gave up after {took:?} of 10 s"
+            );
+            assert_eq!(
+                calls.throttled()["DescribeListeners"],
+                u64::from(tries.get())
+            );
+        }
+    }
+
+    /// Near the deadline the wait shrinks to what is left, and under the floor there is none.
+    #[tokio::test(start_paused = true)]
+    async fn the_last_wait_is_clamped_to_the_deadline() {
+        let calls = CallCounter::default();
+        let now = Instant::now();
+        let _scope = calls.begin_pass(Duration::from_secs(3));
+        let wait = |d| calls.wait_before_retry(d, now);
+        assert_eq!(wait(Duration::from_secs(1)), Some(Duration::from_secs(1)));
+        assert_eq!(wait(Duration::from_secs(20)), Some(Duration::from_secs(3)));
+        tokio::time::advance(Duration::from_secs(3) - LAST_TRY_FLOOR).await;
+        assert_eq!(wait(Duration::from_secs(20)), Some(LAST_TRY_FLOOR));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(wait(Duration::from_secs(20)), None);
+        assert!(!calls.pause(5, now).await, "pause gives up as send does");
     }
 
     #[test]

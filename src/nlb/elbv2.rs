@@ -94,7 +94,7 @@ impl Elbv2 {
     /// after another host's CreateTargetGroup its tags may not be visible yet (ELBv2 is
     /// eventually consistent).
     async fn verify_tags(&self, arn: &str, spec: &TargetGroupSpec) -> Result<(), NlbError> {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let mut attempt = 0;
         let tags = loop {
             let tags = self.tags(arn).await?.ok_or_else(|| NlbError {
