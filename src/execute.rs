@@ -1,11 +1,14 @@
 //! The executor: carries out the steps [`crate::plan::plan`] computed, one small executor per step.
 //!
-//! Each step does exactly what it says; the one thing a step may do differently from the plan is
-//! lose a race with another host, and then it resolves the race itself and reports it in
-//! [`Progress::races`]: another host took the port (the claim moves on to the next candidate),
-//! another host created the bootstrap listener first (its group is joined, ours deleted), or the
-//! file changed on disk since it was observed (the edit is applied to what is there now). The
-//! executed steps therefore equal the planned ones, with race outcomes reported beside them.
+//! A step is an instruction and the executor reads only the step (and what earlier steps of the
+//! same plan established, such as the claim's listener). Each step returns an [`Outcome`]: done,
+//! as executed (a claim says which port it got); unneeded, because a race made it so (another
+//! host created the bootstrap listener first and it was joined, or the file on disk already says
+//! what the step would write); or re-plan, with the reason. The only re-plan point is the pass
+//! loop ([`crate::reconcile`]), as a controller runtime acts on the action its reconciler
+//! returns: there are two reasons, an NLB that filled up under this host's claim (several NLBs)
+//! and a claim that got another port than the plan's first candidate (another host took it
+//! first), after which the file write is planned again from the claim made.
 //!
 //! Crash safety comes from the order and from idempotence: the dedicated group is created before
 //! the listener that claims a port for it and deleted again when no port can be had; a group left
@@ -17,50 +20,116 @@ use crate::metadata::InstanceMetadata;
 use crate::model::{Agent, Claim, Error, Progress};
 use crate::nlb::{ListenerClaim, LoadBalancer, NlbError, TargetGroupSpec, MAX_LISTENERS_PER_NLB};
 use crate::plan::Context;
-use crate::plan::{Desired, GroupKind, ListenerKind, Observed, Step};
+use crate::plan::{ClaimOf, Desired, GroupKind, ListenerKind, Observed, Step};
 use crate::properties::{self, PropertiesError};
 use crate::registry;
 
+/// What running one step came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done; the step as executed (a claim names the port it got).
+    Done(Step),
+    /// Not done, and nothing to retry in this pass: a race made it unnecessary, or it is best
+    /// effort and failed (why, when the report should say).
+    Skipped(Option<String>),
+    /// Stop this plan: observe and plan again.
+    Replan(Replan),
+}
+
+/// Why a plan stops before its end and the pass plans again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replan {
+    /// Another broker took NLB `shard`'s last port or listener slot during this pass (several
+    /// NLBs only); the dedicated group this plan created was deleted again, and the next plan
+    /// claims on another NLB.
+    ShardFilled {
+        /// The NLB's index.
+        shard: usize,
+        /// The NLB.
+        lb_arn: String,
+        /// What the claim ran into.
+        why: String,
+    },
+    /// The claim got `claimed` instead of the plan's `planned` port (another host took it
+    /// first) and the plan held no file write, as the file already advertised `planned`: the
+    /// next plan writes `claimed`.
+    ClaimMoved {
+        /// The plan's first candidate.
+        planned: u16,
+        /// The port claimed.
+        claimed: u16,
+    },
+}
+
+impl std::fmt::Display for Replan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Replan::ShardFilled { shard, lb_arn, why } => write!(
+                f,
+                "shard {shard} ({lb_arn}) filled up during this pass ({why}); looked again"
+            ),
+            Replan::ClaimMoved { planned, claimed } => write!(
+                f,
+                "claimed port {claimed} instead of the planned {planned}; planned the file write again"
+            ),
+        }
+    }
+}
+
+/// What running a plan came to: the steps done, as executed, and whether the plan stopped for
+/// a re-plan.
+#[derive(Debug)]
+pub struct Executed {
+    /// The steps done, in order.
+    pub done: Vec<Step>,
+    /// Why the plan stopped early, if it did.
+    pub replan: Option<Replan>,
+}
+
 impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
-    /// Runs `steps` in order, then makes sure the file advertises the claim actually made (a race
-    /// may have moved it off the planned port). Returns the executed steps.
+    /// Runs `steps` in order until one asks for a re-plan. A claim that moved to another port
+    /// than the plan's asks for one at the end when the plan held no file write (the file
+    /// already advertised the planned port): the file must follow the claim.
     pub async fn execute(
         &self,
         ctx: &Context,
         observed: &Observed,
         steps: &[Step],
         progress: &mut Progress,
-    ) -> Result<Vec<Step>, Error> {
+    ) -> Result<Executed, Error> {
+        let mut replan = None;
         for step in steps {
-            if let Some(executed) = self.execute_step(ctx, observed, step, progress).await? {
-                progress.done.push(executed);
+            match self.execute_step(ctx, observed, step, progress).await? {
+                Outcome::Done(executed) => progress.done.push(executed),
+                Outcome::Skipped(why) => progress.races.extend(why),
+                Outcome::Replan(why) => {
+                    replan = Some(why);
+                    break;
+                }
             }
         }
-        // A leaving instance changes no file (see [`crate::plan::drain_steps`]).
-        if !observed.lifecycle.is_leaving()
-            && !progress
-                .done
-                .iter()
-                .any(|s| matches!(s, Step::WriteProperties { .. }))
-        {
-            if let Some(executed) = self.write_properties(ctx, observed, progress).await? {
-                progress
-                    .races
-                    .push("the claimed port differs from the plan's; rewrote the file".into());
-                progress.done.push(executed);
-            }
+        // The file follows the claim: a plan with a write writes the claimed port; one without
+        // (the file already said the planned port) is planned again once the claim moved.
+        let writes = steps
+            .iter()
+            .any(|s| matches!(s, Step::WriteProperties { .. }));
+        if replan.is_none() && !writes {
+            replan = moved_claim(&progress.done);
         }
-        Ok(std::mem::take(&mut progress.done))
+        Ok(Executed {
+            done: std::mem::take(&mut progress.done),
+            replan,
+        })
     }
 
-    /// Runs one step; `None` when a race made it unnecessary (reported in `progress.races`).
+    /// Runs one step.
     pub async fn execute_step(
         &self,
         ctx: &Context,
         observed: &Observed,
         step: &Step,
         progress: &mut Progress,
-    ) -> Result<Option<Step>, Error> {
+    ) -> Result<Outcome, Error> {
         let d = ctx.shard(observed.shard);
         match step {
             Step::CreateBootstrap { group, port } => {
@@ -71,7 +140,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 self.create_dedicated_group(ctx, d, group, progress).await?;
             }
             Step::ClaimPort { candidates, .. } => {
-                self.claim_port(ctx, d, candidates, progress).await?;
+                return self.claim_port(ctx, d, step, candidates, progress).await;
             }
             Step::DeleteDuplicateListener { arn, .. } => self.lb.delete_listener(arn).await?,
             Step::Register {
@@ -93,41 +162,40 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 let tg = self.group_arn(GroupKind::Bootstrap, progress)?;
                 self.lb.deregister(&tg, targets).await?;
             }
-            Step::WriteProperties { .. } => {
-                let written = self.write_properties(ctx, observed, progress).await?;
-                if written.is_none() {
-                    progress
-                        .races
-                        .push("server.properties changed on disk and already says this".into());
-                }
-                return Ok(written);
+            Step::WriteProperties { port, claim, .. } => {
+                return self
+                    .write_properties(ctx, observed, (*port, *claim), progress)
+                    .await;
             }
         }
-        Ok(Some(step.clone()))
+        Ok(Outcome::Done(step.clone()))
     }
 
     /// Sets the idle timeout of the listener this pass created. Best effort: a refusal (an IAM
     /// policy from before this permission, say) is a warning and a line in the report, never a
-    /// failed pass; the accountant's sweep tries again later (see [`crate::idle`]). `None` when
-    /// nothing was set (another host created the bootstrap listener, or the call failed).
+    /// failed pass; the accountant's sweep tries again later (see [`crate::idle`]). Skipped
+    /// when another host created the bootstrap listener (its creator sets it).
     async fn set_idle_timeout(
         &self,
         listener: ListenerKind,
         seconds: u32,
         progress: &mut Progress,
-    ) -> Option<Step> {
+    ) -> Outcome {
         let arn = match listener {
             ListenerKind::Bootstrap => progress.bootstrap_created.clone(),
             ListenerKind::Claim => progress.claim.as_ref().map(|c| c.listener_arn.clone()),
-        }?;
+        };
+        // Another host created the bootstrap listener and sets it (the join is reported).
+        let Some(arn) = arn else {
+            return Outcome::Skipped(None);
+        };
         match self.lb.set_listener_idle_timeout(&arn, seconds).await {
-            Ok(()) => Some(Step::SetIdleTimeout { listener, seconds }),
+            Ok(()) => Outcome::Done(Step::SetIdleTimeout { listener, seconds }),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot set the listener's idle timeout; NLB default 350 s stays (nlb.idle_timeout = \"off\" silences this)");
-                progress.races.push(format!(
+                Outcome::Skipped(Some(format!(
                     "idle timeout of the {listener} listener not set: {e}"
-                ));
-                None
+                )))
             }
         }
     }
@@ -221,7 +289,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         port: u16,
     ) -> Result<crate::nlb::Listener, Error> {
         let lb_arn = &d.lb_arn;
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let mut attempt = 0;
         loop {
             let found = self
@@ -269,14 +337,16 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
 
     /// Claims a port for the pending group: the step's candidates in order, moving on when
     /// another host took one first. No port (or the listener quota): the group is deleted again;
-    /// with several NLBs the pass then looks for the next NLB with room ([`Error::ShardFilled`]).
+    /// with several NLBs the pass then plans again for the next NLB with room
+    /// ([`Replan::ShardFilled`]).
     async fn claim_port(
         &self,
         ctx: &Context,
         d: &Desired,
+        step: &Step,
         candidates: &[u16],
         progress: &mut Progress,
-    ) -> Result<(), Error> {
+    ) -> Result<Outcome, Error> {
         // The plan puts CreateDedicatedGroup first; a caller running ClaimPort alone gets one.
         let tg = match progress.pending_group.clone() {
             Some(tg) => tg,
@@ -295,7 +365,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 // Leave nothing behind: the group exists only to be forwarded to.
                 self.lb.delete_target_group(&tg).await?;
                 progress.pending_group = None;
-                return Err(self.no_port(ctx, d, why));
+                return self.no_port(ctx, d, why);
             }
         };
         if progress.collisions > 0 {
@@ -310,7 +380,11 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             listener_arn: arn,
             target_group_arn: tg,
         });
-        Ok(())
+        let mut executed = step.clone();
+        if let Step::ClaimPort { claimed, .. } = &mut executed {
+            *claimed = Some(port);
+        }
+        Ok(Outcome::Done(executed))
     }
 
     /// Tries ports on NLB `d`, the plan's `candidates` first, until one is claimed, the quota
@@ -350,9 +424,9 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         Ok(Err(NoPort::AllTaken { tried: tried.len() }))
     }
 
-    /// The error of a claim that found no port on NLB `d`: with several NLBs the pass then looks
-    /// for the next with room ([`Error::ShardFilled`]); with one, the quota or the range is named.
-    fn no_port(&self, ctx: &Context, d: &Desired, why: NoPort) -> Error {
+    /// A claim that found no port on NLB `d`: with several NLBs the pass plans again for the
+    /// next with room ([`Replan::ShardFilled`]); with one, an error naming the quota or the range.
+    fn no_port(&self, ctx: &Context, d: &Desired, why: NoPort) -> Result<Outcome, Error> {
         let lb_arn = d.lb_arn.clone();
         if ctx.shards.len() > 1 {
             let why = match why {
@@ -363,13 +437,13 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                     format!("no free port in nlb.port_range ({tried} tried)")
                 }
             };
-            return Error::ShardFilled {
+            return Ok(Outcome::Replan(Replan::ShardFilled {
                 shard: d.shard,
                 lb_arn,
                 why,
-            };
+            }));
         }
-        match why {
+        Err(match why {
             NoPort::Quota { port } => Error::ListenerQuota {
                 lb_arn,
                 port,
@@ -382,7 +456,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 tried,
                 group: d.dedicated_group.clone(),
             },
-        }
+        })
     }
 
     fn group_arn(&self, group: GroupKind, progress: &Progress) -> Result<String, Error> {
@@ -423,36 +497,67 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         Ok(())
     }
 
-    /// Writes the claim's endpoint into the file as it is on disk now (config management may have
-    /// rewritten it since the observation). `None` when nothing needs writing.
+    /// Writes the claim's endpoint into the file as it is on disk now (config management may
+    /// have rewritten it since the observation: this read is the one that detects it). The port
+    /// is the observed claim's, as planned, or the one this pass's claim got.
     async fn write_properties(
         &self,
         ctx: &Context,
         observed: &Observed,
+        (planned, claim): (u16, ClaimOf),
         progress: &mut Progress,
-    ) -> Result<Option<Step>, Error> {
-        let Some(port) = progress.claim.as_ref().map(|c| c.port) else {
-            return Ok(None);
+    ) -> Result<Outcome, Error> {
+        let port = match (claim, progress.claim.as_ref()) {
+            (ClaimOf::ThisPass, Some(c)) => c.port,
+            (ClaimOf::Observed, Some(c)) if c.port == planned => planned,
+            _ => {
+                return Err(Error::Nlb(NlbError {
+                    operation: "CreateListener",
+                    resource: format!("port {planned}"),
+                    code: "NoClaim".into(),
+                    message: "the plan writes the file for a claim this pass does not hold".into(),
+                }))
+            }
         };
         let d = ctx.shard(observed.shard);
         let path = &d.properties_path;
         let text = properties::read(path)?;
         let edit_error = |e| PropertiesError::from_edit(path, e);
         let Some(new_text) = d.edited_file(&text, port).map_err(edit_error)? else {
-            return Ok(None);
+            return Ok(Outcome::Skipped(Some(
+                "server.properties changed on disk and already says this".into(),
+            )));
         };
         let file_rack = properties::Properties::parse(&text)
             .map_err(edit_error)?
             .get(properties::BROKER_RACK);
         properties::write_atomic(path, &new_text, Some(&properties::backup_path(path)))?;
         progress.properties_written = true;
-        Ok(Some(Step::WriteProperties {
+        Ok(Outcome::Done(Step::WriteProperties {
             path: path.display().to_string(),
             from: observed.file_endpoint.clone(),
             to: d.endpoint(port),
+            port,
+            claim,
             rack: d.rack_change(file_rack.as_deref()),
         }))
     }
+}
+
+/// A claim made on another port than its step's first candidate: the file must follow it, so
+/// the pass plans again (the next plan writes the claimed port, or nothing if the file says it).
+fn moved_claim(done: &[Step]) -> Option<Replan> {
+    done.iter().find_map(|s| match s {
+        Step::ClaimPort {
+            first_candidate,
+            claimed: Some(claimed),
+            ..
+        } if claimed != first_candidate => Some(Replan::ClaimMoved {
+            planned: *first_candidate,
+            claimed: *claimed,
+        }),
+        _ => None,
+    })
 }
 
 /// Why a claim found no port on an NLB.

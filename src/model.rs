@@ -104,17 +104,6 @@ pub enum Error {
         /// Per NLB: why it has no room.
         details: String,
     },
-    /// Another broker took this NLB's last port or listener slot during this pass (several NLBs
-    /// only): the pass looks again and claims on the next NLB with room. Never leaves a pass.
-    #[error("shard {shard} ({lb_arn}) filled up during this pass: {why}")]
-    ShardFilled {
-        /// The NLB's index.
-        shard: usize,
-        /// The NLB.
-        lb_arn: String,
-        /// What the claim ran into.
-        why: String,
-    },
     /// The edit the agent would make breaks a listener rule Kafka checks at start-up: real Kafka
     /// would refuse to start on the file (see [`crate::kafka_rules`]).
     #[error("{path}: Kafka would refuse to start after the agent's edit: {violation}; {hint} (nothing was created, server.properties unchanged)")]
@@ -157,10 +146,9 @@ impl Error {
             | Error::AzNotEnabled { .. } => "aws",
             Error::Properties(_) | Error::KafkaWouldRefuse { .. } => "properties",
             Error::Certificate(_) => "certificate",
-            Error::RangeExhausted { .. }
-            | Error::ListenerQuota { .. }
-            | Error::AllFull { .. }
-            | Error::ShardFilled { .. } => "port_range",
+            Error::RangeExhausted { .. } | Error::ListenerQuota { .. } | Error::AllFull { .. } => {
+                "port_range"
+            }
             Error::Restart(
                 crate::restart::RestartError::Kafka(_)
                 | crate::restart::RestartError::Unreachable { .. }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::execute::Outcome;
 use crate::fakes::{FakeImds, FakeNlb, FakeTags};
 use crate::lifecycle::{Lifecycle, SPOT_ACTION_PATH, TARGET_STATE_PATH};
 use crate::model::{Agent, Error, Progress};
@@ -91,7 +92,8 @@ fn group(id: i32, b: &Bench) -> String {
     registry::dedicated_group_name("orders", &b.lb_arn, id)
 }
 
-/// Observe, plan, run every planned step; returns (planned, executed, progress).
+/// Observe, plan, run every planned step; returns (planned, executed, progress). The executed
+/// steps are shown as planned: a claim's `claimed` port is cleared (tests read it on the NLB).
 async fn plan_and_execute(agent: &TestAgent) -> (Vec<Step>, Vec<Step>, Progress) {
     let ctx = agent.context().await.unwrap();
     let observed = agent.observe(&ctx).await.unwrap();
@@ -101,7 +103,20 @@ async fn plan_and_execute(agent: &TestAgent) -> (Vec<Step>, Vec<Step>, Progress)
         .execute(&ctx, &observed, &planned, &mut progress)
         .await
         .unwrap();
-    (planned, executed, progress)
+    assert_eq!(executed.replan, None, "no race here");
+    (
+        planned,
+        executed.done.into_iter().map(as_planned).collect(),
+        progress,
+    )
+}
+
+/// `step` with the outcome fields only an executed step has cleared.
+fn as_planned(mut step: Step) -> Step {
+    if let Step::ClaimPort { claimed, .. } = &mut step {
+        *claimed = None;
+    }
+    step
 }
 
 #[tokio::test]
@@ -304,17 +319,82 @@ async fn another_host_taking_the_planned_port_is_resolved_and_reported() {
         "{:?}",
         progress.races
     );
-    // Same steps; only the file's endpoint follows the port actually claimed.
-    assert_eq!(executed.len(), planned.len());
-    for (e, p) in executed.iter().zip(&planned) {
+    // The same steps; the claim names the port it got, and the file write bound to it
+    // advertises that port, not the planned 10004. No re-plan.
+    assert_eq!(executed.replan, None);
+    assert_eq!(executed.done.len(), planned.len());
+    for (e, p) in executed.done.iter().zip(&planned) {
         match (e, p) {
-            (Step::WriteProperties { to: te, .. }, Step::WriteProperties { to: tp, .. }) => {
+            (
+                Step::WriteProperties {
+                    to: te, port: pe, ..
+                },
+                Step::WriteProperties {
+                    to: tp,
+                    port: 10004,
+                    ..
+                },
+            ) => {
                 assert!(tp.ends_with(":10004") && te.ends_with(&format!(":{port}")));
+                assert_eq!(*pe, port);
+            }
+            (Step::ClaimPort { claimed, .. }, _) => {
+                assert_eq!(*claimed, Some(port));
+                assert_eq!(&as_planned(e.clone()), p);
             }
             _ => assert_eq!(e, p),
         }
     }
     assert!(props(&a).contains(&format!(":{port}\n")));
+}
+
+/// A plan without a file write (the file already advertised its first candidate) whose claim
+/// moves is planned again: the pass then writes the claimed port, and says so.
+#[tokio::test]
+async fn a_claim_moved_off_the_port_the_file_advertises_is_planned_again() {
+    let b = Bench::new();
+    let a = b.host(3);
+    let ctx = a.context().await.unwrap();
+    // Broker 3 prefers 10004, and the file already advertises it (written by hand, say).
+    let text = ctx.shard(0).edited_file(PROPS, 10004).unwrap().unwrap();
+    std::fs::write(&a.config.broker.server_properties, &text).unwrap();
+    let observed = a.observe(&ctx).await.unwrap();
+    let planned = a.plan(&ctx, &observed).unwrap();
+    assert!(
+        !planned
+            .iter()
+            .any(|s| matches!(s, Step::WriteProperties { .. })),
+        "{planned:?}"
+    );
+    let lb = b.lb_arn.clone();
+    b.nlb.before_next_create_listener(move |s| {
+        let tg = s.add_group(
+            "kp-orders-x-b9",
+            "traffic-port",
+            &[("kplink:cluster", "orders")],
+        );
+        s.add_listener(&lb, 10004, &tg, &[]);
+    });
+    let report = a.pass(&ctx).await.unwrap();
+    assert_ne!(report.port, 10004);
+    let writes: Vec<_> = report
+        .changes
+        .iter()
+        .filter_map(|s| match s {
+            Step::WriteProperties { port, .. } => Some(*port),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(writes, vec![report.port], "{:?}", report.changes);
+    assert!(
+        report
+            .races
+            .iter()
+            .any(|r| r.contains("planned the file write again")),
+        "{:?}",
+        report.races
+    );
+    assert!(props(&a).contains(&format!(":{}\n", report.port)));
 }
 
 /// Two agents booting at once, their steps interleaved one by one on one NLB.
@@ -331,12 +411,18 @@ async fn two_agents_interleaved_step_by_step_converge_without_conflict() {
     let py = y.plan(&cy, &oy).unwrap();
     assert_eq!(px.len(), py.len());
     let (mut gx, mut gy) = (Progress::from_observed(&ox), Progress::from_observed(&oy));
+    let mut last = None;
     for (sx, sy) in px.iter().zip(&py) {
         x.execute_step(&cx, &ox, sx, &mut gx).await.unwrap();
-        y.execute_step(&cy, &oy, sy, &mut gy).await.unwrap();
+        last = Some(y.execute_step(&cy, &oy, sy, &mut gy).await.unwrap());
     }
     let (port_x, port_y) = (gx.claim.unwrap().port, gy.claim.unwrap().port);
     assert_ne!(port_x, port_y);
+    // y's plan ends with the write bound to its claim: it advertises the port y got.
+    assert!(
+        matches!(last, Some(Outcome::Done(Step::WriteProperties { port, .. })) if port == port_y),
+        "{last:?}"
+    );
     // Both "create" the bootstrap: AWS answers identical CreateTargetGroup and CreateListener
     // calls with the existing resources, so the second host simply gets the first one's.
     assert!(

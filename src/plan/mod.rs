@@ -151,6 +151,17 @@ pub fn endpoint_port(endpoint: Option<&str>) -> Option<u16> {
         .and_then(|(_, p)| p.parse().ok())
 }
 
+/// Which claim's port a file write advertises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimOf {
+    /// The claim the observation found: its port is known and fixed.
+    Observed,
+    /// The claim this plan's ClaimPort step makes: the write advertises the port it gets (the
+    /// plan shows its first candidate).
+    ThisPass,
+}
+
 /// Which of this broker's target groups on its NLB a step acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -216,6 +227,9 @@ pub enum Step {
         free_ports: usize,
         /// The ports to try, in order (`first_candidate` first).
         candidates: Vec<u16>,
+        /// The port claimed: `None` in a plan, set in the executed step.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        claimed: Option<u16>,
     },
     /// Delete a duplicate claim.
     DeleteDuplicateListener {
@@ -264,6 +278,11 @@ pub enum Step {
         from: Option<String>,
         /// Advertised endpoint after the write.
         to: String,
+        /// The NLB port `to` names; in a plan whose claim is `ThisPass`, its first candidate,
+        /// and in the executed step the port the claim got.
+        port: u16,
+        /// Which claim's port the write advertises.
+        claim: ClaimOf,
         /// The `broker.rack` change the same write makes, if `broker.rack` is configured and
         /// differs (a different rack already in the file is replaced and reported here).
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -293,11 +312,18 @@ impl std::fmt::Display for Step {
             Step::ClaimPort {
                 first_candidate,
                 free_ports,
+                claimed,
                 ..
-            } => write!(
-                f,
-                "claim a port: try {first_candidate} first ({free_ports} free in range)"
-            ),
+            } => {
+                write!(
+                    f,
+                    "claim a port: try {first_candidate} first ({free_ports} free in range)"
+                )?;
+                match claimed {
+                    Some(port) => write!(f, "; claimed {port}"),
+                    None => Ok(()),
+                }
+            }
             Step::DeleteDuplicateListener { port, arn } => {
                 write!(f, "delete duplicate claim on port {port} ({arn})")
             }
@@ -312,11 +338,7 @@ impl std::fmt::Display for Step {
             Step::Deregister { group, targets } => write!(
                 f,
                 "deregister stale {} from the {group} target group",
-                targets
-                    .iter()
-                    .map(|(id, port)| format!("{id}:{port}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                target_list(targets)
             ),
             Step::SetIdleTimeout { listener, seconds } => write!(
                 f,
@@ -325,17 +347,14 @@ impl std::fmt::Display for Step {
             Step::LeaveBootstrap { targets, reason } => write!(
                 f,
                 "leave the bootstrap target group: deregister {} (instance leaving: {reason})",
-                targets
-                    .iter()
-                    .map(|(id, port)| format!("{id}:{port}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                target_list(targets)
             ),
             Step::WriteProperties {
                 path,
                 from,
                 to,
                 rack,
+                ..
             } => {
                 write!(
                     f,
@@ -356,8 +375,18 @@ impl std::fmt::Display for Step {
     }
 }
 
+/// `id:port, id:port`.
+fn target_list(targets: &[(String, u16)]) -> String {
+    targets
+        .iter()
+        .map(|(id, port)| format!("{id}:{port}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The steps of a pass, in execution order: the NLB steps, then the file write when the file does
-/// not yet advertise the claim (the observed claim's port, else the first port a new claim tries).
+/// not yet advertise the claim (the observed claim's port, else the first port a new claim tries;
+/// such a write is bound to the claim and advertises the port it gets, see [`ClaimOf`]).
 /// `candidates` are the ports a new claim tries, in order, from [`crate::registry::candidates`]
 /// (empty: the range is full). A leaving instance gets [`drain_steps`] instead.
 pub fn plan(
@@ -379,13 +408,12 @@ pub fn plan(
     if let Some(seconds) = crate::idle::target(desired.idle_timeout, &observed.properties_text) {
         steps = with_idle_timeouts(steps, seconds);
     }
-    let port = observed
-        .assessment
-        .claim
-        .as_ref()
-        .map(|l| l.port)
-        .or(first_candidate);
-    if let Some(port) = port {
+    let port = match (&observed.assessment.claim, first_candidate) {
+        (Some(l), _) => Some((l.port, ClaimOf::Observed)),
+        (None, Some(first)) => Some((first, ClaimOf::ThisPass)),
+        (None, None) => None,
+    };
+    if let Some((port, claim)) = port {
         if desired
             .edited_file(&observed.properties_text, port)?
             .is_some()
@@ -394,6 +422,8 @@ pub fn plan(
                 path: desired.properties_path.display().to_string(),
                 from: observed.file_endpoint.clone(),
                 to: desired.endpoint(port),
+                port,
+                claim,
                 rack: desired.rack_change(observed.file_rack.as_deref()),
             });
         }
@@ -459,6 +489,7 @@ pub fn nlb_steps(
             first_candidate: candidates.first().copied().unwrap_or(0),
             free_ports: desired.port_range.clone().count() - assessment.occupied.len(),
             candidates: candidates.to_vec(),
+            claimed: None,
         });
     }
     for dup in &assessment.duplicate_claims {

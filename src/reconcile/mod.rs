@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use crate::checks;
 use crate::ec2::InstanceTags;
+use crate::execute::Replan;
 use crate::lifecycle::Lifecycle;
 use crate::metadata::InstanceMetadata;
 use crate::model::{Agent, Error, PassReport};
@@ -165,10 +166,11 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         })
     }
 
-    /// Observe, plan, check, execute; once more per NLB that other brokers fill up meanwhile
-    /// (an attempt fails with `ShardFilled` only when another host took the chosen NLB's last
-    /// port or listener slot; the next attempt observes again without that NLB). Returns the
-    /// final observation and progress, and every change made, in order.
+    /// Observe, plan, check, execute, and again whenever the executor asks for a re-plan (see
+    /// [`Replan`]): the one re-plan point of a pass. An NLB that filled up under this host's
+    /// claim is left out of the next observation; a claim that moved gets its file write planned
+    /// from the claim made. Returns the final observation and progress, and every change made,
+    /// in order.
     async fn attempts(
         &self,
         ctx: &Context,
@@ -178,7 +180,8 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         let mut changes = Vec::new();
         let mut races = Vec::new();
         let mut collisions = 0;
-        loop {
+        // Each NLB can fill up once and a claim can move once (the next plan has the claim).
+        for _ in 0..ctx.shards.len() + 2 {
             let mut observed = self.observe_excluding(ctx, &filled).await?;
             observed.lifecycle = std::mem::take(&mut observed.lifecycle).after(earlier);
             let steps = self.plan(ctx, &observed)?;
@@ -188,31 +191,40 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 self.preflight(ctx, &observed).await?;
             }
             let mut progress = Progress::from_observed(&observed);
-            match self.execute(ctx, &observed, &steps, &mut progress).await {
-                Ok(done) => {
-                    changes.extend(done);
-                    races.append(&mut progress.races);
-                    progress.races = races;
-                    progress.collisions += collisions;
-                    return Ok((observed, progress, changes));
-                }
-                Err(Error::ShardFilled { shard, lb_arn, why }) => {
-                    // What the attempt did before the claim stays done (a bootstrap listener
-                    // it created belongs on that NLB anyway); its dedicated group was removed.
+            let executed = self.execute(ctx, &observed, &steps, &mut progress).await?;
+            races.append(&mut progress.races);
+            collisions += progress.collisions;
+            let Some(replan) = executed.replan else {
+                changes.extend(executed.done);
+                progress.races = races;
+                progress.collisions = collisions;
+                return Ok((observed, progress, changes));
+            };
+            races.push(replan.to_string());
+            match replan {
+                Replan::ShardFilled { shard, .. } => {
+                    // What the plan did before the claim stays done (a bootstrap listener it
+                    // created belongs on that NLB anyway); its dedicated group was deleted again.
                     changes.extend(
-                        std::mem::take(&mut progress.done)
+                        executed
+                            .done
                             .into_iter()
                             .filter(|s| !matches!(s, Step::CreateDedicatedGroup { .. })),
                     );
-                    races.append(&mut progress.races);
-                    races.push(format!(
-                        "shard {shard} ({lb_arn}) filled up during this pass ({why}); looked again"
-                    ));
                     filled.push(shard);
-                    collisions += progress.collisions;
                 }
-                Err(e) => return Err(e),
+                Replan::ClaimMoved { .. } => changes.extend(executed.done),
             }
         }
+        Err(Error::Nlb(NlbError {
+            operation: "CreateListener",
+            resource: ctx.shard(0).lb_arn.clone(),
+            code: "NoClaim".into(),
+            message: format!(
+                "the pass planned {} times without settling (races: {})",
+                ctx.shards.len() + 2,
+                races.join("; ")
+            ),
+        }))
     }
 }
