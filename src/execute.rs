@@ -521,7 +521,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         };
         let d = ctx.shard(observed.shard);
         let path = &d.properties_path;
-        let text = properties::read(path)?;
+        let text = self.server_properties()?;
         let edit_error = |e| PropertiesError::from_edit(path, e);
         let Some(new_text) = d.edited_file(&text, port).map_err(edit_error)? else {
             return Ok(Outcome::Skipped(Some(
@@ -532,6 +532,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             .map_err(edit_error)?
             .get(properties::BROKER_RACK);
         properties::write_atomic(path, &new_text, Some(&properties::backup_path(path)))?;
+        self.file.wrote(path, &new_text);
         progress.properties_written = true;
         Ok(Outcome::Done(Step::WriteProperties {
             path: path.display().to_string(),

@@ -304,6 +304,17 @@ pub struct Agent<M, L, T> {
     pub checked: Checked,
     /// The converged observation the daemon keeps between passes (see [`crate::steady`]).
     pub steady: Steady,
+    /// `server.properties` as last read: read again only when it changed on disk.
+    pub file: crate::properties::CachedFile,
+}
+
+impl<M, L, T> Agent<M, L, T> {
+    /// `server.properties` now: the text last read if the file is unchanged on disk since.
+    pub fn server_properties(
+        &self,
+    ) -> Result<std::sync::Arc<str>, crate::properties::PropertiesError> {
+        self.file.read(&self.config.broker.server_properties)
+    }
 }
 
 /// Once-per-process checks that passed (AZ coverage, bootstrap ownership, health check port),

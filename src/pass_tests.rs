@@ -79,6 +79,7 @@ impl Bench {
             tags: FakeTags::default(),
             metadata_timeout: Duration::from_secs(1),
             checked: Default::default(),
+            file: Default::default(),
             steady: Default::default(),
         }
     }
@@ -1083,4 +1084,24 @@ async fn decommission_finds_a_group_left_without_its_claim() {
     });
     let steps = a.decommission_plan(&ctx, true).await.unwrap();
     assert!(deleted_groups(&steps).is_empty(), "{steps:?}");
+}
+
+/// `server.properties` is read once per pass: the observation, the write's look for a change on
+/// disk and the node's role share one read, and the agent's own write needs none. A rewrite on
+/// disk (config management reverting the file) is read again and repaired.
+#[tokio::test]
+async fn a_pass_reads_server_properties_once() {
+    let b = Bench::new();
+    let a = b.host(3);
+    let ctx = a.context().await.unwrap();
+    assert_eq!(a.file.reads(), 1, "the broker id's read");
+    let first = a.pass(&ctx).await.unwrap();
+    assert!(first.properties_written);
+    a.node_role().unwrap();
+    assert_eq!(a.file.reads(), 1, "unchanged since: no read");
+    std::fs::write(&a.config.broker.server_properties, PROPS).unwrap();
+    let again = a.pass(&ctx).await.unwrap();
+    assert!(again.properties_written, "the reverted file is seen");
+    assert_eq!(a.file.reads(), 2, "one read for the changed file");
+    assert!(props(&a).contains(&format!(":{}\n", again.port)));
 }

@@ -81,6 +81,7 @@ impl Shards {
             tags: FakeTags::default(),
             metadata_timeout: Duration::from_secs(1),
             checked: Default::default(),
+            file: Default::default(),
             steady: Default::default(),
         }
     }

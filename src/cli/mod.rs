@@ -209,6 +209,7 @@ async fn agent(
             calls,
             metadata_timeout,
             checked: Default::default(),
+            file: Default::default(),
             steady: Default::default(),
         },
         identity,

@@ -74,7 +74,10 @@ pub(super) fn account<M, L, T>(
 /// The accountant's idle-timeout sweep (see [`crate::idle::sweep`]); a failure is a warning
 /// (tried again at the next sweep).
 pub(super) async fn sweep_idle_timeouts<M, L: LoadBalancer, T>(agent: &Agent<M, L, T>) {
-    let text = crate::properties::read(&agent.config.broker.server_properties).unwrap_or_default();
+    let text = agent
+        .server_properties()
+        .map(|t| t.to_string())
+        .unwrap_or_default();
     let Some(want) = crate::idle::target(agent.config.nlb.idle_timeout, &text) else {
         return;
     };

@@ -25,8 +25,10 @@
 //! and the refusals of the pure editor ([`EditError`]); `edits` writes values back in place and
 //! appends keys (and sets `broker.rack`); `listeners` holds the listener edits (parsing
 //! `NAME://host:port` lists, [`apply_listener`], [`remove_listener`] and the readers of the
-//! listener keys); `file` reads the file and replaces it atomically ([`PropertiesError`]).
+//! listener keys); `file` reads the file and replaces it atomically ([`PropertiesError`]);
+//! `cache` keeps the file as last read, so a pass reads it once ([`CachedFile`]).
 
+mod cache;
 mod edits;
 mod file;
 mod listeners;
@@ -34,6 +36,7 @@ mod listeners;
 #[cfg(test)]
 mod edge_tests;
 
+pub use cache::CachedFile;
 pub use edits::{apply_rack, BROKER_RACK};
 pub use file::{
     apply_listener_to_file, backup_path, read, remove_listener_from_file, write_atomic,

@@ -124,7 +124,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             }
         }
         let path = &self.config.broker.server_properties;
-        let server = properties::Properties::parse(&properties::read(path)?)
+        let server = properties::Properties::parse(&self.server_properties()?)
             .map_err(|e| PropertiesError::from_edit(path, e))?;
         for k in ["broker.id", "node.id"] {
             if let Some(raw) = server.get(k) {
@@ -172,7 +172,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     /// What kind of Kafka node this host is, from `server.properties` (see [`crate::node`]).
     pub fn node_role(&self) -> Result<NodeRole, Error> {
         let path = &self.config.broker.server_properties;
-        Ok(NodeRole::from_properties(&properties::read(path)?)
+        Ok(NodeRole::from_properties(&self.server_properties()?)
             .map_err(|e| PropertiesError::from_edit(path, e))?)
     }
 }

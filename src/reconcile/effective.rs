@@ -21,7 +21,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         lock_held: &tokio::sync::watch::Sender<bool>,
     ) -> Result<Outcome, Error> {
         let path = &self.config.broker.server_properties;
-        let text = properties::read(path)?;
+        let text = self.server_properties()?;
         let file = properties::Properties::parse(&text)
             .map_err(|e| PropertiesError::from_edit(path, e))?;
         let file_value = file.get("advertised.listeners").unwrap_or_default();
@@ -31,7 +31,8 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             service,
             config: &self.config,
             broker_id: ctx.broker_id,
-            role: self.node_role()?,
+            role: crate::node::NodeRole::from_properties(&text)
+                .map_err(|e| PropertiesError::from_edit(path, e))?,
             rack: ctx.shard(report.shard).rack.as_deref(),
             holder: format!("{}/{}", ctx.broker_id, ctx.identity.instance_id),
             vpc_id: ctx.identity.vpc_id.clone(),

@@ -241,7 +241,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     /// [`FileRead`]).
     fn read_file_checked(&self, ctx: &Context) -> Result<FileRead, Error> {
         let path = &self.config.broker.server_properties;
-        let text = properties::read(path)?;
+        let text = self.server_properties()?.to_string();
         let file_endpoint = properties::advertised_endpoint(&text, &self.config.listener.name)
             .map_err(|e| PropertiesError::from_edit(path, e))?;
         let server = properties::Properties::parse(&text)
