@@ -89,7 +89,7 @@ pub async fn sweep<L: LoadBalancer>(lb: &L, config: &Config, want: u32) -> Resul
                 group == boot
             } else {
                 range.contains(&l.port)
-                    && registry::broker_id_from_group(&config.cluster, lb_arn, group).is_some()
+                    && crate::compat::broker_id_from_group(&config.cluster, lb_arn, group).is_some()
             };
             if !ours {
                 continue;

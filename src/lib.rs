@@ -42,6 +42,7 @@ pub mod metadata;
 pub mod node;
 
 // claim
+pub mod compat;
 pub mod idle;
 pub mod nlb;
 pub mod registry;

@@ -239,7 +239,7 @@ pub struct PassReport {
     /// The bootstrap target group.
     pub bootstrap_target_group_arn: String,
     /// A legacy restart lock listener (on the port of
-    /// [`crate::config::RestartConfig::legacy_lock_port`], left by an older agent, release 0.1)
+    /// [`crate::compat::legacy_lock_port`], left by an older agent, release 0.1)
     /// as the pass saw it; `None` almost always: the lock is a target group now, which the pass
     /// does not read.
     pub lock_listener_arn: Option<String>,

@@ -1068,7 +1068,7 @@ async fn decommission_finds_a_group_left_without_its_claim() {
     // Release 0.1's name, on the first NLB, used by no other load balancer.
     let b = Bench::new();
     let a = b.host(3);
-    let legacy = registry::legacy_dedicated_group_name("orders", 3);
+    let legacy = crate::compat::legacy_dedicated_group_name("orders", 3);
     b.nlb.with(|s| s.add_group(&legacy, "9094", &[]));
     let ctx = a.context().await.unwrap();
     let steps = a.decommission_plan(&ctx, true).await.unwrap();

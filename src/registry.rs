@@ -19,7 +19,7 @@ use rand::Rng;
 
 /// ELBv2's limit on target group names.
 pub const MAX_TARGET_GROUP_NAME: usize = 32;
-const PREFIX: &str = "kp-";
+pub(crate) const PREFIX: &str = "kp-";
 /// Longest cluster part that still fits the 0.1 name `kp-<cluster>-b<10 digits>`.
 const MAX_CLUSTER_PART: usize = MAX_TARGET_GROUP_NAME - PREFIX.len() - "-b".len() - 10;
 /// Longest readable cluster part of `kp-<cluster>-<hash>-b<10 digits>`.
@@ -141,33 +141,12 @@ pub fn dedicated_group_name(cluster: &str, lb_arn: &str, broker_id: i32) -> Stri
     format!("{PREFIX}{}-b{broker_id}", group_stem(cluster, lb_arn))
 }
 
-/// Release 0.1's name of the dedicated group (`kp-orders-b3`), recognized on the NLB holding it.
-pub fn legacy_dedicated_group_name(cluster: &str, broker_id: i32) -> String {
-    format!("{PREFIX}{}-b{broker_id}", cluster_slug(cluster))
-}
-
-/// The broker id whose dedicated group on `lb_arn` is `name` (current or 0.1 name), if any.
+/// The broker id whose dedicated group on `lb_arn` is `name` under this release's name, if any
+/// (0.1's names too: [`crate::compat::broker_id_from_group`]).
 pub fn broker_id_from_group(cluster: &str, lb_arn: &str, name: &str) -> Option<i32> {
-    for (prefix, current) in [
-        (format!("{PREFIX}{}-b", group_stem(cluster, lb_arn)), true),
-        (format!("{PREFIX}{}-b", cluster_slug(cluster)), false),
-    ] {
-        let Some(id) = name
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let expected = if current {
-            dedicated_group_name(cluster, lb_arn, id)
-        } else {
-            legacy_dedicated_group_name(cluster, id)
-        };
-        if id >= 0 && expected == name {
-            return Some(id);
-        }
-    }
-    None
+    let prefix = format!("{PREFIX}{}-b", group_stem(cluster, lb_arn));
+    let id = name.strip_prefix(&prefix)?.parse::<i32>().ok()?;
+    (id >= 0 && dedicated_group_name(cluster, lb_arn, id) == name).then_some(id)
 }
 
 /// Name of the cluster's bootstrap target group on `lb_arn`, e.g. `kp-orders-5c1e-boot`.
@@ -280,7 +259,10 @@ mod tests {
             ),
         ];
         for (cluster, id, dedicated) in cases {
-            assert_eq!(legacy_dedicated_group_name(cluster, *id), *dedicated);
+            assert_eq!(
+                crate::compat::legacy_dedicated_group_name(cluster, *id),
+                *dedicated
+            );
         }
         for cluster in [
             "a.very_long.cluster-name-that-goes-on",
@@ -291,7 +273,7 @@ mod tests {
         ] {
             for name in [
                 dedicated_group_name(cluster, LB, i32::MAX),
-                legacy_dedicated_group_name(cluster, i32::MAX),
+                crate::compat::legacy_dedicated_group_name(cluster, i32::MAX),
                 bootstrap_group_name(cluster, LB),
             ] {
                 assert!(name.len() <= MAX_TARGET_GROUP_NAME, "{name}");
@@ -374,7 +356,8 @@ mod tests {
 
     #[test]
     fn broker_ids_come_back_from_group_names() {
-        assert_eq!(broker_id_from_group("orders", LB, "kp-orders-b3"), Some(3));
+        // 0.1's names are `crate::compat`'s.
+        assert_eq!(broker_id_from_group("orders", LB, "kp-orders-b3"), None);
         assert_eq!(
             broker_id_from_group("orders", LB, &dedicated_group_name("orders", LB, 3)),
             Some(3)
@@ -397,7 +380,11 @@ mod tests {
             Some(42)
         );
         assert_eq!(
-            broker_id_from_group(long, LB, &legacy_dedicated_group_name(long, 42)),
+            crate::compat::broker_id_from_group(
+                long,
+                LB,
+                &crate::compat::legacy_dedicated_group_name(long, 42)
+            ),
             Some(42)
         );
     }

@@ -45,7 +45,6 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use crate::config::test_util::{parse, MINIMAL};
-    use crate::config::{RestartConfig, LEGACY_LOCK_PORT};
 
     #[test]
     fn warnings_count_the_typed_range() {
@@ -76,17 +75,7 @@ mod tests {
                 "{warnings:?}"
             );
         }
-        let nlb = parse(MINIMAL).unwrap().nlb;
-        let with = |port| RestartConfig {
-            lock_port: port,
-            ..RestartConfig::default()
-        };
-        // Where an older agent's lock listener may be: the key, else its old default.
-        assert_eq!(with(None).legacy_lock_port(&nlb), Some(LEGACY_LOCK_PORT));
-        assert_eq!(with(Some(9000)).legacy_lock_port(&nlb), Some(9000));
-        // Never a claim or the bootstrap port (older agents refused those).
-        assert_eq!(with(Some(10000)).legacy_lock_port(&nlb), None);
-        assert_eq!(with(Some(10049)).legacy_lock_port(&nlb), None);
+        // Where a 0.1 lock listener may be is `crate::compat`'s (tested there).
         assert!(parse(MINIMAL).unwrap().warnings().is_empty());
         let short = parse(&format!("{MINIMAL}[restart]\ntimeout = \"2m\"\n")).unwrap();
         assert_eq!(short.warnings().len(), 1, "{:?}", short.warnings());

@@ -21,7 +21,7 @@ mod values;
 use error::parse_error;
 pub use error::ConfigError;
 pub use host::{is_hostname, render_host, HostValues, PLACEHOLDERS};
-pub use restart::{RestartConfig, RestartMode, LEGACY_LOCK_PORT, NLB_DEFAULT_HEALTHY_AFTER};
+pub use restart::{RestartConfig, RestartMode, NLB_DEFAULT_HEALTHY_AFTER};
 pub use sections::{AwsConfig, BrokerConfig, DaemonConfig, ListenerConfig, NlbConfig, Shard};
 pub use values::{
     parse_port_range, IdleTimeout, PortRange, SecurityProtocol, IDLE_MAX_SECONDS, IDLE_MIN_SECONDS,
@@ -107,10 +107,10 @@ impl Config {
 
 /// What the tests of every section start from: the smallest valid file, and how they parse it.
 #[cfg(test)]
-mod test_util {
+pub(crate) mod test_util {
     use super::*;
 
-    pub(super) const MINIMAL: &str = r#"
+    pub(crate) const MINIMAL: &str = r#"
 cluster = "orders"
 [listener]
 advertised_host = "kafka-{az_id}.orders.example.internal"
@@ -118,7 +118,7 @@ advertised_host = "kafka-{az_id}.orders.example.internal"
 load_balancer_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/kafka/0123456789abcdef"
 "#;
 
-    pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
+    pub(crate) fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/etc/kplink/agent.toml"))
     }
 

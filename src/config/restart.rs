@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::NlbConfig;
 use crate::kafka::process::ProcessCheck;
 
 /// `[restart]`
@@ -32,7 +31,7 @@ pub struct RestartConfig {
     pub timeout: Duration,
     /// Deprecated and ignored (a warning says so): the restart lock is a target group now, not a
     /// listener. Until every agent runs this release, the port where older agents put their lock
-    /// listener (default [`LEGACY_LOCK_PORT`]; see [`RestartConfig::legacy_lock_port`]).
+    /// listener (default [`crate::compat::LEGACY_LOCK_PORT`]; see [`crate::compat::legacy_lock_port`]).
     pub lock_port: Option<u16>,
     /// Extra librdkafka properties for the admin client (e.g. `security.protocol`).
     pub kafka: std::collections::BTreeMap<String, String>,
@@ -69,9 +68,6 @@ impl Default for RestartConfig {
 /// default health checks: HealthCheckIntervalSeconds 30 × HealthyThresholdCount 5.
 pub const NLB_DEFAULT_HEALTHY_AFTER: Duration = Duration::from_secs(150);
 
-/// Where older agents (release 0.1) put the restart lock listener when `restart.lock_port` was unset.
-pub const LEGACY_LOCK_PORT: u16 = 9999;
-
 impl RestartConfig {
     /// How to tell whether Kafka's process runs: `kafka_pid_file` if set, else the systemd unit
     /// `kafka_unit`, else the unit `command` restarts (`systemctl [options] restart|try-restart
@@ -98,14 +94,6 @@ impl RestartConfig {
             _ => None,
         };
         ProcessCheck::Unit(restarted.unwrap_or_else(|| "kafka.service".to_string()))
-    }
-
-    /// The port on which an older agent may hold a lock *listener* (`restart.lock_port`, else
-    /// [`LEGACY_LOCK_PORT`]); `None` when that port is `nlb.bootstrap_port` or in
-    /// `nlb.port_range`, where older agents refused to put it.
-    pub fn legacy_lock_port(&self, nlb: &NlbConfig) -> Option<u16> {
-        let port = self.lock_port.unwrap_or(LEGACY_LOCK_PORT);
-        (port != 0 && port != nlb.bootstrap_port && !nlb.port_range.contains(port)).then_some(port)
     }
 }
 

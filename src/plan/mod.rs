@@ -47,7 +47,7 @@ pub struct Desired {
     /// Port of the bootstrap listener.
     pub bootstrap_port: u16,
     /// Port of a legacy restart lock listener (older agents, release 0.1, made the lock a listener; see
-    /// [`crate::config::RestartConfig::legacy_lock_port`]); `None`: none can exist.
+    /// [`crate::compat::legacy_lock_port`]); `None`: none can exist.
     pub lock_port: Option<u16>,
     /// Name of this broker's dedicated target group.
     pub dedicated_group: String,

@@ -265,18 +265,10 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         if d.shard != 0 {
             return Ok(None);
         }
-        let lb_arn = &d.lb_arn;
-        let Some(arn) = self.lb.find_target_group(&d.legacy_dedicated_group).await? else {
-            return Ok(None);
-        };
-        let info = self
-            .lb
-            .target_group_info(std::slice::from_ref(&arn))
-            .await?;
-        Ok(info
-            .iter()
-            .all(|i| i.load_balancer_arns.iter().all(|l| l == lb_arn))
-            .then_some(arn))
+        Ok(
+            crate::compat::unshared_legacy_group(&self.lb, &d.legacy_dedicated_group, &d.lb_arn)
+                .await?,
+        )
     }
 }
 

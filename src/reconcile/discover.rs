@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::broker_id::{self, Found, Source};
+use crate::compat;
 use crate::config::{render_host, HostValues};
 use crate::ec2::InstanceTags;
 use crate::metadata::{self, Identity, InstanceMetadata, TagLookup};
@@ -75,9 +76,9 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             target_port: self.config.listener.port,
             port_range: self.config.port_range(),
             bootstrap_port: self.config.nlb.bootstrap_port,
-            lock_port: self.config.restart.legacy_lock_port(&self.config.nlb),
+            lock_port: compat::legacy_lock_port(&self.config.restart, &self.config.nlb),
             dedicated_group: registry::dedicated_group_name(cluster, &lb_arn, broker_id),
-            legacy_dedicated_group: registry::legacy_dedicated_group_name(cluster, broker_id),
+            legacy_dedicated_group: compat::legacy_dedicated_group_name(cluster, broker_id),
             bootstrap_group: registry::bootstrap_group_name(cluster, &lb_arn),
             properties_path: self.config.broker.server_properties.clone(),
             idle_timeout: self.config.nlb.idle_timeout,

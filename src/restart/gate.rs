@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::config::Config;
 use crate::kafka::{ClusterSnapshot, KafkaCluster};
 use crate::nlb::{LoadBalancer, NlbError, Target, TargetState};
-use crate::registry;
 
 use super::{RestartError, Restarter, ServiceManager};
 
@@ -145,9 +144,9 @@ pub async fn cluster_listing<L: LoadBalancer>(
             let Some(tg) = l.target_group_arn.as_deref() else {
                 continue;
             };
-            let Some(id) = crate::nlb::target_group_name(tg)
-                .and_then(|name| registry::broker_id_from_group(&config.cluster, lb_arn, name))
-            else {
+            let Some(id) = crate::nlb::target_group_name(tg).and_then(|name| {
+                crate::compat::broker_id_from_group(&config.cluster, lb_arn, name)
+            }) else {
                 continue;
             };
             if claims.contains_key(&id) {
@@ -186,6 +185,7 @@ impl<L: LoadBalancer, K: KafkaCluster, S: ServiceManager> Restarter<'_, L, K, S>
 mod tests {
     use super::*;
     use crate::kafka::{BrokerNode, PartitionState, TopicState};
+    use crate::registry;
 
     fn broker(id: i32) -> BrokerNode {
         BrokerNode {

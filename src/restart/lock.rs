@@ -266,15 +266,7 @@ pub async fn read_cluster_lock(
     }
     let legacy = match legacy_listener {
         Some(arn) => Some(arn.to_string()),
-        None if look_for_legacy => match config.restart.legacy_lock_port(&config.nlb) {
-            Some(port) => lb
-                .listeners(&config.nlb.first_load_balancer())
-                .await?
-                .into_iter()
-                .find(|l| l.port == port)
-                .map(|l| l.arn),
-            None => None,
-        },
+        None if look_for_legacy => crate::compat::legacy_lock_listener(lb, config).await?,
         None => None,
     };
     let Some(arn) = legacy else {
