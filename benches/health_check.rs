@@ -14,6 +14,9 @@
 //! It prints the numbers; nothing is asserted (speed targets live here, not in tests). Under
 //! `cargo test --all-targets` (no `--bench` argument) it only says how to run it.
 
+// A bench prints its numbers and may panic on a broken set-up.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;

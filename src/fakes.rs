@@ -32,7 +32,7 @@ const MAX_TAGS: usize = 50;
 
 /// A listener held by the fake.
 #[derive(Debug, Clone)]
-pub struct FakeListener {
+pub(crate) struct FakeListener {
     /// Load balancer ARN.
     pub lb: String,
     /// Port.
@@ -47,7 +47,7 @@ pub struct FakeListener {
 
 /// A target group held by the fake.
 #[derive(Debug, Clone)]
-pub struct FakeGroup {
+pub(crate) struct FakeGroup {
     /// Name.
     pub name: String,
     /// Default target port.
@@ -64,7 +64,7 @@ pub struct FakeGroup {
 
 /// Everything the fake NLB(s) hold; tests read and change it directly.
 #[derive(Debug, Default)]
-pub struct NlbState {
+pub(crate) struct NlbState {
     /// Load balancer ARN → enabled AZ names.
     pub load_balancers: BTreeMap<String, Vec<String>>,
     /// Listener ARN → listener.
@@ -81,7 +81,7 @@ impl NlbState {
     }
 
     /// Adds a load balancer enabled in `zones`; its ARN.
-    pub fn add_load_balancer(&mut self, name: &str, zones: &[&str]) -> String {
+    pub(crate) fn add_load_balancer(&mut self, name: &str, zones: &[&str]) -> String {
         let arn = format!(
             "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/{name}/{:016x}",
             self.next()
@@ -92,7 +92,7 @@ impl NlbState {
     }
 
     /// Adds a target group directly (as another tool or an older release left it); its ARN.
-    pub fn add_group(
+    pub(crate) fn add_group(
         &mut self,
         name: &str,
         health_check_port: &str,
@@ -120,7 +120,13 @@ impl NlbState {
     }
 
     /// Adds a listener directly; its ARN. No rule is checked: tests set up any state.
-    pub fn add_listener(&mut self, lb: &str, port: u16, tg: &str, tags: &[(&str, &str)]) -> String {
+    pub(crate) fn add_listener(
+        &mut self,
+        lb: &str,
+        port: u16,
+        tg: &str,
+        tags: &[(&str, &str)],
+    ) -> String {
         let arn = format!(
             "{}/{:016x}",
             lb.replace(":loadbalancer/", ":listener/"),
@@ -143,7 +149,7 @@ impl NlbState {
     }
 
     /// The ARN of the group named `name`.
-    pub fn group_arn(&self, name: &str) -> Option<String> {
+    pub(crate) fn group_arn(&self, name: &str) -> Option<String> {
         self.groups
             .iter()
             .find(|(_, g)| g.name == name)
@@ -151,7 +157,7 @@ impl NlbState {
     }
 
     /// The port of the listener forwarding to the group named `name` on `lb`.
-    pub fn port_of(&self, lb: &str, name: &str) -> Option<u16> {
+    pub(crate) fn port_of(&self, lb: &str, name: &str) -> Option<u16> {
         let tg = self.group_arn(name)?;
         self.listeners
             .values()
@@ -160,7 +166,7 @@ impl NlbState {
     }
 
     /// The listener on `port` of `lb`, if any: its ARN.
-    pub fn listener_on(&self, lb: &str, port: u16) -> Option<String> {
+    pub(crate) fn listener_on(&self, lb: &str, port: u16) -> Option<String> {
         self.listeners
             .iter()
             .find(|(_, l)| l.lb == lb && l.port == port)
@@ -181,7 +187,7 @@ impl NlbState {
 
     /// CreateTargetGroup of an [`ExactGroupSpec`] by AWS's rules: a new group; the existing one,
     /// tags unchanged, when its settings are identical; `NameTaken` otherwise.
-    pub fn create_exact(&mut self, spec: &ExactGroupSpec) -> GroupCreate {
+    pub(crate) fn create_exact(&mut self, spec: &ExactGroupSpec) -> GroupCreate {
         let health_check_port = spec.health_check_port.to_string();
         if let Some(arn) = self.group_arn(&spec.name) {
             let g = &self.groups[&arn];
@@ -214,7 +220,7 @@ impl NlbState {
     }
 
     /// The tags of a group or listener, to change as another host would.
-    pub fn tags_of(&mut self, arn: &str) -> Option<&mut BTreeMap<String, String>> {
+    pub(crate) fn tags_of(&mut self, arn: &str) -> Option<&mut BTreeMap<String, String>> {
         if let Some(l) = self.listeners.get_mut(arn) {
             return Some(&mut l.tags);
         }
@@ -226,7 +232,7 @@ type Hook = Box<dyn FnOnce(&mut NlbState) + Send>;
 
 /// An in-process NLB with AWS's rules (see the module doc). Clones share state.
 #[derive(Clone, Default)]
-pub struct FakeNlb {
+pub(crate) struct FakeNlb {
     /// The state, shared by every clone (two agents on one NLB share one `FakeNlb`).
     pub state: Arc<Mutex<NlbState>>,
     /// Calls made through this handle, by operation.
@@ -265,7 +271,7 @@ fn error(operation: &'static str, resource: &str, code: &str, message: &str) -> 
 
 impl FakeNlb {
     /// Another handle on the same NLB state with its own call counter (another host).
-    pub fn another_host(&self) -> FakeNlb {
+    pub(crate) fn another_host(&self) -> FakeNlb {
         FakeNlb {
             state: Arc::clone(&self.state),
             calls: CallCounter::default(),
@@ -277,7 +283,7 @@ impl FakeNlb {
 
     /// The next call of `operation` (any handle) fails with the ELBv2 error `code`, as when the
     /// resource went away between two calls or the account's API budget ran out.
-    pub fn fail_next(&self, operation: &'static str, code: &str) {
+    pub(crate) fn fail_next(&self, operation: &'static str, code: &str) {
         self.failures
             .lock()
             .unwrap()
@@ -297,12 +303,18 @@ impl FakeNlb {
     }
 
     /// Runs `f` on the state right before the next CreateTargetGroup of any handle is evaluated.
-    pub fn before_next_create_target_group(&self, f: impl FnOnce(&mut NlbState) + Send + 'static) {
+    pub(crate) fn before_next_create_target_group(
+        &self,
+        f: impl FnOnce(&mut NlbState) + Send + 'static,
+    ) {
         self.before_create_group.lock().unwrap().push(Box::new(f));
     }
 
     /// Runs `f` on the state right before the next CreateListener of any handle is evaluated.
-    pub fn before_next_create_listener(&self, f: impl FnOnce(&mut NlbState) + Send + 'static) {
+    pub(crate) fn before_next_create_listener(
+        &self,
+        f: impl FnOnce(&mut NlbState) + Send + 'static,
+    ) {
         self.before_create_listener
             .lock()
             .unwrap()
@@ -320,7 +332,7 @@ impl FakeNlb {
     }
 
     /// Locks the state.
-    pub fn with<R>(&self, f: impl FnOnce(&mut NlbState) -> R) -> R {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut NlbState) -> R) -> R {
         f(&mut self.state.lock().unwrap())
     }
 }
@@ -697,14 +709,19 @@ impl LoadBalancer for FakeNlb {
 
 /// Instance metadata from a table of paths (`instance-id`, `placement/…`, `tags/instance/…`).
 #[derive(Debug, Clone, Default)]
-pub struct FakeImds {
+pub(crate) struct FakeImds {
     /// Path → value; a missing path answers 404.
     pub values: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl FakeImds {
     /// A host in `az` (`us-east-1a`) / `az_id` with `broker_id` in the `kafka:broker-id` tag.
-    pub fn host(instance_id: &str, az: &str, az_id: &str, broker_id: Option<i32>) -> FakeImds {
+    pub(crate) fn host(
+        instance_id: &str,
+        az: &str,
+        az_id: &str,
+        broker_id: Option<i32>,
+    ) -> FakeImds {
         let mut v: BTreeMap<String, String> = [
             ("instance-id", instance_id),
             ("placement/region", "us-east-1"),
@@ -729,7 +746,7 @@ impl FakeImds {
 
 impl FakeImds {
     /// Sets `path` to `value`, or makes it answer 404 (`None`).
-    pub fn set(&self, path: &str, value: Option<&str>) {
+    pub(crate) fn set(&self, path: &str, value: Option<&str>) {
         let mut values = self.values.lock().unwrap();
         match value {
             Some(v) => values.insert(path.to_string(), v.to_string()),
@@ -749,7 +766,7 @@ impl InstanceMetadata for FakeImds {
 
 /// EC2 tags from a table: `(instance id, key)` → value.
 #[derive(Debug, Clone, Default)]
-pub struct FakeTags(pub BTreeMap<(String, String), String>);
+pub(crate) struct FakeTags(pub BTreeMap<(String, String), String>);
 
 impl InstanceTags for FakeTags {
     async fn tag(&self, instance_id: &str, key: &str) -> Result<Option<String>, Ec2Error> {

@@ -2,6 +2,15 @@
 //! on its own, became one). Each file is a module named as before: `cargo test --test suite
 //! restart::` runs what the `restart` test crate ran.
 
+// Tests may unwrap, expect and print (a panic is a failed test), and their helpers are `pub`
+// for the modules beside them: the crate's lints are for the agent's code.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    unreachable_pub
+)]
+
 mod common;
 
 mod bad_input;

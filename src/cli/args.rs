@@ -13,7 +13,7 @@ use super::VERSION;
 
 /// Default configuration file (the same as `config::DEFAULT_PATH`; a unit test in src/cli.rs
 /// keeps them equal).
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/kplink/agent.toml";
+pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/kplink/agent.toml";
 
 /// Wires this Kafka broker into the cluster's AWS PrivateLink NLB.
 #[derive(Debug, Parser)]

@@ -5,6 +5,9 @@
 //! (EX_CONFIG); `check-properties` 0 Kafka would start on the file, 1 it would refuse;
 //! `consumer-dns` (no config file: [`crate::consumer_dns`]) as `plan`. Any other command exits 78 when the config file is
 //! invalid; every command 64 (EX_USAGE) on a usage error.
+//!
+//! Only this module writes to stdout (what it prints is a contract); everything else logs.
+#![allow(clippy::print_stdout)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +26,7 @@ mod args;
 pub use args::{Cli, Command, ConsumerDnsArgs, LogFormat};
 
 mod check;
+mod consumer_dns;
 mod daemon;
 mod decommission;
 mod once;
@@ -68,7 +72,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let code = async {
         Ok::<_, ExitCode>(match command {
             Command::ConsumerDns(args) => {
-                crate::consumer_dns::main(&consumer_dns_request(&args), args.json).await
+                consumer_dns::main(&consumer_dns_request(&args), args.json).await
             }
             Command::CheckProperties { path: Some(file) } => check_properties(&file),
             Command::CheckProperties { path: None } => {

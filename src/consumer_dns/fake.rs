@@ -11,7 +11,7 @@ use super::{AwsError, Az, Change, ConsumerAws, Endpoint, Record, Zone};
 
 /// The fake account.
 #[derive(Debug, Default)]
-pub struct FakeAws {
+pub(crate) struct FakeAws {
     /// Endpoints by id.
     pub endpoints: BTreeMap<String, Endpoint>,
     /// The client Region's AZs.
@@ -31,7 +31,7 @@ pub struct FakeAws {
 }
 
 /// An interface endpoint in `vpc` with subnets in `az_names`, DNS entries as AWS makes them.
-pub fn interface_endpoint(id: &str, vpc: &str, region: &str, az_names: &[&str]) -> Endpoint {
+pub(crate) fn interface_endpoint(id: &str, vpc: &str, region: &str, az_names: &[&str]) -> Endpoint {
     let domain = format!("vpce-svc-0123456789abcdef0.{region}.vpce.amazonaws.com");
     let mut dns_names = vec![format!("{id}-mmzfdbs8.{domain}")];
     dns_names.extend(
@@ -51,7 +51,7 @@ pub fn interface_endpoint(id: &str, vpc: &str, region: &str, az_names: &[&str]) 
 }
 
 /// us-east-1's first three AZs as moto (and the FACTS file) name them.
-pub fn use1_azs() -> Vec<Az> {
+pub(crate) fn use1_azs() -> Vec<Az> {
     [
         ("us-east-1a", "use1-az6"),
         ("us-east-1b", "use1-az1"),
@@ -76,7 +76,7 @@ fn error(operation: &'static str, resource: &str, code: &str, message: &str) -> 
 
 impl FakeAws {
     /// Adds a zone with its SOA and NS records, as Route 53 creates them.
-    pub fn add_zone(&self, id: &str, name: &str, private: bool, vpcs: &[(&str, &str)]) {
+    pub(crate) fn add_zone(&self, id: &str, name: &str, private: bool, vpcs: &[(&str, &str)]) {
         let apex = |kind: &str, value: &str| Record {
             name: name.into(),
             kind: kind.into(),
@@ -105,12 +105,12 @@ impl FakeAws {
     }
 
     /// The records of zone `id` now.
-    pub fn records_of(&self, id: &str) -> Vec<Record> {
+    pub(crate) fn records_of(&self, id: &str) -> Vec<Record> {
         self.zones.lock().unwrap()[id].1.clone()
     }
 
     /// Puts a record in behind the command's back.
-    pub fn put(&self, zone: &str, record: Record) {
+    pub(crate) fn put(&self, zone: &str, record: Record) {
         self.zones
             .lock()
             .unwrap()
@@ -121,7 +121,7 @@ impl FakeAws {
     }
 
     /// How often `operation` was called.
-    pub fn count(&self, operation: &str) -> usize {
+    pub(crate) fn count(&self, operation: &str) -> usize {
         self.calls
             .lock()
             .unwrap()

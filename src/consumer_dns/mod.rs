@@ -28,7 +28,6 @@
 //! to AWS ([`sdk::Sdk`] in production, an in-process fake in the unit tests).
 
 use std::future::Future;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -334,36 +333,12 @@ pub fn render(report: &Report) -> String {
     out
 }
 
-/// `consumer-dns`: builds the SDK clients from the standard chain, runs `req`, prints (as JSON
-/// with `json`); the exit code.
-pub async fn main(req: &Request, json: bool) -> ExitCode {
-    let result = match check_request(req) {
-        Err(e) => Err(Error::from(e)),
-        Ok(()) => match sdk::Sdk::from_env().await {
-            Some((aws, region)) => execute(&aws, &region, req).await,
-            None => Err(Error::NoRegion(req.endpoint.clone())),
-        },
-    };
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(e.exit_code());
-        }
-    };
-    for w in &report.warnings {
-        eprintln!("warning: {w}");
-    }
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
-    } else {
-        print!("{}", render(&report));
-    }
-    match report.changes_pending && report.applied.is_none() {
-        true => ExitCode::from(crate::exit::CHANGES_PENDING),
-        false => ExitCode::SUCCESS,
+/// `consumer-dns` against AWS: checks `req`, builds the SDK clients from the standard chain and
+/// runs it (printing is the CLI's, see `cli::consumer_dns`).
+pub async fn run(req: &Request) -> Result<Report, Error> {
+    check_request(req)?;
+    match sdk::Sdk::from_env().await {
+        Some((aws, region)) => execute(&aws, &region, req).await,
+        None => Err(Error::NoRegion(req.endpoint.clone())),
     }
 }
