@@ -18,7 +18,7 @@ use crate::nlb::{CallCounter, Elbv2};
 /// SDK configuration for `identity`'s region with the agent's retry and timeout policy:
 /// standard retries (exponential back-off with full jitter, throttling and 5xx are retryable,
 /// bounded by a client-side retry quota so a struggling API is not stormed).
-pub async fn sdk_config(identity: &Identity) -> aws_config::SdkConfig {
+pub(crate) async fn sdk_config(identity: &Identity) -> aws_config::SdkConfig {
     with_policy(aws_config::defaults(BehaviorVersion::latest()))
         .region(Region::new(identity.region.clone()))
         .load()
@@ -27,7 +27,7 @@ pub async fn sdk_config(identity: &Identity) -> aws_config::SdkConfig {
 
 /// SDK configuration with the Region from the standard chain (`AWS_REGION`, the profile, …),
 /// with the same policy: for `consumer-dns`, which runs anywhere with the consumer's credentials.
-pub async fn sdk_config_from_chain() -> aws_config::SdkConfig {
+pub(crate) async fn sdk_config_from_chain() -> aws_config::SdkConfig {
     with_policy(aws_config::defaults(BehaviorVersion::latest()))
         .load()
         .await
@@ -54,7 +54,7 @@ fn with_policy(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
 /// The ELBv2 and EC2 adapters sharing one call counter. Their SDK clients do not retry: every
 /// call goes through [`CallCounter::send`], which retries throttled, 5xx and lost answers until
 /// the pass deadline (see [`crate::backoff`] for why the SDK's bounded retry is not enough).
-pub async fn adapters(identity: &Identity, calls: &CallCounter) -> (Elbv2, Ec2Tags) {
+pub(crate) async fn adapters(identity: &Identity, calls: &CallCounter) -> (Elbv2, Ec2Tags) {
     let config = sdk_config(identity).await;
     let elbv2 = aws_sdk_elasticloadbalancingv2::config::Builder::from(&config)
         .retry_config(RetryConfig::disabled())

@@ -31,21 +31,21 @@ use rand::Rng;
 use tokio::time::Instant;
 
 /// First back-off step (the random sleep is within `[0, BASE × 2^attempt]`).
-pub const BASE: Duration = Duration::from_millis(200);
+pub(crate) const BASE: Duration = Duration::from_millis(200);
 /// Longest single back-off, as the AWS SDKs' standard retry mode caps it (20 s): every waiting
 /// host still retries at least every 20 s, so a fleet booting at once keeps the tightest bucket
 /// (RegisterTargets, 4 per second) busy, and fewer attempts are wasted on throttled answers than
 /// with a shorter cap (see README, Performance, for the measured effect).
-pub const CAP: Duration = Duration::from_secs(20);
+pub(crate) const CAP: Duration = Duration::from_secs(20);
 /// Without a pass deadline (one-off calls, e.g. `status`), how long one call may keep retrying.
-pub const UNBOUNDED_CALL_LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const UNBOUNDED_CALL_LIMIT: Duration = Duration::from_secs(60);
 /// Below this much time left before the deadline, no further try is made: a last try needs
 /// the time of one round trip, and waits shorter than this would only spin.
-pub const LAST_TRY_FLOOR: Duration = Duration::from_millis(100);
+pub(crate) const LAST_TRY_FLOOR: Duration = Duration::from_millis(100);
 
 /// Why an AWS answer may be retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
+pub(crate) enum Retry {
     /// The account's API budget is exhausted for now (`Throttling`, `RequestLimitExceeded`, …).
     Throttled,
     /// A 5xx, a lost or timed-out answer, or a documented eventual-consistency answer.
@@ -79,7 +79,7 @@ fn lagging(operation: &str, code: &str) -> bool {
 }
 
 /// Classifies an answer of `operation` (pure).
-pub fn classify(operation: &str, code: Option<&str>, http_status: Option<u16>) -> Retry {
+pub(crate) fn classify(operation: &str, code: Option<&str>, http_status: Option<u16>) -> Retry {
     match (code, http_status) {
         (Some(c), _) if THROTTLING_CODES.contains(&c) => Retry::Throttled,
         (Some(c), _) if lagging(operation, c) => Retry::Transient,
@@ -90,7 +90,7 @@ pub fn classify(operation: &str, code: Option<&str>, http_status: Option<u16>) -
 }
 
 /// How an SDK error should be treated.
-pub fn classify_sdk<E: ProvideErrorMetadata>(
+pub(crate) fn classify_sdk<E: ProvideErrorMetadata>(
     operation: &str,
     err: &SdkError<E, HttpResponse>,
 ) -> Retry {
@@ -111,7 +111,7 @@ pub fn classify_sdk<E: ProvideErrorMetadata>(
 }
 
 /// The sleep before retry number `attempt` (0-based): full jitter.
-pub fn full_jitter(attempt: u32, rng: &mut impl Rng) -> Duration {
+pub(crate) fn full_jitter(attempt: u32, rng: &mut impl Rng) -> Duration {
     let ceiling = BASE
         .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
         .min(CAP);
@@ -318,7 +318,7 @@ impl Drop for PassScope {
 }
 
 /// Per operation, how much `after` grew over `before` (operations that did not grow are left out).
-pub fn since(
+pub(crate) fn since(
     before: &BTreeMap<&'static str, u64>,
     after: BTreeMap<&'static str, u64>,
 ) -> BTreeMap<&'static str, u64> {

@@ -10,7 +10,7 @@ use std::fmt;
 
 /// Where a broker id value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// `broker.id` in the agent config file.
     Config(String),
     /// An instance tag (through metadata or EC2 DescribeTags).
@@ -41,7 +41,7 @@ impl fmt::Display for Source {
 
 /// A raw value found in one source.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
+pub(crate) struct Found {
     /// The value as written (validated by [`resolve`]).
     pub raw: String,
     /// Where it was found.
@@ -50,7 +50,7 @@ pub struct Found {
 
 /// Why no single broker id could be determined.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BrokerIdError {
+pub(crate) enum BrokerIdError {
     /// No source had a value.
     #[error("no broker id found (looked at: {looked_at})")]
     NotFound {
@@ -82,7 +82,7 @@ pub enum BrokerIdError {
 }
 
 /// Picks the broker id from values in precedence order, requiring all of them to agree.
-pub fn resolve(found: &[Found], looked_at: &str) -> Result<(i32, Source), BrokerIdError> {
+pub(crate) fn resolve(found: &[Found], looked_at: &str) -> Result<(i32, Source), BrokerIdError> {
     let mut winner: Option<(i32, &Source)> = None;
     for f in found {
         let value = f

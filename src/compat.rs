@@ -24,19 +24,19 @@ use crate::nlb::{LoadBalancer, NlbError};
 use crate::registry;
 
 /// Where 0.1 agents put the restart lock listener when `restart.lock_port` was unset.
-pub const LEGACY_LOCK_PORT: u16 = 9999;
+pub(crate) const LEGACY_LOCK_PORT: u16 = 9999;
 
 /// The port on which a 0.1 agent may hold a lock *listener* (`restart.lock_port`, else
 /// [`LEGACY_LOCK_PORT`]); `None` when that port is `nlb.bootstrap_port` or in `nlb.port_range`,
 /// where 0.1 refused to put it.
-pub fn legacy_lock_port(restart: &RestartConfig, nlb: &NlbConfig) -> Option<u16> {
+pub(crate) fn legacy_lock_port(restart: &RestartConfig, nlb: &NlbConfig) -> Option<u16> {
     let port = restart.lock_port.unwrap_or(LEGACY_LOCK_PORT);
     (port != 0 && port != nlb.bootstrap_port && !nlb.port_range.contains(port)).then_some(port)
 }
 
 /// The ARN of the listener on the legacy lock port of the first NLB, if any (whose it is, the
 /// caller reads from its tags).
-pub async fn legacy_lock_listener(
+pub(crate) async fn legacy_lock_listener(
     lb: &impl LoadBalancer,
     config: &Config,
 ) -> Result<Option<String>, NlbError> {
@@ -52,7 +52,7 @@ pub async fn legacy_lock_listener(
 }
 
 /// 0.1's name of the dedicated group (`kp-orders-b3`), recognized on the NLB holding it.
-pub fn legacy_dedicated_group_name(cluster: &str, broker_id: i32) -> String {
+pub(crate) fn legacy_dedicated_group_name(cluster: &str, broker_id: i32) -> String {
     format!(
         "{}{}-b{broker_id}",
         registry::PREFIX,
@@ -62,7 +62,7 @@ pub fn legacy_dedicated_group_name(cluster: &str, broker_id: i32) -> String {
 
 /// The broker id whose dedicated group on `lb_arn` is `name`, under this release's name
 /// ([`registry::broker_id_from_group`]) or 0.1's.
-pub fn broker_id_from_group(cluster: &str, lb_arn: &str, name: &str) -> Option<i32> {
+pub(crate) fn broker_id_from_group(cluster: &str, lb_arn: &str, name: &str) -> Option<i32> {
     registry::broker_id_from_group(cluster, lb_arn, name).or_else(|| {
         let prefix = format!("{}{}-b", registry::PREFIX, registry::cluster_slug(cluster));
         let id = name.strip_prefix(&prefix)?.parse::<i32>().ok()?;
@@ -73,7 +73,7 @@ pub fn broker_id_from_group(cluster: &str, lb_arn: &str, name: &str) -> Option<i
 /// This broker's group under 0.1's name `legacy_name`, if it exists and no load balancer but
 /// `lb_arn` (the first NLB, the only one 0.1 knew) uses it: a group another NLB forwards to is
 /// not this broker's to delete.
-pub async fn unshared_legacy_group(
+pub(crate) async fn unshared_legacy_group(
     lb: &impl LoadBalancer,
     legacy_name: &str,
     lb_arn: &str,

@@ -17,7 +17,7 @@ use crate::restart::ClusterClaim;
 
 /// One broker as clients reach it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BrokerEndpoint {
+pub(crate) struct BrokerEndpoint {
     /// Broker id.
     pub broker_id: i32,
     /// AZ ID of its instance (`None`: not known, see [`ClusterView::notes`]).
@@ -39,7 +39,7 @@ pub struct BrokerEndpoint {
 
 /// What `status` prints as "clients".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ClusterView {
+pub(crate) struct ClusterView {
     /// Port of every NLB's bootstrap listener.
     pub bootstrap_port: u16,
     /// The brokers, by id.
@@ -50,7 +50,7 @@ pub struct ClusterView {
 
 /// The rows from the claims, each target instance's AZ name (`zones`: instance id → AZ name) and
 /// the account's AZ name → AZ ID map (pure).
-pub fn rows(
+pub(crate) fn rows(
     config: &Config,
     region: &str,
     claims: &[ClusterClaim],
@@ -101,7 +101,7 @@ pub fn rows(
 
 impl ClusterView {
     /// `status` text: a header and one line per broker.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut out = format!(
             "clients       bootstrap port {} on every NLB; brokers:\n",
             self.bootstrap_port

@@ -16,7 +16,7 @@ use crate::nlb::CallCounter;
 /// A failed EC2 call.
 #[derive(Debug, thiserror::Error)]
 #[error("DescribeTags for {instance_id} tag {key} failed: {code}: {message}")]
-pub struct Ec2Error {
+pub(crate) struct Ec2Error {
     /// The instance.
     pub instance_id: String,
     /// The tag key.
@@ -36,7 +36,7 @@ where
 }
 
 /// Reads one tag of an instance.
-pub trait InstanceTags: Send + Sync {
+pub(crate) trait InstanceTags: Send + Sync {
     /// The tag's value, `None` when the instance has no such tag.
     fn tag(
         &self,
@@ -47,14 +47,14 @@ pub trait InstanceTags: Send + Sync {
 
 /// EC2 DescribeTags through the AWS SDK.
 #[derive(Debug, Clone)]
-pub struct Ec2Tags {
+pub(crate) struct Ec2Tags {
     client: ec2::Client,
     calls: CallCounter,
 }
 
 impl Ec2Tags {
     /// Wraps a configured client.
-    pub fn new(client: ec2::Client, calls: CallCounter) -> Self {
+    pub(crate) fn new(client: ec2::Client, calls: CallCounter) -> Self {
         Ec2Tags { client, calls }
     }
 }
@@ -93,7 +93,7 @@ impl InstanceTags for Ec2Tags {
 impl Ec2Tags {
     /// AZ name of each instance (EC2 DescribeInstances; `status` only). The error is one line
     /// naming the call and AWS's code.
-    pub async fn instance_zones(
+    pub(crate) async fn instance_zones(
         &self,
         instance_ids: &[String],
     ) -> Result<std::collections::BTreeMap<String, String>, String> {
@@ -142,7 +142,9 @@ impl Ec2Tags {
     }
 
     /// This account's AZ name → AZ ID map (EC2 DescribeAvailabilityZones; `status` only).
-    pub async fn zone_ids(&self) -> Result<std::collections::BTreeMap<String, String>, String> {
+    pub(crate) async fn zone_ids(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, String>, String> {
         let out = self
             .calls
             .send("DescribeAvailabilityZones", || {
@@ -162,9 +164,9 @@ impl Ec2Tags {
     /// The Regions other than `region` each NLB's endpoint service accepts consumers from (EC2
     /// DescribeVpcEndpointServiceConfigurations, `SupportedRegions[].Region`; cross-Region
     /// PrivateLink, AWS PrivateLink guide, "Share your services through AWS PrivateLink",
-    /// https://docs.aws.amazon.com/vpc/latest/privatelink/privatelink-share-your-services.html#endpoint-service-cross-region).
+    /// <https://docs.aws.amazon.com/vpc/latest/privatelink/privatelink-share-your-services.html#endpoint-service-cross-region>).
     /// Keyed by NLB ARN, only NLBs of `lb_arns` whose service has such a Region; `status` only.
-    pub async fn other_service_regions(
+    pub(crate) async fn other_service_regions(
         &self,
         lb_arns: &[String],
         region: &str,

@@ -26,7 +26,7 @@ use crate::registry;
 
 /// What running one step came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Done; the step as executed (a claim names the port it got).
     Done(Step),
     /// Not done, and nothing to retry in this pass: a race made it unnecessary, or it is best
@@ -38,7 +38,7 @@ pub enum Outcome {
 
 /// Why a plan stops before its end and the pass plans again.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Replan {
+pub(crate) enum Replan {
     /// Another broker took NLB `shard`'s last port or listener slot during this pass (several
     /// NLBs only); the dedicated group this plan created was deleted again, and the next plan
     /// claims on another NLB.
@@ -79,7 +79,7 @@ impl std::fmt::Display for Replan {
 /// What running a plan came to: the steps done, as executed, and whether the plan stopped for
 /// a re-plan.
 #[derive(Debug)]
-pub struct Executed {
+pub(crate) struct Executed {
     /// The steps done, in order.
     pub done: Vec<Step>,
     /// Why the plan stopped early, if it did.
@@ -90,7 +90,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     /// Runs `steps` in order until one asks for a re-plan. A claim that moved to another port
     /// than the plan's asks for one at the end when the plan held no file write (the file
     /// already advertised the planned port): the file must follow the claim.
-    pub async fn execute(
+    pub(crate) async fn execute(
         &self,
         ctx: &Context,
         observed: &Observed,
@@ -123,7 +123,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     }
 
     /// Runs one step.
-    pub async fn execute_step(
+    pub(crate) async fn execute_step(
         &self,
         ctx: &Context,
         observed: &Observed,

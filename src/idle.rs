@@ -23,26 +23,27 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::config::Config;
-pub use crate::config::{
+pub(crate) use crate::config::{
     IdleTimeout, IDLE_MAX_SECONDS as MAX_SECONDS, IDLE_MIN_SECONDS as MIN_SECONDS,
 };
 use crate::nlb::{LoadBalancer, NlbError};
 use crate::properties::Properties;
 use crate::registry;
 
-/// AWS's default for a listener nobody changed.
-pub const AWS_DEFAULT_SECONDS: u32 = 350;
+/// AWS's default for a listener nobody changed (what the fake NLB starts a listener with).
+#[cfg(test)]
+pub(crate) const AWS_DEFAULT_SECONDS: u32 = 350;
 /// Kafka's broker default `connections.max.idle.ms` (10 minutes).
-pub const KAFKA_DEFAULT_IDLE_MS: u64 = 600_000;
+pub(crate) const KAFKA_DEFAULT_IDLE_MS: u64 = 600_000;
 /// How far above Kafka's idle timeout `"auto"` puts the NLB's.
-pub const MARGIN: Duration = Duration::from_secs(60);
+pub(crate) const MARGIN: Duration = Duration::from_secs(60);
 /// How often the accountant sweeps the cluster's listeners.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// The idle timeout the listeners should have, in seconds (pure): `None` with `"off"`. `"auto"`:
 /// the file's `connections.max.idle.ms` (Kafka's default when absent or not a number) plus
 /// [`MARGIN`], rounded up to whole seconds and kept within AWS's 60-6000 s.
-pub fn target(setting: IdleTimeout, properties: &str) -> Option<u32> {
+pub(crate) fn target(setting: IdleTimeout, properties: &str) -> Option<u32> {
     match setting {
         IdleTimeout::Off => None,
         IdleTimeout::Seconds(s) => Some(s),
@@ -60,7 +61,7 @@ pub fn target(setting: IdleTimeout, properties: &str) -> Option<u32> {
 
 /// What a sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Swept {
+pub(crate) struct Swept {
     /// Listeners of the cluster looked at.
     pub checked: usize,
     /// Listener ARN → the idle timeout it had, for each one set.
@@ -71,7 +72,11 @@ pub struct Swept {
 /// `nlb.port_range` forwarding to this cluster's dedicated groups, and the bootstrap listener
 /// forwarding to its bootstrap group) gets idle timeout `want`. Another cluster's listeners are
 /// never touched.
-pub async fn sweep<L: LoadBalancer>(lb: &L, config: &Config, want: u32) -> Result<Swept, NlbError> {
+pub(crate) async fn sweep<L: LoadBalancer>(
+    lb: &L,
+    config: &Config,
+    want: u32,
+) -> Result<Swept, NlbError> {
     let range = config.port_range();
     let mut out = Swept::default();
     for shard in config.nlb.load_balancers() {

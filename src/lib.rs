@@ -15,13 +15,16 @@
 //! ## Module map, in pipeline order
 //!
 //! No circle between these modules, no non-test file over 600 lines, no function over 80 lines
-//! (`src/architecture_tests.rs` reads the tree and fails otherwise).
+//! (`src/architecture_tests.rs` reads the tree and fails otherwise). Only what the binary
+//! (`cli`) and the integration tests use is `pub`; the rest is `pub(crate)`, and the lints in
+//! `Cargo.toml` keep it so (`unreachable_pub`), with no `unwrap`/`expect` outside tests and no
+//! stdout outside [`cli`].
 //!
 //! | stage | modules |
 //! |---|---|
 //! | configure | [`config`] (typed `agent.toml`), [`cli`] (commands, adapters built once), [`exit`] (exit codes) |
 //! | discover | [`metadata`] (IMDSv2 identity), [`lifecycle`] (staying or leaving), [`broker_id`], [`ec2`] (tag fallback), [`node`] (ZooKeeper/KRaft/controller-only) |
-//! | claim | [`registry`] (group names, port candidates), [`nlb`] (the `LoadBalancer` seam and its ELBv2 adapter) |
+//! | claim | [`registry`] (group names, port candidates), [`nlb`] (the `LoadBalancer` seam and its ELBv2 adapter), [`compat`] (release 0.1's lock listener and group names, to delete in one go) |
 //! | plan | [`plan`] (pure: observed → steps; who this host is, port candidates), [`model`] (the pass's error, progress, report, agent seams), [`checks`] (once-per-process NLB checks), [`tls`] (the certificate pre-flight: the keystore's leaf certificate covers the advertised names), [`reconcile`] (observe, `pass`, `decommission`) |
 //! | wire and edit the file | [`execute`] (one small executor per step), [`properties`] (byte-preserving editor) |
 //! | make effective | [`kafka`] (admin client; FFI in `kafka/ffi.rs`), [`restart`] (decide, gates, lock, command) |
@@ -32,31 +35,31 @@
 // configure
 pub mod cli;
 pub mod config;
-pub mod exit;
+pub(crate) mod exit;
 
 // discover
-pub mod broker_id;
-pub mod ec2;
-pub mod lifecycle;
-pub mod metadata;
+pub(crate) mod broker_id;
+pub(crate) mod ec2;
+pub(crate) mod lifecycle;
+pub(crate) mod metadata;
 pub mod node;
 
 // claim
-pub mod compat;
-pub mod idle;
+pub(crate) mod compat;
+pub(crate) mod idle;
 pub mod nlb;
 pub mod registry;
 
 // plan
-pub mod checks;
-pub mod model;
-pub mod plan;
-pub mod reconcile;
-pub mod tls;
+pub(crate) mod checks;
+pub(crate) mod model;
+pub(crate) mod plan;
+pub(crate) mod reconcile;
+pub(crate) mod tls;
 
 // wire and edit the file
-pub mod execute;
-pub mod kafka_rules;
+pub(crate) mod execute;
+pub(crate) mod kafka_rules;
 pub mod properties;
 
 // make effective
@@ -65,19 +68,19 @@ pub mod restart;
 
 // keep it so
 pub mod clock;
-pub mod connection;
-pub mod daemon;
-pub mod metrics;
-pub mod steady;
+pub(crate) mod connection;
+pub(crate) mod daemon;
+pub(crate) mod metrics;
+pub(crate) mod steady;
 
 // consumer side (another account): the private DNS for an interface endpoint
-pub mod consumer_dns;
+pub(crate) mod consumer_dns;
 
 // seams: real AWS clients (calls paced by the account's API budget) and in-process fakes
 #[cfg(test)]
 mod architecture_tests;
-pub mod aws;
-pub mod backoff;
+pub(crate) mod aws;
+pub(crate) mod backoff;
 #[cfg(test)]
 mod config_boundary_tests;
 #[cfg(test)]

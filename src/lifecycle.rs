@@ -32,9 +32,9 @@ use serde::Serialize;
 use crate::metadata::{InstanceMetadata, MetadataError};
 
 /// Metadata path of the Auto Scaling target lifecycle state.
-pub const TARGET_STATE_PATH: &str = "autoscaling/target-lifecycle-state";
+pub(crate) const TARGET_STATE_PATH: &str = "autoscaling/target-lifecycle-state";
 /// Metadata path of a scheduled Spot interruption.
-pub const SPOT_ACTION_PATH: &str = "spot/instance-action";
+pub(crate) const SPOT_ACTION_PATH: &str = "spot/instance-action";
 
 /// Target lifecycle states after which this instance no longer runs.
 const LEAVING_TARGET_STATES: [&str; 4] = [
@@ -47,7 +47,7 @@ const LEAVING_TARGET_STATES: [&str; 4] = [
 /// Whether this instance stays or is leaving.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
-pub enum Lifecycle {
+pub(crate) enum Lifecycle {
     /// In service (or not in an Auto Scaling group, or not a Spot instance).
     #[default]
     Staying,
@@ -61,7 +61,7 @@ pub enum Lifecycle {
 /// What says the instance is leaving.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "source", rename_all = "snake_case")]
-pub enum LeaveReason {
+pub(crate) enum LeaveReason {
     /// Auto Scaling moves the instance to `target_state` (scale-in, an instance refresh, a failed
     /// health check, a warm pool).
     AutoScaling {
@@ -104,7 +104,7 @@ impl std::fmt::Display for LeaveReason {
 
 impl Lifecycle {
     /// Why the instance is leaving, if it is.
-    pub fn leaving(&self) -> Option<&LeaveReason> {
+    pub(crate) fn leaving(&self) -> Option<&LeaveReason> {
         match self {
             Lifecycle::Staying => None,
             Lifecycle::Leaving { reason } => Some(reason),
@@ -112,13 +112,13 @@ impl Lifecycle {
     }
 
     /// Whether the instance is leaving.
-    pub fn is_leaving(&self) -> bool {
+    pub(crate) fn is_leaving(&self) -> bool {
         self.leaving().is_some()
     }
 
     /// This observation, given what an earlier pass of this process saw: once leaving, always
     /// leaving (the earlier reason is kept when this one says staying).
-    pub fn after(self, earlier: &Lifecycle) -> Lifecycle {
+    pub(crate) fn after(self, earlier: &Lifecycle) -> Lifecycle {
         match (&self, earlier) {
             (Lifecycle::Staying, Lifecycle::Leaving { .. }) => earlier.clone(),
             _ => self,
@@ -144,7 +144,7 @@ struct SpotNotice {
 
 /// Decides from the two metadata answers (`None`: 404). A Spot notice wins over the target
 /// state: it is the shorter deadline (two minutes).
-pub fn decide(target_state: Option<&str>, spot_action: Option<&str>) -> Lifecycle {
+pub(crate) fn decide(target_state: Option<&str>, spot_action: Option<&str>) -> Lifecycle {
     if let Some(body) = spot_action {
         let reason = match serde_json::from_str::<SpotNotice>(body.trim()) {
             Ok(n) if !n.action.trim().is_empty() => LeaveReason::Spot {
@@ -176,7 +176,7 @@ fn shorten(s: &str, max: usize) -> String {
 
 /// Reads both items (one GET each; 404 is "not set") and decides. A failed read is an error: a
 /// pass that cannot tell must not put the instance back into the bootstrap group.
-pub async fn read<M: InstanceMetadata>(md: &M) -> Result<Lifecycle, MetadataError> {
+pub(crate) async fn read<M: InstanceMetadata>(md: &M) -> Result<Lifecycle, MetadataError> {
     let target_state = md.get(TARGET_STATE_PATH).await?;
     let spot_action = md.get(SPOT_ACTION_PATH).await?;
     Ok(decide(target_state.as_deref(), spot_action.as_deref()))

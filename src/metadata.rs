@@ -17,7 +17,7 @@ const MAX_VALUE_LEN: usize = 1024;
 
 /// Failure to read instance metadata.
 #[derive(Debug, thiserror::Error)]
-pub enum MetadataError {
+pub(crate) enum MetadataError {
     /// The metadata service could not be reached or answered with an error status.
     #[error("instance metadata at {endpoint}: GET {path} failed: {reason}")]
     Fetch {
@@ -65,7 +65,7 @@ impl MetadataError {
 }
 
 /// Read access to instance metadata paths below `/latest/meta-data/`.
-pub trait InstanceMetadata: Send + Sync {
+pub(crate) trait InstanceMetadata: Send + Sync {
     /// The value at `path`, `None` when the service answers 404.
     fn get(&self, path: &str)
         -> impl Future<Output = Result<Option<String>, MetadataError>> + Send;
@@ -75,7 +75,7 @@ pub trait InstanceMetadata: Send + Sync {
 
 /// Who and where this host is.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// EC2 instance id.
     pub instance_id: String,
     /// Region, e.g. `us-east-1`.
@@ -91,7 +91,7 @@ pub struct Identity {
 }
 
 /// Reads the identity, retrying transient failures until `deadline` has passed.
-pub async fn discover<M: InstanceMetadata>(
+pub(crate) async fn discover<M: InstanceMetadata>(
     md: &M,
     within: Duration,
 ) -> Result<Identity, MetadataError> {
@@ -186,7 +186,7 @@ async fn required<M: InstanceMetadata>(
 
 /// Where an instance tag was looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TagLookup {
+pub(crate) enum TagLookup {
     /// The tag's value from instance metadata.
     Found(String),
     /// Tags are exposed in metadata and this key is not among them.
@@ -196,7 +196,7 @@ pub enum TagLookup {
 }
 
 /// Reads instance tag `key` from `tags/instance/<key>`, telling "absent" from "tags not exposed".
-pub async fn instance_tag<M: InstanceMetadata>(
+pub(crate) async fn instance_tag<M: InstanceMetadata>(
     md: &M,
     key: &str,
 ) -> Result<TagLookup, MetadataError> {
@@ -261,14 +261,14 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// IMDSv2 through aws-config's client; honours `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
 #[derive(Debug, Clone)]
-pub struct Imds {
+pub(crate) struct Imds {
     client: aws_config::imds::Client,
     endpoint: String,
 }
 
 impl Imds {
     /// A client with short per-attempt timeouts; [`discover`] adds the outer deadline.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let client = aws_config::imds::Client::builder()
             .max_attempts(2)
             .connect_timeout(Duration::from_secs(1))

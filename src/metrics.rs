@@ -41,7 +41,7 @@ type Labels = Vec<(String, String)>;
 
 /// The agent's metrics; cheap to clone.
 #[derive(Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     inner: Arc<Inner>,
 }
 
@@ -156,7 +156,7 @@ fn register_all(registry: &mut Registry, inner: &Inner) {
 
 impl Metrics {
     /// Registers every metric; `/healthz` fails once no pass succeeded for three intervals.
-    pub fn new(interval: Duration) -> Self {
+    pub(crate) fn new(interval: Duration) -> Self {
         let mut registry = Registry::default();
         let inner = Inner {
             passes: Counter::default(),
@@ -188,7 +188,7 @@ impl Metrics {
     }
 
     /// A successful pass.
-    pub fn pass_ok(&self, port: u16, drift_repairs: u64) {
+    pub(crate) fn pass_ok(&self, port: u16, drift_repairs: u64) {
         let now = unix_now() as i64;
         self.inner.passes.inc();
         self.inner.claimed_port.set(i64::from(port));
@@ -202,7 +202,7 @@ impl Metrics {
 
     /// The managed listener's certificate expires at `not_after` (Unix seconds): one
     /// `kplink_certificate_expiry_timestamp_seconds` series, replacing any earlier one.
-    pub fn set_certificate_expiry(&self, listener: &str, not_after: i64) {
+    pub(crate) fn set_certificate_expiry(&self, listener: &str, not_after: i64) {
         let labels = vec![("listener".to_string(), listener.to_string())];
         self.inner.certificate_expiry.clear();
         self.inner
@@ -212,7 +212,7 @@ impl Metrics {
     }
 
     /// The NLB holding the claim: one `kplink_claim_info` series, replacing any earlier one.
-    pub fn set_claim(&self, shard: usize, load_balancer_arn: &str) {
+    pub(crate) fn set_claim(&self, shard: usize, load_balancer_arn: &str) {
         let labels = vec![
             ("shard".to_string(), shard.to_string()),
             (
@@ -227,7 +227,7 @@ impl Metrics {
     }
 
     /// A pass of a controller-only node: nothing to wire, healthy, no claimed port.
-    pub fn pass_idle(&self) {
+    pub(crate) fn pass_idle(&self) {
         let now = unix_now() as i64;
         self.inner.passes.inc();
         self.inner.claimed_port.set(0);
@@ -239,7 +239,7 @@ impl Metrics {
     }
 
     /// A failed pass of `kind`.
-    pub fn pass_failed(&self, kind: &str, error: &str) {
+    pub(crate) fn pass_failed(&self, kind: &str, error: &str) {
         self.inner.passes.inc();
         self.inner
             .failures
@@ -251,12 +251,12 @@ impl Metrics {
     }
 
     /// Brings `kplink_aws_calls_total` up to the adapters' running totals.
-    pub fn sync_aws_calls(&self, totals: &BTreeMap<&'static str, u64>) {
+    pub(crate) fn sync_aws_calls(&self, totals: &BTreeMap<&'static str, u64>) {
         sync_counters(&self.inner.aws_seen, &self.inner.aws_calls, totals);
     }
 
     /// Brings `kplink_aws_throttled_total` up to the adapters' running totals.
-    pub fn sync_aws_throttled(&self, totals: &BTreeMap<&'static str, u64>) {
+    pub(crate) fn sync_aws_throttled(&self, totals: &BTreeMap<&'static str, u64>) {
         sync_counters(
             &self.inner.throttled_seen,
             &self.inner.aws_throttled,
@@ -265,40 +265,40 @@ impl Metrics {
     }
 
     /// A Kafka restart was triggered.
-    pub fn restarted(&self) {
+    pub(crate) fn restarted(&self) {
         self.inner.restarts.inc();
     }
 
     /// Whether a restart is pending.
-    pub fn set_restart_pending(&self, pending: bool) {
+    pub(crate) fn set_restart_pending(&self, pending: bool) {
         self.inner.restart_pending.set(i64::from(pending));
     }
 
     /// Number of stale claims last seen.
-    pub fn set_stale_claims(&self, n: usize) {
+    pub(crate) fn set_stale_claims(&self, n: usize) {
         self.inner
             .stale_claims
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Whether this instance is drained because it is leaving.
-    pub fn set_draining(&self, draining: bool) {
+    pub(crate) fn set_draining(&self, draining: bool) {
         self.inner.draining.set(i64::from(draining));
     }
 
     /// A drain started.
-    pub fn drain_started(&self) {
+    pub(crate) fn drain_started(&self) {
         self.inner.drains.inc();
     }
 
     /// Whether the restart lock is held.
-    pub fn set_lock_held(&self, held: bool) {
+    pub(crate) fn set_lock_held(&self, held: bool) {
         self.inner.lock_held.set(i64::from(held));
     }
 
     /// A lock-held channel for [`crate::restart::Restarter::lock_held`]: a task sets
     /// `kplink_lock_held` to every value sent until the sender is dropped. Needs a tokio runtime.
-    pub fn lock_held_sender(&self) -> tokio::sync::watch::Sender<bool> {
+    pub(crate) fn lock_held_sender(&self) -> tokio::sync::watch::Sender<bool> {
         let (sender, mut held) = tokio::sync::watch::channel(false);
         let metrics = self.clone();
         tokio::spawn(async move {
@@ -311,7 +311,7 @@ impl Metrics {
     }
 
     /// Prometheus text exposition.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         // Encoding into a String cannot fail.
         let _ = encode(&mut out, &self.inner.registry);
@@ -319,7 +319,7 @@ impl Metrics {
     }
 
     /// `Ok` when a pass succeeded recently, else why not.
-    pub fn health(&self) -> Result<(), String> {
+    pub(crate) fn health(&self) -> Result<(), String> {
         let last = self.inner.last_ok_unix.load(Ordering::Relaxed);
         let window = self.inner.health_window_secs.load(Ordering::Relaxed) as i64;
         let failure = self.inner.last_failure.lock().ok().and_then(|f| f.clone());
@@ -338,7 +338,7 @@ impl Metrics {
 }
 
 /// Serves `/metrics` and `/healthz` on a bound listener until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics) {
+pub(crate) async fn serve(listener: tokio::net::TcpListener, metrics: Metrics) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -357,7 +357,7 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics) {
 }
 
 /// Binds the metrics address.
-pub async fn bind(addr: &str) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
+pub(crate) async fn bind(addr: &str) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     Ok((listener, local))

@@ -24,7 +24,7 @@ use crate::steady::Steady;
 
 /// Why a pass failed.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// Instance metadata could not be read.
     #[error(transparent)]
     Metadata(#[from] MetadataError),
@@ -135,7 +135,7 @@ pub enum Error {
 
 impl Error {
     /// Failure kind, the `kind` label of `kplink_pass_failures_total`.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Error::Metadata(_) => "metadata",
             Error::BrokerId(_) | Error::AdvertisedHost(_) => "broker_id",
@@ -161,7 +161,7 @@ impl Error {
 
 /// This broker's claim as it stands during a pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
+pub(crate) struct Claim {
     /// The claimed port.
     pub port: u16,
     /// The claiming listener.
@@ -172,7 +172,7 @@ pub struct Claim {
 
 /// What the executed steps have established so far (starts from the observation).
 #[derive(Debug, Clone, Default)]
-pub struct Progress {
+pub(crate) struct Progress {
     /// The bootstrap group, once it exists.
     pub bootstrap_tg: Option<String>,
     /// The bootstrap listener, when this pass created it.
@@ -197,7 +197,7 @@ pub struct Progress {
 
 impl Progress {
     /// The starting point: what was observed.
-    pub fn from_observed(observed: &Observed) -> Progress {
+    pub(crate) fn from_observed(observed: &Observed) -> Progress {
         let a = &observed.assessment;
         Progress {
             bootstrap_tg: a
@@ -217,7 +217,7 @@ impl Progress {
 
 /// What a pass did.
 #[derive(Debug, Clone, Serialize)]
-pub struct PassReport {
+pub(crate) struct PassReport {
     /// Broker id.
     pub broker_id: i32,
     /// Instance id.
@@ -267,7 +267,7 @@ pub struct PassReport {
 
 impl PassReport {
     /// Logs the pass with the structured fields operators filter on (journald: `BROKER_ID`, …).
-    pub fn log(&self) {
+    pub(crate) fn log(&self) {
         tracing::info!(
             broker_id = self.broker_id,
             port = self.port,
@@ -285,7 +285,7 @@ impl PassReport {
 }
 
 /// The agent's side-effect ports and configuration.
-pub struct Agent<M, L, T> {
+pub(crate) struct Agent<M, L, T> {
     /// Validated configuration.
     pub config: Config,
     /// Where it was loaded from (for messages).
@@ -310,7 +310,7 @@ pub struct Agent<M, L, T> {
 
 impl<M, L, T> Agent<M, L, T> {
     /// `server.properties` now: the text last read if the file is unchanged on disk since.
-    pub fn server_properties(
+    pub(crate) fn server_properties(
         &self,
     ) -> Result<std::sync::Arc<str>, crate::properties::PropertiesError> {
         self.file.read(&self.config.broker.server_properties)
@@ -320,7 +320,7 @@ impl<M, L, T> Agent<M, L, T> {
 /// Once-per-process checks that passed (AZ coverage, bootstrap ownership, health check port),
 /// keyed by what they were about, so the steady state stays at three reads per pass.
 #[derive(Debug, Default)]
-pub struct Checked(Mutex<BTreeSet<String>>);
+pub(crate) struct Checked(Mutex<BTreeSet<String>>);
 
 impl Checked {
     pub(crate) fn has(&self, key: &str) -> bool {

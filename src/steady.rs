@@ -31,13 +31,13 @@ use crate::nlb::{Target, TargetState};
 use crate::plan::{Assessment, Observed};
 
 /// Reads per second the stale-claims count may use, cluster-wide.
-pub const STALE_COUNT_READS_PER_SECOND: f64 = 0.1;
+pub(crate) const STALE_COUNT_READS_PER_SECOND: f64 = 0.1;
 /// The shortest time between two stale-claims counts.
-pub const STALE_COUNT_MIN_EVERY: Duration = Duration::from_secs(600);
+pub(crate) const STALE_COUNT_MIN_EVERY: Duration = Duration::from_secs(600);
 
 /// Which group a steady check reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Group {
+pub(crate) enum Group {
     /// This broker's dedicated group.
     Dedicated,
     /// The bootstrap group of its NLB.
@@ -46,7 +46,7 @@ pub enum Group {
 
 /// The observation a converged pass made, kept for the next passes.
 #[derive(Debug, Clone)]
-pub struct Kept {
+pub(crate) struct Kept {
     /// The NLB holding the claim.
     pub shard: usize,
     /// Its listeners as the pass read them.
@@ -63,7 +63,7 @@ pub struct Kept {
 
 impl Kept {
     /// What to read at the next check, and the group's ARN.
-    pub fn next_read(&self) -> Option<(Group, String)> {
+    pub(crate) fn next_read(&self) -> Option<(Group, String)> {
         let dedicated = self
             .assessment
             .claim
@@ -85,7 +85,7 @@ impl Kept {
 
 /// Whether a steady read of a group confirms the kept observation (pure): this instance is in
 /// it on its port, registered and used by the NLB, and, in its own group, alone.
-pub fn confirms(targets: &[Target], instance_id: &str, port: u16, group: Group) -> bool {
+pub(crate) fn confirms(targets: &[Target], instance_id: &str, port: u16, group: Group) -> bool {
     let is_self = |t: &Target| t.id == instance_id && t.port == port;
     let in_service = |t: &Target| {
         t.state == TargetState::Registered
@@ -101,14 +101,14 @@ pub fn confirms(targets: &[Target], instance_id: &str, port: u16, group: Group) 
 
 /// The cluster's size as one NLB shows it (pure): the claims in its port range, this broker's
 /// included, times the number of NLBs (new claims are spread evenly over them).
-pub fn cluster_size(assessment: &Assessment, shards: usize) -> usize {
+pub(crate) fn cluster_size(assessment: &Assessment, shards: usize) -> usize {
     let here = assessment.occupied.len() + usize::from(assessment.claim.is_some());
     here.max(1) * shards.max(1)
 }
 
 /// Time to the next steady check (pure): the cluster spends `reads_per_second` in all, one read
 /// per check, never more often than `min`; `jitter` is uniform in [0.5, 1.5].
-pub fn check_interval(
+pub(crate) fn check_interval(
     min: Duration,
     cluster: usize,
     reads_per_second: f64,
@@ -119,7 +119,7 @@ pub fn check_interval(
 }
 
 /// Time between two stale-claims counts by the accountant (pure).
-pub fn stale_count_every(cluster: usize) -> Duration {
+pub(crate) fn stale_count_every(cluster: usize) -> Duration {
     Duration::from_secs_f64(cluster as f64 / STALE_COUNT_READS_PER_SECOND)
         .max(STALE_COUNT_MIN_EVERY)
 }
@@ -127,7 +127,7 @@ pub fn stale_count_every(cluster: usize) -> Duration {
 /// Whether `instance_id` is the cluster's accountant (pure): on the first NLB, and the live
 /// instance with the lowest id among its bootstrap group's targets (registered, not `unused`:
 /// a stopped or terminated instance can stay listed as `unused`, reason `Target.InvalidState`).
-pub fn accountant(shard: usize, instance_id: &str, bootstrap: &[Target]) -> bool {
+pub(crate) fn accountant(shard: usize, instance_id: &str, bootstrap: &[Target]) -> bool {
     shard == 0
         && bootstrap
             .iter()
@@ -139,7 +139,7 @@ pub fn accountant(shard: usize, instance_id: &str, bootstrap: &[Target]) -> bool
 
 /// Whether this broker counts the cluster's stale claims now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StaleTurn {
+pub(crate) enum StaleTurn {
     /// It is the accountant and a count is due.
     Mine,
     /// Another broker counts, or this one counted recently.
@@ -160,7 +160,7 @@ struct Inner {
 
 /// What the daemon keeps of the NLB between passes (see the module documentation).
 #[derive(Debug, Default)]
-pub struct Steady(Mutex<Inner>);
+pub(crate) struct Steady(Mutex<Inner>);
 
 impl Steady {
     fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> Option<R> {
@@ -168,17 +168,17 @@ impl Steady {
     }
 
     /// The kept observation, if any.
-    pub fn kept(&self) -> Option<Kept> {
+    pub(crate) fn kept(&self) -> Option<Kept> {
         self.with(|i| i.kept.clone()).flatten()
     }
 
     /// Forgets the kept observation: the next pass observes in full.
-    pub fn forget(&self) {
+    pub(crate) fn forget(&self) {
         self.with(|i| i.kept = None);
     }
 
     /// Keeps `kept` (a converged pass, or a confirmed check), and what it says of the cluster.
-    pub fn keep(&self, kept: Kept, instance_id: &str, shards: usize) {
+    pub(crate) fn keep(&self, kept: Kept, instance_id: &str, shards: usize) {
         self.with(|i| {
             i.cluster = cluster_size(&kept.assessment, shards);
             if !kept.bootstrap_targets.is_empty() {
@@ -189,7 +189,7 @@ impl Steady {
     }
 
     /// Keeps a converged pass's observation; the first steady check comes after one interval.
-    pub fn keep_observed(
+    pub(crate) fn keep_observed(
         &self,
         observed: &Observed,
         instance_id: &str,
@@ -209,12 +209,12 @@ impl Steady {
     }
 
     /// The cluster size last estimated (0 before the first converged pass).
-    pub fn cluster(&self) -> usize {
+    pub(crate) fn cluster(&self) -> usize {
         self.with(|i| i.cluster).unwrap_or(0)
     }
 
     /// Whether this broker counts stale claims now, at `now`.
-    pub fn stale_turn(&self, now: Instant) -> StaleTurn {
+    pub(crate) fn stale_turn(&self, now: Instant) -> StaleTurn {
         self.with(|i| {
             let due = i.last_count.map_or(true, |t| {
                 now.duration_since(t) >= stale_count_every(i.cluster)
@@ -229,13 +229,13 @@ impl Steady {
     }
 
     /// Stale claims were counted at `at`.
-    pub fn stale_counted(&self, at: Instant) {
+    pub(crate) fn stale_counted(&self, at: Instant) {
         self.with(|i| i.last_count = Some(at));
     }
 
     /// Whether this broker sweeps the cluster's listeners' idle timeout now (the accountant,
     /// every [`crate::idle::SWEEP_EVERY`]).
-    pub fn sweep_turn(&self, now: Instant) -> StaleTurn {
+    pub(crate) fn sweep_turn(&self, now: Instant) -> StaleTurn {
         self.with(|i| {
             let due = i
                 .last_sweep
@@ -250,7 +250,7 @@ impl Steady {
     }
 
     /// The listeners were swept at `at`.
-    pub fn swept(&self, at: Instant) {
+    pub(crate) fn swept(&self, at: Instant) {
         self.with(|i| i.last_sweep = Some(at));
     }
 }

@@ -33,17 +33,17 @@ use serde::Serialize;
 use super::plan::Az;
 
 /// AWS's default NLB TCP idle timeout (seconds).
-pub const NLB_DEFAULT_IDLE_TIMEOUT: u64 = 350;
+pub(crate) const NLB_DEFAULT_IDLE_TIMEOUT: u64 = 350;
 
 /// The range of `tcp.idle_timeout.seconds`.
-pub const NLB_IDLE_TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 60..=6000;
+pub(crate) const NLB_IDLE_TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 60..=6000;
 
 /// Kafka clients' default `connections.max.idle.ms` (9 minutes).
-pub const KAFKA_CLIENT_DEFAULT_IDLE_MS: u64 = 540_000;
+pub(crate) const KAFKA_CLIENT_DEFAULT_IDLE_MS: u64 = 540_000;
 
 /// What the command line says about the provider's side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Options {
+pub(crate) struct Options {
     /// `--tls`: the brokers' PrivateLink listener uses TLS.
     pub tls: bool,
     /// `--nlb-idle-timeout` (seconds).
@@ -61,7 +61,7 @@ impl Default for Options {
 
 /// `client.rack` for clients in one AZ of the consumer's account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Rack {
+pub(crate) struct Rack {
     /// This account's AZ name (`us-east-1b`).
     pub az_name: String,
     /// Its AZ ID (`use1-az1`).
@@ -72,7 +72,7 @@ pub struct Rack {
 
 /// The client settings (`--json`: `client_settings`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ClientSettings {
+pub(crate) struct ClientSettings {
     /// Kafka client properties for every client in the VPC.
     pub properties: BTreeMap<String, String>,
     /// `client.rack` by the client's AZ (empty for a cross-Region endpoint).
@@ -82,13 +82,13 @@ pub struct ClientSettings {
 }
 
 /// `connections.max.idle.ms` for an NLB idle timeout of `idle_seconds`.
-pub fn max_idle_ms(idle_seconds: u64) -> u64 {
+pub(crate) fn max_idle_ms(idle_seconds: u64) -> u64 {
     let margin = (idle_seconds / 6).min(50);
     (idle_seconds.saturating_sub(margin) * 1000).min(KAFKA_CLIENT_DEFAULT_IDLE_MS)
 }
 
 /// Checks `--nlb-idle-timeout` (a usage error outside the NLB's range).
-pub fn check(options: &Options) -> Result<(), String> {
+pub(crate) fn check(options: &Options) -> Result<(), String> {
     match NLB_IDLE_TIMEOUT_RANGE.contains(&options.nlb_idle_timeout) {
         true => Ok(()),
         false => Err(format!(
@@ -99,7 +99,7 @@ pub fn check(options: &Options) -> Result<(), String> {
 }
 
 /// The settings for clients of `bootstrap_servers` in the consumer's AZs `azs`.
-pub fn settings(
+pub(crate) fn settings(
     bootstrap_servers: &str,
     azs: &[Az],
     cross_region: bool,
@@ -154,7 +154,7 @@ pub fn settings(
 }
 
 /// The text form: `  key=value` lines, then one `client.rack` line per AZ.
-pub fn render(settings: &ClientSettings) -> String {
+pub(crate) fn render(settings: &ClientSettings) -> String {
     let mut out = String::from("client settings:\n");
     for (k, v) in &settings.properties {
         if k != "bootstrap.servers" {

@@ -7,7 +7,7 @@
 //! interface endpoint with `ServiceRegion` (CreateVpcEndpoint API reference), which
 //! DescribeVpcEndpoints returns (`VpcEndpoint.ServiceRegion`, "the Region where the service is
 //! hosted"). AWS PrivateLink guide, "Share your services through AWS PrivateLink"
-//! (https://docs.aws.amazon.com/vpc/latest/privatelink/privatelink-share-your-services.html#endpoint-service-cross-region,
+//! (<https://docs.aws.amazon.com/vpc/latest/privatelink/privatelink-share-your-services.html#endpoint-service-cross-region>,
 //! cross-Region access): the endpoint's DNS names then carry the service's Region,
 //! `endpoint_id.endpoint_service_id.service_region.vpce.amazonaws.com`.
 
@@ -15,7 +15,7 @@ use super::plan::{host_for, normalize, Az, Desired, Endpoint, Entries, Role};
 
 impl Endpoint {
     /// The Region of the endpoint service: `ServiceRegion`, else `region` (the endpoint's own).
-    pub fn service_region<'a>(&'a self, region: &'a str) -> &'a str {
+    pub(crate) fn service_region<'a>(&'a self, region: &'a str) -> &'a str {
         self.service_region
             .as_deref()
             .filter(|r| !r.is_empty())
@@ -27,7 +27,7 @@ impl Endpoint {
     /// access: the provider lists the consumer's Region in the endpoint service's supported
     /// Regions, the consumer creates an interface endpoint with `ServiceRegion`; CreateVpcEndpoint
     /// API reference, `ServiceRegion`).
-    pub fn is_cross_region(&self, region: &str) -> bool {
+    pub(crate) fn is_cross_region(&self, region: &str) -> bool {
         self.service_region(region) != region
     }
 }
@@ -41,7 +41,7 @@ impl Endpoint {
 /// broker, and only through cross-zone load balancing on the provider's NLB: with it off, an NLB
 /// node forwards only to targets in its own zone ("Cross-zone load balancing for target groups",
 /// ELB Network Load Balancers guide), and a connection to a broker in another zone times out.
-pub fn desired_cross_region(
+pub(crate) fn desired_cross_region(
     entries: &Entries,
     provider_azs: &[Az],
     template: &str,
@@ -67,7 +67,7 @@ pub fn desired_cross_region(
 }
 
 /// The warning of a cross-Region endpoint (`region`: the client's).
-pub fn cross_region_warning(endpoint: &Endpoint, region: &str) -> String {
+pub(crate) fn cross_region_warning(endpoint: &Endpoint, region: &str) -> String {
     format!(
         "endpoint {} in {region} reaches an endpoint service in {} (cross-Region): zonal names cannot cross Regions, so every broker name points at its Regional name, which reaches all brokers only if the provider's NLB has cross-zone load balancing on (load_balancing.cross_zone.enabled=true); without it connections to brokers in other zones time out",
         endpoint.id,

@@ -32,21 +32,21 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub mod clients;
-pub mod cross_region;
+pub(crate) mod clients;
+pub(crate) mod cross_region;
 #[cfg(test)]
 mod fake;
-pub mod plan;
-pub mod sdk;
+pub(crate) mod plan;
+pub(crate) mod sdk;
 #[cfg(test)]
 mod tests;
 
-pub use plan::{Az, Endpoint, PlanError, Planned, Record, Zone};
+pub(crate) use plan::{Az, Endpoint, PlanError, Planned, Record, Zone};
 
 /// A failed AWS call: operation, resource, AWS's error code and message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{operation} {resource} failed: {code}: {message}")]
-pub struct AwsError {
+pub(crate) struct AwsError {
     /// `DescribeVpcEndpoints`, `GetHostedZone`, …
     pub operation: &'static str,
     /// The endpoint, zone or change.
@@ -59,7 +59,7 @@ pub struct AwsError {
 
 /// A Route 53 change batch and its status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Change {
+pub(crate) struct Change {
     /// `C…`, without `/change/`.
     pub id: String,
     /// `PENDING` or `INSYNC`.
@@ -68,13 +68,13 @@ pub struct Change {
 
 impl Change {
     /// Propagated to all Route 53 name servers of the zone.
-    pub fn is_insync(&self) -> bool {
+    pub(crate) fn is_insync(&self) -> bool {
         self.status == "INSYNC"
     }
 }
 
 /// The AWS calls of `consumer-dns` (consumer account): EC2 and Route 53.
-pub trait ConsumerAws: Send + Sync {
+pub(crate) trait ConsumerAws: Send + Sync {
     /// DescribeVpcEndpoints of one endpoint.
     fn endpoint(&self, id: &str) -> impl Future<Output = Result<Endpoint, AwsError>> + Send;
     /// DescribeAvailabilityZones (zone type `availability-zone`) of `region`: the client's, or
@@ -100,7 +100,7 @@ pub trait ConsumerAws: Send + Sync {
 
 /// Errors of the command, each one line.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// An AWS call failed.
     #[error(transparent)]
     Aws(#[from] AwsError),
@@ -126,7 +126,7 @@ pub enum Error {
 
 impl Error {
     /// The exit code: 64 for a usage error, else 1.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Error::Plan(PlanError::Usage(_)) => crate::exit::USAGE,
             _ => 1,
@@ -136,7 +136,7 @@ impl Error {
 
 /// What to do, from the command line.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub(crate) struct Request {
     /// `--endpoint`.
     pub endpoint: String,
     /// `--zone-id` (`Z…` or `/hostedzone/Z…`).
@@ -157,7 +157,7 @@ pub struct Request {
 
 /// The applied change batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// The change batch id.
     pub change_id: String,
     /// `INSYNC`.
@@ -168,7 +168,7 @@ pub struct Applied {
 
 /// The outcome (`--json` prints it).
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// The endpoint.
     pub endpoint: Endpoint,
     /// The zone.
@@ -195,7 +195,7 @@ pub struct Report {
 }
 
 /// Reads, plans and (with `apply`) writes. No change is made unless every check passed.
-pub async fn execute<A: ConsumerAws>(
+pub(crate) async fn execute<A: ConsumerAws>(
     aws: &A,
     region: &str,
     req: &Request,
@@ -248,7 +248,7 @@ pub async fn execute<A: ConsumerAws>(
 }
 
 /// The checks of the command line made before any AWS call (usage errors).
-pub fn check_request(req: &Request) -> Result<(), PlanError> {
+pub(crate) fn check_request(req: &Request) -> Result<(), PlanError> {
     plan::check_names(&req.host_template, req.bootstrap_host.as_deref())?;
     clients::check(&req.clients).map_err(PlanError::Usage)
 }
@@ -292,7 +292,7 @@ async fn apply<A: ConsumerAws>(
 }
 
 /// The text form of a report (stdout); warnings go to stderr separately.
-pub fn render(report: &Report) -> String {
+pub(crate) fn render(report: &Report) -> String {
     let mut out = String::new();
     let pending = report.records.iter().filter(|p| p.is_change()).count();
     let head = format!(
@@ -335,7 +335,7 @@ pub fn render(report: &Report) -> String {
 
 /// `consumer-dns` against AWS: checks `req`, builds the SDK clients from the standard chain and
 /// runs it (printing is the CLI's, see `cli::consumer_dns`).
-pub async fn run(req: &Request) -> Result<Report, Error> {
+pub(crate) async fn run(req: &Request) -> Result<Report, Error> {
     check_request(req)?;
     match sdk::Sdk::from_env().await {
         Some((aws, region)) => execute(&aws, &region, req).await,

@@ -15,14 +15,14 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 /// TTL of the records written (seconds).
-pub const TTL: i64 = 60;
+pub(crate) const TTL: i64 = 60;
 
 /// The only placeholder of `--host-template`.
-pub const AZ_ID: &str = "{az_id}";
+pub(crate) const AZ_ID: &str = "{az_id}";
 
 /// A VPC endpoint as DescribeVpcEndpoints shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// `vpce-…`.
     pub id: String,
     /// `Interface`, `Gateway`, `GatewayLoadBalancer`, …
@@ -42,7 +42,7 @@ pub struct Endpoint {
 
 /// An Availability Zone of this account: its name (per account) and ID (the same everywhere).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Az {
+pub(crate) struct Az {
     /// `us-east-1a`.
     pub name: String,
     /// `use1-az6`.
@@ -51,7 +51,7 @@ pub struct Az {
 
 /// A hosted zone as GetHostedZone shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Zone {
+pub(crate) struct Zone {
     /// `Z…`, without `/hostedzone/`.
     pub id: String,
     /// `orders.example.internal.`
@@ -64,7 +64,7 @@ pub struct Zone {
 
 /// A resource record set as ListResourceRecordSets returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Record {
+pub(crate) struct Record {
     /// As Route 53 returns it (`kafka-use1-az6.orders.example.internal.`).
     pub name: String,
     /// `CNAME`, `A`, …
@@ -81,7 +81,7 @@ pub struct Record {
 
 impl Record {
     /// The CNAME this command writes: `name.` → `value`, TTL [`TTL`].
-    pub fn cname(name: &str, value: &str) -> Record {
+    pub(crate) fn cname(name: &str, value: &str) -> Record {
         Record {
             name: format!("{}.", normalize(name)),
             kind: "CNAME".into(),
@@ -107,7 +107,7 @@ impl Record {
 
 /// What the planner refuses, each naming the resource.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
+pub(crate) enum PlanError {
     /// `--host-template` or `--bootstrap-host` is unusable (a usage error).
     #[error("{0}")]
     Usage(String),
@@ -182,7 +182,7 @@ pub enum PlanError {
 }
 
 /// Lower case, without the trailing dot: how names are compared.
-pub fn normalize(name: &str) -> String {
+pub(crate) fn normalize(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
@@ -211,7 +211,7 @@ fn check_host(what: &str, host: &str) -> Result<(), PlanError> {
 
 /// Validates `--host-template` (exactly one `{az_id}`) and `--bootstrap-host` (no placeholder,
 /// not a zonal name) before any AWS call.
-pub fn check_names(template: &str, bootstrap: Option<&str>) -> Result<(), PlanError> {
+pub(crate) fn check_names(template: &str, bootstrap: Option<&str>) -> Result<(), PlanError> {
     if template.matches(AZ_ID).count() != 1 {
         return Err(PlanError::Usage(format!(
             "--host-template {template:?}: needs {AZ_ID} exactly once (the brokers advertise one name per AZ ID)"
@@ -225,13 +225,13 @@ pub fn check_names(template: &str, bootstrap: Option<&str>) -> Result<(), PlanEr
 }
 
 /// The zonal broker name of `az_id`.
-pub fn host_for(template: &str, az_id: &str) -> String {
+pub(crate) fn host_for(template: &str, az_id: &str) -> String {
     normalize(&template.replace(AZ_ID, az_id))
 }
 
 /// An endpoint must be an interface endpoint that is not deleted, rejected, failed or expired
 /// (`pending`, `pendingAcceptance` and `partial` only draw a warning: see [`warnings`]).
-pub fn check_endpoint(endpoint: &Endpoint) -> Result<(), PlanError> {
+pub(crate) fn check_endpoint(endpoint: &Endpoint) -> Result<(), PlanError> {
     if !endpoint.kind.eq_ignore_ascii_case("Interface") {
         return Err(PlanError::NotInterface {
             endpoint: endpoint.id.clone(),
@@ -249,7 +249,7 @@ pub fn check_endpoint(endpoint: &Endpoint) -> Result<(), PlanError> {
 }
 
 /// The zone must be private and associated with the endpoint's VPC in its Region.
-pub fn check_zone(zone: &Zone, endpoint: &Endpoint, region: &str) -> Result<(), PlanError> {
+pub(crate) fn check_zone(zone: &Zone, endpoint: &Endpoint, region: &str) -> Result<(), PlanError> {
     if !zone.private {
         return Err(PlanError::PublicZone {
             zone: zone.id.clone(),
@@ -280,7 +280,7 @@ pub fn check_zone(zone: &Zone, endpoint: &Endpoint, region: &str) -> Result<(), 
 
 /// An endpoint's DNS entries by kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Entries {
+pub(crate) struct Entries {
     /// The Regional entry (all of the endpoint's AZs).
     pub regional: String,
     /// AZ name → the zonal entry.
@@ -289,7 +289,7 @@ pub struct Entries {
 
 /// Sorts the endpoint's own entries (`<endpoint id>-<suffix>[-<az name>].…`; others, such as a
 /// service's private DNS name, are skipped) into Regional and zonal ones.
-pub fn entries(endpoint: &Endpoint, azs: &[Az]) -> Result<Entries, PlanError> {
+pub(crate) fn entries(endpoint: &Endpoint, azs: &[Az]) -> Result<Entries, PlanError> {
     let prefix = format!("{}-", endpoint.id.to_ascii_lowercase());
     let mut regional = None;
     let mut zonal = BTreeMap::new();
@@ -322,7 +322,7 @@ pub fn entries(endpoint: &Endpoint, azs: &[Az]) -> Result<Entries, PlanError> {
 /// Why a record points where it does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "role")]
-pub enum Role {
+pub(crate) enum Role {
     /// The AZ's own zonal entry.
     Zonal {
         /// AZ ID.
@@ -350,7 +350,7 @@ pub enum Role {
 
 /// A record this command wants: `name` CNAME `value`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Desired {
+pub(crate) struct Desired {
     /// Lower case, without the trailing dot.
     pub name: String,
     /// The endpoint DNS name.
@@ -361,7 +361,7 @@ pub struct Desired {
 }
 
 /// One CNAME per AZ ID (sorted by AZ ID), then the bootstrap host.
-pub fn desired(
+pub(crate) fn desired(
     entries: &Entries,
     azs: &[Az],
     template: &str,
@@ -396,7 +396,7 @@ pub fn desired(
 
 /// Every desired name must be in the zone (the apex itself is refused by [`plan`]: it holds SOA
 /// and NS records) and appear once (`--bootstrap-host` is not one of the zonal names).
-pub fn check_in_zone(desired: &[Desired], zone: &Zone) -> Result<(), PlanError> {
+pub(crate) fn check_in_zone(desired: &[Desired], zone: &Zone) -> Result<(), PlanError> {
     let apex = normalize(&zone.name);
     for (i, d) in desired.iter().enumerate() {
         if desired[..i].iter().any(|e| e.name == d.name) {
@@ -419,7 +419,7 @@ pub fn check_in_zone(desired: &[Desired], zone: &Zone) -> Result<(), PlanError> 
 /// What to do with one record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "action")]
-pub enum Action {
+pub(crate) enum Action {
     /// Not in the zone yet.
     Create,
     /// In the zone with another value or TTL (`from`: what it was).
@@ -433,7 +433,7 @@ pub enum Action {
 
 /// A desired record and what it takes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Planned {
+pub(crate) struct Planned {
     /// The record.
     #[serde(flatten)]
     pub record: Desired,
@@ -444,13 +444,13 @@ pub struct Planned {
 
 impl Planned {
     /// Whether the zone has to change for it.
-    pub fn is_change(&self) -> bool {
+    pub(crate) fn is_change(&self) -> bool {
         self.action != Action::Unchanged
     }
 }
 
 /// Compares desired with observed records, by normalized name.
-pub fn plan(
+pub(crate) fn plan(
     desired: &[Desired],
     observed: &[Record],
     zone_id: &str,
@@ -498,7 +498,7 @@ fn same_cname(have: &Record, want: &Record) -> bool {
 
 /// `bootstrap.servers` for clients: `--bootstrap-host:port`, else the zonal names that have an
 /// endpoint subnet in their AZ (each reaches the bootstrap listener), comma-separated.
-pub fn bootstrap_servers(desired: &[Desired], port: u16) -> String {
+pub(crate) fn bootstrap_servers(desired: &[Desired], port: u16) -> String {
     let pick = |f: fn(&Role) -> bool| -> Vec<String> {
         desired
             .iter()
@@ -517,7 +517,7 @@ pub fn bootstrap_servers(desired: &[Desired], port: u16) -> String {
 }
 
 /// Warnings about the plan: cross-zone records and an endpoint that is not `available`.
-pub fn warnings(endpoint: &Endpoint, planned: &[Planned]) -> Vec<String> {
+pub(crate) fn warnings(endpoint: &Endpoint, planned: &[Planned]) -> Vec<String> {
     let mut out = Vec::new();
     if endpoint.state != "available" {
         out.push(format!(

@@ -17,7 +17,7 @@ use super::{AwsError, Az, Change, ConsumerAws, Endpoint, Record, Zone};
 
 /// The EC2 and Route 53 clients of the consumer account.
 #[derive(Debug, Clone)]
-pub struct Sdk {
+pub(crate) struct Sdk {
     ec2: ec2::Client,
     route53: route53::Client,
     config: aws_config::SdkConfig,
@@ -25,7 +25,7 @@ pub struct Sdk {
 
 impl Sdk {
     /// Clients from the standard chain, and its Region (`None`: the chain has no Region).
-    pub async fn from_env() -> Option<(Sdk, String)> {
+    pub(crate) async fn from_env() -> Option<(Sdk, String)> {
         let config = crate::aws::sdk_config_from_chain().await;
         let region = config.region()?.to_string();
         Some((

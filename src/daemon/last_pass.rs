@@ -8,7 +8,7 @@ use crate::config::Config;
 
 /// What `status` reads about the last pass (written to `<state_dir>/last-pass.json`).
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct LastPass {
+pub(crate) struct LastPass {
     /// Unix time the pass finished.
     pub finished_unix: u64,
     /// Whether it succeeded.
@@ -20,10 +20,10 @@ pub struct LastPass {
 }
 
 /// Name of the state file inside the state directory.
-pub const LAST_PASS_FILE: &str = "last-pass.json";
+pub(crate) const LAST_PASS_FILE: &str = "last-pass.json";
 
 /// Reads the last pass recorded by a daemon, if any.
-pub fn read_last_pass(config: &Config) -> Option<LastPass> {
+pub(crate) fn read_last_pass(config: &Config) -> Option<LastPass> {
     let text = std::fs::read_to_string(config.state_dir().join(LAST_PASS_FILE)).ok()?;
     serde_json::from_str(&text).ok()
 }

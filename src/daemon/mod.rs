@@ -11,7 +11,7 @@
 //! The loop's memory between passes is a [`LoopState`] value; what a pass means for the next one
 //! (back-off, whether Kafka must be looked at, drift, the status line, when stale claims are due,
 //! whether the instance was seen leaving and stays drained) is decided by the pure
-//! [`LoopState::after_pass`], and small functions here carry out its [`Effects`] (metrics, logs,
+//! [`LoopState::after_pass`], and small functions here carry out its [`Effects`](state::Effects) (metrics, logs,
 //! the state file, sd_notify).
 //!
 //! The daemon depends on [`crate::reconcile`], [`crate::restart`], the [`KafkaCluster`] and
@@ -52,8 +52,8 @@ use crate::nlb::LoadBalancer;
 use crate::plan::Context;
 use crate::restart::{Outcome, ServiceManager};
 
-pub use last_pass::{read_last_pass, LastPass, LAST_PASS_FILE};
-pub use state::{Effects, LoopState, PassResult, Wired};
+pub(crate) use last_pass::{read_last_pass, LastPass};
+pub(crate) use state::{LoopState, PassResult};
 
 use machinery::Machinery;
 use state::PassOutput;
@@ -61,7 +61,7 @@ use watch::Wake;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
+pub(crate) enum DaemonError {
     /// The metrics address could not be bound.
     #[error("cannot listen for metrics on {addr}: {source}")]
     MetricsListen {
@@ -90,7 +90,11 @@ pub enum DaemonError {
 
 /// Next wait: the interval with ±10 % jitter after success, else exponential back-off from 1 s
 /// (with jitter), capped at the interval.
-pub fn next_delay(interval: Duration, consecutive_failures: u32, rng: &mut impl Rng) -> Duration {
+pub(crate) fn next_delay(
+    interval: Duration,
+    consecutive_failures: u32,
+    rng: &mut impl Rng,
+) -> Duration {
     let base = if consecutive_failures == 0 {
         interval
     } else {
@@ -103,7 +107,7 @@ pub fn next_delay(interval: Duration, consecutive_failures: u32, rng: &mut impl 
 
 /// Makes the running broker use what the pass wrote, per `restart.mode`, through the given Kafka
 /// and service adapters (used by the daemon and by `run --once`).
-pub async fn make_effective<M, L, T, K, S>(
+pub(crate) async fn make_effective<M, L, T, K, S>(
     agent: &Agent<M, L, T>,
     ctx: &Context,
     report: &PassReport,
@@ -136,7 +140,7 @@ fn changed_the_nlb(output: &PassOutput) -> bool {
 /// Runs passes until `shutdown` completes. `adapters` builds the Kafka and service adapters for
 /// a configuration (when Kafka is first looked at, and again after a reload); `reload` re-reads
 /// the config file.
-pub async fn run<M, L, T, K, S>(
+pub(crate) async fn run<M, L, T, K, S>(
     mut agent: Agent<M, L, T>,
     mut ctx: Option<Context>,
     adapters: impl Fn(&Config) -> Result<(K, S), Error>,

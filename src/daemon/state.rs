@@ -24,7 +24,7 @@ pub(super) const IDLE_STATUS: &str = "controller-only node: idle (nothing to wir
 
 /// What the daemon remembers between passes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LoopState {
+pub(crate) struct LoopState {
     /// Failed passes in a row (the back-off).
     pub failures: u32,
     /// A pass succeeded since the start: changes after that are drift repairs.
@@ -43,7 +43,7 @@ pub struct LoopState {
 
 /// A pass as [`LoopState::after_pass`] sees it.
 #[derive(Debug, Clone, Copy)]
-pub enum PassResult<'a> {
+pub(crate) enum PassResult<'a> {
     /// A KRaft controller-only node, left alone.
     Idle,
     /// The NLB and the file are done; `kafka` is the Kafka step when it ran.
@@ -61,7 +61,7 @@ pub enum PassResult<'a> {
 
 /// What [`LoopState::after_pass`] needs of a successful pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Wired {
+pub(crate) struct Wired {
     /// Broker id.
     pub broker_id: i32,
     /// The claimed port.
@@ -76,7 +76,7 @@ pub struct Wired {
 
 impl Wired {
     /// The summary of a pass report.
-    pub fn of(report: &PassReport) -> Self {
+    pub(crate) fn of(report: &PassReport) -> Self {
         Wired {
             broker_id: report.broker_id,
             port: report.port,
@@ -89,7 +89,7 @@ impl Wired {
 
 /// What the loop does after a pass, as decided by [`LoopState::after_pass`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Effects {
+pub(crate) struct Effects {
     /// The pass counts as successful (metrics, state file).
     pub ok: bool,
     /// The claimed port, when the pass wired the broker.
@@ -121,12 +121,12 @@ pub struct Effects {
 impl LoopState {
     /// Whether the next pass must look at Kafka: nothing known yet (first pass, or every pass
     /// so far failed before Kafka), or a change is pending (including Kafka errors).
-    pub fn check_kafka(&self) -> bool {
+    pub(crate) fn check_kafka(&self) -> bool {
         !self.kafka_checked || self.restart_pending
     }
 
     /// The transition after a pass, at `now`: updates the state and says what to do.
-    pub fn after_pass(&mut self, result: PassResult<'_>, now: Instant) -> Effects {
+    pub(crate) fn after_pass(&mut self, result: PassResult<'_>, now: Instant) -> Effects {
         match result {
             PassResult::Idle => self.idle(),
             PassResult::Failed(error) => self.failed(error),
@@ -159,7 +159,7 @@ impl LoopState {
     }
 
     /// Stale claims were counted at `at`.
-    pub fn stale_claims_counted(&mut self, at: Instant) {
+    pub(crate) fn stale_claims_counted(&mut self, at: Instant) {
         self.stale_counted = Some(at);
     }
 

@@ -5,7 +5,7 @@
 //! brokers down one after the other. The motivating case:
 //! `listeners=PLAINTEXT://:9092,EXTERNAL://:9094` plus the agent's `PRIVATELINK://:9094` makes
 //! Kafka exit with `Each listener must have a different port`. So the agent computes the edited text, runs [`check`] on the file as it is and
-//! on the edited text, and refuses the edit when [`introduced`] (or [`introduced_by`]) is not
+//! on the edited text, and refuses the edit when [`introduced`] is not
 //! empty. That happens before any AWS call, and the file stays unchanged. Violations the file
 //! already has are only reported: the broker is running with them, or this Kafka release accepts
 //! them (see "Versions" below).
@@ -85,7 +85,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::node::NodeRole;
-use crate::properties::{EditError, Properties};
+use crate::properties::Properties;
 
 use crate::properties::{
     ADVERTISED_LISTENERS, CONTROLLER_LISTENER_NAMES, DEFAULT_PROTOCOL_MAP as PROTOCOLS,
@@ -103,14 +103,14 @@ const LISTENERS_DEFAULT: &str = "PLAINTEXT://:9092";
 
 /// A Kafka release, for the rules that differ between releases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct KafkaVersion {
+pub(crate) struct KafkaVersion {
     pub major: u16,
     pub minor: u16,
     pub patch: u16,
 }
 
 impl KafkaVersion {
-    pub const fn new(major: u16, minor: u16, patch: u16) -> KafkaVersion {
+    pub(crate) const fn new(major: u16, minor: u16, patch: u16) -> KafkaVersion {
         KafkaVersion {
             major,
             minor,
@@ -156,7 +156,7 @@ fn before(kafka: Option<KafkaVersion>, until: KafkaVersion) -> bool {
 /// Which start-up rule a [`Violation`] breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Rule {
+pub(crate) enum Rule {
     /// An entry of `listeners` or `advertised.listeners` doesn't match Kafka's
     /// `^(.*)://\[?([0-9a-zA-Z\-%._:]*)\]?:(-?[0-9]+)` (`SocketServerConfigs.listenerListToEndPoints`:
     /// "Unable to parse … to a broker endpoint"). Also: a port that isn't a 32-bit integer
@@ -209,7 +209,7 @@ pub enum Rule {
 
 /// One start-up rule the file breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Violation {
+pub(crate) struct Violation {
     pub rule: Rule,
     /// The key to change, e.g. `listeners`.
     pub setting: &'static str,
@@ -225,14 +225,14 @@ impl fmt::Display for Violation {
 
 /// The rules every release in scope checks ([`check_for`] with `None`): a violation means that at
 /// least one release in scope refuses to start on this file.
-pub fn check(props: &Properties) -> Vec<Violation> {
+pub(crate) fn check(props: &Properties) -> Vec<Violation> {
     check_for(props, None)
 }
 
 /// The violations present in `after` but not in `before`: what an edit would create. Compares
 /// rule, setting and message, which names only the entries involved. Violations that were already
 /// there are left out.
-pub fn introduced(before: &[Violation], after: &[Violation]) -> Vec<Violation> {
+pub(crate) fn introduced(before: &[Violation], after: &[Violation]) -> Vec<Violation> {
     after
         .iter()
         .filter(|v| !before.contains(v))
@@ -240,9 +240,13 @@ pub fn introduced(before: &[Violation], after: &[Violation]) -> Vec<Violation> {
         .collect()
 }
 
-/// [`introduced`] for two texts, checked with [`check`]. Errors only when a text doesn't parse
-/// as Java properties (a malformed `\u` escape).
-pub fn introduced_by(before: &str, after: &str) -> Result<Vec<Violation>, EditError> {
+/// [`introduced`] for two texts, checked with [`check`] (the tests' shorthand). Errors only when
+/// a text doesn't parse as Java properties (a malformed `\u` escape).
+#[cfg(test)]
+pub(crate) fn introduced_by(
+    before: &str,
+    after: &str,
+) -> Result<Vec<Violation>, crate::properties::EditError> {
     let before = check(&Properties::parse(before)?);
     let after = check(&Properties::parse(after)?);
     Ok(introduced(&before, &after))
@@ -357,7 +361,7 @@ fn controller_names(props: &Properties) -> Vec<String> {
 /// refuse it. `Some(v)` means release `v` only.
 ///
 /// The rule families run in a fixed order, which is the order of the violations.
-pub fn check_for(props: &Properties, kafka: Option<KafkaVersion>) -> Vec<Violation> {
+pub(crate) fn check_for(props: &Properties, kafka: Option<KafkaVersion>) -> Vec<Violation> {
     let mut c = Checker {
         kafka,
         out: Vec::new(),

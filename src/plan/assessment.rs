@@ -14,7 +14,7 @@ use crate::nlb::{target_group_name, Listener, Target, TargetState, MAX_LISTENERS
 
 /// What the listeners say about this broker and the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct Assessment {
+pub(crate) struct Assessment {
     /// The bootstrap listener, if present.
     pub bootstrap: Option<Listener>,
     /// A legacy restart lock listener (an older agent, release 0.1, holds the lock); the
@@ -33,7 +33,11 @@ pub struct Assessment {
 
 /// Reads the NLB's listeners. `keep_port` (the port in `server.properties`) decides which claim
 /// survives when there are several, so clients keep the address Kafka already advertises.
-pub fn assess(desired: &Desired, listeners: &[Listener], keep_port: Option<u16>) -> Assessment {
+pub(crate) fn assess(
+    desired: &Desired,
+    listeners: &[Listener],
+    keep_port: Option<u16>,
+) -> Assessment {
     let mut a = Assessment::default();
     let mut claims: Vec<Listener> = Vec::new();
     for l in listeners {
@@ -70,7 +74,7 @@ pub fn assess(desired: &Desired, listeners: &[Listener], keep_port: Option<u16>)
 /// Why a new claim cannot go on the NLB `assessment` describes (`None`: it can): no free port in
 /// the range (`first_candidate` is `None`), or no room under the listener quota for the claim and,
 /// where there is none yet, the bootstrap listener. Pure.
-pub fn no_room(
+pub(crate) fn no_room(
     desired: &Desired,
     assessment: &Assessment,
     listener_count: usize,
@@ -91,7 +95,7 @@ pub fn no_room(
 
 /// Target registrations to change in one group.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct TargetChanges {
+pub(crate) struct TargetChanges {
     /// Register this instance.
     pub register_self: bool,
     /// Stale targets to deregister: `(instance id, port)`.
@@ -101,7 +105,7 @@ pub struct TargetChanges {
 /// Computes registrations: the dedicated group holds exactly this instance on the target port; the
 /// bootstrap group holds this instance, and loses targets that were stale in the dedicated group
 /// (a replaced instance of this broker). Other brokers' bootstrap targets are never touched.
-pub fn plan_targets(
+pub(crate) fn plan_targets(
     desired: &Desired,
     dedicated: &[Target],
     bootstrap: &[Target],

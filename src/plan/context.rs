@@ -15,7 +15,7 @@ use crate::registry;
 
 /// Who this host is, resolved once per pass.
 #[derive(Debug, Clone, Serialize)]
-pub struct Context {
+pub(crate) struct Context {
     /// Instance identity.
     pub identity: Identity,
     /// Broker id.
@@ -29,13 +29,13 @@ pub struct Context {
 
 impl Context {
     /// The desired shape on NLB `index` (clamped: the list is never empty).
-    pub fn shard(&self, index: usize) -> &Desired {
+    pub(crate) fn shard(&self, index: usize) -> &Desired {
         &self.shards[index.min(self.shards.len().saturating_sub(1))]
     }
 
     /// The NLB whose advertised host `endpoint` (`host:port`, from `server.properties`) names:
     /// where this broker's claim most likely is, so the steady state reads one NLB only.
-    pub fn shard_of_endpoint(&self, endpoint: Option<&str>) -> Option<usize> {
+    pub(crate) fn shard_of_endpoint(&self, endpoint: Option<&str>) -> Option<usize> {
         let host = endpoint?.rsplit_once(':')?.0;
         self.shards
             .iter()
@@ -44,7 +44,7 @@ impl Context {
 }
 
 /// The ports a new claim tries, in order; the same for `plan` and `run` (seeded by the instance).
-pub fn claim_candidates(ctx: &Context, observed: &Observed) -> Vec<u16> {
+pub(crate) fn claim_candidates(ctx: &Context, observed: &Observed) -> Vec<u16> {
     // The file's port is kept only on the NLB the file names (any, with one NLB).
     let keep = (ctx.shards.len() == 1
         || ctx.shard_of_endpoint(observed.file_endpoint.as_deref()) == Some(observed.shard))
@@ -54,7 +54,7 @@ pub fn claim_candidates(ctx: &Context, observed: &Observed) -> Vec<u16> {
 }
 
 /// [`claim_candidates`] on NLB `shard` as `assessment` describes it, keeping `keep` if free.
-pub fn claim_candidates_for(
+pub(crate) fn claim_candidates_for(
     ctx: &Context,
     shard: usize,
     assessment: &Assessment,

@@ -17,8 +17,8 @@
 mod assessment;
 mod context;
 
-pub use assessment::{assess, no_room, plan_targets, Assessment, TargetChanges};
-pub use context::{claim_candidates, claim_candidates_for, Context};
+pub(crate) use assessment::{assess, no_room, plan_targets, Assessment};
+pub(crate) use context::{claim_candidates, claim_candidates_for, Context};
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -31,7 +31,7 @@ use crate::properties::{self, EditError, ListenerEdit};
 
 /// What this broker should look like on the NLB.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Desired {
+pub(crate) struct Desired {
     /// Index of this NLB in the configured list (`{shard}`).
     pub shard: usize,
     /// The NLB this shape is on.
@@ -67,7 +67,7 @@ pub struct Desired {
 
 impl Desired {
     /// The listener edit for a claim on `port`.
-    pub fn edit_for(&self, port: u16) -> ListenerEdit {
+    pub(crate) fn edit_for(&self, port: u16) -> ListenerEdit {
         ListenerEdit {
             advertised_port: port,
             ..self.listener.clone()
@@ -75,13 +75,13 @@ impl Desired {
     }
 
     /// `host:port` advertised for a claim on `port`.
-    pub fn endpoint(&self, port: u16) -> String {
+    pub(crate) fn endpoint(&self, port: u16) -> String {
         format!("{}:{port}", self.listener.advertised_host)
     }
 
     /// `text` as it must be for a claim on `port`: the listener, then `broker.rack`, in one
     /// write. `None`: it already is.
-    pub fn edited_file(&self, text: &str, port: u16) -> Result<Option<String>, EditError> {
+    pub(crate) fn edited_file(&self, text: &str, port: u16) -> Result<Option<String>, EditError> {
         let listener = properties::apply_listener(text, &self.edit_for(port))?;
         let Some(rack) = &self.rack else {
             return Ok(listener);
@@ -90,7 +90,7 @@ impl Desired {
     }
 
     /// The `broker.rack` change a write makes to a file whose rack is `file_rack`, if any.
-    pub fn rack_change(&self, file_rack: Option<&str>) -> Option<RackChange> {
+    pub(crate) fn rack_change(&self, file_rack: Option<&str>) -> Option<RackChange> {
         let to = self.rack.as_deref()?;
         (file_rack != Some(to)).then(|| RackChange {
             from: file_rack.map(str::to_string),
@@ -102,7 +102,7 @@ impl Desired {
 /// A `broker.rack` change (KIP-36 rack awareness; consumers fetch from the closest replica with
 /// `client.rack`, KIP-392).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RackChange {
+pub(crate) struct RackChange {
     /// The rack in the file before (`None`: unset).
     pub from: Option<String>,
     /// The rack written.
@@ -111,7 +111,7 @@ pub struct RackChange {
 
 /// Everything a pass looks at (read by `Agent::observe`).
 #[derive(Debug, Clone, Serialize)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// The NLB (index into [`Context::shards`]) the claim is on, or the one a
     /// new claim goes to: the first in order with a free port and room under the listener quota.
     pub shard: usize,
@@ -139,13 +139,13 @@ pub struct Observed {
 
 impl Observed {
     /// The port `server.properties` advertises for the managed listener, if any.
-    pub fn file_port(&self) -> Option<u16> {
+    pub(crate) fn file_port(&self) -> Option<u16> {
         endpoint_port(self.file_endpoint.as_deref())
     }
 }
 
 /// The port of a `host:port` endpoint.
-pub fn endpoint_port(endpoint: Option<&str>) -> Option<u16> {
+pub(crate) fn endpoint_port(endpoint: Option<&str>) -> Option<u16> {
     endpoint
         .and_then(|e| e.rsplit_once(':'))
         .and_then(|(_, p)| p.parse().ok())
@@ -154,7 +154,7 @@ pub fn endpoint_port(endpoint: Option<&str>) -> Option<u16> {
 /// Which claim's port a file write advertises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ClaimOf {
+pub(crate) enum ClaimOf {
     /// The claim the observation found: its port is known and fixed.
     Observed,
     /// The claim this plan's ClaimPort step makes: the write advertises the port it gets (the
@@ -165,7 +165,7 @@ pub enum ClaimOf {
 /// Which of this broker's target groups on its NLB a step acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum GroupKind {
+pub(crate) enum GroupKind {
     /// The group only this broker is in, forwarded to by its claim listener.
     Dedicated,
     /// The cluster's group on this NLB, forwarded to by the bootstrap listener.
@@ -184,7 +184,7 @@ impl std::fmt::Display for GroupKind {
 /// Which listener a step acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ListenerKind {
+pub(crate) enum ListenerKind {
     /// This broker's claim listener (its own port).
     Claim,
     /// The cluster's bootstrap listener on this NLB.
@@ -205,7 +205,7 @@ impl std::fmt::Display for ListenerKind {
 /// prints is what `run` does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
-pub enum Step {
+pub(crate) enum Step {
     /// Create the bootstrap target group and its listener (whoever comes first wins).
     CreateBootstrap {
         /// Target group name.
@@ -292,7 +292,7 @@ pub enum Step {
 
 impl Step {
     /// Whether the step changes the NLB (everything but the file write).
-    pub fn touches_nlb(&self) -> bool {
+    pub(crate) fn touches_nlb(&self) -> bool {
         !matches!(self, Step::WriteProperties { .. })
     }
 }
@@ -389,7 +389,7 @@ fn target_list(targets: &[(String, u16)]) -> String {
 /// such a write is bound to the claim and advertises the port it gets, see [`ClaimOf`]).
 /// `candidates` are the ports a new claim tries, in order, from [`crate::registry::candidates`]
 /// (empty: the range is full). A leaving instance gets [`drain_steps`] instead.
-pub fn plan(
+pub(crate) fn plan(
     desired: &Desired,
     observed: &Observed,
     candidates: &[u16],
@@ -450,7 +450,11 @@ fn with_idle_timeouts(steps: Vec<Step>, seconds: u32) -> Vec<Step> {
 
 /// The steps of a leaving instance: out of the bootstrap group (every registration of this
 /// instance, whatever its port), nothing else. Empty once drained.
-pub fn drain_steps(desired: &Desired, bootstrap: &[Target], reason: &LeaveReason) -> Vec<Step> {
+pub(crate) fn drain_steps(
+    desired: &Desired,
+    bootstrap: &[Target],
+    reason: &LeaveReason,
+) -> Vec<Step> {
     let targets: Vec<(String, u16)> = bootstrap
         .iter()
         .filter(|t| t.state == TargetState::Registered && t.id == desired.instance_id)
@@ -467,7 +471,7 @@ pub fn drain_steps(desired: &Desired, bootstrap: &[Target], reason: &LeaveReason
 
 /// Turns an assessment and observed targets into NLB steps. `candidates` are the ports a new
 /// claim tries, in order (from [`crate::registry::candidates`]), empty when the range is full.
-pub fn nlb_steps(
+pub(crate) fn nlb_steps(
     desired: &Desired,
     assessment: &Assessment,
     dedicated_targets: &[Target],

@@ -15,7 +15,7 @@ use crate::properties::{self, PropertiesError};
 /// One change `decommission` makes, in execution order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
-pub enum DecommissionStep {
+pub(crate) enum DecommissionStep {
     /// Clients stop being routed here first: out of the bootstrap group of NLB `shard`
     /// (this instance, and any replaced instance of this broker still in its dedicated group).
     LeaveBootstrap {
@@ -53,7 +53,7 @@ pub enum DecommissionStep {
 
 impl DecommissionStep {
     /// What the step did, in the words `decommission` has always printed.
-    pub fn done(&self) -> String {
+    pub(crate) fn done(&self) -> String {
         match self {
             DecommissionStep::LeaveBootstrap { targets, .. } => format!(
                 "deregistered {} from the bootstrap target group",
@@ -95,7 +95,7 @@ impl std::fmt::Display for DecommissionStep {
 
 /// What one NLB holds of this broker, as observed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ShardHoldings {
+pub(crate) struct ShardHoldings {
     /// Its claim listener and any duplicates.
     pub claims: Vec<Listener>,
     /// Its dedicated group (`None`: nothing of this broker on this NLB).
@@ -108,7 +108,7 @@ pub struct ShardHoldings {
 
 /// The steps that take this broker off NLB `d` (pure). Nothing when it holds no dedicated group
 /// there: a broker is in an NLB's bootstrap group only through its claim on that NLB.
-pub fn shard_steps(d: &Desired, held: &ShardHoldings) -> Vec<DecommissionStep> {
+pub(crate) fn shard_steps(d: &Desired, held: &ShardHoldings) -> Vec<DecommissionStep> {
     let Some(dedicated) = &held.dedicated_group else {
         return Vec::new();
     };
@@ -148,7 +148,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     /// The steps that remove this broker from the NLBs that hold it (bootstrap membership, its
     /// listener(s), its dedicated group) and, unless `keep_config`, its listener from
     /// `server.properties`. Empty once decommissioned.
-    pub async fn decommission_plan(
+    pub(crate) async fn decommission_plan(
         &self,
         ctx: &Context,
         keep_config: bool,
@@ -175,7 +175,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
 
     /// Plans ([`Agent::decommission_plan`]) and runs the steps in order. Idempotent: a second
     /// run finds nothing to do. Returns what was done, a line per step.
-    pub async fn decommission(
+    pub(crate) async fn decommission(
         &self,
         ctx: &Context,
         keep_config: bool,

@@ -17,13 +17,13 @@ use crate::registry;
 
 impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     /// Discovers identity and broker id and derives the desired NLB shape.
-    pub async fn context(&self) -> Result<Context, Error> {
+    pub(crate) async fn context(&self) -> Result<Context, Error> {
         let identity = metadata::discover(&self.metadata, self.metadata_timeout).await?;
         self.context_for(identity).await
     }
 
     /// Like [`Agent::context`] with an already discovered identity.
-    pub async fn context_for(&self, identity: Identity) -> Result<Context, Error> {
+    pub(crate) async fn context_for(&self, identity: Identity) -> Result<Context, Error> {
         let (broker_id, source) = self.broker_id(&identity).await?;
         let render = |template: &str, shard: usize| {
             let values = HostValues {
@@ -171,7 +171,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     }
 
     /// What kind of Kafka node this host is, from `server.properties` (see [`crate::node`]).
-    pub fn node_role(&self) -> Result<NodeRole, Error> {
+    pub(crate) fn node_role(&self) -> Result<NodeRole, Error> {
         let path = &self.config.broker.server_properties;
         Ok(NodeRole::from_properties(&self.server_properties()?)
             .map_err(|e| PropertiesError::from_edit(path, e))?)

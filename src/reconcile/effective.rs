@@ -12,7 +12,7 @@ use crate::restart::{Outcome, Restarter, ServiceManager};
 
 impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     /// Makes the running broker use what the last pass wrote (see [`crate::restart`]).
-    pub async fn make_effective<K: KafkaCluster, S: ServiceManager>(
+    pub(crate) async fn make_effective<K: KafkaCluster, S: ServiceManager>(
         &self,
         ctx: &Context,
         report: &PassReport,

@@ -14,7 +14,9 @@
 mod certificate;
 mod decommission;
 
-pub use decommission::{shard_steps, DecommissionStep, ShardHoldings};
+#[cfg(test)]
+pub(crate) use decommission::DecommissionStep;
+
 mod discover;
 mod effective;
 mod observe;
@@ -76,7 +78,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     }
 
     /// The steps a pass would take now (for `plan`; `pass` runs exactly these).
-    pub fn plan(&self, ctx: &Context, observed: &Observed) -> Result<Vec<Step>, Error> {
+    pub(crate) fn plan(&self, ctx: &Context, observed: &Observed) -> Result<Vec<Step>, Error> {
         let candidates = claim_candidates(ctx, observed);
         plan::plan(ctx.shard(observed.shard), observed, &candidates).map_err(|e| {
             Error::Properties(PropertiesError::from_edit(
@@ -88,13 +90,13 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
 
     /// One full reconcile pass: observe, plan, check (when the plan changes the NLB), execute.
     /// A leaving instance is drained instead (see [`crate::plan::drain_steps`]).
-    pub async fn pass(&self, ctx: &Context) -> Result<PassReport, Error> {
+    pub(crate) async fn pass(&self, ctx: &Context) -> Result<PassReport, Error> {
         self.pass_after(ctx, &Lifecycle::Staying).await
     }
 
     /// [`Agent::pass`] in a process whose earlier passes saw `earlier`: an instance once seen
     /// leaving stays drained even if metadata now says otherwise ([`Lifecycle::after`]).
-    pub async fn pass_after(
+    pub(crate) async fn pass_after(
         &self,
         ctx: &Context,
         earlier: &Lifecycle,

@@ -143,12 +143,12 @@ fn kafka_rule_hint(v: &crate::kafka_rules::Violation, config: &Config) -> String
 
 impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     /// Whether this instance is leaving, from instance metadata (see [`crate::lifecycle`]).
-    pub async fn lifecycle(&self) -> Result<Lifecycle, Error> {
+    pub(crate) async fn lifecycle(&self) -> Result<Lifecycle, Error> {
         Ok(lifecycle::read(&self.metadata).await?)
     }
 
     /// Reads the instance's lifecycle, the NLB(s) and the file; changes nothing.
-    pub async fn observe(&self, ctx: &Context) -> Result<Observed, Error> {
+    pub(crate) async fn observe(&self, ctx: &Context) -> Result<Observed, Error> {
         self.observe_excluding(ctx, &[]).await
     }
 
@@ -160,7 +160,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     /// NLB; a new claim goes to the first NLB of this broker's order with a free port and room
     /// under the listener quota (see `Agent::scan` for which NLBs are read). A converged daemon
     /// reads the NLB far less often: see [`crate::steady`].
-    pub async fn observe_excluding(
+    pub(crate) async fn observe_excluding(
         &self,
         ctx: &Context,
         full: &[usize],

@@ -17,7 +17,7 @@ use x509_parser::prelude::FromDer;
 
 /// What the pre-flight needs from the leaf certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Leaf {
+pub(crate) struct Leaf {
     /// Its DNS subject alternative names, as written.
     pub dns_names: Vec<String>,
     /// `notBefore`, Unix seconds.
@@ -29,7 +29,7 @@ pub struct Leaf {
 /// How a certificate name covers a host name that may hold `{placeholder}`s (a template such
 /// as `kafka-{az_id}.orders.example.internal` before the instance is known).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Coverage {
+pub(crate) enum Coverage {
     /// Every rendering of the name is covered (a concrete name: it is covered).
     All,
     /// Some renderings are (a certificate listing each zonal name, checked against the
@@ -41,7 +41,7 @@ pub enum Coverage {
 
 /// The pre-flight's answer for one certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Every host is covered (templates possibly only in part: `partly`) and now is within the
     /// validity period.
     Valid {
@@ -60,7 +60,7 @@ pub enum Verdict {
 }
 
 /// Parses the leaf (first) certificate of `chain` (DER, leaf first, as keystores hold it).
-pub fn leaf(chain: &[Vec<u8>]) -> Result<Leaf, String> {
+pub(crate) fn leaf(chain: &[Vec<u8>]) -> Result<Leaf, String> {
     let der = chain.first().ok_or("the keystore holds no certificate")?;
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
         .map_err(|e| format!("its certificate cannot be parsed: {e}"))?;
@@ -81,7 +81,7 @@ pub fn leaf(chain: &[Vec<u8>]) -> Result<Leaf, String> {
 
 /// The verdict for `leaf` on `hosts` (concrete names or templates) at `now` (Unix seconds):
 /// coverage first (the more useful message), then validity.
-pub fn verdict(leaf: &Leaf, hosts: &[String], now: i64) -> Verdict {
+pub(crate) fn verdict(leaf: &Leaf, hosts: &[String], now: i64) -> Verdict {
     let mut partly = Vec::new();
     for host in hosts {
         let best = leaf.dns_names.iter().map(|name| coverage(name, host)).fold(
@@ -109,7 +109,7 @@ pub fn verdict(leaf: &Leaf, hosts: &[String], now: i64) -> Verdict {
 
 /// Whether certificate name `name` covers `host`, a concrete name or a template whose
 /// `{placeholder}`s stand for one or more letters, digits or hyphens.
-pub fn coverage(name: &str, host: &str) -> Coverage {
+pub(crate) fn coverage(name: &str, host: &str) -> Coverage {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     let names: Vec<&str> = name.split('.').collect();
@@ -167,6 +167,6 @@ fn glob(template: &[u8], label: &[u8]) -> bool {
 }
 
 /// Whole days from `now` to `not_after` (negative once expired).
-pub fn days_left(leaf: &Leaf, now: i64) -> i64 {
+pub(crate) fn days_left(leaf: &Leaf, now: i64) -> i64 {
     (leaf.not_after - now).div_euclid(86_400)
 }

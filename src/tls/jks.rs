@@ -24,7 +24,7 @@
 use sha1::{Digest, Sha1};
 
 /// The magic number of a JKS file.
-pub const MAGIC: u32 = 0xFEED_FEED;
+pub(crate) const MAGIC: u32 = 0xFEED_FEED;
 /// The salt OpenJDK mixes into the integrity digest.
 const WHITENER: &[u8] = b"Mighty Aphrodite";
 /// Length of the trailing SHA-1 digest.
@@ -32,7 +32,7 @@ const DIGEST_LEN: usize = 20;
 
 /// What is wrong with a JKS file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JksError {
+pub(crate) enum JksError {
     /// Not a JKS file, or cut short.
     #[error("not a readable JKS keystore: {0}")]
     Malformed(String),
@@ -43,7 +43,7 @@ pub enum JksError {
 
 /// A JKS keystore's entries: the chain of each private key entry (leaf first), in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Jks {
+pub(crate) struct Jks {
     /// One chain per private key entry, each certificate DER.
     pub key_chains: Vec<Vec<Vec<u8>>>,
 }
@@ -88,7 +88,7 @@ impl<'a> Cursor<'a> {
 
 /// Reads `bytes` as JKS; verifies the integrity digest when `password` is given (the
 /// certificates are readable without it).
-pub fn read(bytes: &[u8], password: Option<&str>) -> Result<Jks, JksError> {
+pub(crate) fn read(bytes: &[u8], password: Option<&str>) -> Result<Jks, JksError> {
     let mut c = Cursor { bytes, at: 0 };
     if c.u32()? != MAGIC {
         return Err(JksError::Malformed("no JKS magic number 0xFEEDFEED".into()));
@@ -128,7 +128,7 @@ pub fn read(bytes: &[u8], password: Option<&str>) -> Result<Jks, JksError> {
 }
 
 /// The digest JKS appends: SHA-1 over the password (UTF-16BE), the whitener and `body`.
-pub fn integrity_digest(password: &str, body: &[u8]) -> [u8; DIGEST_LEN] {
+pub(crate) fn integrity_digest(password: &str, body: &[u8]) -> [u8; DIGEST_LEN] {
     let mut sha = Sha1::new();
     for unit in password.encode_utf16() {
         sha.update(unit.to_be_bytes());

@@ -24,7 +24,7 @@ use crate::properties::Properties;
 
 /// `ssl.keystore.type`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// `JKS` (Kafka's default).
     Jks,
     /// `PKCS12`.
@@ -37,7 +37,7 @@ pub enum Kind {
 
 /// `ssl.keystore.password` as the file has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Password {
+pub(crate) enum Password {
     /// Not set.
     Missing,
     /// A literal password.
@@ -48,7 +48,7 @@ pub enum Password {
 
 /// The keystore settings of one listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Its type.
     pub kind: Kind,
     /// `ssl.keystore.location`.
@@ -61,7 +61,7 @@ pub struct Settings {
 
 /// What reading the keystore gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Read {
+pub(crate) enum Read {
     /// The key entry's chain, leaf first, DER.
     Chain(Vec<Vec<u8>>),
     /// It could not be read for a reason that is not an error: why (for a warning).
@@ -70,7 +70,7 @@ pub enum Read {
 
 impl Settings {
     /// The settings of listener `listener` in `props`; `None` when it has no keystore at all.
-    pub fn of(props: &Properties, listener: &str) -> Option<Settings> {
+    pub(crate) fn of(props: &Properties, listener: &str) -> Option<Settings> {
         let prefix = format!("listener.name.{}.", listener.to_ascii_lowercase());
         let get = |key: &str| {
             [format!("{prefix}{key}"), key.to_string()]
@@ -107,7 +107,7 @@ impl Settings {
     }
 
     /// Where the certificate comes from, for messages: the file, or the inline chain.
-    pub fn source(&self) -> String {
+    pub(crate) fn source(&self) -> String {
         match &self.location {
             Some(path) => path.display().to_string(),
             None => "ssl.keystore.certificate.chain".to_string(),
@@ -117,7 +117,7 @@ impl Settings {
 
 /// Reads the certificate chain of `settings`' key entry. `Err` is the problem (a missing or
 /// unreadable file, a wrong password, no key entry), for one error line.
-pub fn read(settings: &Settings) -> Result<Read, String> {
+pub(crate) fn read(settings: &Settings) -> Result<Read, String> {
     let Some(path) = &settings.location else {
         return match (&settings.kind, &settings.inline_chain) {
             (Kind::Pem, Some(chain)) => pem_chain(chain).map(Read::Chain),
@@ -188,7 +188,7 @@ fn pkcs12_chain(bytes: &[u8], password: &str) -> Result<Vec<Vec<u8>>, String> {
 
 /// The certificates of a PEM text, in order (private key blocks skipped). Whitespace inside a
 /// block is ignored, as Kafka's `PemStore` does.
-pub fn pem_chain(text: &str) -> Result<Vec<Vec<u8>>, String> {
+pub(crate) fn pem_chain(text: &str) -> Result<Vec<Vec<u8>>, String> {
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";
     let mut out = Vec::new();

@@ -7,9 +7,9 @@
 //! [`keystore`] reads the keystore as Kafka would (JKS through [`jks`], PKCS12, PEM); this
 //! module ties them to `server.properties` and words the one-line results.
 
-pub mod check;
-pub mod jks;
-pub mod keystore;
+pub(crate) mod check;
+pub(crate) mod jks;
+pub(crate) mod keystore;
 
 use serde::Serialize;
 
@@ -18,11 +18,11 @@ use check::Verdict;
 use keystore::{Read, Settings};
 
 /// Days before `notAfter` from which the agent warns.
-pub const WARN_DAYS: i64 = 30;
+pub(crate) const WARN_DAYS: i64 = 30;
 
 /// What to check: the managed listener in a `server.properties` text, and its names.
 #[derive(Debug, Clone)]
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     /// `server.properties` as read.
     pub properties: &'a Properties,
     /// The managed listener's name (`listener.name`).
@@ -38,7 +38,7 @@ pub struct Request<'a> {
 
 /// A certificate that passed: what `check-config`, `plan` and `status` show, and the metric.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// The keystore file, or `ssl.keystore.certificate.chain`.
     pub keystore: String,
     /// The listener.
@@ -58,7 +58,7 @@ pub struct Summary {
 /// The pre-flight's result when it does not refuse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "result")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The listener is not TLS (or has no keystore: `missing_keystore` warns): nothing to check.
     NotTls,
     /// The certificate could not be checked; the warning says why.
@@ -73,7 +73,7 @@ pub enum Outcome {
 /// Runs the pre-flight. `Err` is the refusal, one line without the `error: ` prefix: a
 /// certificate that does not cover a host or is not valid now, a missing keystore file, a
 /// wrong password.
-pub fn preflight(req: &Request<'_>) -> Result<Outcome, String> {
+pub(crate) fn preflight(req: &Request<'_>) -> Result<Outcome, String> {
     let protocol = listener_protocol(req.properties, req.listener, req.default_protocol);
     if !is_tls(&protocol) {
         return Ok(Outcome::NotTls);
@@ -126,7 +126,7 @@ pub fn preflight(req: &Request<'_>) -> Result<Outcome, String> {
 
 impl Summary {
     /// One line: what is covered, until when.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         format!(
             "certificate {} (listener {}): names {}; covers {}; expires {} ({} days left)",
             self.keystore,
@@ -140,7 +140,7 @@ impl Summary {
 
     /// The warnings this certificate deserves: expiry within [`WARN_DAYS`], templates only
     /// partly covered.
-    pub fn warnings(&self) -> Vec<String> {
+    pub(crate) fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.days_left < WARN_DAYS {
             out.push(format!(
@@ -165,7 +165,7 @@ impl Summary {
 
 impl Outcome {
     /// The line `check-config`, `plan` and `status` print, if any.
-    pub fn line(&self) -> Option<String> {
+    pub(crate) fn line(&self) -> Option<String> {
         match self {
             Outcome::NotTls => None,
             Outcome::Unchecked { warning } => Some(warning.clone()),
@@ -174,7 +174,7 @@ impl Outcome {
     }
 
     /// The warnings to log: an unchecked certificate, one close to expiry.
-    pub fn warnings(&self) -> Vec<String> {
+    pub(crate) fn warnings(&self) -> Vec<String> {
         match self {
             Outcome::NotTls => Vec::new(),
             Outcome::Unchecked { warning } => vec![warning.clone()],
@@ -184,7 +184,7 @@ impl Outcome {
 }
 
 /// `YYYY-MM-DD` (UTC) of Unix seconds `t`.
-pub fn date(t: i64) -> String {
+pub(crate) fn date(t: i64) -> String {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
     humantime::format_rfc3339_seconds(at).to_string()[..10].to_string()
 }

@@ -5,7 +5,7 @@ use crate::nlb::NlbError;
 
 /// The NLB attribute of cross-zone load balancing ("Cross-zone load balancing for target
 /// groups", ELB Network Load Balancers guide,
-/// https://docs.aws.amazon.com/elasticloadbalancing/latest/network/target-group-cross-zone.html;
+/// <https://docs.aws.amazon.com/elasticloadbalancing/latest/network/target-group-cross-zone.html>;
 /// `load_balancing.cross_zone.enabled`, `false` by default on an NLB, LoadBalancerAttribute API
 /// reference).
 const CROSS_ZONE_ATTRIBUTE: &str = "load_balancing.cross_zone.enabled";
