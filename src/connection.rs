@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::config::{render_host, Config, HostValues};
+use crate::config::{Config, HostValues};
 use crate::nlb::TargetState;
 use crate::restart::ClusterClaim;
 
@@ -69,9 +69,8 @@ pub(crate) fn rows(
             let az = instance_id.as_ref().and_then(|i| zones.get(i));
             let az_id = az.and_then(|a| zone_ids.get(a)).cloned();
             let advertised = match (&instance_id, az, &az_id) {
-                (Some(instance_id), Some(az), Some(az_id)) => render_host(
-                    &config.listener.advertised_host,
-                    &HostValues {
+                (Some(instance_id), Some(az), Some(az_id)) => {
+                    Some(config.listener.advertised_host.render(&HostValues {
                         az_id,
                         az,
                         region,
@@ -79,10 +78,9 @@ pub(crate) fn rows(
                         instance_id,
                         cluster: &config.cluster,
                         shard: c.shard,
-                    },
-                )
-                .ok()
-                .map(|host| format!("{host}:{}", c.port)),
+                    }))
+                    .map(|host| format!("{host}:{}", c.port))
+                }
                 _ => None,
             };
             BrokerEndpoint {

@@ -40,9 +40,6 @@ pub(crate) enum Error {
     /// `server.properties` or a `meta.properties` could not be read, edited or written.
     #[error(transparent)]
     Properties(#[from] PropertiesError),
-    /// The advertised host template could not be rendered.
-    #[error("listener.advertised_host: {0}")]
-    AdvertisedHost(String),
     /// Every port in the range is held by another listener.
     #[error("no free port in nlb.port_range {range} on {lb_arn} ({tried} tried); removed target group {group} again")]
     RangeExhausted {
@@ -138,7 +135,7 @@ impl Error {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Error::Metadata(_) => "metadata",
-            Error::BrokerId(_) | Error::AdvertisedHost(_) => "broker_id",
+            Error::BrokerId(_) => "broker_id",
             Error::Nlb(_)
             | Error::Ec2(_)
             | Error::BootstrapUnusable { .. }

@@ -456,7 +456,7 @@ async fn the_listener_quota_and_a_missing_zone_leave_nothing_behind() {
         .with(|s| s.add_load_balancer("two", &["us-east-1b", "us-east-1c"]));
     let a = b.host(3);
     let mut a2 = b.host(3);
-    a2.config.nlb.load_balancer_arn = Some(two.clone());
+    a2.config.nlb.arns = crate::config::LoadBalancers::one(&two);
     let err = a2.pass(&a2.context().await.unwrap()).await.unwrap_err();
     assert!(matches!(err, Error::AzNotEnabled { .. }), "{err}");
     assert!(err.to_string().contains("use1-az6") && err.to_string().contains("us-east-1a"));
@@ -538,7 +538,7 @@ async fn broker_rack_is_written_with_the_listener_and_a_different_one_is_reporte
         .iter()
         .all(|s| !s.to_string().contains("broker.rack")));
     // Set to the AZ ID: replaced, reported, in the same kind of write.
-    a.config.broker.rack = Some("{az_id}".into());
+    a.config.broker.rack = Some(crate::config::HostTemplate::parse("{az_id}").unwrap());
     let (planned, executed, _) = plan_and_execute(&a).await;
     assert_eq!(executed, planned);
     assert_eq!(planned.len(), 1, "{planned:?}");

@@ -98,6 +98,7 @@ pub(super) fn certificate(config: &Config) -> Result<Option<crate::tls::Outcome>
     for shard in config.nlb.load_balancers() {
         for template in templates.iter().flatten() {
             let host = template
+                .as_str()
                 .replace("{cluster}", &config.cluster)
                 .replace("{shard}", &shard.index.to_string());
             if !hosts.contains(&host) {

@@ -47,6 +47,8 @@ pub(super) fn parse_error(text: &str, path: &Path, e: &toml::de::Error) -> Confi
     let (line, column) = offset.map_or((1, 1), |at| line_col(text, at));
     let message = e.message().trim();
     let message = match offset.and_then(|at| key_at(text, at)) {
+        // A compiled section's refusal names its own key (`nlb.load_balancer_arns: …`).
+        Some(key) if message.starts_with(&format!("{key}.")) => message.to_string(),
         Some(key) => format!("{key}: {message}"),
         None => message.to_string(),
     };

@@ -13,6 +13,7 @@ use serde::Deserialize;
 mod diagnostics;
 mod error;
 mod host;
+mod nlb;
 mod restart;
 mod sections;
 mod validate;
@@ -20,9 +21,10 @@ mod values;
 
 use error::parse_error;
 pub use error::ConfigError;
-pub use host::{is_hostname, render_host, HostValues, PLACEHOLDERS};
+pub use host::{is_hostname, render_host, HostTemplate, HostValues, Placeholder, PLACEHOLDERS};
+pub use nlb::{LoadBalancers, NlbConfig, Shard};
 pub use restart::{RestartConfig, RestartMode, NLB_DEFAULT_HEALTHY_AFTER};
-pub use sections::{AwsConfig, BrokerConfig, DaemonConfig, ListenerConfig, NlbConfig, Shard};
+pub use sections::{AwsConfig, BrokerConfig, DaemonConfig, ListenerConfig};
 pub use values::{
     parse_port_range, IdleTimeout, PortRange, SecurityProtocol, IDLE_MAX_SECONDS, IDLE_MIN_SECONDS,
 };

@@ -1,5 +1,5 @@
 //! The sections of `agent.toml` that are plain settings: `[aws]`, `[daemon]`, `[broker]`,
-//! `[listener]` and `[nlb]` (with its shards), and their defaults.
+//! `[listener]`, and their defaults (`[nlb]` is compiled from its keys in `config::nlb`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use super::values::default_port_range;
-use super::{IdleTimeout, PortRange, SecurityProtocol, DEFAULT_STATE_DIR};
+use super::{HostTemplate, SecurityProtocol, DEFAULT_STATE_DIR};
 
 /// `[aws]`: the account's API budget. AWS throttles the ELB API per account and Region with
 /// token buckets shared by every caller (AWS "Request throttling for the ELB API": `Describe*`
@@ -77,7 +76,7 @@ pub struct BrokerConfig {
     pub server_properties: PathBuf,
     /// `broker.rack` to write (same placeholders as `listener.advertised_host`, e.g.
     /// `"{az_id}"`); unset: `broker.rack` is left alone.
-    pub rack: Option<String>,
+    pub rack: Option<HostTemplate>,
 }
 
 impl Default for BrokerConfig {
@@ -102,7 +101,7 @@ pub struct ListenerConfig {
     #[serde(default = "default_listener_port")]
     pub port: u16,
     /// Advertised host template, e.g. `kafka-{az_id}.orders.example.internal`.
-    pub advertised_host: String,
+    pub advertised_host: HostTemplate,
     /// Security protocol mapped to the listener name if the file has no mapping for it yet.
     #[serde(default)]
     pub security_protocol: SecurityProtocol,
@@ -110,7 +109,7 @@ pub struct ListenerConfig {
     /// placeholders as `advertised_host`), if any: on a TLS listener the certificate pre-flight
     /// checks that the broker certificate covers it too (see [`crate::tls`]).
     #[serde(default)]
-    pub bootstrap_host: Option<String>,
+    pub bootstrap_host: Option<HostTemplate>,
 }
 
 fn default_listener_name() -> String {
@@ -118,73 +117,6 @@ fn default_listener_name() -> String {
 }
 fn default_listener_port() -> u16 {
     9094
-}
-
-/// `[nlb]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct NlbConfig {
-    /// ARN of the Network Load Balancer behind the endpoint service (one NLB). Exactly one of
-    /// this and `load_balancer_arns` is set; use [`NlbConfig::load_balancers`].
-    #[serde(default)]
-    pub load_balancer_arn: Option<String>,
-    /// ARNs of the NLBs (shards), in `{shard}` order: a new broker claims on NLB `broker id mod n`
-    /// first, then the next ones round the list (see `registry::shard_order`).
-    #[serde(default)]
-    pub load_balancer_arns: Option<Vec<String>>,
-    /// Ports from which per-broker listeners are claimed, `"FIRST-LAST"`.
-    #[serde(default = "default_port_range")]
-    pub port_range: PortRange,
-    /// Port of the shared bootstrap listener.
-    #[serde(default = "default_bootstrap_port")]
-    pub bootstrap_port: u16,
-    /// The listeners' TCP idle timeout (`tcp.idle_timeout.seconds`): `"auto"` (default: the
-    /// broker's `connections.max.idle.ms` plus a minute), `"off"`, or a duration (60 s-100 m).
-    /// See [`crate::idle`].
-    #[serde(default)]
-    pub idle_timeout: IdleTimeout,
-}
-
-/// One NLB of the cluster: its 0-based index in the configured list (`{shard}`) and its ARN.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Shard {
-    /// Index in `nlb.load_balancer_arns` (0 with `nlb.load_balancer_arn`).
-    pub index: usize,
-    /// The NLB.
-    pub load_balancer_arn: String,
-}
-
-impl NlbConfig {
-    /// The first configured NLB (the only one with `load_balancer_arn`).
-    pub fn first_load_balancer(&self) -> String {
-        self.load_balancers()
-            .into_iter()
-            .next()
-            .map(|s| s.load_balancer_arn)
-            .unwrap_or_default()
-    }
-
-    /// The configured NLBs in list order (one with `load_balancer_arn`); validation makes sure
-    /// there is at least one.
-    pub fn load_balancers(&self) -> Vec<Shard> {
-        let arns: Vec<&String> = match (&self.load_balancer_arn, &self.load_balancer_arns) {
-            (Some(one), None) => vec![one],
-            (None, Some(many)) => many.iter().collect(),
-            (Some(one), Some(_)) => vec![one],
-            (None, None) => Vec::new(),
-        };
-        arns.into_iter()
-            .enumerate()
-            .map(|(index, arn)| Shard {
-                index,
-                load_balancer_arn: arn.clone(),
-            })
-            .collect()
-    }
-}
-
-fn default_bootstrap_port() -> u16 {
-    10000
 }
 
 /// `daemon.metrics_listen`: `""` is `None`, anything else must be a socket address.
@@ -234,64 +166,5 @@ mod tests {
             message.starts_with("daemon.metrics_listen: invalid type"),
             "{message}"
         );
-    }
-
-    #[test]
-    fn one_or_several_load_balancers() {
-        const A: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/a/1";
-        const B: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/b/2";
-        let one = parse(MINIMAL).unwrap();
-        assert_eq!(one.nlb.load_balancers().len(), 1);
-        assert_eq!(one.nlb.load_balancers()[0].index, 0);
-        let sharded = |host: &str, arns: &str| {
-            MINIMAL.replace("kafka-{az_id}.orders", host).replace(
-                &format!(
-                    "load_balancer_arn = {:?}",
-                    one.nlb.load_balancer_arn.clone().unwrap()
-                ),
-                &format!("load_balancer_arns = {arns}"),
-            )
-        };
-        let c = parse(&sharded(
-            "kafka-{az_id}-s{shard}.orders",
-            &format!("[{A:?}, {B:?}]"),
-        ))
-        .unwrap();
-        let shards = c.nlb.load_balancers();
-        assert_eq!(
-            shards
-                .iter()
-                .map(|s| (s.index, s.load_balancer_arn.as_str()))
-                .collect::<Vec<_>>(),
-            [(0, A), (1, B)]
-        );
-        // A one-element list needs no {shard}; {shard} with one NLB renders 0.
-        assert!(parse(&sharded("kafka-{az_id}.orders", &format!("[{A:?}]"))).is_ok());
-        let err = |text: &str| parse(text).unwrap_err().to_string();
-        for (text, expected) in [
-            (
-                sharded("kafka-{az_id}.orders", &format!("[{A:?}, {B:?}]")),
-                "listener.advertised_host: \"kafka-{az_id}.orders.example.internal\" has no {shard} placeholder, but nlb.load_balancer_arns lists 2 NLBs",
-            ),
-            (
-                sharded("kafka-{az_id}-s{shard}.orders", "[]"),
-                "nlb.load_balancer_arns: is empty",
-            ),
-            (
-                sharded("kafka-{az_id}-s{shard}.orders", &format!("[{A:?}, {A:?}]")),
-                "is listed twice",
-            ),
-            (
-                sharded("kafka-{az_id}-s{shard}.orders", "[\"kafka\"]"),
-                "nlb.load_balancer_arns: \"kafka\" is not a load balancer ARN",
-            ),
-            (
-                MINIMAL.replace("[nlb]", &format!("[nlb]\nload_balancer_arns = [{B:?}]")),
-                "set either nlb.load_balancer_arn (one NLB) or nlb.load_balancer_arns",
-            ),
-        ] {
-            let message = err(&text);
-            assert!(message.contains(expected), "{message}");
-        }
     }
 }

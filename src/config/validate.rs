@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::error::one_line;
 use super::{
-    is_hostname, render_host, AwsConfig, BrokerConfig, Config, ConfigError, DaemonConfig,
-    HostValues, ListenerConfig, NlbConfig, RestartConfig, MAX_LOAD_BALANCERS,
+    is_hostname, AwsConfig, BrokerConfig, Config, ConfigError, DaemonConfig, HostValues,
+    ListenerConfig, NlbConfig, Placeholder, RestartConfig,
 };
 
 impl Config {
@@ -59,8 +59,7 @@ fn validate_cluster(cluster: &str) -> Result<(), Invalid> {
 /// `[broker]`
 fn validate_broker(broker: &BrokerConfig, cluster: &str) -> Result<(), Invalid> {
     if let Some(template) = &broker.rack {
-        let rack = render_host(template, &probe_values(cluster))
-            .map_err(|reason| invalid("broker.rack", reason))?;
+        let rack = template.render(&probe_values(cluster));
         // Kafka takes any string; keep it one printable token so the file stays one line.
         if rack.is_empty() || rack.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid(
@@ -108,8 +107,7 @@ fn validate_listener(listener: &ListenerConfig, cluster: &str) -> Result<(), Inv
     if listener.port == 0 {
         return Err(invalid("listener.port", "0 is not a port"));
     }
-    let host = render_host(&listener.advertised_host, &probe_values(cluster))
-        .map_err(|reason| invalid("listener.advertised_host", reason))?;
+    let host = listener.advertised_host.render(&probe_values(cluster));
     if !is_hostname(&host) {
         return Err(invalid(
             "listener.advertised_host",
@@ -120,8 +118,7 @@ fn validate_listener(listener: &ListenerConfig, cluster: &str) -> Result<(), Inv
         ));
     }
     if let Some(template) = &listener.bootstrap_host {
-        let host = render_host(template, &probe_values(cluster))
-            .map_err(|reason| invalid("listener.bootstrap_host", reason))?;
+        let host = template.render(&probe_values(cluster));
         if !is_hostname(&host) {
             return Err(invalid(
                 "listener.bootstrap_host",
@@ -145,51 +142,18 @@ fn probe_values(cluster: &str) -> HostValues<'_> {
     }
 }
 
-/// `[nlb]`, including `bootstrap_port` against `port_range`, and `listener.advertised_host`
-/// against the number of NLBs (each NLB has its own endpoint service, so its own names).
+/// `[nlb]` (its NLB list is checked as it is compiled, see `config::nlb`): `bootstrap_port`
+/// against `port_range`, and `listener.advertised_host` against the number of NLBs (each NLB
+/// has its own endpoint service, so its own names).
 fn validate_nlb(nlb: &NlbConfig, listener: &ListenerConfig) -> Result<(), Invalid> {
-    let (key, arns): (&'static str, Vec<&String>) =
-        match (&nlb.load_balancer_arn, &nlb.load_balancer_arns) {
-            (Some(one), None) => ("nlb.load_balancer_arn", vec![one]),
-            (None, Some(many)) => ("nlb.load_balancer_arns", many.iter().collect()),
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "nlb.load_balancer_arns",
-                    "set either nlb.load_balancer_arn (one NLB) or nlb.load_balancer_arns (several), not both",
-                ))
-            }
-            // Worded as serde words a missing key: it is the one most files have.
-            (None, None) => {
-                return Err(invalid(
-                    "nlb",
-                    "missing field `load_balancer_arn` (or `load_balancer_arns` for several NLBs)",
-                ))
-            }
-        };
-    if arns.is_empty() {
-        return Err(invalid(key, "is empty: list at least one NLB ARN"));
-    }
-    if arns.len() > MAX_LOAD_BALANCERS {
-        return Err(invalid(
-            key,
-            format!("{} NLBs; at most {MAX_LOAD_BALANCERS}", arns.len()),
-        ));
-    }
-    for (i, arn) in arns.iter().enumerate() {
-        if !arn.starts_with("arn:") || !arn.contains(":loadbalancer/") {
-            return Err(invalid(key, format!("{arn:?} is not a load balancer ARN")));
-        }
-        if arns[..i].contains(arn) {
-            return Err(invalid(key, format!("{arn:?} is listed twice")));
-        }
-    }
-    if arns.len() > 1 && !listener.advertised_host.contains("{shard}") {
+    let count = nlb.arns.count();
+    if count > 1 && !listener.advertised_host.uses(Placeholder::Shard) {
         return Err(invalid(
             "listener.advertised_host",
             format!(
                 "{:?} has no {{shard}} placeholder, but nlb.load_balancer_arns lists {} NLBs: each NLB has its own endpoint service and so its own names (e.g. \"kafka-{{az_id}}-s{{shard}}.orders.example.internal\")",
                 listener.advertised_host,
-                arns.len()
+                count
             ),
         ));
     }
@@ -332,7 +296,12 @@ mod tests {
             "[listener]\nbootstrap_host = \"bootstrap.{cluster}.example.internal\"",
         );
         assert_eq!(
-            parse(&ok).unwrap().listener.bootstrap_host.as_deref(),
+            parse(&ok)
+                .unwrap()
+                .listener
+                .bootstrap_host
+                .as_ref()
+                .map(|t| t.as_str()),
             Some("bootstrap.{cluster}.example.internal")
         );
     }

@@ -326,7 +326,7 @@ mod tests {
             throttled: 0,
         };
         let kafka_error = unreachable_kafka();
-        let failed = Error::AdvertisedHost("no tag".into());
+        let failed = Error::Certificate("no name".into());
         let staying = Lifecycle::Staying;
         let leaving = crate::lifecycle::decide(Some("Terminated"), None);
         let result = match input {
@@ -366,7 +366,8 @@ mod tests {
 
     const WIRED: &str = "broker 7 wired on port 9001 (3 change(s) last pass)";
     const UNCHANGED: &str = "broker 7 wired on port 9001 (0 change(s) last pass)";
-    const FAILED: &str = "last pass failed (2x): listener.advertised_host: no tag";
+    const FAILED: &str =
+        "last pass failed (2x): no name (nothing was created, server.properties unchanged)";
     const KAFKA_FAILED: &str = "last pass failed (1x): Kafka at 127.0.0.1:9092 accepts connections but does not answer (timed out); the change stays pending and nothing is restarted until it answers (log recovery? GC pause? restart.kafka security settings?)";
 
     #[rustfmt::skip]

@@ -3,7 +3,7 @@
 //! name, and be valid now; checked every pass before any NLB call, so a certificate renewed or
 //! replaced on disk is seen at once.
 
-use crate::config::{render_host, HostValues};
+use crate::config::HostValues;
 use crate::ec2::InstanceTags;
 use crate::metadata::InstanceMetadata;
 use crate::model::{Agent, Error};
@@ -64,9 +64,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                     cluster: &self.config.cluster,
                     shard: d.shard,
                 };
-                let host = render_host(template, &values)
-                    .map_err(|e| Error::Certificate(format!("listener.bootstrap_host: {e}")))?;
-                add(host);
+                add(template.render(&values));
             }
         }
         Ok(hosts)

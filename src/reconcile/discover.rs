@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::broker_id::{self, Found, Source};
 use crate::compat;
-use crate::config::{render_host, HostValues};
+use crate::config::{HostTemplate, HostValues};
 use crate::ec2::InstanceTags;
 use crate::metadata::{self, Identity, InstanceMetadata, TagLookup};
 use crate::model::{Agent, Error};
@@ -25,7 +25,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
     /// Like [`Agent::context`] with an already discovered identity.
     pub(crate) async fn context_for(&self, identity: Identity) -> Result<Context, Error> {
         let (broker_id, source) = self.broker_id(&identity).await?;
-        let render = |template: &str, shard: usize| {
+        let render = |template: &HostTemplate, shard: usize| {
             let values = HostValues {
                 az_id: &identity.az_id,
                 az: &identity.az,
@@ -35,19 +35,17 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 cluster: &self.config.cluster,
                 shard,
             };
-            render_host(template, &values)
+            template.render(&values)
         };
         let mut shards = Vec::new();
         for shard in self.config.nlb.load_balancers() {
-            let advertised_host = render(&self.config.listener.advertised_host, shard.index)
-                .map_err(Error::AdvertisedHost)?;
-            let rack = match &self.config.broker.rack {
-                Some(template) => Some(
-                    render(template, shard.index)
-                        .map_err(|e| Error::AdvertisedHost(format!("broker.rack: {e}")))?,
-                ),
-                None => None,
-            };
+            let advertised_host = render(&self.config.listener.advertised_host, shard.index);
+            let rack = self
+                .config
+                .broker
+                .rack
+                .as_ref()
+                .map(|template| render(template, shard.index));
             shards.push(self.desired(&identity, broker_id, shard, advertised_host, rack));
         }
         Ok(Context {
