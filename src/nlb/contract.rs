@@ -44,6 +44,7 @@ pub const RULES: &[&str] = &[
     "at most 50 tags per resource",
     "at most 50 listeners per NLB, and an identical repeat at the quota still succeeds",
     "a deleted resource has no tags",
+    "the seam adopts a taken name only when tagged as ours and forwarding for no other NLB",
 ];
 
 fn code(r: &Result<impl std::fmt::Debug, NlbError>) -> String {
@@ -150,6 +151,43 @@ impl<L: LoadBalancer> Run<'_, L> {
             self.fail(3, "TargetGroupAssociationLimit", code(&shared));
         }
         listener
+    }
+
+    /// The seam's own rule on top of AWS's (the adapter's `ensure_target_group`, which the fake
+    /// must mirror): a group under the name asked for but with other settings (a killed pass of
+    /// an older release, say) is adopted only when it carries the spec's tags and forwards for
+    /// no other load balancer. `g1` forwards for NLB A (see [`Run::listener`]), `g2` for none.
+    async fn adoption(&mut self, g2: &str) {
+        let other_port = |mut spec: TargetGroupSpec| {
+            spec.port = 9095;
+            spec
+        };
+        let lb_a = self.w.lb_a.clone();
+        let lb_b = self.w.lb_b.clone();
+        let ours = self
+            .lb
+            .ensure_target_group(&other_port(self.spec("g2", &lb_a)))
+            .await;
+        if ours.as_deref().ok() != Some(g2) {
+            self.fail(9, &format!("the same ARN {g2} (adopted)"), code(&ours));
+        }
+        let mut foreign = other_port(self.spec("g2", &lb_a));
+        foreign.tags = vec![("kplink:contract".into(), "someone-else".into())];
+        let foreign = self.lb.ensure_target_group(&foreign).await;
+        if code(&foreign) != "DuplicateTargetGroupName" {
+            self.fail(9, "DuplicateTargetGroupName (not ours)", code(&foreign));
+        }
+        let elsewhere = self
+            .lb
+            .ensure_target_group(&other_port(self.spec("g1", &lb_b)))
+            .await;
+        if code(&elsewhere) != "TargetGroupAssociationLimit" {
+            self.fail(
+                9,
+                "TargetGroupAssociationLimit (forwards for NLB A)",
+                code(&elsewhere),
+            );
+        }
     }
 
     /// The listener's idle timeout, a target of an unused group, and the tag limit.
@@ -261,6 +299,9 @@ pub async fn broken<L: LoadBalancer>(lb: &L, w: &World) -> Vec<String> {
     };
     let exact = run.exact_group().await;
     let listener = run.listener(&g1, &g2).await;
+    if listener.is_some() {
+        run.adoption(&g2).await;
+    }
     run.attributes(listener.as_deref(), &g2).await;
     let mut listeners = run.quota(&g1).await;
     listeners.extend(listener);
