@@ -52,7 +52,8 @@ pub(crate) enum Replan {
     },
     /// The claim got `claimed` instead of the plan's `planned` port (another host took it
     /// first) and the plan held no file write, as the file already advertised `planned`: the
-    /// next plan writes `claimed`.
+    /// file's step is planned again for `claimed`, from the same observation (the NLB is not
+    /// read again: right after CreateListener, ELBv2 may not list the new listener yet).
     ClaimMoved {
         /// The plan's first candidate.
         planned: u16,

@@ -395,6 +395,21 @@ async fn a_claim_moved_off_the_port_the_file_advertises_is_planned_again() {
         "{:?}",
         report.races
     );
+    // Planned again from the same observation: one claim, and the NLB read only by the
+    // observation and after the refused port (ELBv2 may not list the new listener yet, so a
+    // fresh observation could plan a second claim).
+    let claims = report
+        .changes
+        .iter()
+        .filter(|s| matches!(s, Step::ClaimPort { .. }))
+        .count();
+    assert_eq!(claims, 1, "{:?}", report.changes);
+    assert_eq!(
+        report.aws_calls.get("DescribeListeners"),
+        Some(&2),
+        "{:?}",
+        report.aws_calls
+    );
     assert!(props(&a).contains(&format!(":{}\n", report.port)));
 }
 
@@ -1086,8 +1101,9 @@ async fn decommission_finds_a_group_left_without_its_claim() {
     assert!(deleted_groups(&steps).is_empty(), "{steps:?}");
 }
 
-/// `server.properties` is read once per pass: the observation, the write's look for a change on
-/// disk and the node's role share one read, and the agent's own write needs none. A rewrite on
+/// `server.properties` is read once per pass: the broker id, the observation and the write's
+/// look for a change on disk share one read. After its own write the agent reads once more (a
+/// replacement racing the write must not pass for it), then shares that read again. A rewrite on
 /// disk (config management reverting the file) is read again and repaired.
 #[tokio::test]
 async fn a_pass_reads_server_properties_once() {
@@ -1097,11 +1113,13 @@ async fn a_pass_reads_server_properties_once() {
     assert_eq!(a.file.reads(), 1, "the broker id's read");
     let first = a.pass(&ctx).await.unwrap();
     assert!(first.properties_written);
-    a.node_role().unwrap();
     assert_eq!(a.file.reads(), 1, "unchanged since: no read");
+    a.node_role().unwrap();
+    a.node_role().unwrap();
+    assert_eq!(a.file.reads(), 2, "one look after the agent's write");
     std::fs::write(&a.config.broker.server_properties, PROPS).unwrap();
     let again = a.pass(&ctx).await.unwrap();
     assert!(again.properties_written, "the reverted file is seen");
-    assert_eq!(a.file.reads(), 2, "one read for the changed file");
+    assert_eq!(a.file.reads(), 3, "one read for the changed file");
     assert!(props(&a).contains(&format!(":{}\n", again.port)));
 }

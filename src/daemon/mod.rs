@@ -221,6 +221,8 @@ where
     K: KafkaCluster,
     S: ServiceManager,
 {
+    // A pass reads server.properties once; no text is carried from one pass to the next.
+    agent.file.forget();
     if agent.node_role()?.is_controller_only() {
         return Ok(None);
     }

@@ -414,21 +414,29 @@ pub(crate) fn plan(
         (None, None) => None,
     };
     if let Some((port, claim)) = port {
-        if desired
-            .edited_file(&observed.properties_text, port)?
-            .is_some()
-        {
-            steps.push(Step::WriteProperties {
-                path: desired.properties_path.display().to_string(),
-                from: observed.file_endpoint.clone(),
-                to: desired.endpoint(port),
-                port,
-                claim,
-                rack: desired.rack_change(observed.file_rack.as_deref()),
-            });
-        }
+        steps.extend(file_step(desired, observed, port, claim)?);
     }
     Ok(steps)
+}
+
+/// The file write that makes the observed file advertise `port`, if it does not already (pure).
+/// [`plan`]'s last step, and the whole re-plan after a claim moved (see
+/// [`crate::execute::Replan::ClaimMoved`]).
+pub(crate) fn file_step(
+    desired: &Desired,
+    observed: &Observed,
+    port: u16,
+    claim: ClaimOf,
+) -> Result<Option<Step>, EditError> {
+    let edited = desired.edited_file(&observed.properties_text, port)?;
+    Ok(edited.map(|_| Step::WriteProperties {
+        path: desired.properties_path.display().to_string(),
+        from: observed.file_endpoint.clone(),
+        to: desired.endpoint(port),
+        port,
+        claim,
+        rack: desired.rack_change(observed.file_rack.as_deref()),
+    }))
 }
 
 /// A listener's idle timeout is set right after the step that creates it (pure).

@@ -3,11 +3,15 @@
 //!
 //! A pass looks at the file in several places (the node's role, the observation, the write that
 //! must see a change config management made meanwhile, making Kafka use the result); each asks
-//! this cache. A `stat` tells whether the file is still what was read (same device, inode, size
-//! and modification time to the nanosecond): config management replaces it by rename (a new
-//! inode) or rewrites it (a new mtime), and either is read again. The `stat` comes before the
-//! read, so a change racing the read leaves a fingerprint older than the text, and the next
-//! look reads again rather than keeping a stale text.
+//! this cache. A `stat` tells whether the file is still what was read (same device, inode, size,
+//! and modification and change times to the nanosecond): config management replaces it by
+//! rename (a new inode) or rewrites it (new times; the change time cannot be set back, unlike
+//! the modification time with `cp -p` or `touch -d`), and either is read again. The `stat` comes
+//! before the read, so a change racing the read leaves a fingerprint older than the text, and
+//! the next look reads again rather than keeping a stale text. The agent's own write is kept
+//! without a fingerprint (a replacement racing it must not pass for it), so the next look reads
+//! once more. The daemon forgets the cache at the start of every pass ([`CachedFile::forget`]):
+//! it spares reads within a pass, and never carries a text from one pass to the next.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -23,6 +27,8 @@ struct Fingerprint {
     len: u64,
     mtime: i64,
     mtime_nsec: i64,
+    ctime: i64,
+    ctime_nsec: i64,
 }
 
 impl Fingerprint {
@@ -34,6 +40,8 @@ impl Fingerprint {
             len: m.len(),
             mtime: m.mtime(),
             mtime_nsec: m.mtime_nsec(),
+            ctime: m.ctime(),
+            ctime_nsec: m.ctime_nsec(),
         })
     }
 }
@@ -74,9 +82,17 @@ impl CachedFile {
         Ok(text)
     }
 
-    /// Records what the agent itself just wrote to `path`, so the next look needs no read.
+    /// Records what the agent itself just wrote to `path`. Without a fingerprint: a `stat` now
+    /// could already see a file that replaced the agent's, so the next look reads once more.
     pub fn wrote(&self, path: &Path, text: &str) {
-        self.remember(path, Fingerprint::of(path), text.into());
+        self.remember(path, None, text.into());
+    }
+
+    /// Forgets the text: the next look reads the file (the daemon calls it as each pass starts).
+    pub fn forget(&self) {
+        if let Ok(mut last) = self.0.lock() {
+            last.fingerprint = None;
+        }
     }
 
     /// How many times the file was actually read (for tests and the pass's accounting).
@@ -116,11 +132,31 @@ mod tests {
         std::fs::write(&path, "a=33\n").unwrap();
         assert_eq!(&*cache.read(&path).unwrap(), "a=33\n");
         assert_eq!(cache.reads(), 3);
-        // The agent's own write needs no read.
+        // After the agent's own write the next look reads once more (another write may have
+        // replaced it already), then the cache holds again.
         std::fs::write(&path, "b=4\n").unwrap();
         cache.wrote(&path, "b=4\n");
-        assert_eq!(&*cache.read(&path).unwrap(), "b=4\n");
-        assert_eq!(cache.reads(), 3);
+        std::fs::write(&path, "c=5\n").unwrap();
+        assert_eq!(&*cache.read(&path).unwrap(), "c=5\n");
+        assert_eq!(cache.reads(), 4);
+        assert_eq!(&*cache.read(&path).unwrap(), "c=5\n");
+        assert_eq!(cache.reads(), 4);
+        // Forgotten: read again.
+        cache.forget();
+        assert_eq!(&*cache.read(&path).unwrap(), "c=5\n");
+        assert_eq!(cache.reads(), 5);
+        // The same size and the modification time set back (`cp -p`): the change time differs.
+        let stamp = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, "c=6\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(stamp)
+            .unwrap();
+        assert_eq!(&*cache.read(&path).unwrap(), "c=6\n");
+        assert_eq!(cache.reads(), 6);
         // Gone: the read's error, and nothing stale kept.
         std::fs::remove_file(&path).unwrap();
         assert!(cache.read(&path).is_err());

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use crate::checks;
 use crate::ec2::InstanceTags;
-use crate::execute::Replan;
+use crate::execute::{Executed, Replan};
 use crate::lifecycle::Lifecycle;
 use crate::metadata::InstanceMetadata;
 use crate::model::{Agent, Error, PassReport};
@@ -34,7 +34,7 @@ use crate::nlb::{LoadBalancer, NlbError};
 use crate::plan::claim_candidates;
 use crate::plan::Context;
 use crate::plan::Observed;
-use crate::plan::{self, Step};
+use crate::plan::{self, ClaimOf, Step};
 use crate::properties::PropertiesError;
 
 impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
@@ -182,8 +182,8 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
         let mut changes = Vec::new();
         let mut races = Vec::new();
         let mut collisions = 0;
-        // Each NLB can fill up once and a claim can move once (the next plan has the claim).
-        for _ in 0..ctx.shards.len() + 2 {
+        // Each NLB can fill up once; a moved claim ends the loop.
+        for _ in 0..ctx.shards.len() + 1 {
             let mut observed = self.observe_excluding(ctx, &filled).await?;
             observed.lifecycle = std::mem::take(&mut observed.lifecycle).after(earlier);
             let steps = self.plan(ctx, &observed)?;
@@ -193,7 +193,15 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 self.preflight(ctx, &observed).await?;
             }
             let mut progress = Progress::from_observed(&observed);
-            let executed = self.execute(ctx, &observed, &steps, &mut progress).await?;
+            let mut executed = self.execute(ctx, &observed, &steps, &mut progress).await?;
+            if let Some(Replan::ClaimMoved { claimed, .. }) = executed.replan {
+                progress
+                    .races
+                    .extend(executed.replan.as_ref().map(Replan::to_string));
+                executed = self
+                    .file_again(ctx, &observed, claimed, executed, &mut progress)
+                    .await?;
+            }
             races.append(&mut progress.races);
             collisions += progress.collisions;
             let Some(replan) = executed.replan else {
@@ -215,6 +223,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                     );
                     filled.push(shard);
                 }
+                // Handled above: the file's step was planned and run again.
                 Replan::ClaimMoved { .. } => changes.extend(executed.done),
             }
         }
@@ -224,9 +233,36 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             code: "NoClaim".into(),
             message: format!(
                 "the pass planned {} times without settling (races: {})",
-                ctx.shards.len() + 2,
+                ctx.shards.len() + 1,
                 races.join("; ")
             ),
         }))
+    }
+
+    /// After a claim moved ([`Replan::ClaimMoved`]): the file's step planned again, purely, from
+    /// the same observation and the port claimed, and run with the same progress. The NLB is not
+    /// read again: ELBv2 is eventually consistent, and right after CreateListener its
+    /// DescribeListeners may not list the new listener yet, so a fresh observation could plan a
+    /// second claim. Returns the first plan's steps followed by the write, if one was needed.
+    async fn file_again(
+        &self,
+        ctx: &Context,
+        observed: &Observed,
+        claimed: u16,
+        first: Executed,
+        progress: &mut Progress,
+    ) -> Result<Executed, Error> {
+        let d = ctx.shard(observed.shard);
+        let step = plan::file_step(d, observed, claimed, ClaimOf::ThisPass)
+            .map_err(|e| Error::Properties(PropertiesError::from_edit(&d.properties_path, e)))?;
+        let again = self
+            .execute(ctx, observed, &Vec::from_iter(step), progress)
+            .await?;
+        let mut done = first.done;
+        done.extend(again.done);
+        Ok(Executed {
+            done,
+            replan: again.replan,
+        })
     }
 }
