@@ -168,12 +168,6 @@ impl std::fmt::Display for HostTemplate {
     }
 }
 
-/// Substitutes `{placeholder}`s in a template given as text (one not from the configuration,
-/// such as another broker's); an unknown or unterminated placeholder is an error.
-pub fn render_host(template: &str, values: &HostValues<'_>) -> Result<String, String> {
-    Ok(HostTemplate::parse(template)?.render(values))
-}
-
 /// RFC 1123 host name check (letters, digits, hyphens, dots; labels 1-63; total ≤ 253).
 pub fn is_hostname(host: &str) -> bool {
     !host.is_empty()
@@ -203,16 +197,16 @@ mod tests {
             shard: 2,
         };
         assert_eq!(
-            render_host(
-                "{cluster}-{broker_id}.{az_id}.{az}.{region}.{instance_id}.s{shard}",
-                &values
+            HostTemplate::parse(
+                "{cluster}-{broker_id}.{az_id}.{az}.{region}.{instance_id}.s{shard}"
             )
-            .unwrap(),
+            .unwrap()
+            .render(&values),
             "orders-7.use1-az1.us-east-1b.us-east-1.i-1.s2"
         );
-        assert!(render_host("a}b", &values).is_err());
-        assert!(render_host("a{b", &values).is_err());
-        assert!(render_host("a{zone}", &values).is_err());
+        assert!(HostTemplate::parse("a}b").is_err());
+        assert!(HostTemplate::parse("a{b").is_err());
+        assert!(HostTemplate::parse("a{zone}").is_err());
         let t = HostTemplate::parse("{broker_id}").unwrap();
         assert_eq!(t.render(&values), "7");
         assert!(t.uses(Placeholder::BrokerId) && !t.uses(Placeholder::Shard));

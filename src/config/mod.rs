@@ -21,7 +21,7 @@ mod values;
 
 use error::parse_error;
 pub use error::ConfigError;
-pub use host::{is_hostname, render_host, HostTemplate, HostValues, Placeholder, PLACEHOLDERS};
+pub use host::{is_hostname, HostTemplate, HostValues, Placeholder, PLACEHOLDERS};
 pub use nlb::{LoadBalancers, NlbConfig, Shard};
 pub use restart::{RestartConfig, RestartMode, NLB_DEFAULT_HEALTHY_AFTER};
 pub use sections::{AwsConfig, BrokerConfig, DaemonConfig, ListenerConfig};

@@ -95,7 +95,7 @@ impl CachedFile {
         }
     }
 
-    /// How many times the file was actually read (for tests and the pass's accounting).
+    /// How many times the file was actually read (what the tests of "read once" count).
     pub fn reads(&self) -> u64 {
         self.0.lock().map(|l| l.reads).unwrap_or(0)
     }

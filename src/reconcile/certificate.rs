@@ -27,7 +27,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
             properties: &props,
             listener: &self.config.listener.name,
             default_protocol: self.config.listener.security_protocol.as_str(),
-            hosts: self.certificate_hosts(ctx)?,
+            hosts: self.certificate_hosts(ctx),
             now: crate::clock::unix_now() as i64,
         })
         .map_err(Error::Certificate)?;
@@ -43,7 +43,7 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
 
     /// The names clients dial: the advertised host on each NLB, then `listener.bootstrap_host`
     /// rendered for each NLB; each once.
-    fn certificate_hosts(&self, ctx: &Context) -> Result<Vec<String>, Error> {
+    fn certificate_hosts(&self, ctx: &Context) -> Vec<String> {
         let mut hosts: Vec<String> = Vec::new();
         let mut add = |host: String| {
             if !hosts.contains(&host) {
@@ -67,6 +67,6 @@ impl<M: InstanceMetadata, L: LoadBalancer, T: InstanceTags> Agent<M, L, T> {
                 add(template.render(&values));
             }
         }
-        Ok(hosts)
+        hosts
     }
 }
