@@ -225,13 +225,18 @@ impl CallCounter {
     /// 10 s deadline could otherwise end after 2 s). `None` once less than [`LAST_TRY_FLOOR`]
     /// is left: give up.
     fn wait_before_retry(&self, delay: Duration, call_started: Instant) -> Option<Duration> {
-        if self.may_wait(delay, call_started) {
-            return Some(delay);
-        }
+        // The floor first: a short back-off that still fits must not buy one more try either.
         let left = self
             .end(call_started)
             .saturating_duration_since(Instant::now());
-        (left >= LAST_TRY_FLOOR).then_some(left)
+        if left < LAST_TRY_FLOOR {
+            return None;
+        }
+        Some(if self.may_wait(delay, call_started) {
+            delay
+        } else {
+            left
+        })
     }
 
     /// Sleeps before attempt `attempt` of something that is not an AWS error, such as a read
