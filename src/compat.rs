@@ -131,11 +131,16 @@ mod tests {
             "a.very_long.cluster-name-that-goes-on",
             "x__y",
             "-lead",
+            "trail-",
             "é",
         ] {
             let name = legacy_dedicated_group_name(cluster, i32::MAX);
             assert!(name.len() <= MAX_TARGET_GROUP_NAME, "{name}");
             assert!(!name.contains("--"), "{name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                "{name}"
+            );
             assert_eq!(broker_id_from_group(cluster, LB, &name), Some(i32::MAX));
         }
         // This release's names are still recognized; others are not.

@@ -286,14 +286,9 @@ async fn a_deleted_listener_is_restored_on_the_port_the_file_advertises() {
     assert_eq!(props(&a), text, "file untouched: clients keep the address");
 }
 
-#[tokio::test]
-async fn another_host_taking_the_planned_port_is_resolved_and_reported() {
-    let b = Bench::new();
-    let a = b.host(3);
-    let ctx = a.context().await.unwrap();
-    let observed = a.observe(&ctx).await.unwrap();
-    let planned = a.plan(&ctx, &observed).unwrap();
-    // Between the plan and the claim, another host takes 10004.
+/// Another host's claim on 10004 appears just before this agent's next CreateListener (the
+/// bootstrap's, which runs first, so the claim finds 10004 taken).
+fn another_host_takes_10004_first(b: &Bench) {
     let lb = b.lb_arn.clone();
     b.nlb.before_next_create_listener(move |s| {
         let tg = s.add_group(
@@ -303,7 +298,17 @@ async fn another_host_taking_the_planned_port_is_resolved_and_reported() {
         );
         s.add_listener(&lb, 10004, &tg, &[]);
     });
-    // The bootstrap is created first (its CreateListener runs the hook): give it its own.
+}
+
+#[tokio::test]
+async fn another_host_taking_the_planned_port_is_resolved_and_reported() {
+    let b = Bench::new();
+    let a = b.host(3);
+    let ctx = a.context().await.unwrap();
+    let observed = a.observe(&ctx).await.unwrap();
+    let planned = a.plan(&ctx, &observed).unwrap();
+    // Between the plan and the claim, another host takes 10004.
+    another_host_takes_10004_first(&b);
     let mut progress = Progress::from_observed(&observed);
     let executed = a
         .execute(&ctx, &observed, &planned, &mut progress)
@@ -367,15 +372,7 @@ async fn a_claim_moved_off_the_port_the_file_advertises_is_planned_again() {
             .any(|s| matches!(s, Step::WriteProperties { .. })),
         "{planned:?}"
     );
-    let lb = b.lb_arn.clone();
-    b.nlb.before_next_create_listener(move |s| {
-        let tg = s.add_group(
-            "kp-orders-x-b9",
-            "traffic-port",
-            &[("kplink:cluster", "orders")],
-        );
-        s.add_listener(&lb, 10004, &tg, &[]);
-    });
+    another_host_takes_10004_first(&b);
     let report = a.pass(&ctx).await.unwrap();
     assert_ne!(report.port, 10004);
     let writes: Vec<_> = report

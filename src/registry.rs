@@ -248,22 +248,7 @@ mod tests {
             bootstrap_group_name("orders", LB),
             bootstrap_group_name("orders", LB2)
         );
-        // 0.1 names.
-        let cases: &[(&str, i32, &str)] = &[
-            ("orders", 3, "kp-orders-b3"),
-            ("Orders", 3, "kp-orders-b3"),
-            (
-                "payments-prod-eu",
-                2147483647,
-                "kp-payments-prod-eu-b2147483647",
-            ),
-        ];
-        for (cluster, id, dedicated) in cases {
-            assert_eq!(
-                crate::compat::legacy_dedicated_group_name(cluster, *id),
-                *dedicated
-            );
-        }
+        // 0.1 names: `crate::compat`'s tests.
         for cluster in [
             "a.very_long.cluster-name-that-goes-on",
             "x__y",
@@ -273,7 +258,6 @@ mod tests {
         ] {
             for name in [
                 dedicated_group_name(cluster, LB, i32::MAX),
-                crate::compat::legacy_dedicated_group_name(cluster, i32::MAX),
                 bootstrap_group_name(cluster, LB),
             ] {
                 assert!(name.len() <= MAX_TARGET_GROUP_NAME, "{name}");
